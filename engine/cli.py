@@ -1,0 +1,53 @@
+"""The ``kurative`` command line: one subcommand per module of :mod:`engine.commands`.
+
+Subcommands register themselves (``register(subparsers)``), so that adding a command touches only its
+own module. Our own errors print as one line on stderr; only a bug prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+import engine
+import engine.commands
+from engine.commands import EXIT_FAILURE, EXIT_USAGE
+from engine.errors import KurativeError, UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kurative",
+        description="Turns Prometheus alerts into safe, audited remediation on Kubernetes.",
+    )
+    parser.add_argument("--version", action="version", version=f"kurative {engine.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(engine.commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"engine.commands.{info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except UsageError as exc:
+        print(f"kurative {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KurativeError as exc:
+        print(f"kurative {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

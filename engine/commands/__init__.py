@@ -1,0 +1,11 @@
+"""Subcommands of the ``kurative`` CLI, one module each, each exposing ``register(subparsers)``.
+
+A command module parses its arguments, calls into the engine and turns the outcome into output and a
+named exit code; it holds no logic of its own that another entry point (the daemon) would need.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the command ran and found errors (lint errors, failed tests, journal unreachable)
+EXIT_USAGE = 2  # the command line or an input file was not usable

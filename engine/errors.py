@@ -1,0 +1,90 @@
+"""The one error tree of kurative.
+
+Every error the engine raises on purpose derives from :class:`KurativeError`, so that the CLI and the
+daemon can tell our own, explained failures (printed as one clear line) from bugs (logged with a
+traceback). Subtrees group errors by who can act on them: the playbook author, the operator of the
+journal, or the runner deciding whether to retry an action.
+"""
+
+from __future__ import annotations
+
+
+class KurativeError(Exception):
+    """Root of every error kurative raises deliberately."""
+
+
+class UsageError(KurativeError):
+    """The command line or a config value is wrong; the CLI exits with status 2."""
+
+
+class ConfigError(KurativeError):
+    """The daemon configuration file is invalid."""
+
+
+class PlaybookError(KurativeError):
+    """A playbook cannot be loaded or compiled; carries positioned diagnostics."""
+
+    def __init__(self, message: str, diagnostics: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.diagnostics = diagnostics
+
+
+class AlertError(KurativeError):
+    """An incoming alert payload is malformed."""
+
+
+class ExpressionError(KurativeError):
+    """A JMESPath expression or a template does not compile or cannot be evaluated."""
+
+
+class TemplateRenderError(ExpressionError):
+    """A template failed while rendering a step's params at run time."""
+
+
+class JournalError(KurativeError):
+    """The journal refused or failed an operation."""
+
+
+class JournalUnavailable(JournalError):
+    """The journal database cannot be reached; ingress answers 503 so that senders retry."""
+
+
+class SchemaVersionError(JournalError):
+    """The journal's schema is newer than this build knows, or not migrated yet."""
+
+
+class ActionError(KurativeError):
+    """An action failed. Subclasses say whether retrying can help."""
+
+    temporary: bool = False
+
+
+class PermanentActionError(ActionError):
+    """Retrying will not help: the object is invalid, forbidden, or the request makes no sense."""
+
+
+class TemporaryActionError(ActionError):
+    """Retrying after a delay may help (conflict, throttling, server error, timeout)."""
+
+    temporary = True
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ActionNotImplemented(PermanentActionError):
+    """The action is declared in the catalogue but this build has no implementation for it."""
+
+
+class GuardRefused(PermanentActionError):
+    """A safety guard (protected namespace, scale bounds, caps) refused the action."""
+
+
+class BreakerOpen(KurativeError):
+    """A circuit breaker is open: fail fast, wait for its reset timeout, not a failed remediation."""
+
+    def __init__(self, target: str, retry_after: float) -> None:
+        super().__init__(f"circuit breaker for {target} is open; retrying in {retry_after:.1f}s")
+        self.target = target
+        self.retry_after = retry_after

@@ -1,0 +1,1 @@
+"""Playbooks: loading YAML with positions, schema validation, and the immutable models."""
