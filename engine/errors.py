@@ -53,6 +53,22 @@ class SchemaVersionError(JournalError):
     """The journal's schema is newer than this build knows, or not migrated yet."""
 
 
+class JournalConflict(JournalError):
+    """The operation does not fit the record's current state (not awaiting approval, finished twice)."""
+
+
+class LeaseLost(JournalConflict):
+    """This worker no longer holds the execution's lease: another replica took it over; stop working."""
+
+
+class ExecutionNotFound(JournalError):
+    """No execution (or alert) with that id is in the journal."""
+
+
+class RecordRejected(JournalError):
+    """A record was refused before reaching the database (too large, not JSON); nothing was written."""
+
+
 class ActionError(KurativeError):
     """An action failed. Subclasses say whether retrying can help."""
 
