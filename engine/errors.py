@@ -89,6 +89,14 @@ class TemporaryActionError(ActionError):
         self.retry_after = retry_after
 
 
+class ObjectNotFound(PermanentActionError):
+    """The object an action targets does not exist (HTTP 404 from the Kubernetes API)."""
+
+
+class ObjectConflict(TemporaryActionError):
+    """A write lost a race (HTTP 409: stale resourceVersion, uid precondition or already exists)."""
+
+
 class ActionNotImplemented(PermanentActionError):
     """The action is declared in the catalogue but this build has no implementation for it."""
 

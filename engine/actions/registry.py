@@ -11,7 +11,7 @@ from engine.actions.base import ActionFunc, ActionSpec
 from engine.errors import KurativeError
 
 # Family modules, imported once on first use so that declarations and implementations live together.
-_FAMILIES = ("engine.actions.generic",)
+_FAMILIES = ("engine.actions.generic", "engine.actions.kubernetes")
 
 _SPECS: dict[str, ActionSpec] = {}
 _loaded = False

@@ -1,0 +1,191 @@
+"""What every Kubernetes action shares: param schemas, guards, the cluster client seam and stamps.
+
+Actions do not import the adapter (the layers contract keeps ``engine.actions`` and
+``engine.adapters`` independent); they talk to whatever ``ctx.services["kubernetes"]`` holds through
+the small :class:`KubeClient` protocol, which :mod:`engine.adapters.kubernetes` implements. Guards
+(protected namespaces, scale bounds, resource caps) are enforced here, in the action, so that a
+playbook that slipped past lint still cannot touch ``kube-system``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from engine.actions.base import ActionContext, RbacRule
+from engine.actions.schema import JSON, string
+from engine.errors import GuardRefused, PermanentActionError
+
+STAMP_ANNOTATION = "kurative/step"
+# Where kubectl keeps the revision of a Deployment's ReplicaSets (`kubectl rollout undo` reads it).
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+# --- param schemas -------------------------------------------------------------------------------
+# Names are not constrained by a `pattern` in the schema: params are often templates such as
+# "${labels.pod}", which lint accepts in place of any value; the action checks the rendered name.
+
+
+def namespace_param() -> JSON:
+    return string("namespace of the object (a DNS-1123 label)", maxLength=63)
+
+
+def name_param(what: str) -> JSON:
+    return string(f"name of the {what} (a DNS-1123 subdomain)", maxLength=253)
+
+
+def node_param() -> JSON:
+    return string("name of the node", maxLength=253)
+
+
+def kind_param(kinds: tuple[str, ...], description: str = "kind of the workload") -> JSON:
+    return {"type": "string", "enum": list(kinds), "description": description}
+
+
+def object_output() -> JSON:
+    return {"type": "object", "description": "the object as the API server returned it"}
+
+
+# --- RBAC helpers ----------------------------------------------------------------------------------
+
+
+def rule(group: str, resources: str | tuple[str, ...], verbs: str, *, cluster: bool = False) -> RbacRule:
+    names = (resources,) if isinstance(resources, str) else resources
+    return RbacRule((group,), names, tuple(verbs.split()), cluster_scoped=cluster)
+
+
+# --- the client seam -------------------------------------------------------------------------------
+
+
+class KubeClient(Protocol):
+    """One cluster's API, as JSON; errors arrive already mapped to :mod:`engine.errors`.
+
+    404 raises :class:`~engine.errors.ObjectNotFound`, 409 :class:`~engine.errors.ObjectConflict`;
+    the rest are permanent or temporary action errors (429 and 5xx carry ``retry_after``).
+    """
+
+    @property
+    def cluster(self) -> str: ...
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Any: ...
+
+    async def read_text(self, path: str, *, query: Mapping[str, Any] | None = None) -> str: ...
+
+    async def resource_path(
+        self, group: str, versions: tuple[str, ...], resource: str
+    ) -> tuple[str, str]: ...
+
+
+class KubeClients(Protocol):
+    """Clients by cluster name; ``None`` is the default cluster (current context or in-cluster)."""
+
+    def client(self, cluster: str | None) -> KubeClient: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KubeGuards:
+    """Safety limits enforced by the actions themselves (``ctx.services["kubernetes_guards"]``)."""
+
+    protected_namespaces: tuple[str, ...] = ("kube-system",)
+    """Namespaces no mutating action may touch; reading is still allowed."""
+    max_replicas: int = 100
+    """Hard ceiling for ``scale`` and ``patch_hpa`` whatever the playbook says."""
+    max_cpu_millicores: int = 16_000
+    """Highest CPU request or limit ``set_resources`` may set."""
+    max_memory_bytes: int = 64 * 1024**3
+    """Highest memory request or limit ``set_resources`` may set."""
+    max_pvc_bytes: int = 4 * 1024**4
+    """Largest size ``expand_pvc`` may request."""
+
+
+def client_for(ctx: ActionContext) -> KubeClient:
+    clients = ctx.services.get("kubernetes")
+    if clients is None:
+        raise PermanentActionError(
+            "no Kubernetes client is configured: the daemon must be given a kubeconfig or run in-cluster"
+        )
+    client: KubeClient = clients.client(ctx.cluster)
+    return client
+
+
+def guards_for(ctx: ActionContext) -> KubeGuards:
+    guards = ctx.services.get("kubernetes_guards")
+    return guards if isinstance(guards, KubeGuards) else KubeGuards()
+
+
+def check_name(value: Any, what: str, *, label: bool = False) -> str:
+    """The rendered name, or a clear permanent error for an empty, non-string or malformed one."""
+    if not isinstance(value, str) or not value:
+        raise PermanentActionError(f"{what} must be a non-empty string, got {value!r}")
+    pattern = _DNS_LABEL if label else _DNS_SUBDOMAIN
+    limit = 63 if label else 253
+    if len(value) > limit or not pattern.match(value):
+        kind, chars = ("DNS-1123 label", "'-'") if label else ("DNS-1123 subdomain", "'-', '.'")
+        raise PermanentActionError(
+            f"{what} {value!r} is not a valid {kind}: use lower-case letters, digits and {chars}, "
+            f"starting and ending with a letter or digit, at most {limit} characters"
+        )
+    return value
+
+
+def check_namespace(ctx: ActionContext, value: Any, *, mutating: bool = True) -> str:
+    namespace = check_name(value, "namespace", label=True)
+    if mutating and namespace in guards_for(ctx).protected_namespaces:
+        raise GuardRefused(
+            f"namespace {namespace} is protected: kurative does not change objects in it "
+            "(configure protected namespaces in the daemon settings)"
+        )
+    return namespace
+
+
+def dry_run_query(ctx: ActionContext) -> dict[str, str]:
+    return {"dryRun": "All"} if ctx.dry_run else {}
+
+
+def stamp(ctx: ActionContext) -> dict[str, str]:
+    """The annotation a stamped mutation writes, so that a repeat can see that it took effect."""
+    return {STAMP_ANNOTATION: ctx.idempotency_key}
+
+
+def stamped(obj: Mapping[str, Any], ctx: ActionContext) -> bool:
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(STAMP_ANNOTATION) == ctx.idempotency_key)
+
+
+# --- "did this step already take effect?" ----------------------------------------------------------
+
+
+class Effect(enum.StrEnum):
+    """Answer of a check hook, for crash recovery of a step recorded as started but not finished."""
+
+    DONE = "done"  # the step took effect: record it as finished without running it again
+    NOT_DONE = "not_done"  # nothing happened: running it (again) is safe
+    UNKNOWN = "unknown"  # cannot tell: recovery parks the execution for review
+
+
+CheckFunc = Callable[[ActionContext, Mapping[str, Any]], Awaitable[Effect]]
+CHECKS: dict[str, CheckFunc] = {}
+
+
+def check(name: str) -> Callable[[CheckFunc], CheckFunc]:
+    """Register the check hook of an action (its companion to the declaration)."""
+
+    def attach(func: CheckFunc) -> CheckFunc:
+        CHECKS[name] = func
+        return func
+
+    return attach

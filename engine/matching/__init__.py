@@ -1,0 +1,1 @@
+"""Matching: JMESPath expressions, templates, and the index that picks the playbooks an alert starts."""
