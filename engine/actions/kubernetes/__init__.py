@@ -24,7 +24,14 @@ from engine.actions.kubernetes import (  # noqa: F401  (importing declares the a
     storage,
     workloads,
 )
-from engine.actions.kubernetes._common import CHECKS, STAMP_ANNOTATION, Effect, KubeClient, KubeClients, KubeGuards
+from engine.actions.kubernetes._common import (
+    CHECKS,
+    STAMP_ANNOTATION,
+    Effect,
+    KubeClient,
+    KubeClients,
+    KubeGuards,
+)
 
 __all__ = ["STAMP_ANNOTATION", "Effect", "KubeClient", "KubeClients", "KubeGuards", "check_effect"]
 

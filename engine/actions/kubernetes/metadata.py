@@ -6,7 +6,7 @@ from engine.actions.base import ActionSpec, RepeatSafety, Risk
 from engine.actions.kubernetes._common import kind_param, name_param, namespace_param
 from engine.actions.kubernetes._kinds import KIND_NAMES, rules_for
 from engine.actions.registry import declare
-from engine.actions.schema import boolean, obj
+from engine.actions.schema import JSON, boolean, obj
 
 _VALUES = {
     "type": "object",
@@ -16,7 +16,7 @@ _VALUES = {
 }
 
 
-def _params(what: str) -> dict[str, object]:
+def _params(what: str) -> JSON:
     return obj(
         {
             "namespace": namespace_param(),
@@ -28,11 +28,11 @@ def _params(what: str) -> dict[str, object]:
     )
 
 
-for _what in ("labels", "annotations"):
+for _action, _what in (("label", "labels"), ("annotate", "annotations")):
     declare(
         ActionSpec(
-            name=f"kubernetes.{'label' if _what == 'labels' else 'annotate'}",
-            summary=f"Set or remove {_what} on an object (`kubectl {_what[:-1] if _what == 'labels' else 'annotate'}`).",
+            name=f"kubernetes.{_action}",
+            summary=f"Set or remove {_what} on any supported object (`kubectl {_action}`).",
             params=_params(_what),
             output=obj(
                 {

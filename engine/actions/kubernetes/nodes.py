@@ -29,7 +29,9 @@ declare(
         name="kubernetes.uncordon",
         summary="Mark a node schedulable again (`kubectl uncordon`).",
         params=obj({"node": node_param()}, ("node",)),
-        output=obj({"node": string("node name"), "changed": boolean("false when it was already schedulable")}),
+        output=obj(
+            {"node": string("node name"), "changed": boolean("false when it was already schedulable")}
+        ),
         risk=Risk.LOW,
         repeat_safety=RepeatSafety.IDEMPOTENT,
         dry_run=True,
@@ -45,8 +47,12 @@ declare(
             {
                 "node": node_param(),
                 "timeout": duration("give up (and report what is left) after this long", "5m"),
-                "grace_period": integer("seconds each pod gets to shut down (default: the pod's own)", minimum=0),
-                "delete_emptydir_data": boolean("evict pods that use emptyDir volumes (their data is lost)", False),
+                "grace_period": integer(
+                    "seconds each pod gets to shut down (default: the pod's own)", minimum=0
+                ),
+                "delete_emptydir_data": boolean(
+                    "evict pods that use emptyDir volumes (their data is lost)", False
+                ),
                 "force": boolean("also evict pods that no controller will recreate", False),
             },
             ("node",),
@@ -54,9 +60,21 @@ declare(
         output=obj(
             {
                 "node": string("node name"),
-                "evicted": {"type": "array", "items": {"type": "string"}, "description": "namespace/pod evicted"},
-                "skipped": {"type": "array", "items": {"type": "string"}, "description": "DaemonSet and mirror pods"},
-                "remaining": {"type": "array", "items": {"type": "string"}, "description": "pods still there"},
+                "evicted": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "namespace/pod evicted",
+                },
+                "skipped": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "DaemonSet and mirror pods",
+                },
+                "remaining": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "pods still there",
+                },
                 "complete": boolean("true when nothing evictable remains"),
             }
         ),
@@ -84,7 +102,9 @@ declare(
             },
             ("node", "key"),
         ),
-        output=obj({"node": string("node name"), "taints": _TAINTS, "changed": boolean("whether it changed")}),
+        output=obj(
+            {"node": string("node name"), "taints": _TAINTS, "changed": boolean("whether it changed")}
+        ),
         risk=Risk.MEDIUM,
         repeat_safety=RepeatSafety.IDEMPOTENT,
         dry_run=True,
@@ -97,10 +117,16 @@ declare(
         name="kubernetes.untaint",
         summary="Remove a taint (by key, optionally only one effect) from a node.",
         params=obj(
-            {"node": node_param(), "key": string("taint key"), "effect": enum("only this effect", TAINT_EFFECTS)},
+            {
+                "node": node_param(),
+                "key": string("taint key"),
+                "effect": enum("only this effect", TAINT_EFFECTS),
+            },
             ("node", "key"),
         ),
-        output=obj({"node": string("node name"), "taints": _TAINTS, "changed": boolean("whether it changed")}),
+        output=obj(
+            {"node": string("node name"), "taints": _TAINTS, "changed": boolean("whether it changed")}
+        ),
         risk=Risk.LOW,
         repeat_safety=RepeatSafety.IDEMPOTENT,
         dry_run=True,

@@ -17,7 +17,9 @@ declare(
             {
                 "namespace": namespace_param(),
                 "pod": name_param("pod"),
-                "grace_period": integer("seconds the pod gets to shut down (default: the pod's own)", minimum=0),
+                "grace_period": integer(
+                    "seconds the pod gets to shut down (default: the pod's own)", minimum=0
+                ),
             },
             ("namespace", "pod"),
         ),
@@ -37,7 +39,9 @@ declare(
             {
                 "namespace": namespace_param(),
                 "pod": name_param("pod"),
-                "grace_period": integer("seconds the pod gets to shut down (default: the pod's own)", minimum=0),
+                "grace_period": integer(
+                    "seconds the pod gets to shut down (default: the pod's own)", minimum=0
+                ),
             },
             ("namespace", "pod"),
         ),

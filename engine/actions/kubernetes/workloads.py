@@ -24,7 +24,7 @@ _RESOURCE_LIST = {
 declare(
     ActionSpec(
         name="kubernetes.resolve_owner",
-        summary="Follow a pod's controller owners up to its workload (ReplicaSet -> Deployment, Job -> CronJob).",
+        summary="Follow a pod's controllers up to its workload (ReplicaSet -> Deployment, Job -> CronJob).",
         params=obj({"namespace": namespace_param(), "pod": name_param("pod")}, ("namespace", "pod")),
         output=obj(
             {
@@ -104,7 +104,7 @@ declare(
 declare(
     ActionSpec(
         name="kubernetes.rollback_deployment",
-        summary="Roll a Deployment back to a previous ReplicaSet revision's template (`kubectl rollout undo`).",
+        summary="Roll a Deployment back to an earlier ReplicaSet's template (`kubectl rollout undo`).",
         params=obj(
             {
                 "namespace": namespace_param(),
