@@ -1,0 +1,1 @@
+"""Adapters to the systems kurative acts on: Kubernetes API servers, HTTP hosts, Prometheus."""
