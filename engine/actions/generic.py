@@ -55,7 +55,7 @@ declare(
         params=obj(
             {
                 "query": string("PromQL expression"),
-                "expect": string("JMESPath over the result that must be true (e.g. \"length(@) == `0`\")"),
+                "expect": string('JMESPath over the result that must be true (e.g. "length(@) == `0`")'),
                 "url": secret_or_string("Prometheus base URL (default: from the daemon config)"),
                 "timeout": duration("query timeout", "10s"),
             },

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import jmespath
 import jmespath.exceptions
@@ -42,8 +42,7 @@ class Expression:
 
     @property
     def ast(self) -> dict[str, Any]:
-        tree: dict[str, Any] = self.parsed.parsed
-        return tree
+        return cast(dict[str, Any], self.parsed.parsed)
 
 
 _HYPHENATED = re.compile(r"(?<![\"'`\w])([A-Za-z_][\w]*\.)+[A-Za-z_]\w*[-/][\w-]+")
@@ -51,7 +50,7 @@ _HYPHENATED = re.compile(r"(?<![\"'`\w])([A-Za-z_][\w]*\.)+[A-Za-z_]\w*[-/][\w-]
 
 def _hint_for(source: str, token: str, offset: int) -> str:
     if token in {"-", "/"} or _HYPHENATED.search(source):
-        return 'quote label names that contain \'-\' or \'/\': labels."app-name"'
+        return "quote label names that contain '-' or '/': labels.\"app-name\""
     if token in {"and", "or", "not"}:
         return "use JMESPath operators: ==, !=, &&, ||, !"
     if token == "=":
@@ -59,7 +58,7 @@ def _hint_for(source: str, token: str, offset: int) -> str:
     if '"' in source and "'" not in source:
         return "string literals use single quotes ('critical'); double quotes name fields"
     if "`" in token:
-        return "JSON literals go between backticks and must be valid JSON: `1`, `\"x\"`, `[1, 2]`"
+        return 'JSON literals go between backticks and must be valid JSON: `1`, `"x"`, `[1, 2]`'
     return "see https://jmespath.org/specification.html for the grammar"
 
 
@@ -77,10 +76,16 @@ def compile_expression(source: str) -> Expression:
         ) from None
     except jmespath.exceptions.ParseError as exc:
         offset = int(exc.lex_position or 0)
+        if exc.token_type in {None, "eof"}:
+            raise ExpressionSyntaxError(
+                "unexpected end of expression",
+                source,
+                min(offset, len(source)),
+                "the expression stops too early: close every (, [ and { and complete the last operator",
+            ) from None
         token = str(exc.token_value)
-        what = "end of expression" if exc.token_type == "eof" else f"token {token!r}"
         raise ExpressionSyntaxError(
-            f"unexpected {what}", source, offset, _hint_for(source, token, offset)
+            f"unexpected token {token!r}", source, offset, _hint_for(source, token, offset)
         ) from None
     except Exception as exc:  # jmespath raises a few bare errors on odd input
         raise ExpressionSyntaxError(f"invalid expression: {exc}", source, 0, "") from None
@@ -117,7 +122,7 @@ def leading_fields(node: Mapping[str, Any]) -> tuple[str, ...]:
             for child in children:
                 part = field_chain(child)
                 if part is None:
-                    return out + leading_fields(child) if not out else out
+                    return out or leading_fields(child)
                 out += part
             return out
         return leading_fields(children[0])

@@ -121,7 +121,9 @@ def parse_template(text: str) -> Template:
             end = _scan_expression_end(text, i + 2)
             source = text[i + 2 : end]
             if not source.strip():
-                raise TemplateSyntaxError("empty ${} placeholder", text, i, "put a JMESPath expression inside")
+                raise TemplateSyntaxError(
+                    "empty ${} placeholder", text, i, "put a JMESPath expression inside"
+                )
             try:
                 expression = compile_expression(source)
             except ExpressionSyntaxError as exc:

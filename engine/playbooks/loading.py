@@ -94,7 +94,9 @@ def load_playbooks(paths: Sequence[str | Path]) -> LoadResult:
             raw = file.read_bytes()
         except OSError as exc:
             result.diagnostics.append(
-                Diagnostic.make(str(file), 0, 0, "E001", f"cannot read file: {exc.strerror}", "check permissions")
+                Diagnostic.make(
+                    str(file), 0, 0, "E001", f"cannot read file: {exc.strerror}", "check permissions"
+                )
             )
             continue
         loaded = load_bytes(str(file), raw)

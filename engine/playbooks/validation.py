@@ -81,7 +81,10 @@ def _leaf(error: ValidationError) -> ValidationError:
         deeper = best_match(error.context)
         if deeper is None or (deeper.validator == "type" and len({e.validator for e in error.context}) > 1):
             break
-        if list(deeper.absolute_path) == list(error.absolute_path) and deeper.validator in {"type", "required"}:
+        if list(deeper.absolute_path) == list(error.absolute_path) and deeper.validator in {
+            "type",
+            "required",
+        }:
             break
         error = deeper
     return error
@@ -92,7 +95,9 @@ def schema_diagnostics(doc: Document, schema_name: str = "playbook") -> list[Dia
     found: dict[tuple[int, int, str, str], Diagnostic] = {}
     for top in _validator(schema_name).iter_errors(doc.data):
         for diagnostic in _explain(doc, _leaf(top), top):
-            found.setdefault((diagnostic.line, diagnostic.column, diagnostic.code, diagnostic.message), diagnostic)
+            found.setdefault(
+                (diagnostic.line, diagnostic.column, diagnostic.code, diagnostic.message), diagnostic
+            )
     return sorted(found.values())
 
 
@@ -104,12 +109,18 @@ def _explain(doc: Document, error: ValidationError, top: ValidationError) -> lis
     schema = error.schema if isinstance(error.schema, Mapping) else {}
 
     def make(code: str, message: str, hint: str = "", at: tuple[int, int] | None = None) -> Diagnostic:
-        l, c = at or (line, column)
-        return Diagnostic.make(doc.path, l, c, code, message, hint)
+        at_line, at_column = at or (line, column)
+        return Diagnostic.make(doc.path, at_line, at_column, code, message, hint)
 
     if path[:1] in {("apiVersion",), ("kind",)} and validator in {"const", "type"}:
         expected = API_VERSION if path[0] == "apiVersion" else KIND
-        return [make("E107", f"{path[0]} must be {expected!r}, not {error.instance!r}", f"write {path[0]}: {expected}")]
+        return [
+            make(
+                "E107",
+                f"{path[0]} must be {expected!r}, not {error.instance!r}",
+                f"write {path[0]}: {expected}",
+            )
+        ]
     if path == ("metadata", "version"):
         return [
             make(
@@ -120,7 +131,8 @@ def _explain(doc: Document, error: ValidationError, top: ValidationError) -> lis
         ]
     if validator == "additionalProperties":
         known = sorted(schema.get("properties", {}))
-        extras = [k for k in error.instance if k not in schema.get("properties", {})]
+        instance: Any = error.instance
+        extras = [k for k in instance if k not in schema.get("properties", {})]
         out = []
         for key in extras:
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
@@ -158,10 +170,16 @@ def _explain(doc: Document, error: ValidationError, top: ValidationError) -> lis
             )
         ]
     if validator == "type":
-        expected = schema.get("type")
-        names = [expected] if isinstance(expected, str) else list(expected or [])
+        declared = schema.get("type")
+        names = [declared] if isinstance(declared, str) else list(declared or [])
         wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
-        return [make("E103", f"{where} must be {wanted}, not {_describe(error.instance)}", _type_hint(names, error.instance))]
+        return [
+            make(
+                "E103",
+                f"{where} must be {wanted}, not {_describe(error.instance)}",
+                _type_hint(names, error.instance),
+            )
+        ]
     if validator in {"enum", "const"}:
         allowed = schema.get("enum") or [schema.get("const")]
         return [

@@ -26,6 +26,7 @@ from ruamel.yaml.events import (
     NodeEvent,
     ScalarEvent,
 )
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from engine.diagnostics import Diagnostic
 
@@ -87,14 +88,20 @@ def _decode(path: str, raw: bytes) -> tuple[str | None, Diagnostic | None]:
     nul = raw.find(b"\x00")
     if nul >= 0:
         line = raw.count(b"\n", 0, nul) + 1
-        return None, _diag(path, line, 1, "E001", "binary file (contains a NUL byte)", "playbooks are UTF-8 text")
+        return None, _diag(
+            path, line, 1, "E001", "binary file (contains a NUL byte)", "playbooks are UTF-8 text"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         return None, _diag(
-            path, line, column, "E001", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded",
+            path,
+            line,
+            column,
+            "E001",
+            f"not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded",
             "save the file as UTF-8",
         )
     return text.removeprefix("\ufeff"), None
@@ -106,7 +113,9 @@ def _marked(path: str, exc: MarkedYAMLError) -> Diagnostic:
     problem = (exc.problem or exc.context or "invalid YAML").strip()
     if isinstance(exc, DuplicateKeyError):
         key = problem.split('"')[1] if '"' in problem else problem
-        return _diag(path, line, column, "E003", f"duplicate key {key!r}", "each key may appear once per mapping")
+        return _diag(
+            path, line, column, "E003", f"duplicate key {key!r}", "each key may appear once per mapping"
+        )
     if "'\\t'" in problem or "\t" in problem:
         return _diag(path, line, column, "E004", "tab character in indentation", "indent YAML with spaces")
     context = f" ({exc.context.strip()})" if exc.context and exc.problem else ""
@@ -141,7 +150,11 @@ def _precheck(path: str, yaml: YAML, text: str) -> Diagnostic | None:
             tag_text = str(getattr(tag, "value", tag)) if tag is not None else None
             if tag_text and tag_text not in _CORE_TAGS and tag_text != "!":
                 return _diag(
-                    path, line, column, "E009", f"unsupported YAML tag {tag_text}",
+                    path,
+                    line,
+                    column,
+                    "E009",
+                    f"unsupported YAML tag {tag_text}",
                     "playbooks are plain YAML: remove the tag",
                 )
         size = 0
@@ -155,7 +168,11 @@ def _precheck(path: str, yaml: YAML, text: str) -> Diagnostic | None:
             depth += 1
             if depth > MAX_DEPTH:
                 return _diag(
-                    path, line, column, "E007", f"nesting deeper than {MAX_DEPTH} levels",
+                    path,
+                    line,
+                    column,
+                    "E007",
+                    f"nesting deeper than {MAX_DEPTH} levels",
                     "playbooks need only a few levels; flatten the structure",
                 )
             stack.append((str(event.anchor) if event.anchor else None, 0))
@@ -174,7 +191,10 @@ def _precheck(path: str, yaml: YAML, text: str) -> Diagnostic | None:
             stack[-1] = (anchor, inner + size)
         if expanded > MAX_EXPANDED_NODES:
             return _diag(
-                path, line, column, "E006",
+                path,
+                line,
+                column,
+                "E006",
                 f"aliases expand to more than {MAX_EXPANDED_NODES:,} nodes",
                 "this looks like an alias bomb; write the values out or use fewer aliases",
             )
@@ -214,6 +234,9 @@ def _plain(node: Any, path: Path, doc: Document) -> Any:
     if isinstance(node, float):
         return float(node)
     if isinstance(node, str):
+        if isinstance(node, DoubleQuotedScalarString | SingleQuotedScalarString) and path in doc.positions:
+            line, column = doc.positions[path]
+            doc.positions[path] = (line, column + 1)  # point at the first character inside the quotes
         return str(node)
     if isinstance(node, datetime.date | datetime.datetime):
         return node.isoformat()
@@ -223,6 +246,7 @@ def _plain(node: Any, path: Path, doc: Document) -> Any:
 def _make_yaml() -> YAML:
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
+    yaml.preserve_quotes = True
     return yaml
 
 
@@ -237,7 +261,9 @@ def load_yaml_text(path: str, text: str) -> LoadedFile:
     except MarkedYAMLError as exc:
         return LoadedFile(path, [], [_marked(path, exc)])
     except (YAMLError, RecursionError, ValueError, TypeError) as exc:
-        return LoadedFile(path, [], [_diag(path, 1, 1, "E002", f"YAML error: {exc}", "check the file's syntax")])
+        return LoadedFile(
+            path, [], [_diag(path, 1, 1, "E002", f"YAML error: {exc}", "check the file's syntax")]
+        )
     documents: list[Document] = []
     diagnostics: list[Diagnostic] = []
     starts = list(_document_starts(text))
@@ -257,7 +283,9 @@ def load_yaml_text(path: str, text: str) -> LoadedFile:
         doc.data = _plain(raw, (), doc)
         documents.append(doc)
     if not raw_documents:
-        diagnostics.append(_diag(path, 1, 1, "E008", "empty file: no YAML document", "write a playbook or delete the file"))
+        diagnostics.append(
+            _diag(path, 1, 1, "E008", "empty file: no YAML document", "write a playbook or delete the file")
+        )
     return LoadedFile(path, documents, diagnostics)
 
 

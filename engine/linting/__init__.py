@@ -1,0 +1,1 @@
+"""Linting: every check a playbook repository gets before anything runs, and the report formats."""

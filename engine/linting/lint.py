@@ -1,0 +1,60 @@
+"""Lint a set of paths: load, validate, check, and (optionally) compare with a git revision."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.diagnostics import Diagnostic, Severity, has_errors
+from engine.linting.checks import check_playbook, check_ruleset
+from engine.playbooks.loading import load_playbooks
+from engine.playbooks.models import Playbook
+
+
+@dataclass(slots=True)
+class LintResult:
+    """The playbooks that passed every check, and all diagnostics sorted by file and position."""
+
+    playbooks: tuple[Playbook, ...] = ()
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return has_errors(self.diagnostics)
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for d in self.diagnostics if d.severity is severity)
+
+
+def check_loaded(playbooks: Sequence[Playbook]) -> tuple[tuple[Playbook, ...], list[Diagnostic]]:
+    """Run the semantic checks; return the playbooks without errors and every diagnostic."""
+    diagnostics: list[Diagnostic] = []
+    good: list[Playbook] = []
+    for playbook in playbooks:
+        problems = check_playbook(playbook)
+        diagnostics.extend(problems)
+        if not has_errors(problems):
+            good.append(playbook)
+    diagnostics.extend(check_ruleset(playbooks))
+    return tuple(good), diagnostics
+
+
+def lint_paths(paths: Sequence[str | Path]) -> LintResult:
+    """Everything lint finds under ``paths``; never raises for bad content."""
+    loaded = load_playbooks(paths)
+    good, problems = check_loaded(loaded.playbooks)
+    diagnostics = loaded.diagnostics + problems
+    if not loaded.files and not loaded.diagnostics:
+        diagnostics.append(
+            Diagnostic.make(
+                ", ".join(str(p) for p in paths),
+                0,
+                0,
+                "W502",
+                "no playbook files found",
+                "playbooks are *.yaml or *.yml files",
+            )
+        )
+    return LintResult(good, sorted(diagnostics), loaded.files)
