@@ -16,6 +16,7 @@ from engine.diagnostics import Diagnostic
 from engine.errors import UsageError
 from engine.playbooks.loading import YAML_SUFFIXES, is_test_file, load_bytes
 from engine.playbooks.models import Playbook
+from engine.playbooks.validation import content_hash
 
 
 def _git(cwd: Path, *args: str) -> bytes:
@@ -62,6 +63,13 @@ def playbooks_at(revision: str, paths: Sequence[str | Path]) -> list[Playbook]:
     return found
 
 
+def _content(playbook: Playbook) -> str:
+    """The content hash without the version itself, so that raising only the version is no change."""
+    body = dict(playbook.body)
+    body["metadata"] = {k: v for k, v in body.get("metadata", {}).items() if k != "version"}
+    return content_hash(body)
+
+
 def compare_versions(
     revision: str, current: Sequence[Playbook], previous: Sequence[Playbook]
 ) -> list[Diagnostic]:
@@ -74,7 +82,7 @@ def compare_versions(
         if old is None:
             continue
         line, column = playbook.source.position(("metadata", "version"))
-        if playbook.content_hash != old.content_hash and playbook.version <= old.version:
+        if _content(playbook) != _content(old) and playbook.version <= old.version:
             found.append(
                 Diagnostic.make(
                     playbook.source.path,

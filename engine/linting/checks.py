@@ -27,7 +27,7 @@ from engine.matching.expressions import (
 )
 from engine.matching.templates import TemplateSyntaxError, iter_strings, parse_template
 from engine.playbooks.models import JSONPath, Playbook, Step
-from engine.playbooks.validation import dotted
+from engine.playbooks.validation import TYPE_NAMES, describe, dotted
 
 _ORDERING = {"lt", "gt", "lte", "gte"}
 _LABEL_ROOTS = {("labels",), ("annotations",), ("alert", "labels"), ("alert", "annotations")}
@@ -170,9 +170,19 @@ def _check_step(checker: _Checker, path: JSONPath, index: int, step: Step, playb
         hint = f"did you mean {suggestion!r}?" if suggestion else "kurative actions lists the catalogue"
         checker.report((*path, "action"), "E301", f"unknown action {step.action!r}", hint)
         return
-    for error in _validator(step.action).iter_errors(dict(step.params)):
-        if _is_template(error.instance):
-            continue
+    errors = [
+        e for e in _validator(step.action).iter_errors(dict(step.params)) if not _is_template(e.instance)
+    ]
+    misspelt = {
+        close
+        for e in errors
+        if e.validator == "additionalProperties"
+        for key in e.instance
+        for close in difflib.get_close_matches(key, list(spec.params.get("properties", {})), n=1, cutoff=0.6)
+    }
+    for error in errors:
+        if error.validator == "required" and _missing(error) in misspelt:
+            continue  # the unknown-param error already says "did you mean"
         where = (*path, "params", *error.absolute_path)
         message, hint = _param_problem(step.action, error)
         checker.report(where, "E302", f"{step.action} params{_suffix(error.absolute_path)}: {message}", hint)
@@ -211,11 +221,23 @@ def _param_problem(action: str, error: jsonschema.ValidationError) -> tuple[str,
         close = difflib.get_close_matches(extras[0], known, n=1, cutoff=0.6) if extras else []
         hint = f"did you mean {close[0]!r}?" if close else f"{action} takes: {', '.join(known)}"
         return f"unknown param {', '.join(repr(e) for e in extras)}", hint
+    more = f"kurative actions shows every param of {action}"
     if error.validator == "required":
-        return error.message.replace("is a required property", "is required"), (
-            f"kurative actions {action} shows every param"
+        return f"missing param {_missing(error)!r}", more
+    if error.validator == "enum":
+        allowed = ", ".join(str(v) for v in schema.get("enum", []))
+        return f"invalid value {error.instance!r}", f"expected one of: {allowed}"
+    if error.validator == "type":
+        declared = schema.get("type")
+        wanted = " or ".join(
+            TYPE_NAMES.get(t, t) for t in ([declared] if isinstance(declared, str) else declared)
         )
-    return error.message, f"kurative actions {action} shows every param"
+        return f"must be {wanted}, not {describe(error.instance)}", more
+    return error.message, more
+
+
+def _missing(error: jsonschema.ValidationError) -> str:
+    return error.message.split("'")[1] if "'" in error.message else error.message
 
 
 def _impossible_comparisons(

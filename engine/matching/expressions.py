@@ -62,6 +62,10 @@ def _hint_for(source: str, token: str, offset: int) -> str:
     return "see https://jmespath.org/specification.html for the grammar"
 
 
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
 def compile_expression(source: str) -> Expression:
     """Compile ``source`` or raise :class:`ExpressionSyntaxError` with a position and a hint."""
     if not isinstance(source, str) or not source.strip():
@@ -72,7 +76,7 @@ def compile_expression(source: str) -> Expression:
         offset = int(getattr(exc, "lexer_position", 0) or 0)
         value = str(getattr(exc, "lexer_value", ""))
         raise ExpressionSyntaxError(
-            f"{exc.message}", source, offset, _hint_for(source, value, offset)
+            _lower_first(str(exc.message)), source, offset, _hint_for(source, value, offset)
         ) from None
     except jmespath.exceptions.ParseError as exc:
         offset = int(exc.lex_position or 0)

@@ -41,7 +41,7 @@ def _validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(load_schema(name))
 
 
-_TYPE_NAMES = {
+TYPE_NAMES = {
     "object": "a mapping",
     "array": "a list",
     "string": "a string",
@@ -52,7 +52,7 @@ _TYPE_NAMES = {
 }
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int):
@@ -72,7 +72,7 @@ def dotted(path: Iterable[str | int]) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(document)"
+    return out or "the top level"
 
 
 def _leaf(error: ValidationError) -> ValidationError:
@@ -172,11 +172,11 @@ def _explain(doc: Document, error: ValidationError, top: ValidationError) -> lis
     if validator == "type":
         declared = schema.get("type")
         names = [declared] if isinstance(declared, str) else list(declared or [])
-        wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
+        wanted = " or ".join(TYPE_NAMES.get(n, n) for n in names)
         return [
             make(
                 "E103",
-                f"{where} must be {wanted}, not {_describe(error.instance)}",
+                f"{where} must be {wanted}, not {describe(error.instance)}",
                 _type_hint(names, error.instance),
             )
         ]
@@ -187,6 +187,23 @@ def _explain(doc: Document, error: ValidationError, top: ValidationError) -> lis
                 "E104",
                 f"invalid value {error.instance!r} for {where}",
                 f"expected one of: {', '.join(str(a) for a in allowed)}",
+            )
+        ]
+    if validator == "minItems":
+        hint = (
+            "a playbook needs at least one step"
+            if path[-1:] == ("steps",)
+            else "add an item or remove the field"
+        )
+        return [make("E104", f"{where} must not be empty", hint)]
+    if validator in {"minimum", "maximum"}:
+        bound = schema.get(validator)
+        word = "at least" if validator == "minimum" else "at most"
+        return [
+            make(
+                "E104",
+                f"{where} must be {word} {bound}, not {error.instance!r}",
+                f"use a value {word} {bound}",
             )
         ]
     if validator == "oneOf" and top is error:

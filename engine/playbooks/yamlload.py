@@ -154,7 +154,7 @@ def _precheck(path: str, yaml: YAML, text: str) -> Diagnostic | None:
                     line,
                     column,
                     "E009",
-                    f"unsupported YAML tag {tag_text}",
+                    f"unsupported YAML tag {tag_text.replace('tag:yaml.org,2002:', '!!')}",
                     "playbooks are plain YAML: remove the tag",
                 )
         size = 0
