@@ -229,9 +229,8 @@ def _param_problem(action: str, error: jsonschema.ValidationError) -> tuple[str,
         return f"invalid value {error.instance!r}", f"expected one of: {allowed}"
     if error.validator == "type":
         declared = schema.get("type")
-        wanted = " or ".join(
-            TYPE_NAMES.get(t, t) for t in ([declared] if isinstance(declared, str) else declared)
-        )
+        names = [declared] if isinstance(declared, str) else list(declared or [])
+        wanted = " or ".join(TYPE_NAMES.get(t, t) for t in names)
         return f"must be {wanted}, not {describe(error.instance)}", more
     return error.message, more
 
