@@ -370,6 +370,9 @@ def start_real_cluster(
                 "--log-level=warn",
                 "--logger=zap",
                 "--quota-backend-bytes=1073741824",
+                # A single member: elect itself at once instead of after the default 1 s.
+                "--heartbeat-interval=10",
+                "--election-timeout=100",
             ],
             workdir,
         )

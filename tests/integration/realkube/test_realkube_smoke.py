@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.support import kube_build
 from tests.support.kube_fixtures import ensure_kube_binaries
-from tests.support.realkube import RealCluster, real_cluster
+from tests.support.realkube import RealCluster, RealKubeError, real_cluster, start_real_cluster
 
 pytestmark = [pytest.mark.realkube, pytest.mark.kube]
 
@@ -263,3 +263,23 @@ def test_harness_starts_ready_and_stops_every_process_by_pid(tmp_path: Path) -> 
     assert not cluster.processes
     for name, pid in pids.items():
         assert not Path(f"/proc/{pid}").exists(), f"{name} (pid {pid}) still runs after stop"
+
+
+def test_a_failed_start_says_why_and_leaves_nothing_running(tmp_path: Path) -> None:
+    ensure_kube_binaries()
+    workdir = tmp_path / "broken"
+    with pytest.raises(RealKubeError, match="kube-apiserver exited") as excinfo:
+        start_real_cluster(workdir, extra_apiserver_args=["--no-such-flag=1"])
+    assert "unknown flag: --no-such-flag" in str(excinfo.value)
+    assert not _processes_mentioning(str(workdir.resolve()))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
