@@ -50,6 +50,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "N403": (Severity.NOTE, "playbook-removed"),
     "W501": (Severity.WARNING, "impossible-comparison"),
     "W502": (Severity.WARNING, "no-playbooks-found"),
+    "W503": (Severity.WARNING, "bare-literal-name"),
 }
 
 

@@ -239,9 +239,23 @@ def _missing(error: jsonschema.ValidationError) -> str:
     return error.message.split("'")[1] if "'" in error.message else error.message
 
 
+def _bare_literals(checker: _Checker, path: JSONPath, expression: Expression) -> None:
+    """``null``, ``true`` and ``false`` without backticks are field names in JMESPath, not literals."""
+    for node in walk(expression.ast):
+        if node.get("type") == "field" and node.get("value") in {"null", "true", "false"}:
+            word = node["value"]
+            checker.report(
+                path,
+                "W503",
+                f"{word} here is a field named {word!r}, not the literal (it reads as null)",
+                f"write the literal in backticks: `{word}`",
+            )
+
+
 def _impossible_comparisons(
     checker: _Checker, path: JSONPath, expression: Expression, playbook: Playbook
 ) -> None:
+    _bare_literals(checker, path, expression)
     for node in walk(expression.ast):
         if node.get("type") != "comparator":
             continue
