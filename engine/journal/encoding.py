@@ -135,6 +135,17 @@ def clean_text(text: str | None, what: str, max_chars: int) -> str | None:
     return _clean_text(text)[0]
 
 
+def bounded_text(text: str, what: str, max_bytes: int) -> str:
+    """Long text (a playbook body) made storable; larger than ``max_bytes`` as UTF-8 is refused."""
+    if not isinstance(text, str):
+        raise RecordRejected(f"{what} must be a string, got {type(text).__name__}")
+    clean = _clean_text(text)[0]
+    size = len(clean.encode("utf-8"))
+    if size > max_bytes:
+        raise RecordRejected(f"{what} is {_size(size)}, over the journal's limit of {_size(max_bytes)}")
+    return clean
+
+
 def truncate_text(text: str | None, max_chars: int) -> str | None:
     """Free text such as an error message, cut (not refused) to ``max_chars``."""
     if text is None:

@@ -143,6 +143,9 @@ class LimitRequest:
     key: str
     max: int
     per: float
+    name: str = ""
+    """The limit's key expression (``labels.namespace``): two limits whose keys render to the same
+    value are counted apart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +210,8 @@ class Lease:
     owner: str
     attempt: int
     expires_at: datetime
+    cancel_requested: bool = False
+    """Someone asked to cancel the running execution: stop after the current step, release cancelled."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,878 @@
+"""The production journal: PostgreSQL through psycopg 3 and an async connection pool.
+
+Several replicas share one database without a leader: dedupe keys are unique rows claimed with an
+upsert, rate limits serialize on a per-key row lock, executions are claimed with ``FOR UPDATE SKIP
+LOCKED`` and every lease is measured by the database clock (``now()``), so clock skew between replicas
+does not matter. Step records are fenced: they are written only while the writer's lease (owner and
+attempt) is still the current one. Connections run in autocommit; multi-statement operations open an
+explicit transaction, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from engine.errors import (
+    ExecutionNotFound,
+    JournalConflict,
+    JournalError,
+    JournalUnavailable,
+    LeaseLost,
+)
+from engine.journal import rows
+from engine.journal.batching import GroupCommitter
+from engine.journal.encoding import (
+    DEFAULT_LIMITS,
+    JournalLimits,
+    PreparedAlert,
+    bounded_text,
+    clean_text,
+    decode_cursor,
+    encode_cursor,
+    encode_json,
+    new_id,
+    prepare_alerts,
+    truncate_text,
+)
+from engine.journal.models import (
+    FINISHED_STATES,
+    Approval,
+    Claim,
+    CreationOutcome,
+    CreationStatus,
+    Decision,
+    Execution,
+    ExecutionDetail,
+    ExecutionFilter,
+    ExecutionRequest,
+    ExecutionState,
+    IncomingAlert,
+    Lease,
+    LimitRequest,
+    Page,
+    PlaybookVersion,
+    PlaybookVersionConflict,
+    PruneReport,
+    SchemaStatus,
+    StepFinish,
+    StepStart,
+    StepStatus,
+    StoredAlert,
+)
+from engine.journal.schema import SCHEMA_VERSION_TABLE, check_version, load_migrations
+from engine.journal.validation import (
+    check_lease_seconds,
+    check_page_limit,
+    check_release,
+    check_request,
+)
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[DictRow]
+
+_MIGRATION_LOCK = 0x6B757261  # "kura": serializes concurrent `kurative migrate` runs
+_FINISHED = sorted(state.value for state in FINISHED_STATES)
+_TRANSIENT_RETRIES = 3
+
+
+def _to_time(value: Any) -> datetime:
+    moment: datetime = value
+    return moment.astimezone(UTC)
+
+
+CODEC = rows.Codec(time=_to_time, json=lambda value: value)
+
+_INSERT_ALERTS = """
+INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, sanitized)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]::jsonb[],
+                     %s::text[]::json[], %s::text[], %s::bool[])
+ON CONFLICT (id) DO NOTHING
+"""
+
+_CLAIM = f"""
+WITH picked AS (
+    SELECT id, state AS previous_state, lease_owner AS previous_owner
+    FROM executions
+    WHERE (state = 'pending' AND available_at <= now())
+       OR (state = 'running' AND lease_expires_at <= now())
+    ORDER BY seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE executions e
+SET state = 'running', lease_owner = %(owner)s, lease_expires_at = now() + make_interval(secs => %(lease)s),
+    attempt = e.attempt + 1, started_at = coalesce(e.started_at, now()), updated_at = now(), error = NULL
+FROM picked
+WHERE e.id = picked.id
+RETURNING {rows.qualified(rows.EXECUTION_COLUMNS, "e")}, picked.previous_state, picked.previous_owner
+"""
+
+_DEDUPE = """
+INSERT INTO dedupe_keys AS d (playbook_name, dedupe_key, execution_id, expires_at, last_seen_at)
+VALUES (%(playbook)s, %(key)s, %(id)s, now() + make_interval(secs => %(window)s), now())
+ON CONFLICT (playbook_name, dedupe_key) DO UPDATE SET
+    last_seen_at = now(),
+    execution_id = CASE WHEN d.expires_at <= now() THEN excluded.execution_id ELSE d.execution_id END,
+    expires_at = CASE WHEN d.expires_at <= now() THEN excluded.expires_at ELSE d.expires_at END
+RETURNING execution_id
+"""
+
+_STEP_STARTED = """
+INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, params,
+                   idempotency_key, started_at, lease_attempt)
+SELECT e.id, %(index)s, %(name)s, %(action)s, %(attempt)s, 'started', false, %(params)s::jsonb,
+       %(key)s, now(), e.attempt
+FROM executions e
+WHERE e.id = %(id)s AND e.lease_owner = %(owner)s AND e.attempt = %(lease_attempt)s AND e.state = 'running'
+FOR SHARE
+RETURNING id
+"""
+
+_STEP_FINISHED = """
+INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, output, error,
+                   idempotency_key, started_at, finished_at, lease_attempt)
+SELECT e.id, %(index)s, %(name)s, coalesce(nullif(%(action)s, ''), s.action, ''), %(attempt)s,
+       %(status)s, true, %(output)s::jsonb, %(error)s, s.idempotency_key, s.started_at, now(), e.attempt
+FROM executions e
+LEFT JOIN steps s
+       ON s.execution_id = e.id AND s.step_index = %(index)s AND s.attempt = %(attempt)s AND NOT s.final
+WHERE e.id = %(id)s AND e.lease_owner = %(owner)s AND e.attempt = %(lease_attempt)s AND e.state = 'running'
+FOR SHARE OF e
+RETURNING id
+"""
+
+_PRUNE = (
+    (
+        "executions",
+        "DELETE FROM executions WHERE id IN (SELECT id FROM executions WHERE state = ANY(%(finished)s) "
+        "AND finished_at < now() - make_interval(secs => %(age)s) LIMIT %(batch)s)",
+    ),
+    (
+        "alerts",
+        "DELETE FROM alerts WHERE id IN (SELECT a.id FROM alerts a "
+        "WHERE a.received_at < now() - make_interval(secs => %(age)s) "
+        "AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.alert_id = a.id) LIMIT %(batch)s)",
+    ),
+    (
+        "dedupe_keys",
+        "DELETE FROM dedupe_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM dedupe_keys WHERE "
+        "(expires_at IS NOT NULL AND expires_at <= now()) OR "
+        "(expires_at IS NULL AND last_seen_at < now() - make_interval(secs => %(age)s)) LIMIT %(batch)s))",
+    ),
+    (
+        "limit_hits",
+        "DELETE FROM rate_limit_hits WHERE ctid = ANY(ARRAY(SELECT ctid FROM rate_limit_hits "
+        "WHERE expires_at <= now() LIMIT %(batch)s))",
+    ),
+)
+
+
+class PostgresJournal:
+    """The :class:`engine.journal.base.Journal` on PostgreSQL."""
+
+    backend = "postgresql"
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        url_shown: str,
+        limits: JournalLimits = DEFAULT_LIMITS,
+        group_commit: bool = True,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        pool_timeout: float = 10.0,
+        flushers: int = 2,
+    ) -> None:
+        self._conninfo = conninfo
+        self._url = url_shown
+        self._limits = limits
+        self._connect_timeout = connect_timeout
+        self._pool_timeout = pool_timeout
+        self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=pool_timeout,
+            reconnect_timeout=pool_timeout,
+            connection_class=psycopg.AsyncConnection[DictRow],
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "connect_timeout": max(1, round(connect_timeout)),
+            },
+            name="kurative-journal",
+        )
+        self._pool_open = False
+        self._committer: GroupCommitter[PreparedAlert] | None = (
+            GroupCommitter(self._flush_alerts, concurrency=flushers) if group_commit else None
+        )
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    def _unavailable(self, exc: BaseException) -> JournalUnavailable:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return JournalUnavailable(f"the journal at {self._url} is unavailable: {reason}")
+
+    async def connect(self) -> None:
+        """Check that the server answers (with a clear reason when not), then start the pool."""
+        try:
+            probe = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
+            )
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+        await probe.close()
+        if not self._pool_open:
+            await self._pool.open(wait=False)
+            self._pool_open = True
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]], *, retry: bool = False) -> T:
+        """Run ``fn`` on a pooled connection, mapping driver errors to journal errors.
+
+        Deadlocks and serialization failures are retried (the transaction was rolled back whole).
+        When ``retry`` is set (the operation is idempotent), a connection broken by a server restart
+        is replaced and the operation tried once more.
+        """
+        broken_retried = False
+        for attempt in range(_TRANSIENT_RETRIES):
+            try:
+                async with self._pool.connection(timeout=self._pool_timeout) as conn:
+                    return await fn(conn)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                if attempt + 1 < _TRANSIENT_RETRIES:
+                    continue
+                raise JournalError(f"journal transaction kept conflicting on {self._url}: {exc}") from exc
+            except (PoolTimeout, PoolClosed) as exc:
+                raise self._unavailable(exc) from exc
+            except psycopg.OperationalError as exc:
+                if retry and not broken_retried:
+                    broken_retried = True
+                    await self._pool.check()
+                    continue
+                raise self._unavailable(exc) from exc
+            except psycopg.Error as exc:
+                raise JournalError(f"journal operation failed on {self._url}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        if self._committer is not None:
+            await self._committer.close()
+        if self._pool_open:
+            self._pool_open = False
+            await self._pool.close()
+
+    # -- schema -------------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _applied(conn: Conn) -> tuple[int, ...]:
+        cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (SCHEMA_VERSION_TABLE,))
+        row = await cur.fetchone()
+        if row is None or not row["present"]:
+            return ()
+        cur = await conn.execute(f"SELECT version FROM {SCHEMA_VERSION_TABLE} ORDER BY version")
+        return tuple(int(r["version"]) for r in await cur.fetchall())
+
+    async def schema_status(self) -> SchemaStatus:
+        latest = len(load_migrations(self.backend))
+        applied = await self._run(self._applied, retry=True)
+        return SchemaStatus(current=max(applied, default=0), latest=latest, applied=applied)
+
+    async def check_schema(self) -> None:
+        status = await self.schema_status()
+        check_version(status.current, status.latest, self._url, migrating=False)
+
+    async def migrate(self) -> SchemaStatus:
+        migrations = load_migrations(self.backend)
+
+        async def apply(conn: Conn) -> tuple[int, ...]:
+            newly: list[int] = []
+            for migration in migrations:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                    await conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {SCHEMA_VERSION_TABLE} (version integer PRIMARY KEY, "
+                        "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                    )
+                    current = max(await self._applied(conn), default=0)
+                    check_version(current, len(migrations), self._url, migrating=True)
+                    if migration.version <= current:
+                        continue
+                    await conn.execute(migration.sql.encode())
+                    await conn.execute(
+                        f"INSERT INTO {SCHEMA_VERSION_TABLE} (version, name) VALUES (%s, %s)",
+                        (migration.version, migration.name),
+                    )
+                    newly.append(migration.version)
+            async with conn.transaction():
+                current = max(await self._applied(conn), default=0)
+            check_version(current, len(migrations), self._url, migrating=True)
+            return tuple(newly)
+
+        newly = await self._run(apply)
+        status = await self.schema_status()
+        return SchemaStatus(current=status.current, latest=status.latest, applied=newly)
+
+    async def now(self) -> datetime:
+        async def read(conn: Conn) -> datetime:
+            cur = await conn.execute("SELECT now() AS now")
+            row = await cur.fetchone()
+            assert row is not None
+            return _to_time(row["now"])
+
+        return await self._run(read, retry=True)
+
+    # -- alert inbox --------------------------------------------------------------------------------
+
+    async def commit_alerts(self, alerts: Sequence[IncomingAlert]) -> tuple[str, ...]:
+        prepared = prepare_alerts(alerts, self._limits)
+        if not prepared:
+            return ()
+        if self._committer is not None:
+            await self._committer.submit(prepared)
+        else:
+            await self._flush_alerts(prepared)
+        return tuple(alert.id for alert in prepared)
+
+    async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
+        params = (
+            [a.id for a in prepared],
+            [a.fingerprint for a in prepared],
+            [a.status for a in prepared],
+            [a.alertname for a in prepared],
+            [a.labels_json for a in prepared],
+            [a.payload_json for a in prepared],
+            [a.source for a in prepared],
+            [a.sanitized for a in prepared],
+        )
+
+        async def insert(conn: Conn) -> None:
+            # one statement in autocommit is one transaction; ON CONFLICT makes the retry safe
+            await conn.execute(_INSERT_ALERTS, params)
+
+        await self._run(insert, retry=True)
+
+    async def get_alert(self, alert_id: str) -> StoredAlert:
+        async def read(conn: Conn) -> StoredAlert:
+            cur = await conn.execute(f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE id = %s", (alert_id,))
+            row = await cur.fetchone()
+            if row is None:
+                raise ExecutionNotFound(f"no alert {alert_id!r} in the journal (unknown or pruned)")
+            return rows.alert_from_row(row, CODEC)
+
+        return await self._run(read, retry=True)
+
+    # -- ruleset versions ---------------------------------------------------------------------------
+
+    async def record_playbooks(
+        self, versions: Sequence[PlaybookVersion]
+    ) -> tuple[PlaybookVersionConflict, ...]:
+        checked = [
+            (
+                clean_text(v.name, "playbook name", self._limits.max_text_chars) or "",
+                int(v.version),
+                clean_text(v.content_hash, "content hash", self._limits.max_text_chars) or "",
+                bounded_text(v.body, f"playbook {v.name} body", self._limits.max_record_bytes),
+            )
+            for v in versions
+        ]
+
+        async def record(conn: Conn) -> tuple[PlaybookVersionConflict, ...]:
+            conflicts: list[PlaybookVersionConflict] = []
+            async with conn.transaction():
+                for name, version, content_hash, body in checked:
+                    await conn.execute(
+                        "INSERT INTO playbook_versions (name, version, content_hash, body) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT (name, version) DO NOTHING",
+                        (name, version, content_hash, body),
+                    )
+                    cur = await conn.execute(
+                        "SELECT content_hash FROM playbook_versions WHERE name = %s AND version = %s",
+                        (name, version),
+                    )
+                    known = await cur.fetchone()
+                    if known is not None and known["content_hash"] != content_hash:
+                        conflicts.append(
+                            PlaybookVersionConflict(name, version, known["content_hash"], content_hash)
+                        )
+            return tuple(conflicts)
+
+        return await self._run(record, retry=True)
+
+    async def get_playbook(self, name: str, version: int, content_hash: str) -> PlaybookVersion:
+        async def read(conn: Conn) -> PlaybookVersion:
+            cur = await conn.execute(
+                "SELECT name, version, content_hash, body FROM playbook_versions "
+                "WHERE name = %s AND version = %s AND content_hash = %s",
+                (name, version, content_hash),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise ExecutionNotFound(
+                    f"playbook {name} version {version} ({content_hash[:12]}) is not in the journal"
+                )
+            return PlaybookVersion(row["name"], int(row["version"]), row["content_hash"], row["body"])
+
+        return await self._run(read, retry=True)
+
+    # -- executions ---------------------------------------------------------------------------------
+
+    async def create_executions(
+        self, alert_id: str, requests: Sequence[ExecutionRequest]
+    ) -> tuple[CreationOutcome, ...]:
+        for request in requests:
+            check_request(request, self._limits)
+
+        async def create(conn: Conn) -> tuple[CreationOutcome, ...]:
+            outcomes: list[CreationOutcome] = []
+            async with conn.transaction():
+                cur = await conn.execute("SELECT fingerprint FROM alerts WHERE id = %s", (alert_id,))
+                alert = await cur.fetchone()
+                if alert is None:
+                    raise ExecutionNotFound(f"no alert {alert_id!r} in the journal (unknown or pruned)")
+                for request in requests:
+                    outcomes.append(await self._create_one(conn, alert_id, alert["fingerprint"], request))
+            return tuple(outcomes)
+
+        try:
+            return await self._run(create)
+        except JournalError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.ForeignKeyViolation):
+                raise ExecutionNotFound(f"no alert {alert_id!r} in the journal (pruned meanwhile)") from exc
+            raise
+
+    async def _create_one(
+        self, conn: Conn, alert_id: str, fingerprint: str, request: ExecutionRequest
+    ) -> CreationOutcome:
+        if not request.limits:
+            return await self._try_create(conn, alert_id, fingerprint, request)
+        # a savepoint, so that a refusing limit also undoes the dedupe claim
+        async with conn.transaction() as savepoint:
+            outcome = await self._try_create(conn, alert_id, fingerprint, request)
+            if outcome.status is CreationStatus.RATE_LIMITED:
+                raise psycopg.Rollback(savepoint)
+        return outcome
+
+    async def _try_create(
+        self, conn: Conn, alert_id: str, fingerprint: str, request: ExecutionRequest
+    ) -> CreationOutcome:
+        execution_id = new_id()
+        if request.dedupe_key is not None:
+            cur = await conn.execute(
+                _DEDUPE,
+                {
+                    "playbook": request.playbook_name,
+                    "key": request.dedupe_key,
+                    "id": execution_id,
+                    "window": request.dedupe_window,
+                },
+            )
+            holder = await cur.fetchone()
+            assert holder is not None
+            if holder["execution_id"] != execution_id:
+                return CreationOutcome(request, CreationStatus.DEDUPLICATED, holder["execution_id"])
+        limits = sorted(request.limits, key=lambda lim: (lim.name, lim.key, lim.per))
+        refused = await self._over_limit(conn, request.playbook_name, limits)
+        if refused is not None:
+            return CreationOutcome(request, CreationStatus.RATE_LIMITED, None, refused)
+        for limit in limits:
+            await conn.execute(
+                "INSERT INTO rate_limit_hits (playbook_name, limit_name, limit_key, per_seconds, "
+                "execution_id, expires_at) VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))",
+                (request.playbook_name, limit.name, limit.key, limit.per, execution_id, limit.per),
+            )
+        state = ExecutionState.AWAITING_APPROVAL if request.requires_approval else ExecutionState.PENDING
+        await conn.execute(
+            "INSERT INTO executions (id, alert_id, alert_fingerprint, playbook_name, playbook_version, "
+            "playbook_hash, state, dry_run, dedupe_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                execution_id,
+                alert_id,
+                fingerprint,
+                request.playbook_name,
+                request.playbook_version,
+                request.playbook_hash,
+                state.value,
+                request.dry_run,
+                request.dedupe_key,
+            ),
+        )
+        return CreationOutcome(request, CreationStatus.CREATED, execution_id)
+
+    @staticmethod
+    async def _over_limit(conn: Conn, playbook: str, limits: list[LimitRequest]) -> LimitRequest | None:
+        for limit in limits:
+            # the upsert locks the key's row until commit: concurrent creators count one after another
+            await conn.execute(
+                "INSERT INTO rate_limits (playbook_name, limit_name, limit_key, per_seconds) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (playbook_name, limit_name, limit_key, per_seconds) "
+                "DO UPDATE SET touched_at = now()",
+                (playbook, limit.name, limit.key, limit.per),
+            )
+            cur = await conn.execute(
+                "SELECT count(*) AS hits FROM rate_limit_hits WHERE playbook_name = %s AND limit_name = %s "
+                "AND limit_key = %s "
+                "AND per_seconds = %s AND hit_at > now() - make_interval(secs => %s)",
+                (playbook, limit.name, limit.key, limit.per, limit.per),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            if int(row["hits"]) >= limit.max:
+                return limit
+        return None
+
+    async def claim_executions(
+        self, owner: str, *, limit: int = 1, lease_seconds: float = 30.0
+    ) -> tuple[Claim, ...]:
+        owner_text = clean_text(owner, "lease owner", self._limits.max_text_chars) or ""
+        check_lease_seconds(lease_seconds)
+        check_page_limit(limit)
+
+        async def claim(conn: Conn) -> tuple[Claim, ...]:
+            cur = await conn.execute(_CLAIM, {"limit": limit, "owner": owner_text, "lease": lease_seconds})
+            found = await cur.fetchall()
+            return tuple(sorted((_claim(row) for row in found), key=lambda c: c.execution.created_at))
+
+        return await self._run(claim)
+
+    async def renew_lease(self, lease: Lease, lease_seconds: float) -> Lease:
+        check_lease_seconds(lease_seconds)
+
+        async def renew(conn: Conn) -> Lease:
+            cur = await conn.execute(
+                "UPDATE executions SET lease_expires_at = now() + make_interval(secs => %s), "
+                "updated_at = now() WHERE id = %s AND lease_owner = %s AND attempt = %s "
+                "AND state = 'running' RETURNING lease_expires_at, cancel_requested",
+                (lease_seconds, lease.execution_id, lease.owner, lease.attempt),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise _lease_lost(lease)
+            return Lease(
+                lease.execution_id,
+                lease.owner,
+                lease.attempt,
+                _to_time(row["lease_expires_at"]),
+                bool(row["cancel_requested"]),
+            )
+
+        return await self._run(renew, retry=True)
+
+    async def release_execution(
+        self,
+        lease: Lease,
+        state: ExecutionState,
+        *,
+        error: str | None = None,
+        delay: float = 0.0,
+    ) -> Execution:
+        state = check_release(state, delay)
+        error = truncate_text(error, self._limits.max_text_chars)
+
+        async def release(conn: Conn) -> Execution:
+            cur = await conn.execute(
+                "UPDATE executions SET state = %(state)s, lease_owner = NULL, lease_expires_at = NULL, "
+                "error = %(error)s, updated_at = now(), "
+                "finished_at = CASE WHEN %(finished)s THEN now() END, "
+                "available_at = now() + make_interval(secs => %(delay)s) "
+                "WHERE id = %(id)s AND lease_owner = %(owner)s AND attempt = %(attempt)s "
+                f"AND state = 'running' RETURNING {rows.EXECUTION_COLUMNS}",
+                {
+                    "state": state.value,
+                    "error": error,
+                    "finished": state.finished,
+                    "delay": float(delay),
+                    "id": lease.execution_id,
+                    "owner": lease.owner,
+                    "attempt": lease.attempt,
+                },
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise _lease_lost(lease)
+            return rows.execution_from_row(row, CODEC)
+
+        return await self._run(release)
+
+    async def record_step_started(self, lease: Lease, step: StepStart) -> int:
+        params_json, _ = encode_json(step.params, f"step {step.name} params", self._limits.max_record_bytes)
+        values = {
+            "index": step.index,
+            "name": clean_text(step.name, "step name", self._limits.max_text_chars),
+            "action": clean_text(step.action, "step action", self._limits.max_text_chars),
+            "attempt": step.attempt,
+            "params": params_json,
+            "key": clean_text(step.idempotency_key, "idempotency key", self._limits.max_text_chars),
+            "id": lease.execution_id,
+            "owner": lease.owner,
+            "lease_attempt": lease.attempt,
+        }
+        return await self._record_step(_STEP_STARTED, values, lease, step.name, step.attempt, "started")
+
+    async def record_step_finished(self, lease: Lease, step: StepFinish) -> int:
+        status = StepStatus(step.status)
+        if status is StepStatus.STARTED:
+            raise JournalConflict("record_step_finished needs a final status, not 'started'")
+        output_json, _ = encode_json(step.output, f"step {step.name} output", self._limits.max_record_bytes)
+        values = {
+            "index": step.index,
+            "name": clean_text(step.name, "step name", self._limits.max_text_chars),
+            "action": clean_text(step.action, "step action", self._limits.max_text_chars) or "",
+            "attempt": step.attempt,
+            "status": status.value,
+            "output": output_json,
+            "error": truncate_text(step.error, self._limits.max_record_bytes),
+            "id": lease.execution_id,
+            "owner": lease.owner,
+            "lease_attempt": lease.attempt,
+        }
+        return await self._record_step(_STEP_FINISHED, values, lease, step.name, step.attempt, "finished")
+
+    async def _record_step(
+        self, sql: str, values: dict[str, Any], lease: Lease, name: str, attempt: int, what: str
+    ) -> int:
+        async def record(conn: Conn) -> int:
+            try:
+                cur = await conn.execute(sql, values)
+            except psycopg.errors.UniqueViolation:
+                raise JournalConflict(
+                    f"step {name} attempt {attempt} of execution {lease.execution_id} was already {what}"
+                ) from None
+            row = await cur.fetchone()
+            if row is None:
+                raise _lease_lost(lease)
+            return int(row["id"])
+
+        return await self._run(record)
+
+    async def list_executions(
+        self,
+        where: ExecutionFilter | None = None,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        check_page_limit(limit)
+        where = where or ExecutionFilter()
+        clauses: list[str] = []
+        params: list[Any] = []
+        if cursor is not None:
+            clauses.append("seq < %s")
+            params.append(decode_cursor(cursor))
+        if where.states:
+            clauses.append("state = ANY(%s)")
+            params.append([ExecutionState(s).value for s in where.states])
+        if where.playbook_name is not None:
+            clauses.append("playbook_name = %s")
+            params.append(where.playbook_name)
+        if where.alert_fingerprint is not None:
+            clauses.append("alert_fingerprint = %s")
+            params.append(where.alert_fingerprint)
+        if where.created_after is not None:
+            clauses.append("created_at >= %s")
+            params.append(where.created_after)
+        if where.created_before is not None:
+            clauses.append("created_at < %s")
+            params.append(where.created_before)
+        sql = f"SELECT {rows.EXECUTION_COLUMNS} FROM executions"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY seq DESC LIMIT %s"
+        params.append(limit + 1)
+
+        async def read(conn: Conn) -> Page:
+            cur = await conn.execute(sql.encode(), params)
+            found = await cur.fetchall()
+            items = tuple(rows.execution_from_row(r, CODEC) for r in found[:limit])
+            next_cursor = encode_cursor(int(found[limit - 1]["seq"])) if len(found) > limit else None
+            return Page(items, next_cursor)
+
+        return await self._run(read, retry=True)
+
+    async def get_execution(self, execution_id: str) -> ExecutionDetail:
+        async def read(conn: Conn) -> ExecutionDetail:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cur = await conn.execute(
+                    f"SELECT {rows.EXECUTION_COLUMNS} FROM executions WHERE id = %s", (execution_id,)
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    raise _not_found(execution_id)
+                cur = await conn.execute(
+                    f"SELECT {rows.STEP_COLUMNS} FROM steps WHERE execution_id = %s ORDER BY id",
+                    (execution_id,),
+                )
+                steps = await cur.fetchall()
+                cur = await conn.execute(
+                    f"SELECT {rows.APPROVAL_COLUMNS} FROM approvals WHERE execution_id = %s ORDER BY id",
+                    (execution_id,),
+                )
+                approvals = await cur.fetchall()
+            return ExecutionDetail(
+                rows.execution_from_row(row, CODEC),
+                tuple(rows.step_from_row(s, CODEC) for s in steps),
+                tuple(rows.approval_from_row(a, CODEC) for a in approvals),
+            )
+
+        return await self._run(read, retry=True)
+
+    async def record_approval(
+        self, execution_id: str, decision: Decision, who: str, reason: str = ""
+    ) -> Approval:
+        decision = Decision(decision)
+        who_text = clean_text(who, "approver", self._limits.max_text_chars) or ""
+        reason_text = truncate_text(reason, self._limits.max_text_chars) or ""
+
+        async def record(conn: Conn) -> Approval:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "SELECT state FROM executions WHERE id = %s FOR UPDATE", (execution_id,)
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    raise _not_found(execution_id)
+                if row["state"] != ExecutionState.AWAITING_APPROVAL:
+                    raise JournalConflict(
+                        f"execution {execution_id} is {row['state']}, not awaiting approval"
+                    )
+                cur = await conn.execute(
+                    "INSERT INTO approvals (execution_id, decision, who, reason) VALUES (%s, %s, %s, %s) "
+                    f"RETURNING {rows.APPROVAL_COLUMNS}",
+                    (execution_id, decision.value, who_text, reason_text),
+                )
+                approval = await cur.fetchone()
+                assert approval is not None
+                approved = decision is Decision.APPROVED
+                await conn.execute(
+                    "UPDATE executions SET state = %s, updated_at = now(), available_at = now(), "
+                    "finished_at = CASE WHEN %s THEN NULL ELSE now() END, error = %s WHERE id = %s",
+                    (
+                        (ExecutionState.PENDING if approved else ExecutionState.CANCELLED).value,
+                        approved,
+                        None if approved else f"rejected by {who_text}: {reason_text}",
+                        execution_id,
+                    ),
+                )
+            return rows.approval_from_row(approval, CODEC)
+
+        return await self._run(record)
+
+    async def cancel_execution(self, execution_id: str, who: str, reason: str = "") -> Execution:
+        who_text = clean_text(who, "who", self._limits.max_text_chars) or ""
+        reason_text = truncate_text(reason, self._limits.max_text_chars) or ""
+
+        async def cancel(conn: Conn) -> Execution:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "SELECT state FROM executions WHERE id = %s FOR UPDATE", (execution_id,)
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    raise _not_found(execution_id)
+                state = ExecutionState(row["state"])
+                if state.finished:
+                    raise JournalConflict(f"execution {execution_id} already finished ({state})")
+                if state is ExecutionState.RUNNING:
+                    cur = await conn.execute(
+                        "UPDATE executions SET cancel_requested = true, updated_at = now() WHERE id = %s "
+                        f"RETURNING {rows.EXECUTION_COLUMNS}",
+                        (execution_id,),
+                    )
+                else:
+                    cur = await conn.execute(
+                        "UPDATE executions SET state = 'cancelled', finished_at = now(), updated_at = now(), "
+                        f"error = %s WHERE id = %s RETURNING {rows.EXECUTION_COLUMNS}",
+                        (f"cancelled by {who_text}: {reason_text}", execution_id),
+                    )
+                updated = await cur.fetchone()
+                assert updated is not None
+            return rows.execution_from_row(updated, CODEC)
+
+        return await self._run(cancel)
+
+    async def cancel_awaiting_approval(self, alert_fingerprint: str, reason: str) -> tuple[str, ...]:
+        reason_text = truncate_text(reason, self._limits.max_text_chars)
+
+        async def cancel(conn: Conn) -> tuple[str, ...]:
+            cur = await conn.execute(
+                "UPDATE executions SET state = 'cancelled', finished_at = now(), updated_at = now(), "
+                "error = %s WHERE alert_fingerprint = %s AND state = 'awaiting_approval' RETURNING id",
+                (reason_text, alert_fingerprint),
+            )
+            return tuple(sorted(r["id"] for r in await cur.fetchall()))
+
+        return await self._run(cancel)
+
+    # -- retention ----------------------------------------------------------------------------------
+
+    async def prune(self, older_than: float, *, batch: int = 1000) -> PruneReport:
+        check_page_limit(batch, what="batch", maximum=100_000)
+        report = PruneReport()
+        values = {"finished": _FINISHED, "age": float(older_than), "batch": batch}
+        for field, sql in _PRUNE:
+            while True:
+
+                async def delete(conn: Conn, sql: str = sql) -> int:
+                    cur = await conn.execute(sql.encode(), values)
+                    return cur.rowcount
+
+                deleted = await self._run(delete)
+                report = report + PruneReport(**{field: deleted})
+                if deleted < batch:
+                    break
+
+        async def forget_idle_limits(conn: Conn) -> None:
+            await conn.execute(
+                "DELETE FROM rate_limits r WHERE touched_at < now() - make_interval(secs => %s) "
+                "AND NOT EXISTS (SELECT 1 FROM rate_limit_hits h WHERE h.playbook_name = r.playbook_name "
+                "AND h.limit_name = r.limit_name AND h.limit_key = r.limit_key "
+                "AND h.per_seconds = r.per_seconds)",
+                (float(older_than),),
+            )
+
+        await self._run(forget_idle_limits)
+        return report
+
+
+def _claim(row: Any) -> Claim:
+    execution = rows.execution_from_row(row, CODEC)
+    assert execution.lease_owner is not None
+    assert execution.lease_expires_at is not None
+    recovered = row["previous_state"] == ExecutionState.RUNNING
+    return Claim(
+        execution=execution,
+        lease=Lease(
+            execution.id,
+            execution.lease_owner,
+            execution.attempt,
+            execution.lease_expires_at,
+            bool(row["cancel_requested"]),
+        ),
+        recovered=recovered,
+        previous_owner=row["previous_owner"] if recovered else None,
+    )
+
+
+def _lease_lost(lease: Lease) -> LeaseLost:
+    return LeaseLost(
+        f"{lease.owner} no longer holds the lease on execution {lease.execution_id} "
+        f"(attempt {lease.attempt}): another worker took it over, or it left the running state"
+    )
+
+
+def _not_found(execution_id: str) -> ExecutionNotFound:
+    return ExecutionNotFound(f"no execution {execution_id!r} in the journal (unknown or pruned)")
