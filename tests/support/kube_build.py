@@ -174,6 +174,31 @@ class _PrivateApt:
         _run(self.argv(*args), step=step, cwd=cwd, log_file=self.log_file)
 
 
+# Host tools the build needs (command -> Debian package); all are in the stock Debian 12 image.
+HOST_TOOLS = {
+    "dpkg-source": "dpkg-dev",
+    "make": "make",
+    "patch": "patch",
+    "xz": "xz-utils",
+    "openssl": "openssl",
+}
+
+
+def _ensure_host_tools() -> None:
+    """Check the build's host tools; in CI (as root) install the missing ones, elsewhere say how."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        raise KubeBuildError("building kube-apiserver needs a Debian machine (apt-get and dpkg)")
+    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if shutil.which(tool) is None})
+    if not missing:
+        return
+    command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    if not (os.environ.get("CI") and os.geteuid() == 0):
+        raise KubeBuildError(f"building kube-apiserver needs {', '.join(missing)}: run `{' '.join(command)}`")
+    _log(f"installing host tools: {' '.join(missing)}")
+    _run(["apt-get", "update", "-q"], step="apt-get update")
+    _run(command, step=f"apt-get install {' '.join(missing)}")
+
+
 def _build_env(root: Path, wrappers: Path, gocache: Path) -> dict[str, str]:
     """Debian's Go 1.19 from the private root, offline, with the version stamped as upstream does."""
     goroot = root / "usr/lib/go-1.19"
@@ -201,10 +226,7 @@ def build(version: str = KUBE_VERSION, *, force: bool = False, keep_work: bool =
         raise KubeBuildError(f"only {KUBE_VERSION} is buildable from Debian 12's source package")
     if binaries_ready(version) and not force:
         return bin_dir(version)
-    if shutil.which("apt-get") is None or shutil.which("dpkg-source") is None:
-        raise KubeBuildError("building kube-apiserver needs a Debian machine with apt-get and dpkg-dev")
-    if shutil.which("make") is None:
-        raise KubeBuildError("building kube-apiserver needs `make` (apt-get install make)")
+    _ensure_host_tools()
     with _build_lock(version):
         if binaries_ready(version) and not force:
             _log("binaries were built by another process meanwhile")

@@ -44,6 +44,25 @@ def raw_get(api: ApiClient, path: str) -> dict[str, Any]:
     return result
 
 
+def raw_request(
+    api: ApiClient, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Any request, answered as (status, JSON body) whatever the status."""
+    method, url, headers, payload, post = api.param_serialize(
+        method,
+        path,
+        header_params={"Content-Type": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    try:
+        response = api.call_api(method, url, headers, payload, post)
+        response.read()
+        return response.status, json.loads(response.data)
+    except ApiException as exc:
+        return int(exc.status), json.loads(exc.body)
+
+
 def nginx_deployment(name: str, replicas: int = 2) -> client.V1Deployment:
     labels = {"app": name}
     return client.V1Deployment(
@@ -196,6 +215,58 @@ def test_discovery_serves_eviction_only_as_policy_v1beta1(real_kube_client: ApiC
     assert (eviction["group"], eviction["version"], eviction["kind"]) == ("policy", "v1beta1", "Eviction")
     policy_resources = {r["name"] for r in raw_get(real_kube_client, "/apis/policy/v1beta1")["resources"]}
     assert "poddisruptionbudgets" in policy_resources
+
+
+def test_disruption_controller_fills_pdb_status_and_eviction_answers_429(
+    real_kube_client: ApiClient, kube_namespace: str
+) -> None:
+    core = client.CoreV1Api(real_kube_client)
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="only", labels={"app": "guarded"}),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")]),
+    )
+    core.create_namespaced_pod(kube_namespace, pod)
+    # No kubelet: report the pod Running and Ready ourselves through the status subresource.
+    core.patch_namespaced_pod_status(
+        "only",
+        kube_namespace,
+        {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
+        _content_type="application/merge-patch+json",
+    )
+    pdbs = f"/apis/policy/v1beta1/namespaces/{kube_namespace}/poddisruptionbudgets"
+    status, created = raw_request(
+        real_kube_client,
+        "POST",
+        pdbs,
+        {
+            "apiVersion": "policy/v1beta1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "keep-one"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+        },
+    )
+    assert status == 201, created
+
+    def observed_status() -> dict[str, Any] | None:
+        _, pdb = raw_request(real_kube_client, "GET", f"{pdbs}/keep-one")
+        observed = pdb.get("status", {})
+        return observed if observed.get("observedGeneration") == pdb["metadata"]["generation"] else None
+
+    observed = eventually(observed_status, what="the disruption controller to fill the PDB status")
+    assert (observed["expectedPods"], observed["currentHealthy"], observed["disruptionsAllowed"]) == (1, 1, 0)
+
+    eviction = {
+        "apiVersion": "policy/v1beta1",
+        "kind": "Eviction",
+        "metadata": {"name": "only", "namespace": kube_namespace},
+    }
+    status, answer = raw_request(
+        real_kube_client, "POST", f"/api/v1/namespaces/{kube_namespace}/pods/only/eviction", eviction
+    )
+    assert status == 429, answer
+    assert answer["reason"] == "TooManyRequests"
+    assert "disruption budget" in answer["message"]
+    assert core.read_namespaced_pod("only", kube_namespace).metadata.deletion_timestamp is None
 
 
 @pytest.fixture
