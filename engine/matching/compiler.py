@@ -421,8 +421,9 @@ def _function(node: Mapping[str, Any]) -> Closure:
     if name == "not_null" and args:
 
         def not_null(value: Any) -> Any:
-            for arg in args:
-                result = arg(value)
+            # Every argument is evaluated first, as the library does: an error in any one raises.
+            results = [arg(value) for arg in args]
+            for result in results:
                 if result is not None:
                     return result
             return None

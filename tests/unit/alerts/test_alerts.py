@@ -1,0 +1,212 @@
+"""Parsing both alert inputs into Alert values, fingerprints, and the bad input senders produce."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from engine.alerts import Alert, fingerprint, parse_json, parse_notification, parse_timestamp
+from engine.errors import AlertError
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+# Values from prometheus/common model (signature_test.go): labelSetToFingerprint.
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ({}, 14695981039346656037),
+        ({"name": "garland, briggs", "fear": "love is not enough"}, 5799056148416392346),
+        ({"first-label": "first-label-value"}, 5146282821936882169),
+        ({"first-label": "first-label-value", "second-label": "second-label-value"}, 3195800080984914717),
+        (
+            {
+                "first-label": "first-label-value",
+                "second-label": "second-label-value",
+                "third-label": "third-label-value",
+            },
+            13843036195897128121,
+        ),
+    ],
+)
+def test_fingerprint_matches_prometheus_model(labels: dict[str, str], expected: int) -> None:
+    assert fingerprint(labels) == f"{expected:016x}"
+
+
+def test_fingerprint_does_not_depend_on_label_order_but_on_every_byte() -> None:
+    a = fingerprint({"a": "b", "c": "d"})
+    assert a == fingerprint({"c": "d", "a": "b"})
+    assert a != fingerprint({"a": "bc", "": "d"})  # the separator byte keeps names and values apart
+    assert fingerprint({"ü": "ß"}) != fingerprint({"u": "s"})
+
+
+WEBHOOK = {
+    "version": "4",
+    "groupKey": '{}:{alertname="KubePodCrashLooping"}',
+    "truncatedAlerts": 0,
+    "status": "firing",
+    "receiver": "kurative",
+    "groupLabels": {"alertname": "KubePodCrashLooping"},
+    "commonLabels": {"alertname": "KubePodCrashLooping", "severity": "critical"},
+    "commonAnnotations": {},
+    "externalURL": "http://alertmanager:9093",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "KubePodCrashLooping", "severity": "critical", "pod": "web-1"},
+            "annotations": {"summary": "web-1 restarts"},
+            "startsAt": "2024-05-01T11:58:00.123456789Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph",
+            "fingerprint": "c0ffee00c0ffee00",
+        },
+        {
+            "status": "resolved",
+            "labels": {"alertname": "KubePodCrashLooping", "severity": "critical", "pod": "web-2"},
+            "startsAt": "2024-05-01T11:00:00+02:00",
+            "endsAt": "2024-05-01T11:30:00+02:00",
+        },
+    ],
+}
+
+
+def test_alertmanager_webhook_becomes_alerts_and_a_group() -> None:
+    notification = parse_notification(WEBHOOK, NOW)
+    assert notification.kind == "alertmanager"
+    first, second = notification.alerts
+    assert first.status == "firing"
+    assert first.fingerprint == "c0ffee00c0ffee00"  # the sender's fingerprint wins
+    assert first.starts_at == datetime(2024, 5, 1, 11, 58, 0, 123456, tzinfo=UTC)
+    assert first.ends_at is None
+    assert first.document["endsAt"] is None
+    assert first.document["startsAt"] == "2024-05-01T11:58:00.123456Z"
+    assert second.status == "resolved"
+    assert second.fingerprint == fingerprint(dict(second.labels))
+    assert second.starts_at == datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+    group = notification.group
+    assert group is not None
+    assert dict(group.document) == {
+        "receiver": "kurative",
+        "groupKey": '{}:{alertname="KubePodCrashLooping"}',
+        "groupLabels": {"alertname": "KubePodCrashLooping"},
+        "commonLabels": {"alertname": "KubePodCrashLooping", "severity": "critical"},
+        "externalURL": "http://alertmanager:9093",
+    }
+
+
+def test_prometheus_list_gets_status_from_ends_at() -> None:
+    payload = [
+        {"labels": {"alertname": "A"}, "startsAt": "2024-05-01T11:00:00Z", "endsAt": "2024-05-01T13:00:00Z"},
+        {"labels": {"alertname": "B"}, "startsAt": "2024-05-01T11:00:00Z", "endsAt": "2024-05-01T11:59:00Z"},
+        {"labels": {"alertname": "C"}},
+    ]
+    notification = parse_notification(payload, NOW)
+    assert notification.kind == "prometheus"
+    assert notification.group is None
+    assert [a.status for a in notification.alerts] == ["firing", "resolved", "firing"]
+    assert notification.alerts[2].starts_at == NOW  # a missing start is "now", as Alertmanager does
+
+
+def test_single_alert_object() -> None:
+    notification = parse_json(json.dumps({"labels": {"alertname": "A"}, "status": "resolved"}), NOW)
+    assert notification.kind == "alert"
+    assert notification.alerts[0].status == "resolved"
+
+
+def test_same_alert_same_fingerprint_from_either_sender() -> None:
+    labels = {"alertname": "A", "instance": "x:9100"}
+    via_prometheus = parse_notification([{"labels": labels}], NOW).alerts[0]
+    via_alertmanager = parse_notification(
+        {"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": labels}]}, NOW
+    ).alerts[0]
+    assert via_prometheus.fingerprint == via_alertmanager.fingerprint == fingerprint(labels)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (
+            [{"labels": {"alertname": "A", "replicas": 3}}],
+            "[0].labels.replicas: 3 is not a string (label and annotation values must be strings",
+        ),
+        ([{"labels": {"alertname": "A", "ok": None}}], "[0].labels.ok: null is not a string"),
+        ([{"labels": {"": "x"}}], "[0].labels: label names must not be empty"),
+        ([{"annotations": {}}], "[0]: 'labels' is a required property"),
+        ([{"labels": {"a": "b"}, "startsAt": "yesterday"}], "[0].startsAt: invalid timestamp 'yesterday'"),
+        ([{"labels": {"a": "b"}, "endsAt": "2024-13-01T00:00:00Z"}], "[0].endsAt: invalid timestamp"),
+        ([{"labels": {"a": "b"}, "startsAt": "2024-05-01T00:00:00"}], "invalid timestamp"),  # no zone
+        ({"version": "3", "status": "firing", "alerts": []}, 'version: "3" is not supported'),
+        (
+            {"version": "4", "status": "firing", "alerts": [{"status": "pending", "labels": {}}]},
+            "alerts[0].status: \"pending\" is not one of ['firing', 'resolved']",
+        ),
+        ("just text", "payload: expected an Alertmanager webhook object"),
+        ({"hello": "world"}, "payload: not an alert"),
+    ],
+)
+def test_bad_input_is_a_clear_alert_error(payload: object, message: str) -> None:
+    with pytest.raises(AlertError) as caught:
+        parse_notification(payload, NOW)
+    assert message in str(caught.value)
+
+
+def test_invalid_json_is_an_alert_error() -> None:
+    with pytest.raises(AlertError, match="not valid JSON"):
+        parse_json(b"{not json", NOW)
+
+
+def test_timestamps_normalise_to_utc() -> None:
+    assert parse_timestamp("2024-05-01T14:00:00+02:00") == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert parse_timestamp("0001-01-01T00:00:00Z") is None
+    assert parse_timestamp("2024-05-01t12:00:00z") == datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+
+def test_a_thousand_labels() -> None:
+    labels = {f"label_{i:04d}": f"value {i}" for i in range(1000)}
+    labels["alertname"] = "Huge"
+    alert = parse_notification([{"labels": labels}], NOW).alerts[0]
+    assert len(alert.labels) == 1001
+    assert alert.fingerprint == fingerprint(labels)
+
+
+def test_ten_thousand_alerts_in_one_payload() -> None:
+    alerts = [
+        {"status": "firing", "labels": {"alertname": "Many", "i": str(i)}, "startsAt": "2024-05-01T11:00:00Z"}
+        for i in range(10_000)
+    ]
+    notification = parse_notification({"version": "4", "status": "firing", "alerts": alerts}, NOW)
+    assert len(notification.alerts) == 10_000
+    assert len({a.fingerprint for a in notification.alerts}) == 10_000
+
+
+def test_ten_thousand_alerts_with_one_bad_one_names_it() -> None:
+    alerts = [{"labels": {"alertname": "Many", "i": str(i)}} for i in range(10_000)]
+    alerts[7321]["labels"]["i"] = 7321  # type: ignore[assignment]
+    with pytest.raises(AlertError, match=r"^\[7321\]\.labels\.i: 7321 is not a string"):
+        parse_notification(alerts, NOW)
+
+
+def test_labels_that_look_like_expressions_stay_text() -> None:
+    tricky = {"alertname": "A", "query": "labels.x == 'y' || `true`", "tmpl": "${labels.alertname}"}
+    alert = parse_notification([{"labels": tricky}], NOW).alerts[0]
+    assert dict(alert.labels) == tricky
+
+
+def test_alerts_are_immutable() -> None:
+    alert = Alert.make({"alertname": "A"})
+    with pytest.raises(TypeError):
+        alert.labels["alertname"] = "B"  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        alert.status = "resolved"  # type: ignore[misc]
+    assert hash(alert) == hash(Alert.make({"alertname": "A"}))
+
+
+def test_to_json_is_a_fresh_copy() -> None:
+    alert = Alert.make({"alertname": "A"}, starts_at=NOW - timedelta(minutes=5))
+    out = alert.to_json()
+    out["labels"]["alertname"] = "changed"
+    assert alert.labels["alertname"] == "A"
+    assert out["startsAt"] == "2024-05-01T11:55:00Z"
