@@ -14,7 +14,8 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: $(BIN)/.installed
-	$(BIN)/kurative lint examples/ rules/
+	$(BIN)/kurative lint examples/playbooks
+	$(BIN)/kurative lint rules/
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
