@@ -217,7 +217,8 @@ class SQLiteJournal:
             try:
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {SCHEMA_VERSION_TABLE} ("
-                    "version integer PRIMARY KEY, name text NOT NULL, applied_at real NOT NULL)"
+                    "version integer PRIMARY KEY, name text NOT NULL, "
+                    "applied_at real NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0))"
                 )
                 conn.execute("COMMIT")
             except BaseException:

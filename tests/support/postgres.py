@@ -62,7 +62,10 @@ def require_binaries() -> Path:
     if not os.environ.get("CI"):
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found; install postgresql or set CI=1")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"]):
+    for command in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
+    ):
         result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         if result.returncode != 0:
             pytest.fail(f"CI: `{' '.join(command)}` failed: {result.stderr[-2000:]}")
