@@ -1,0 +1,102 @@
+"""``kurative simulate``: what alerts would do with these playbooks, with no side effects.
+
+Each FILE holds an Alertmanager webhook payload, a Prometheus alert list, or a single alert (JSON, or
+YAML for hand-written files; ``-`` reads standard input). Prints, per alert, the matched playbooks in run
+order with the reason each matched, the dedupe key and every step with its params rendered; with
+``--explain`` also why each other playbook did not start. ``--format json`` is a stable interface for CI
+scripts (see :mod:`engine.matching.simulation`). Exit 0; 1 when the playbooks do not load; 2 when an
+input file is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.alerts import parse_notification
+from engine.commands import EXIT_FAILURE, EXIT_OK
+from engine.diagnostics import has_errors
+from engine.errors import AlertError, UsageError
+from engine.matching.ruleset import Ruleset
+from engine.matching.simulation import format_text, simulate
+from engine.playbooks.loading import load_playbooks
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "simulate",
+        help="show what alerts would do with the playbooks (no side effects)",
+        description="Match alerts against the playbooks in --rules and print, per alert, the playbooks "
+        "that would start in run order, why, their dedupe keys and their steps with params rendered.",
+    )
+    parser.add_argument(
+        "--rules",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="playbook directory or file (repeatable)",
+    )
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format (default: text)"
+    )
+    parser.add_argument(
+        "--explain", action="store_true", help="also say why each other playbook did not start"
+    )
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="Alertmanager payload, Prometheus alert list or one alert (JSON or YAML; - for stdin)",
+    )
+    parser.set_defaults(func=run)
+
+
+def read_payload(name: str) -> Any:
+    """The JSON (or YAML) value in file ``name``; raises :class:`UsageError` when unusable."""
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{name}: cannot read: {exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise UsageError(f"{name}: neither JSON nor YAML: {exc}") from None
+
+
+def load_ruleset(paths: list[str]) -> Ruleset | None:
+    """The ruleset of ``paths``, or ``None`` after printing the load errors to stderr."""
+    result = load_playbooks(paths)
+    for diagnostic in result.diagnostics:
+        print(diagnostic.format(), file=sys.stderr)
+    if has_errors(result.diagnostics):
+        return None
+    return Ruleset.compile(result.playbooks)
+
+
+def run(args: argparse.Namespace) -> int:
+    ruleset = load_ruleset(args.rules)
+    if ruleset is None:
+        return EXIT_FAILURE
+    reports = []
+    for name in args.files:
+        payload = read_payload(name)
+        try:
+            notification = parse_notification(payload)
+        except AlertError as exc:
+            raise UsageError(f"{name}: {exc}") from None
+        reports.extend(simulate(ruleset, notification, explain=args.explain, source=name))
+    if args.format == "json":
+        sys.stdout.write(json.dumps(reports, indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(format_text(reports))
+    return EXIT_OK
