@@ -41,11 +41,30 @@ def check_loaded(playbooks: Sequence[Playbook]) -> tuple[tuple[Playbook, ...], l
     return tuple(good), diagnostics
 
 
+def _check_rejected(rejected: Sequence[Playbook], schema_problems: list[Diagnostic]) -> list[Diagnostic]:
+    """Check what can be checked in documents that failed the schema, so that one run shows every
+    problem. Findings on a line the schema already flagged are left out: they would only repeat it."""
+    flagged = {(d.path, d.line) for d in schema_problems}
+    found: list[Diagnostic] = []
+    for playbook in rejected:
+        found.extend(
+            d
+            for d in check_playbook(playbook)
+            if (d.path, d.line) not in flagged and not _placeholder(d, playbook)
+        )
+    return found
+
+
+def _placeholder(diagnostic: Diagnostic, playbook: Playbook) -> bool:
+    """Findings about the stand-ins used for invalid fields (an empty action name, an unnamed step)."""
+    return diagnostic.code == "E301" and "unknown action ''" in diagnostic.message
+
+
 def lint_paths(paths: Sequence[str | Path]) -> LintResult:
     """Everything lint finds under ``paths``; never raises for bad content."""
     loaded = load_playbooks(paths)
     good, problems = check_loaded(loaded.playbooks)
-    diagnostics = loaded.diagnostics + problems
+    diagnostics = loaded.diagnostics + problems + _check_rejected(loaded.rejected, loaded.diagnostics)
     if not loaded.files and not loaded.diagnostics:
         diagnostics.append(
             Diagnostic.make(

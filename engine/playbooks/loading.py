@@ -28,6 +28,8 @@ class LoadResult:
     playbooks: tuple[Playbook, ...] = ()
     diagnostics: list[Diagnostic] = field(default_factory=list)
     files: tuple[str, ...] = ()
+    # Documents that failed the schema, modelled as far as possible so that lint can check the rest.
+    rejected: tuple[Playbook, ...] = ()
 
 
 def is_test_file(path: Path) -> bool:
@@ -62,12 +64,9 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]
     return list(unique), problems
 
 
-def load_document(doc: Document) -> tuple[Playbook | None, list[Diagnostic]]:
-    """Validate one document and build its model when the schema holds."""
-    problems = schema_diagnostics(doc)
-    if problems:
-        return None, problems
-    return build_playbook(doc), []
+def load_document(doc: Document) -> tuple[Playbook, list[Diagnostic]]:
+    """Validate one document and build its model; the model is valid only without diagnostics."""
+    return build_playbook(doc), schema_diagnostics(doc)
 
 
 def load_bytes(path: str, raw: bytes) -> LoadResult:
@@ -75,12 +74,13 @@ def load_bytes(path: str, raw: bytes) -> LoadResult:
     loaded = load_yaml_bytes(path, raw)
     result = LoadResult(diagnostics=list(loaded.diagnostics), files=(path,))
     playbooks: list[Playbook] = []
+    rejected: list[Playbook] = []
     for doc in loaded.documents:
         playbook, problems = load_document(doc)
         result.diagnostics.extend(problems)
-        if playbook is not None:
-            playbooks.append(playbook)
+        (rejected if problems else playbooks).append(playbook)
     result.playbooks = tuple(playbooks)
+    result.rejected = tuple(rejected)
     return result
 
 
@@ -89,6 +89,7 @@ def load_playbooks(paths: Sequence[str | Path]) -> LoadResult:
     files, problems = discover(paths)
     result = LoadResult(diagnostics=problems, files=tuple(str(f) for f in files))
     playbooks: list[Playbook] = []
+    rejected: list[Playbook] = []
     for file in files:
         try:
             raw = file.read_bytes()
@@ -102,5 +103,7 @@ def load_playbooks(paths: Sequence[str | Path]) -> LoadResult:
         loaded = load_bytes(str(file), raw)
         result.diagnostics.extend(loaded.diagnostics)
         playbooks.extend(loaded.playbooks)
+        rejected.extend(loaded.rejected)
     result.playbooks = tuple(playbooks)
+    result.rejected = tuple(rejected)
     return result

@@ -20,7 +20,7 @@ import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
 from engine.diagnostics import Diagnostic
-from engine.durations import DURATION_PATTERN, parse_duration
+from engine.durations import DURATION_PATTERN, DurationError, parse_duration
 from engine.playbooks.models import Dedupe, Limit, Playbook, Retry, Source, Step, Trigger
 from engine.playbooks.yamlload import Document
 
@@ -243,56 +243,76 @@ def content_hash(data: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _get(mapping: Any, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    """``mapping[key]`` when it has the expected type, else ``default`` (for partly invalid documents)."""
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        return default
+    return value if isinstance(value, kind) else default
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return parse_duration(value) if value is not None else None
+    except DurationError:
+        return None
+
+
 def build_playbook(doc: Document) -> Playbook:
-    """The model of a document that passed schema validation."""
-    data: dict[str, Any] = doc.data
-    metadata = data["metadata"]
-    spec = data["spec"]
-    trigger = spec.get("trigger", {})
+    """The model of a document. Fields of the wrong type fall back to defaults, so that a document
+    with schema errors can still be checked for everything else; only a valid one is ever run."""
+    data: Any = doc.data
+    metadata = _get(data, "metadata", dict, {})
+    spec = _get(data, "spec", dict, {})
+    trigger = _get(spec, "trigger", dict, {})
     names = trigger.get("alertname", ())
-    dedupe = spec.get("dedupe", {})
-    steps = tuple(
-        Step(
-            name=step["name"],
-            action=step["action"],
-            params=step.get("params", {}),
-            when=step.get("when"),
-            timeout=parse_duration(step["timeout"]) if "timeout" in step else None,
-            retry=Retry(
-                attempts=step.get("retry", {}).get("attempts", 1),
-                backoff=parse_duration(step.get("retry", {}).get("backoff", "1s")),
-            ),
-            always=step.get("always", False),
-            cluster=step.get("cluster"),
+    dedupe = _get(spec, "dedupe", dict, {})
+    raw_steps = _get(spec, "steps", list, [])
+    steps = []
+    for index, raw in enumerate(raw_steps):
+        retry = _get(raw, "retry", dict, {})
+        steps.append(
+            Step(
+                name=_get(raw, "name", str, f"#{index + 1}"),
+                action=_get(raw, "action", str, ""),
+                params=_get(raw, "params", dict, {}),
+                when=_get(raw, "when", str, None),
+                timeout=_seconds(_get(raw, "timeout", str, None)),
+                retry=Retry(
+                    attempts=_get(retry, "attempts", int, 1),
+                    backoff=_seconds(_get(retry, "backoff", str, "1s")) or 1.0,
+                ),
+                always=_get(raw, "always", bool, False),
+                cluster=_get(raw, "cluster", str, None),
+            )
         )
-        for step in spec["steps"]
-    )
+    limits = [
+        Limit(
+            key=limit["key"], max=_get(limit, "max", int, 1), per=_seconds(_get(limit, "per", str, None)) or 0
+        )
+        for limit in _get(spec, "limits", list, [])
+        if isinstance(_get(limit, "key", str, None), str)
+    ]
     line, column = doc.position(())
     return Playbook(
-        name=metadata["name"],
-        version=metadata["version"],
-        description=metadata.get("description", ""),
-        labels=metadata.get("labels", {}),
+        name=_get(metadata, "name", str, ""),
+        version=_get(metadata, "version", int, 0),
+        description=_get(metadata, "description", str, ""),
+        labels=_get(metadata, "labels", dict, {}),
         trigger=Trigger(
-            alertnames=(names,) if isinstance(names, str) else tuple(names),
-            status=trigger.get("status", "firing"),
-            when=trigger.get("when"),
+            alertnames=(names,) if isinstance(names, str) else tuple(n for n in names if isinstance(n, str)),
+            status=_get(trigger, "status", str, "firing"),
+            when=_get(trigger, "when", str, None),
         ),
-        priority=spec.get("priority", 0),
-        stop=spec.get("stop", False),
-        dedupe=Dedupe(
-            key=dedupe.get("key"),
-            window=parse_duration(dedupe["window"]) if "window" in dedupe else None,
-        ),
-        limits=tuple(
-            Limit(key=limit["key"], max=limit["max"], per=parse_duration(limit["per"]))
-            for limit in spec.get("limits", [])
-        ),
-        approval=spec.get("approval"),
-        dry_run=spec.get("dryRun", False),
-        vars=spec.get("vars", {}),
-        steps=steps,
+        priority=_get(spec, "priority", int, 0),
+        stop=_get(spec, "stop", bool, False),
+        dedupe=Dedupe(key=_get(dedupe, "key", str, None), window=_seconds(_get(dedupe, "window", str, None))),
+        limits=tuple(limits),
+        approval=_get(spec, "approval", str, None),
+        dry_run=_get(spec, "dryRun", bool, False),
+        vars=_get(spec, "vars", dict, {}),
+        steps=tuple(steps),
         content_hash=content_hash(data),
-        body=data,
+        body=data if isinstance(data, dict) else {},
         source=Source(doc.path, doc.index, line, column, dict(doc.positions)),
     )

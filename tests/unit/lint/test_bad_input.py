@@ -109,3 +109,20 @@ def test_empty_directory_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str
     status, out, _ = lint(capsys, str(tmp_path))
     assert status == 0
     assert " W502 no playbook files found" in out
+
+
+def test_schema_errors_do_not_hide_other_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "many.yaml").write_text(
+        "apiVersion: kurative/v1\n"
+        "kind: Playbook\n"
+        'metadata: {name: many, version: "2"}\n'
+        'spec:\n  trigger: {when: "labels.a =="}\n'
+        "  priority: high\n"
+        "  steps:\n"
+        "    - {name: a, action: lgo, params: {message: hi}}\n"
+        "    - {name: b, action: log, params: {message: '${steps.zz.output}'}}\n"
+    )
+    status, out, _ = lint(capsys, str(tmp_path / "many.yaml"))
+    assert status == 1
+    codes = [line.split(": ")[1].split()[0] for line in out.splitlines()[:-1]]
+    assert codes == ["E106", "E201", "E103", "E301", "E303"]
