@@ -288,6 +288,19 @@ class ClusterClient:
             "this Kubernetes version is not supported for the action"
         )
 
+    async def eviction_version(self) -> str:
+        """The Eviction apiVersion the server wants, read from the ``pods/eviction`` discovery entry."""
+        cached = self._discovery.get("eviction")
+        if cached:
+            return next(iter(cached))
+        version = "policy/v1beta1"  # servers too old to say
+        for entry in ((await self.request("GET", "/api/v1")) or {}).get("resources", []):
+            if entry.get("name") == "pods/eviction" and entry.get("group") and entry.get("version"):
+                version = f"{entry['group']}/{entry['version']}"
+        with self._discovery_lock:
+            self._discovery["eviction"] = frozenset({version})
+        return version
+
     async def _served(self, base: str) -> frozenset[str] | None:
         with self._discovery_lock:
             if base in self._discovery:

@@ -9,6 +9,7 @@ playbook that slipped past lint still cannot touch ``kube-system``.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 
 from engine.actions.base import ActionContext, RbacRule
 from engine.actions.schema import JSON, string
-from engine.errors import GuardRefused, PermanentActionError
+from engine.errors import GuardRefused, ObjectNotFound, PermanentActionError
 
 STAMP_ANNOTATION = "kurative/step"
 # Where kubectl keeps the revision of a Deployment's ReplicaSets (`kubectl rollout undo` reads it).
@@ -85,9 +86,13 @@ class KubeClient(Protocol):
 
     async def read_text(self, path: str, *, query: Mapping[str, Any] | None = None) -> str: ...
 
-    async def resource_path(
-        self, group: str, versions: tuple[str, ...], resource: str
-    ) -> tuple[str, str]: ...
+    async def resource_path(self, group: str, versions: tuple[str, ...], resource: str) -> tuple[str, str]:
+        """(apiVersion, base path) of the first of ``versions`` that serves ``resource``."""
+        ...
+
+    async def eviction_version(self) -> str:
+        """``policy/v1`` or ``policy/v1beta1``, as the server's discovery says."""
+        ...
 
 
 class KubeClients(Protocol):
@@ -189,3 +194,118 @@ def check(name: str) -> Callable[[CheckFunc], CheckFunc]:
         return func
 
     return attach
+
+
+# --- helpers shared by the implementations --------------------------------------------------------
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
+_FACTORS = {
+    None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 1024.0, "Mi": 1024.0**2, "Gi": 1024.0**3, "Ti": 1024.0**4, "Pi": 1024.0**5, "Ei": 1024.0**6,
+}  # fmt: skip
+
+
+def parse_quantity(value: Any, what: str) -> float:
+    """A Kubernetes quantity (``500m``, ``2``, ``512Mi``) in base units, or a clear permanent error."""
+    text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
+    match = _QUANTITY.match(text)
+    if not match:
+        raise PermanentActionError(
+            f"{what} {value!r} is not a Kubernetes quantity (such as 500m, 2, 512Mi, 20Gi)"
+        )
+    return float(match.group(1)) * _FACTORS[match.group(2)]
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def read(client: KubeClient, path: str) -> dict[str, Any]:
+    found = await client.request("GET", path)
+    if not isinstance(found, dict):
+        raise PermanentActionError(f"GET {path}: the API server answered no object")
+    return found
+
+
+async def stamp_then_delete(
+    ctx: ActionContext,
+    client: KubeClient,
+    path: str,
+    *,
+    evict: tuple[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[str | None, Mapping[str, Any] | None]:
+    """Delete (or evict) the object at ``path`` preconditioned on the uid read first.
+
+    Before a real deletion the object is stamped with ``kurative/step``, so that crash recovery can
+    tell "never deleted" (stamped object still there) from "already replaced" (a new, unstamped
+    object of the same name). Returns (uid, the object as read) or (None, None) when already gone.
+    """
+    try:
+        current = await read(client, path)
+    except ObjectNotFound:
+        return None, None
+    uid = str(current["metadata"]["uid"])
+    if not ctx.dry_run and not stamped(current, ctx):
+        try:
+            await client.request(
+                "PATCH",
+                path,
+                body={"metadata": {"uid": uid, "annotations": stamp(ctx)}},
+                content_type="application/merge-patch+json",
+            )
+        except ObjectNotFound:
+            return None, None
+    delete_options: dict[str, Any] = {"preconditions": {"uid": uid}, **(options or {})}
+    if ctx.dry_run:
+        delete_options["dryRun"] = ["All"]
+    try:
+        if evict is not None:
+            api_version, name = evict
+            body = {
+                "apiVersion": api_version,
+                "kind": "Eviction",
+                "metadata": {"name": name, "namespace": current["metadata"].get("namespace")},
+                "deleteOptions": delete_options,
+            }
+            await client.request("POST", f"{path}/eviction", body=body, query=dry_run_query(ctx))
+        else:
+            await client.request(
+                "DELETE",
+                path,
+                body={"apiVersion": "v1", "kind": "DeleteOptions", **delete_options},
+                query=dry_run_query(ctx),
+            )
+    except ObjectNotFound:
+        return None, None
+    return uid, current
+
+
+async def deletion_effect(ctx: ActionContext, client: KubeClient, path: str) -> Effect:
+    """Check hook of the stamp-then-delete actions (see :func:`stamp_then_delete`)."""
+    try:
+        current = await read(client, path)
+    except ObjectNotFound:
+        return Effect.DONE
+    if current["metadata"].get("deletionTimestamp") and stamped(current, ctx):
+        return Effect.DONE
+    if stamped(current, ctx):
+        return Effect.NOT_DONE
+    return Effect.UNKNOWN
+
+
+async def stamp_effect(client: KubeClient, path: str, ctx: ActionContext) -> Effect:
+    """Check hook of stamped mutations: the annotation and the change are written in one request."""
+    try:
+        current = await read(client, path)
+    except ObjectNotFound:
+        return Effect.NOT_DONE
+    return Effect.DONE if stamped(current, ctx) else Effect.NOT_DONE
+
+
+def owner_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            found: Mapping[str, Any] = ref
+            return found
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.actions.base import RbacRule
+from engine.actions.kubernetes._common import KubeClient
 from engine.errors import PermanentActionError
 
 
@@ -68,3 +69,21 @@ def rules_for(verbs: str, kinds: tuple[str, ...] = KIND_NAMES) -> tuple[RbacRule
         RbacRule((group,), tuple(sorted(resources)), tuple(verbs.split()), cluster_scoped=cluster)
         for (group, cluster), resources in sorted(grouped.items())
     )
+
+
+async def object_path(
+    client: KubeClient, kind: Kind, namespace: str | None, name: str | None = None, sub: str | None = None
+) -> tuple[str, str]:
+    """(apiVersion, path) of a collection or of one object (and subresource) of ``kind``."""
+    api_version, base = await client.resource_path(kind.group, kind.versions, kind.resource)
+    path = base
+    if kind.namespaced:
+        if not namespace:
+            raise PermanentActionError(f"{kind.kind} is namespaced: give the namespace")
+        path += f"/namespaces/{namespace}"
+    path += f"/{kind.resource}"
+    if name is not None:
+        path += f"/{name}"
+    if sub is not None:
+        path += f"/{sub}"
+    return api_version, path

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
-from engine.actions.base import ActionSpec, RepeatSafety, Risk
-from engine.actions.kubernetes._common import name_param, namespace_param, object_output, rule
-from engine.actions.registry import declare
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
+from engine.actions.kubernetes._common import (
+    Effect,
+    check,
+    check_name,
+    check_namespace,
+    client_for,
+    deletion_effect,
+    name_param,
+    namespace_param,
+    object_output,
+    read,
+    rule,
+    stamp_then_delete,
+)
+from engine.actions.registry import declare, implement
 from engine.actions.schema import boolean, duration, integer, obj, string
+from engine.durations import parse_duration
+from engine.errors import ActionError, ObjectConflict, ObjectNotFound, PermanentActionError
+
+MAX_LOG_CHARS = 64 * 1024  # a log tail lands in the journal: keep it bounded
 
 _POD_OUT = {"pod": string("name of the pod"), "uid": string("uid of the pod acted on")}
 
@@ -27,7 +48,7 @@ declare(
         risk=Risk.MEDIUM,
         repeat_safety=RepeatSafety.PRECONDITIONED,
         dry_run=True,
-        rbac=(rule("", "pods", "get delete"),),
+        rbac=(rule("", "pods", "get patch delete"),),
     )
 )
 
@@ -49,7 +70,7 @@ declare(
         risk=Risk.MEDIUM,
         repeat_safety=RepeatSafety.PRECONDITIONED,
         dry_run=True,
-        rbac=(rule("", "pods", "get"), rule("", "pods/eviction", "create")),
+        rbac=(rule("", "pods", "get patch"), rule("", "pods/eviction", "create")),
     )
 )
 
@@ -136,3 +157,196 @@ declare(
         rbac=(rule("", "pods", "list delete"),),
     )
 )
+
+
+def _pod_path(namespace: str, pod: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/pods/{pod}"
+
+
+def _grace(params: Mapping[str, Any]) -> dict[str, Any]:
+    grace = params.get("grace_period")
+    return {} if grace is None else {"gracePeriodSeconds": int(grace)}
+
+
+@implement("kubernetes.delete_pod")
+async def delete_pod(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    namespace = check_namespace(ctx, params.get("namespace"))
+    pod = check_name(params.get("pod"), "pod")
+    uid, _ = await stamp_then_delete(ctx, client_for(ctx), _pod_path(namespace, pod), options=_grace(params))
+    return {"pod": pod, "uid": uid or "", "deleted": uid is not None}
+
+
+@implement("kubernetes.evict_pod")
+async def evict_pod(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    namespace = check_namespace(ctx, params.get("namespace"))
+    pod = check_name(params.get("pod"), "pod")
+    client = client_for(ctx)
+    version = await client.eviction_version()
+    uid, _ = await stamp_then_delete(
+        ctx, client, _pod_path(namespace, pod), evict=(version, pod), options=_grace(params)
+    )
+    return {"pod": pod, "uid": uid or "", "evicted": uid is not None}
+
+
+@check("kubernetes.delete_pod")
+@check("kubernetes.evict_pod")
+async def pod_deleted(ctx: ActionContext, params: Mapping[str, Any]) -> Effect:
+    path = _pod_path(check_name(params.get("namespace"), "namespace"), check_name(params.get("pod"), "pod"))
+    return await deletion_effect(ctx, client_for(ctx), path)
+
+
+def _containers(pod: Mapping[str, Any]) -> list[str]:
+    return [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []]
+
+
+async def _logs(
+    ctx: ActionContext,
+    namespace: str,
+    pod: str,
+    container: str,
+    tail: int,
+    previous: bool,
+    since: float | None,
+) -> str:
+    query: dict[str, Any] = {"container": container, "tailLines": tail}
+    if previous:
+        query["previous"] = True
+    if since:
+        query["sinceSeconds"] = max(1, int(since))
+    text = await client_for(ctx).read_text(f"{_pod_path(namespace, pod)}/log", query=query)
+    return text[-MAX_LOG_CHARS:]
+
+
+@implement("kubernetes.pod_logs")
+async def pod_logs(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    namespace = check_namespace(ctx, params.get("namespace"), mutating=False)
+    pod = check_name(params.get("pod"), "pod")
+    found = await read(client_for(ctx), _pod_path(namespace, pod))
+    names = _containers(found)
+    container = params.get("container") or (names[0] if names else "")
+    if container not in names:
+        raise PermanentActionError(
+            f"pod {namespace}/{pod} has no container {container!r} (it has {', '.join(names)})"
+        )
+    since = parse_duration(params["since"]) if params.get("since") else None
+    text = await _logs(
+        ctx,
+        namespace,
+        pod,
+        container,
+        int(params.get("tail_lines", 200)),
+        bool(params.get("previous")),
+        since,
+    )
+    return {"pod": pod, "container": container, "logs": text, "lines": len(text.splitlines())}
+
+
+def _event_time(event: Mapping[str, Any]) -> str:
+    return str(
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
+
+
+@implement("kubernetes.collect_diagnostics")
+async def collect_diagnostics(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    namespace = check_namespace(ctx, params.get("namespace"), mutating=False)
+    pod = check_name(params.get("pod"), "pod")
+    client = client_for(ctx)
+    found = await read(client, _pod_path(namespace, pod))
+    events = await client.request(
+        "GET",
+        f"/api/v1/namespaces/{namespace}/events",
+        query={"fieldSelector": f"involvedObject.kind=Pod,involvedObject.name={pod}"},
+    )
+    items = sorted((events or {}).get("items") or [], key=_event_time)
+    tail = int(params.get("tail_lines", 100))
+    logs: dict[str, str] = {}
+    previous_logs: dict[str, str] = {}
+    restarted = {
+        str(s.get("name"))
+        for s in (found.get("status") or {}).get("containerStatuses") or []
+        if int(s.get("restartCount") or 0) > 0
+    }
+    for container in _containers(found):
+        # A diagnostic bundle is best effort: a log that cannot be read says why instead of failing.
+        try:
+            logs[container] = await _logs(ctx, namespace, pod, container, tail, False, None) if tail else ""
+        except ActionError as exc:
+            logs[container] = f"(logs unavailable: {exc})"
+        if params.get("previous", True) and container in restarted and tail:
+            try:
+                previous_logs[container] = await _logs(ctx, namespace, pod, container, tail, True, None)
+            except ActionError as exc:
+                previous_logs[container] = f"(previous logs unavailable: {exc})"
+    meta = found.get("metadata") or {}
+    return {
+        "pod": {
+            "metadata": {
+                k: meta.get(k) for k in ("name", "namespace", "uid", "labels", "ownerReferences") if k in meta
+            },
+            "spec": found.get("spec") or {},
+            "status": found.get("status") or {},
+        },
+        "events": [
+            {
+                "type": e.get("type"),
+                "reason": e.get("reason"),
+                "message": e.get("message"),
+                "count": e.get("count"),
+                "time": _event_time(e),
+            }
+            for e in items
+        ],
+        "logs": logs,
+        "previous_logs": previous_logs,
+    }
+
+
+def _finished_at(pod: Mapping[str, Any]) -> datetime.datetime:
+    status = pod.get("status") or {}
+    stamps = [
+        str(((s.get("state") or {}).get("terminated") or {}).get("finishedAt") or "")
+        for s in status.get("containerStatuses") or []
+    ]
+    stamps = [s for s in stamps if s] or [
+        str(status.get("startTime") or (pod.get("metadata") or {}).get("creationTimestamp") or "")
+    ]
+    try:
+        return max(datetime.datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps)
+    except ValueError:
+        return datetime.datetime.now(datetime.UTC)
+
+
+@implement("kubernetes.cleanup_failed_pods")
+async def cleanup_failed_pods(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    namespace = check_namespace(ctx, params.get("namespace"))
+    client = client_for(ctx)
+    query: dict[str, Any] = {"fieldSelector": "status.phase=Failed"}
+    if params.get("label_selector"):
+        query["labelSelector"] = params["label_selector"]
+    listed = await client.request("GET", f"/api/v1/namespaces/{namespace}/pods", query=query)
+    older_than = parse_duration(params.get("older_than", "0s"))
+    cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=older_than)
+    candidates = sorted(
+        (p for p in (listed or {}).get("items") or [] if _finished_at(p) <= cutoff), key=_finished_at
+    )[: int(params.get("max", 100))]
+    deleted: list[str] = []
+    for pod in candidates:
+        meta = pod["metadata"]
+        options: dict[str, Any] = {"preconditions": {"uid": meta["uid"]}}
+        if ctx.dry_run:
+            options["dryRun"] = ["All"]
+        try:
+            await client.request(
+                "DELETE",
+                _pod_path(namespace, meta["name"]),
+                body={"apiVersion": "v1", "kind": "DeleteOptions", **options},
+                query={"dryRun": "All"} if ctx.dry_run else None,
+            )
+        except (ObjectNotFound, ObjectConflict):
+            continue  # already gone, or replaced by a new pod of the same name: not ours to delete
+        deleted.append(meta["name"])
+    return {"deleted": deleted, "count": len(deleted)}

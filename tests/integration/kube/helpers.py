@@ -1,0 +1,231 @@
+"""Arrange and inspect cluster state for the action tests, identically on the fake and real server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.actions.base import ActionContext
+from engine.actions.kubernetes import KubeGuards, check_effect
+from engine.actions.kubernetes._common import Effect
+from engine.actions.registry import get_action
+from engine.adapters.kubernetes import KubernetesAdapter
+
+Obj = dict[str, Any]
+CORE = "/api/v1"
+APPS = "/apis/apps/v1"
+
+
+class Kube:
+    """Raw JSON requests through the official client's ApiClient (sync), plus builders."""
+
+    def __init__(self, api: Any, cluster: Any) -> None:
+        self.api = api
+        self.cluster = cluster
+        self.namespace = ""
+        self._namespaces: list[str] = []
+        self._nodes: list[str] = []
+        self.cluster_objects: list[str] = []
+
+    def request(self, method: str, path: str, body: Any = None, content_type: str | None = None, **query: Any) -> Any:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        m, url, h, b, _ = self.api.param_serialize(
+            method, path, query_params=list(query.items()), header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        response = self.api.call_api(m, url, header_params=h, body=b, _request_timeout=(5, 30))
+        data = response.read().decode()
+        if response.status >= 300:
+            raise RequestFailed(response.status, data)
+        return json.loads(data) if data else None
+
+    def get(self, path: str) -> Obj:
+        found: Obj = self.request("GET", path)
+        return found
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.get(path)
+        except RequestFailed as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def create(self, path: str, body: Obj) -> Obj:
+        made: Obj = self.request("POST", path, body)
+        return made
+
+    def patch(self, path: str, body: Any, content_type: str = "application/merge-patch+json") -> Obj:
+        patched: Obj = self.request("PATCH", path, body, content_type)
+        return patched
+
+    def ns_path(self, resource: str, name: str = "", group: str = CORE) -> str:
+        return f"{group}/namespaces/{self.namespace}/{resource}" + (f"/{name}" if name else "")
+
+    def create_namespace(self, hint: str) -> str:
+        base = re.sub(r"[^a-z0-9-]+", "-", hint.lower()).strip("-")[:40].strip("-") or "t"
+        name = f"{base}-{secrets.token_hex(3)}"
+        self.create(f"{CORE}/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        self._namespaces.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        for name in self._namespaces:
+            with contextlib.suppress(RequestFailed):
+                self.request("DELETE", f"{CORE}/namespaces/{name}")
+        for path in self.cluster_objects:
+            with contextlib.suppress(RequestFailed):
+                self.request("DELETE", path)
+
+    # --- builders ------------------------------------------------------------------------------
+
+    def pod(self, name: str, labels: Mapping[str, str] | None = None, **spec: Any) -> Obj:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": dict(labels or {"app": name})},
+            "spec": {"containers": [{"name": "app", "image": "busybox"}], **spec},
+        }
+        return self.create(self.ns_path("pods"), body)
+
+    def deployment(self, name: str, replicas: int = 2, **template_spec: Any) -> Obj:
+        body = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "containers": [{"name": "app", "image": "nginx:1.25"}],
+                        "terminationGracePeriodSeconds": 0,
+                        **template_spec,
+                    },
+                },
+            },
+        }
+        return self.create(self.ns_path("deployments", group=APPS), body)
+
+    def statefulset(self, name: str, replicas: int = 1) -> Obj:
+        body = {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "serviceName": name,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "app", "image": "redis"}], "terminationGracePeriodSeconds": 0},
+                },
+            },
+        }
+        return self.create(self.ns_path("statefulsets", group=APPS), body)
+
+    def node(self, name: str, **labels: str) -> Obj:
+        body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
+        made = self.create(f"{CORE}/nodes", body)
+        self.cluster_objects.append(f"{CORE}/nodes/{name}")
+        return made
+
+    def pods(self, selector: str = "") -> list[Obj]:
+        query = {"labelSelector": selector} if selector else {}
+        items: list[Obj] = self.request("GET", self.ns_path("pods"), **query)["items"]
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+    def bind(self, pod: str, node: str) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": pod},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        self.create(self.ns_path("pods", pod) + "/binding", body)
+
+    def make_ready(self, pod: Obj) -> None:
+        """What a kubelet would report for a started, ready pod (no kubelet runs on either server)."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        containers = pod["spec"]["containers"]
+        status = {
+            "phase": "Running",
+            "startTime": now,
+            "conditions": [
+                {"type": t, "status": "True", "lastTransitionTime": now}
+                for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+            ],
+            "containerStatuses": [
+                {
+                    "name": c["name"],
+                    "ready": True,
+                    "restartCount": 0,
+                    "image": c["image"],
+                    "imageID": "",
+                    "state": {"running": {"startedAt": now}},
+                }
+                for c in containers
+            ],
+        }
+        self.patch(self.ns_path("pods", pod["metadata"]["name"]) + "/status", {"status": status})
+
+    def ready_all(self, selector: str = "") -> int:
+        """Mark every pending pod matching ``selector`` ready; returns how many were changed."""
+        changed = 0
+        for pod in self.pods(selector):
+            if (pod.get("status") or {}).get("phase") != "Running":
+                with contextlib.suppress(RequestFailed):
+                    self.make_ready(pod)
+                    changed += 1
+        return changed
+
+    def wait_for(self, what: str, condition: Callable[[], Any], timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.1)
+
+
+class RequestFailed(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body[:300]}")
+        self.status = status
+        self.body = body
+
+
+class Runner:
+    """Run an action of the catalogue the way the daemon's runner calls it."""
+
+    def __init__(self, adapter: KubernetesAdapter, guards: KubeGuards | None = None) -> None:
+        self.adapter = adapter
+        self.guards = guards or KubeGuards()
+
+    def context(self, *, dry_run: bool = False, step: str = "step", execution: str | None = None) -> ActionContext:
+        return ActionContext(
+            execution_id=execution or f"exec-{secrets.token_hex(4)}",
+            step=step,
+            dry_run=dry_run,
+            services={"kubernetes": self.adapter, "kubernetes_guards": self.guards},
+        )
+
+    async def __call__(
+        self, action: str, params: Mapping[str, Any], *, dry_run: bool = False, ctx: ActionContext | None = None
+    ) -> Mapping[str, Any]:
+        spec = get_action(f"kubernetes.{action}")
+        assert spec is not None, action
+        return await spec.run(ctx or self.context(dry_run=dry_run), params)
+
+    async def check(self, action: str, params: Mapping[str, Any], ctx: ActionContext) -> Effect:
+        return await check_effect(f"kubernetes.{action}", ctx, params)

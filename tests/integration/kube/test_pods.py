@@ -1,0 +1,128 @@
+"""Pod actions over the fake and the real API server."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.actions.kubernetes import Effect
+from engine.adapters.kubernetes import TooManyRequestsError
+from engine.errors import GuardRefused, PermanentActionError
+from tests.integration.kube.helpers import Kube, Runner
+from tests.support.fakekube import FakeCluster
+
+pytestmark = pytest.mark.kube
+
+
+async def test_delete_pod_deletes_once_and_check_says_done(kube: Kube, run: Runner) -> None:
+    made = kube.pod("web")
+    ctx = run.context()
+    params = {"namespace": kube.namespace, "pod": "web"}
+    assert await run.check("delete_pod", params, ctx) is Effect.UNKNOWN  # not stamped: cannot tell
+
+    out = await run("delete_pod", params, ctx=ctx)
+
+    assert out == {"pod": "web", "uid": made["metadata"]["uid"], "deleted": True}
+    assert not kube.exists(kube.ns_path("pods", "web"))
+    assert await run.check("delete_pod", params, ctx) is Effect.DONE
+    again = await run("delete_pod", params, ctx=ctx)
+    assert again["deleted"] is False
+
+
+async def test_delete_pod_dry_run_leaves_the_pod(kube: Kube, run: Runner) -> None:
+    kube.pod("web")
+    out = await run("delete_pod", {"namespace": kube.namespace, "pod": "web"}, dry_run=True)
+    assert out["deleted"] is True
+    pod = kube.get(kube.ns_path("pods", "web"))
+    assert "kurative/step" not in (pod["metadata"].get("annotations") or {})
+
+
+async def test_delete_pod_refuses_protected_namespace_and_bad_names(run: Runner) -> None:
+    with pytest.raises(GuardRefused, match="kube-system is protected"):
+        await run("delete_pod", {"namespace": "kube-system", "pod": "coredns"})
+    with pytest.raises(PermanentActionError, match="not a valid DNS-1123 subdomain"):
+        await run("delete_pod", {"namespace": "default", "pod": "Bad_Name"})
+    with pytest.raises(PermanentActionError, match="must be a non-empty string"):
+        await run("delete_pod", {"namespace": "default", "pod": 42})
+
+
+async def test_evict_pending_pod_and_pdb_refusal(kube: Kube, run: Runner) -> None:
+    kube.pod("lonely", labels={"app": "lonely"})
+    out = await run("evict_pod", {"namespace": kube.namespace, "pod": "lonely"})
+    assert out["evicted"] is True
+    kube.wait_for("pod gone", lambda: not kube.exists(kube.ns_path("pods", "lonely")))
+
+    kube.pod("guarded", labels={"app": "guarded"})
+    kube.bind("guarded", "node-x")
+    kube.make_ready(kube.get(kube.ns_path("pods", "guarded")))
+    pdb_path = f"/apis/policy/{await _policy_version(run)}/namespaces/{kube.namespace}/poddisruptionbudgets"
+    kube.create(
+        pdb_path,
+        {"metadata": {"name": "keep-one"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}},
+    )
+    kube.wait_for(
+        "PDB status",
+        lambda: (kube.get(f"{pdb_path}/keep-one").get("status") or {}).get("currentHealthy") == 1,
+    )
+    with pytest.raises(TooManyRequestsError, match="disruption budget") as caught:
+        await run("evict_pod", {"namespace": kube.namespace, "pod": "guarded", "grace_period": 0})
+    assert caught.value.temporary
+    assert kube.exists(kube.ns_path("pods", "guarded"))
+
+
+async def _policy_version(run: Runner) -> str:
+    return (await run.adapter.client(None).eviction_version()).split("/")[1]
+
+
+async def test_pod_logs_of_an_unscheduled_pod_are_empty(kube: Kube, run: Runner) -> None:
+    kube.pod("web")
+    out = await run("pod_logs", {"namespace": kube.namespace, "pod": "web", "tail_lines": 5})
+    assert out == {"pod": "web", "container": "app", "logs": "", "lines": 0}
+    with pytest.raises(PermanentActionError, match="has no container 'nope'"):
+        await run("pod_logs", {"namespace": kube.namespace, "pod": "web", "container": "nope"})
+
+
+async def test_pod_logs_tail_from_the_fake_kubelet(fake_kube: FakeCluster, run: Runner, kube: Kube) -> None:
+    if kube.cluster is not fake_kube:
+        pytest.skip("log content needs a kubelet; only the fake serves it (the real test server has none)")
+    kube.pod("web")
+    fake_kube.set_log(kube.namespace, "web", "app", "".join(f"line {i}\n" for i in range(10)))
+    out = await run("pod_logs", {"namespace": kube.namespace, "pod": "web", "tail_lines": 3})
+    assert out["logs"] == "line 7\nline 8\nline 9\n"
+    assert out["lines"] == 3
+
+
+async def test_collect_diagnostics_gathers_spec_status_and_events(kube: Kube, run: Runner) -> None:
+    pod = kube.pod("web")
+    kube.create(
+        kube.ns_path("events"),
+        {
+            "metadata": {"name": "web.1"},
+            "involvedObject": {"kind": "Pod", "name": "web", "namespace": kube.namespace, "uid": pod["metadata"]["uid"]},
+            "reason": "BackOff",
+            "message": "Back-off restarting failed container",
+            "type": "Warning",
+            "count": 3,
+            "lastTimestamp": "2026-01-01T00:00:00Z",
+            "firstTimestamp": "2026-01-01T00:00:00Z",
+        },
+    )
+    out = await run("collect_diagnostics", {"namespace": kube.namespace, "pod": "web"})
+    assert out["pod"]["metadata"]["name"] == "web"
+    assert out["pod"]["spec"]["containers"][0]["name"] == "app"
+    assert [(e["reason"], e["count"]) for e in out["events"]] == [("BackOff", 3)]
+    assert out["logs"] == {"app": ""}
+
+
+async def test_cleanup_failed_pods_deletes_only_failed_ones(kube: Kube, run: Runner) -> None:
+    for name in ("ok", "bad-1", "bad-2"):
+        kube.pod(name, labels={"job": "batch"})
+    for name in ("bad-1", "bad-2"):
+        kube.patch(kube.ns_path("pods", name) + "/status", {"status": {"phase": "Failed", "reason": "Evicted"}})
+
+    dry = await run("cleanup_failed_pods", {"namespace": kube.namespace}, dry_run=True)
+    assert dry == {"deleted": ["bad-1", "bad-2"], "count": 2}
+    assert len(kube.pods()) == 3
+
+    out = await run("cleanup_failed_pods", {"namespace": kube.namespace, "label_selector": "job=batch"})
+    assert out == {"deleted": ["bad-1", "bad-2"], "count": 2}
+    assert [p["metadata"]["name"] for p in kube.pods()] == ["ok"]
