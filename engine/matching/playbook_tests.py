@@ -119,7 +119,7 @@ def _schema_problems(doc: Document) -> list[str]:
 
 def _alert(raw: Mapping[str, Any], where: str) -> tuple[Alert, str | None]:
     full = "labels" in raw  # otherwise the mapping is the labels (the shortcut)
-    item = {k: v for k, v in raw.items() if k != "at"} if full else {"labels": dict(raw)}
+    item: dict[str, Any] = {k: v for k, v in raw.items() if k != "at"} if full else {"labels": dict(raw)}
     item.setdefault("status", "firing")
     item.setdefault("startsAt", DEFAULT_STARTS_AT)
     try:
