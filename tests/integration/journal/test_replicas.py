@@ -1,0 +1,88 @@
+"""Two replicas on one journal: racing on the same alert, on one limit budget, and on claims.
+
+Each replica is its own Journal (its own connection pool or SQLite connection) on the same database,
+as two kurative pods would be; the operations are started together so that they really overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+
+from engine.journal import CreationStatus, Journal, LimitRequest, open_journal
+
+from .helpers import alert, request
+
+
+@pytest.fixture
+async def replicas(journal_url: str) -> AsyncIterator[tuple[Journal, Journal]]:
+    first = await open_journal(journal_url, migrate=True)
+    second = await open_journal(journal_url)
+    try:
+        yield first, second
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_replicas_racing_on_one_alert_create_exactly_one_execution(
+    replicas: tuple[Journal, Journal],
+) -> None:
+    a, b = replicas
+    # Alertmanager in HA sends the same notification to both replicas
+    (at_a,) = await a.commit_alerts([alert()])
+    (at_b,) = await b.commit_alerts([alert()])
+    for episode in range(15):
+        req = request(key=f"shop/pod-1@{episode}")
+        outcomes = await asyncio.gather(
+            *(a.create_executions(at_a, [req]) for _ in range(3)),
+            *(b.create_executions(at_b, [req]) for _ in range(3)),
+        )
+        flat = [o for batch in outcomes for o in batch]
+        statuses = Counter(o.status for o in flat)
+        assert statuses == {CreationStatus.CREATED: 1, CreationStatus.DEDUPLICATED: 5}, episode
+        assert len({o.execution_id for o in flat}) == 1
+    page = await a.list_executions(limit=100)
+    assert len(page.items) == 15
+
+
+async def test_replicas_racing_on_one_limit_stay_within_it(replicas: tuple[Journal, Journal]) -> None:
+    a, b = replicas
+    (at_a,) = await a.commit_alerts([alert()])
+    (at_b,) = await b.commit_alerts([alert()])
+    limit = LimitRequest("shop", 5, 3600.0, "labels.namespace")
+    outcomes = await asyncio.gather(
+        *(
+            (a if i % 2 else b).create_executions(
+                at_a if i % 2 else at_b, [request(key=f"pod-{i}", limits=(limit,))]
+            )
+            for i in range(24)
+        )
+    )
+    statuses = Counter(batch[0].status for batch in outcomes)
+    assert statuses == {CreationStatus.CREATED: 5, CreationStatus.RATE_LIMITED: 19}
+
+
+async def test_replicas_claim_each_execution_exactly_once(replicas: tuple[Journal, Journal]) -> None:
+    a, b = replicas
+    (alert_id,) = await a.commit_alerts([alert()])
+    outcomes = await a.create_executions(alert_id, [request(f"pb-{i}", key=None) for i in range(30)])
+    created = {o.execution_id for o in outcomes}
+
+    async def worker(journal: Journal, name: str) -> list[str]:
+        mine: list[str] = []
+        while True:
+            claims = await journal.claim_executions(name, limit=2, lease_seconds=60)
+            if not claims:
+                return mine
+            mine.extend(c.execution.id for c in claims)
+
+    results = await asyncio.gather(
+        *(worker(j, f"{n}-{w}") for n, j in (("a", a), ("b", b)) for w in range(3))
+    )
+    claimed = [execution_id for result in results for execution_id in result]
+    assert len(claimed) == len(set(claimed)) == 30
+    assert set(claimed) == created
