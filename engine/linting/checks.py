@@ -48,15 +48,10 @@ class _Checker:
         text: str | None = None,
         offset: int = 0,
     ) -> None:
-        line, column = self.source.position(path)
-        if text is not None and offset:
-            before = text[:offset]
-            newlines = before.count("\n")
-            if newlines:
-                line += newlines
-                column = len(before) - before.rfind("\n")
-            else:
-                column += offset
+        if text is not None:
+            line, column = self.source.locate(path, text, offset)
+        else:
+            line, column = self.source.position(path)
         self.found.append(Diagnostic.make(self.source.path, line, column, code, message, hint))
 
     def expression(self, path: JSONPath, text: str, code: str, what: str) -> Expression | None:

@@ -84,7 +84,7 @@ def compile_expression(source: str) -> Expression:
             raise ExpressionSyntaxError(
                 "unexpected end of expression",
                 source,
-                min(offset, len(source)),
+                min(offset, len(source.rstrip())),
                 "the expression stops too early: close every (, [ and { and complete the last operator",
             ) from None
         token = str(exc.token_value)

@@ -25,6 +25,8 @@ class Source:
     line: int = 1
     column: int = 1
     positions: Mapping[JSONPath, tuple[int, int]] = field(default_factory=dict, repr=False)
+    # Block scalars (| and >): first content line, its indentation and the length of each content line.
+    blocks: Mapping[JSONPath, tuple[int, int, tuple[int, ...]]] = field(default_factory=dict, repr=False)
 
     def position(self, path: JSONPath) -> tuple[int, int]:
         """1-based (line, column) of the node at ``path``, or of its nearest ancestor that has one."""
@@ -35,6 +37,23 @@ class Source:
                 return found
             probe = probe[:-1]
         return self.positions.get((), (self.line, self.column))
+
+    def locate(self, path: JSONPath, text: str, offset: int) -> tuple[int, int]:
+        """1-based position of character ``offset`` of the string ``text`` stored at ``path``."""
+        block = self.blocks.get(tuple(path))
+        if block is not None:
+            line, indent, lengths = block
+            for length in lengths:
+                if offset <= length:
+                    return line, indent + offset + 1
+                offset -= length + 1  # the line break, kept (|) or folded into a space (>)
+                line += 1
+            return line, indent + 1
+        line, column = self.position(path)
+        before = text[:offset]
+        if "\n" in before:
+            return line + before.count("\n"), len(before) - before.rfind("\n")
+        return line, column + offset
 
 
 @dataclass(frozen=True, slots=True)

@@ -314,5 +314,5 @@ def build_playbook(doc: Document) -> Playbook:
         steps=tuple(steps),
         content_hash=content_hash(data),
         body=data if isinstance(data, dict) else {},
-        source=Source(doc.path, doc.index, line, column, dict(doc.positions)),
+        source=Source(doc.path, doc.index, line, column, dict(doc.positions), dict(doc.blocks)),
     )

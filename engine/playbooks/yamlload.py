@@ -26,7 +26,12 @@ from ruamel.yaml.events import (
     NodeEvent,
     ScalarEvent,
 )
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+from ruamel.yaml.scalarstring import (
+    DoubleQuotedScalarString,
+    FoldedScalarString,
+    LiteralScalarString,
+    SingleQuotedScalarString,
+)
 
 from engine.diagnostics import Diagnostic
 
@@ -50,6 +55,8 @@ class Document:
     data: Any
     positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    blocks: dict[Path, tuple[int, int, tuple[int, ...]]] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list, repr=False)
 
     def position(self, path: Path, key: bool = False) -> tuple[int, int]:
         """Position of the node at ``path`` (of its key when ``key``), else of its nearest ancestor."""
@@ -234,6 +241,8 @@ def _plain(node: Any, path: Path, doc: Document) -> Any:
     if isinstance(node, float):
         return float(node)
     if isinstance(node, str):
+        if isinstance(node, LiteralScalarString | FoldedScalarString) and path in doc.positions:
+            _record_block(doc, path)
         if isinstance(node, DoubleQuotedScalarString | SingleQuotedScalarString) and path in doc.positions:
             line, column = doc.positions[path]
             doc.positions[path] = (line, column + 1)  # point at the first character inside the quotes
@@ -241,6 +250,23 @@ def _plain(node: Any, path: Path, doc: Document) -> Any:
     if isinstance(node, datetime.date | datetime.datetime):
         return node.isoformat()
     return str(node)
+
+
+def _record_block(doc: Document, path: Path) -> None:
+    """Remember where the content lines of a block scalar start, to position errors inside it."""
+    header = doc.positions[path][0]  # the line with | or >
+    first = header  # 0-based index of the line after the header
+    while first < len(doc.lines) and not doc.lines[first].strip():
+        first += 1
+    if first >= len(doc.lines):
+        return
+    indent = len(doc.lines[first]) - len(doc.lines[first].lstrip(" "))
+    lengths = []
+    for line in doc.lines[first:]:
+        if line.strip() and len(line) - len(line.lstrip(" ")) < indent:
+            break
+        lengths.append(max(len(line.rstrip()) - indent, 0))
+    doc.blocks[path] = (first + 1, indent, tuple(lengths))
 
 
 def _make_yaml() -> YAML:
@@ -267,6 +293,7 @@ def load_yaml_text(path: str, text: str) -> LoadedFile:
     documents: list[Document] = []
     diagnostics: list[Diagnostic] = []
     starts = list(_document_starts(text))
+    lines = text.splitlines()
     for index, raw in enumerate(raw_documents):
         line = starts[index] if index < len(starts) else 1
         if raw is None:
@@ -276,7 +303,7 @@ def load_yaml_text(path: str, text: str) -> LoadedFile:
                     _diag(path, line, 1, "E008", "empty YAML document", "remove it or write a playbook")
                 )
             continue
-        doc = Document(path, index, None)
+        doc = Document(path, index, None, lines=lines)
         doc.positions[()] = (
             (raw.lc.line + 1, raw.lc.col + 1) if isinstance(raw, CommentedMap | CommentedSeq) else (line, 1)
         )

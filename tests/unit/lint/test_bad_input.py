@@ -126,3 +126,31 @@ def test_schema_errors_do_not_hide_other_problems(tmp_path: Path, capsys: pytest
     assert status == 1
     codes = [line.split(": ")[1].split()[0] for line in out.splitlines()[:-1]]
     assert codes == ["E106", "E201", "E103", "E301", "E303"]
+
+
+@pytest.mark.parametrize(
+    ("style", "expected"),
+    [
+        pytest.param("|", "8:19", id="literal"),
+        pytest.param(">-", "8:19", id="folded"),
+        pytest.param("'", "6:43", id="quoted"),
+    ],
+)
+def test_errors_inside_multi_line_expressions_are_positioned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], style: str, expected: str
+) -> None:
+    when = "labels.a == `1` &&\n      labels.b == ]"
+    if style == "'":
+        value = "'labels.a == `1` && labels.b == ]'"
+    else:
+        value = f"{style}\n      {when}"
+    text = (
+        "apiVersion: kurative/v1\nkind: Playbook\nmetadata: {name: x, version: 1}\n"
+        f"spec:\n  trigger:\n    when: {value}\n"
+        "  steps: [{name: a, action: log, params: {message: hi}}]\n"
+    )
+    (tmp_path / "m.yaml").write_text(text)
+    _, out, _ = lint(capsys, str(tmp_path / "m.yaml"))
+    assert out.startswith(
+        f"{tmp_path / 'm.yaml'}:{expected}: E201 trigger condition: unexpected token ']'"
+    ), out
