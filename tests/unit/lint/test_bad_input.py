@@ -140,10 +140,7 @@ def test_errors_inside_multi_line_expressions_are_positioned(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], style: str, expected: str
 ) -> None:
     when = "labels.a == `1` &&\n      labels.b == ]"
-    if style == "'":
-        value = "'labels.a == `1` && labels.b == ]'"
-    else:
-        value = f"{style}\n      {when}"
+    value = "'labels.a == `1` && labels.b == ]'" if style == "'" else f"{style}\n      {when}"
     text = (
         "apiVersion: kurative/v1\nkind: Playbook\nmetadata: {name: x, version: 1}\n"
         f"spec:\n  trigger:\n    when: {value}\n"
