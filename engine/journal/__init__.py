@@ -107,12 +107,14 @@ async def open_journal(
     wait: float = 0.0,
     limits: JournalLimits = DEFAULT_LIMITS,
     group_commit: bool = True,
+    check_schema: bool = True,
     **options: Any,
 ) -> Journal:
     """Open the journal at ``url`` and check its schema.
 
     ``migrate``: apply missing migrations first (otherwise an old schema is refused with a hint to run
-    ``kurative migrate``; a newer one is always refused). ``wait``: keep retrying an unreachable
+    ``kurative migrate``; a newer one is always refused; ``check_schema=False`` skips the check, for
+    tools that only inspect or migrate the schema). ``wait``: keep retrying an unreachable
     database for up to this many seconds (1 s, doubling, ±10 % jitter) before raising
     :class:`engine.errors.JournalUnavailable`. ``group_commit``: let concurrent :meth:`commit_alerts`
     calls share a transaction. Backend ``options``: ``busy_timeout`` (SQLite); ``min_size``,
@@ -143,7 +145,7 @@ async def open_journal(
         await retry_until(connect, deadline=wait, what=f"the journal at {shown}")
         if migrate:
             await journal.migrate()
-        else:
+        elif check_schema:
             await journal.check_schema()
     except BaseException:
         await journal.close()
