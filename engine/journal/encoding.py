@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from engine.errors import AlertError, RecordRejected
 from engine.journal.models import AlertStatus, IncomingAlert, JSONValue
 
 REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +67,7 @@ def _clean_text(text: str) -> tuple[str, bool]:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            cleaned = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-            return cleaned, True
+            return _SURROGATE.sub(REPLACEMENT, text), True
     return text, changed
 
 
