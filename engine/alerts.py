@@ -35,7 +35,6 @@ AlertStatus = Literal["firing", "resolved"]
 _FNV_OFFSET = 14695981039346656037
 _FNV_PRIME = 1099511628211
 _MASK = (1 << 64) - 1
-_SEPARATOR = 0xFF
 
 # Alertmanager and Go write the zero time for "unset".
 _ZERO_TIMES = frozenset({"0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"})
@@ -46,12 +45,15 @@ _RFC3339 = re.compile(
 
 def fingerprint(labels: Mapping[str, str]) -> str:
     """Alertmanager's fingerprint of a label set, as 16 lower-case hex digits."""
+    data = b"".join(
+        name.encode("utf-8") + b"\xff" + labels[name].encode("utf-8") + b"\xff"
+        for name in sorted(labels, key=lambda n: n.encode("utf-8"))
+    )
     h = _FNV_OFFSET
-    for name in sorted(labels, key=lambda n: n.encode("utf-8")):
-        for chunk in (name, labels[name]):
-            for byte in chunk.encode("utf-8"):
-                h = ((h ^ byte) * _FNV_PRIME) & _MASK
-            h = ((h ^ _SEPARATOR) * _FNV_PRIME) & _MASK
+    prime = _FNV_PRIME
+    mask = _MASK
+    for byte in data:
+        h = ((h ^ byte) * prime) & mask
     return f"{h:016x}"
 
 
@@ -235,7 +237,55 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _is_label_set(value: Any) -> bool:
+    if type(value) is not dict:
+        return False
+    return all(type(key) is str and key and type(item) is str for key, item in value.items())
+
+
+_OPTIONAL_STRINGS = ("startsAt", "endsAt", "generatorURL")
+
+
+def _is_plain_alert(value: Any, with_status: bool) -> bool:
+    if type(value) is not dict or not _is_label_set(value.get("labels")):
+        return False
+    if with_status and value.get("status") not in ("firing", "resolved"):
+        return False
+    for key in _OPTIONAL_STRINGS:
+        if key in value and type(value[key]) is not str:
+            return False
+    if "fingerprint" in value and (not with_status or type(value["fingerprint"]) is not str):
+        return False
+    return "annotations" not in value or _is_label_set(value["annotations"])
+
+
+def _certainly_valid(payload: Any, definition: str) -> bool:
+    """A quick check for the common, well-formed payload; ``False`` only means "ask the schema"."""
+    if definition == "prometheusAlerts":
+        return type(payload) is list and all(_is_plain_alert(a, False) for a in payload)
+    if definition in ("postableAlert", "webhookAlert"):
+        return _is_plain_alert(payload, definition == "webhookAlert")
+    if definition != "alertmanagerWebhook" or type(payload) is not dict:
+        return False
+    if payload.get("version") != "4" or payload.get("status") not in ("firing", "resolved"):
+        return False
+    for key in ("groupKey", "receiver", "externalURL"):
+        if key in payload and type(payload[key]) is not str:
+            return False
+    for key in ("groupLabels", "commonLabels", "commonAnnotations"):
+        if key in payload and not _is_label_set(payload[key]):
+            return False
+    if "truncatedAlerts" in payload and not (
+        type(payload["truncatedAlerts"]) is int and payload["truncatedAlerts"] >= 0
+    ):
+        return False
+    alerts = payload.get("alerts")
+    return type(alerts) is list and all(_is_plain_alert(a, True) for a in alerts)
+
+
 def _validate(payload: Any, definition: str, prefix: str) -> None:
+    if _certainly_valid(payload, definition):
+        return
     errors = sorted(_validator(definition).iter_errors(payload), key=lambda e: list(e.absolute_path))
     if not errors:
         return
@@ -268,6 +318,10 @@ def _timestamp(raw: Mapping[str, Any], key: str, where: str) -> datetime | None:
 
 
 def _alert_from(raw: Mapping[str, Any], where: str, status: AlertStatus | None, now: datetime) -> Alert:
+    for key in ("labels", "annotations"):
+        odd = [name for name in raw.get(key) or {} if not isinstance(name, str)]
+        if odd:  # only YAML can say this; JSON keys are always strings
+            raise AlertError(f"{where}.{key}: names must be strings, not {_short(odd[0])}")
     starts_at = _timestamp(raw, "startsAt", where)
     ends_at = _timestamp(raw, "endsAt", where)
     if starts_at is None:

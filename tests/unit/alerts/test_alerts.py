@@ -7,8 +7,18 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from engine.alerts import Alert, fingerprint, parse_json, parse_notification, parse_timestamp
+from engine.alerts import (
+    Alert,
+    _certainly_valid,
+    _validator,
+    fingerprint,
+    parse_json,
+    parse_notification,
+    parse_timestamp,
+)
 from engine.errors import AlertError
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -210,3 +220,57 @@ def test_to_json_is_a_fresh_copy() -> None:
     out["labels"]["alertname"] = "changed"
     assert alert.labels["alertname"] == "A"
     assert out["startsAt"] == "2024-05-01T11:55:00Z"
+
+
+# --- the quick validity check never accepts what the schema rejects ------------------------------
+
+label_sets = st.dictionaries(
+    st.sampled_from(["", "alertname", "pod", "severity"]),
+    st.one_of(st.sampled_from(["x", "", "${a}"]), st.integers(0, 2), st.none(), st.booleans()),
+    max_size=3,
+)
+odd = st.one_of(
+    st.none(), st.integers(-1, 2), st.floats(0, 2), st.booleans(), st.lists(st.none(), max_size=1)
+)
+alert_objects = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": st.one_of(st.sampled_from(["firing", "resolved", "pending"]), odd),
+        "labels": st.one_of(label_sets, odd),
+        "annotations": st.one_of(label_sets, odd),
+        "startsAt": st.one_of(st.just("2024-05-01T12:00:00Z"), odd),
+        "endsAt": st.one_of(st.just("0001-01-01T00:00:00Z"), odd),
+        "generatorURL": st.one_of(st.just("http://p"), odd),
+        "fingerprint": st.one_of(st.just("c0ffee00c0ffee00"), odd),
+    },
+)
+webhooks = st.fixed_dictionaries(
+    {},
+    optional={
+        "version": st.one_of(st.sampled_from(["4", "3"]), st.just(4)),
+        "status": st.one_of(st.sampled_from(["firing", "resolved"]), odd),
+        "groupKey": st.one_of(st.just("g"), odd),
+        "receiver": st.one_of(st.just("r"), odd),
+        "externalURL": st.one_of(st.just("http://am"), odd),
+        "groupLabels": st.one_of(label_sets, odd),
+        "commonLabels": st.one_of(label_sets, odd),
+        "commonAnnotations": st.one_of(label_sets, odd),
+        "truncatedAlerts": st.one_of(st.integers(-1, 3), odd),
+        "alerts": st.one_of(st.lists(alert_objects, max_size=3), odd),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    payload=st.one_of(webhooks, st.lists(alert_objects, max_size=3), alert_objects),
+    definition=st.sampled_from(["alertmanagerWebhook", "prometheusAlerts", "webhookAlert", "postableAlert"]),
+)
+def test_quick_check_agrees_with_the_schema(payload: object, definition: str) -> None:
+    if _certainly_valid(payload, definition):
+        assert list(_validator(definition).iter_errors(payload)) == []
+
+
+def test_yaml_style_non_string_label_names_are_refused() -> None:
+    with pytest.raises(AlertError, match=r"^alert\.labels: names must be strings, not 1$"):
+        parse_notification({"labels": {1: "x"}}, NOW)
