@@ -9,8 +9,10 @@ playbook that slipped past lint still cannot touch ``kube-system``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import enum
+import functools
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from typing import Any, Protocol
 
 from engine.actions.base import ActionContext, RbacRule
 from engine.actions.schema import JSON, string
-from engine.errors import GuardRefused, ObjectNotFound, PermanentActionError
+from engine.errors import GuardRefused, ObjectConflict, ObjectNotFound, PermanentActionError
 
 STAMP_ANNOTATION = "kurative/step"
 # Where kubectl keeps the revision of a Deployment's ReplicaSets (`kubectl rollout undo` reads it).
@@ -309,3 +311,29 @@ def owner_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
             found: Mapping[str, Any] = ref
             return found
     return None
+
+
+CONFLICT_ATTEMPTS = 5
+ActionImpl = Callable[[ActionContext, Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
+
+
+def retry_conflicts(func: ActionImpl) -> ActionImpl:
+    """Re-run a read-modify-write action when its write lost a race (409), as kubectl does.
+
+    Controllers update status all the time, so the resourceVersion read a moment ago is often stale
+    already; the action reads again and recomputes. After a few lost races the conflict goes to the
+    runner as a temporary error.
+    """
+
+    @functools.wraps(func)
+    async def attempt(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        for tries in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return await func(ctx, params)
+            except ObjectConflict:
+                if tries == CONFLICT_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.05 * tries)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return attempt

@@ -9,7 +9,7 @@ session-scoped and have the same shape (``host``, ``admin_token``, ``user_token`
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,9 @@ def server(kube_cluster: Any) -> str:
     return "fake" if isinstance(kube_cluster, FakeCluster) else "real"
 
 
-@pytest.fixture
-def kube(kube_cluster: Any, request: pytest.FixtureRequest) -> Iterator[Kube]:
-    """A synchronous admin client for arranging and inspecting state, with a fresh namespace."""
-    api = kube_cluster.api_client()
-    helper = Kube(api, kube_cluster)
+def _helper(cluster: Any, request: pytest.FixtureRequest) -> Iterator[Kube]:
+    api = cluster.api_client()
+    helper = Kube(api, cluster)
     try:
         helper.namespace = helper.create_namespace(request.node.name)
         yield helper
@@ -56,11 +54,32 @@ def kube(kube_cluster: Any, request: pytest.FixtureRequest) -> Iterator[Kube]:
 
 
 @pytest.fixture
-async def run(kube_cluster: Any) -> AsyncIterator[Runner]:
-    """Runs actions through the adapter (official client, thread pool) as the daemon does."""
+def kube(kube_cluster: Any, request: pytest.FixtureRequest) -> Iterator[Kube]:
+    """A synchronous admin client for arranging and inspecting state, with a fresh namespace."""
+    yield from _helper(kube_cluster, request)
+
+
+@pytest.fixture
+def fake(fake_kube: FakeCluster, request: pytest.FixtureRequest) -> Iterator[Kube]:
+    """The same helper on the fake server only, for faults a real server cannot be asked to show."""
+    yield from _helper(fake_kube, request)
+
+
+def _runner(cluster: Any) -> Iterator[Runner]:
     adapter = KubernetesAdapter(KubeSettings(read_timeout=10.0))
-    adapter.add_client(None, kube_cluster.api_client())
+    adapter.add_client(None, cluster.api_client())
     try:
         yield Runner(adapter)
     finally:
         adapter.close()
+
+
+@pytest.fixture
+def run(kube_cluster: Any) -> Iterator[Runner]:
+    """Runs actions through the adapter (official client, thread pool) as the daemon does."""
+    yield from _runner(kube_cluster)
+
+
+@pytest.fixture
+def fake_run(fake_kube: FakeCluster) -> Iterator[Runner]:
+    yield from _runner(fake_kube)

@@ -32,12 +32,19 @@ class Kube:
         self._nodes: list[str] = []
         self.cluster_objects: list[str] = []
 
-    def request(self, method: str, path: str, body: Any = None, content_type: str | None = None, **query: Any) -> Any:
+    def request(
+        self, method: str, path: str, body: Any = None, content_type: str | None = None, **query: Any
+    ) -> Any:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
         m, url, h, b, _ = self.api.param_serialize(
-            method, path, query_params=list(query.items()), header_params=headers, body=body, auth_settings=["BearerToken"]
+            method,
+            path,
+            query_params=list(query.items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
         )
         response = self.api.call_api(m, url, header_params=h, body=b, _request_timeout=(5, 30))
         data = response.read().decode()
@@ -72,7 +79,9 @@ class Kube:
     def create_namespace(self, hint: str) -> str:
         base = re.sub(r"[^a-z0-9-]+", "-", hint.lower()).strip("-")[:40].strip("-") or "t"
         name = f"{base}-{secrets.token_hex(3)}"
-        self.create(f"{CORE}/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        self.create(
+            f"{CORE}/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        )
         self._namespaces.append(name)
         return name
 
@@ -126,7 +135,10 @@ class Kube:
                 "selector": {"matchLabels": {"app": name}},
                 "template": {
                     "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "app", "image": "redis"}], "terminationGracePeriodSeconds": 0},
+                    "spec": {
+                        "containers": [{"name": "app", "image": "redis"}],
+                        "terminationGracePeriodSeconds": 0,
+                    },
                 },
             },
         }
@@ -212,7 +224,9 @@ class Runner:
         self.adapter = adapter
         self.guards = guards or KubeGuards()
 
-    def context(self, *, dry_run: bool = False, step: str = "step", execution: str | None = None) -> ActionContext:
+    def context(
+        self, *, dry_run: bool = False, step: str = "step", execution: str | None = None
+    ) -> ActionContext:
         return ActionContext(
             execution_id=execution or f"exec-{secrets.token_hex(4)}",
             step=step,
@@ -221,7 +235,12 @@ class Runner:
         )
 
     async def __call__(
-        self, action: str, params: Mapping[str, Any], *, dry_run: bool = False, ctx: ActionContext | None = None
+        self,
+        action: str,
+        params: Mapping[str, Any],
+        *,
+        dry_run: bool = False,
+        ctx: ActionContext | None = None,
     ) -> Mapping[str, Any]:
         spec = get_action(f"kubernetes.{action}")
         assert spec is not None, action

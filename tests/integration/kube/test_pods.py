@@ -57,7 +57,10 @@ async def test_evict_pending_pod_and_pdb_refusal(kube: Kube, run: Runner) -> Non
     pdb_path = f"/apis/policy/{await _policy_version(run)}/namespaces/{kube.namespace}/poddisruptionbudgets"
     kube.create(
         pdb_path,
-        {"metadata": {"name": "keep-one"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}},
+        {
+            "metadata": {"name": "keep-one"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+        },
     )
     kube.wait_for(
         "PDB status",
@@ -81,12 +84,13 @@ async def test_pod_logs_of_an_unscheduled_pod_are_empty(kube: Kube, run: Runner)
         await run("pod_logs", {"namespace": kube.namespace, "pod": "web", "container": "nope"})
 
 
-async def test_pod_logs_tail_from_the_fake_kubelet(fake_kube: FakeCluster, run: Runner, kube: Kube) -> None:
-    if kube.cluster is not fake_kube:
-        pytest.skip("log content needs a kubelet; only the fake serves it (the real test server has none)")
-    kube.pod("web")
-    fake_kube.set_log(kube.namespace, "web", "app", "".join(f"line {i}\n" for i in range(10)))
-    out = await run("pod_logs", {"namespace": kube.namespace, "pod": "web", "tail_lines": 3})
+async def test_pod_logs_tail_from_the_fake_kubelet(
+    fake_kube: FakeCluster, fake_run: Runner, fake: Kube
+) -> None:
+    """Log content needs a kubelet: only the fake serves some (the real test server runs none)."""
+    fake.pod("web")
+    fake_kube.set_log(fake.namespace, "web", "app", "".join(f"line {i}\n" for i in range(10)))
+    out = await fake_run("pod_logs", {"namespace": fake.namespace, "pod": "web", "tail_lines": 3})
     assert out["logs"] == "line 7\nline 8\nline 9\n"
     assert out["lines"] == 3
 
@@ -97,7 +101,12 @@ async def test_collect_diagnostics_gathers_spec_status_and_events(kube: Kube, ru
         kube.ns_path("events"),
         {
             "metadata": {"name": "web.1"},
-            "involvedObject": {"kind": "Pod", "name": "web", "namespace": kube.namespace, "uid": pod["metadata"]["uid"]},
+            "involvedObject": {
+                "kind": "Pod",
+                "name": "web",
+                "namespace": kube.namespace,
+                "uid": pod["metadata"]["uid"],
+            },
             "reason": "BackOff",
             "message": "Back-off restarting failed container",
             "type": "Warning",
@@ -117,7 +126,9 @@ async def test_cleanup_failed_pods_deletes_only_failed_ones(kube: Kube, run: Run
     for name in ("ok", "bad-1", "bad-2"):
         kube.pod(name, labels={"job": "batch"})
     for name in ("bad-1", "bad-2"):
-        kube.patch(kube.ns_path("pods", name) + "/status", {"status": {"phase": "Failed", "reason": "Evicted"}})
+        kube.patch(
+            kube.ns_path("pods", name) + "/status", {"status": {"phase": "Failed", "reason": "Evicted"}}
+        )
 
     dry = await run("cleanup_failed_pods", {"namespace": kube.namespace}, dry_run=True)
     assert dry == {"deleted": ["bad-1", "bad-2"], "count": 2}

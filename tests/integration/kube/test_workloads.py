@@ -1,0 +1,271 @@
+"""Workload actions over the fake and the real API server (with kube-controller-manager)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from engine.actions.kubernetes import Effect, KubeGuards
+from engine.errors import GuardRefused, PermanentActionError, TemporaryActionError
+from tests.integration.kube.helpers import APPS, Kube, Runner
+
+pytestmark = pytest.mark.kube
+
+
+@contextlib.asynccontextmanager
+async def kubelet(kube: Kube, selector: str) -> AsyncIterator[None]:
+    """Stand in for kubelets: keep marking the workload's new pods ready while the block runs."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.to_thread(kube.ready_all, selector)
+            await asyncio.sleep(0.2)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def wait_pods(kube: Kube, selector: str, count: int) -> list[dict]:
+    def found() -> list[dict] | None:
+        pods = kube.pods(selector)
+        return pods if len(pods) == count else None
+
+    return kube.wait_for(f"{count} pods {selector}", found)
+
+
+async def test_resolve_owner_walks_pod_replicaset_deployment(kube: Kube, run: Runner) -> None:
+    made = kube.deployment("web", replicas=1)
+    pod = wait_pods(kube, "app=web", 1)[0]
+    out = await run("resolve_owner", {"namespace": kube.namespace, "pod": pod["metadata"]["name"]})
+    assert (out["kind"], out["name"], out["api_version"]) == ("Deployment", "web", "apps/v1")
+    assert out["uid"] == made["metadata"]["uid"]
+    assert [c["kind"] for c in out["chain"]] == ["Pod", "ReplicaSet", "Deployment"]
+
+    kube.pod("bare")
+    alone = await run("resolve_owner", {"namespace": kube.namespace, "pod": "bare"})
+    assert (alone["kind"], alone["name"], alone["chain"]) == (
+        "Pod",
+        "bare",
+        [{"kind": "Pod", "name": "bare"}],
+    )
+
+
+async def test_scale_absolute_relative_bounds_and_dry_run(kube: Kube, run: Runner) -> None:
+    kube.deployment("web", replicas=2)
+    path = kube.ns_path("deployments", "web", group=APPS)
+    base = {"namespace": kube.namespace, "kind": "Deployment", "name": "web"}
+
+    dry = await run("scale", {**base, "replicas": 4}, dry_run=True)
+    assert dry == {"previous": 2, "replicas": 4, "clamped": False}
+    assert kube.get(path)["spec"]["replicas"] == 2
+
+    ctx = run.context()
+    assert await run.check("scale", {**base, "replicas": 3}, ctx) is Effect.NOT_DONE
+    assert await run("scale", {**base, "replicas": 3}, ctx=ctx) == {
+        "previous": 2,
+        "replicas": 3,
+        "clamped": False,
+    }
+    assert kube.get(path)["spec"]["replicas"] == 3
+    assert await run.check("scale", {**base, "replicas": 3}, ctx) is Effect.DONE
+
+    rel = run.context()
+    assert await run("scale", {**base, "delta": 2, "max": 4}, ctx=rel) == {
+        "previous": 3,
+        "replicas": 4,
+        "clamped": True,
+    }
+    # the same relative step again (a retry) does not add twice
+    assert (await run("scale", {**base, "delta": 2, "max": 4}, ctx=rel))["replicas"] == 4
+    assert (await run("scale", {**base, "replicas": 0, "min": 1}))["replicas"] == 1
+    assert kube.get(path)["spec"]["replicas"] == 1
+
+    with pytest.raises(GuardRefused, match="configured maximum of 100"):
+        await run("scale", {**base, "replicas": 500})
+    with pytest.raises(PermanentActionError, match="exactly one of replicas or delta"):
+        await run("scale", base)
+    with pytest.raises(PermanentActionError, match="replicas must be an integer"):
+        await run("scale", {**base, "replicas": "three"})
+    with pytest.raises(PermanentActionError, match="kind must be one of"):
+        await run("scale", {**base, "kind": "DaemonSet", "replicas": 1})
+
+
+async def test_scale_up_beyond_resource_quota_is_a_clear_permanent_error(kube: Kube, run: Runner) -> None:
+    kube.deployment("web", replicas=1)
+    wait_pods(kube, "app=web", 1)
+    kube.create(
+        kube.ns_path("resourcequotas"), {"metadata": {"name": "small"}, "spec": {"hard": {"pods": "3"}}}
+    )
+    base = {"namespace": kube.namespace, "kind": "Deployment", "name": "web"}
+    assert (await run("scale", {**base, "replicas": 3}))["replicas"] == 3
+    with pytest.raises(
+        PermanentActionError, match=r"exceed ResourceQuota small \(pods: 3 used \+ 2 needed > 3"
+    ) as caught:
+        await run("scale", {**base, "replicas": 5})
+    assert not caught.value.temporary
+    assert kube.get(kube.ns_path("deployments", "web", group=APPS))["spec"]["replicas"] == 3
+
+
+async def test_scale_missing_workload_is_not_found(kube: Kube, run: Runner) -> None:
+    from engine.errors import ObjectNotFound
+
+    with pytest.raises(ObjectNotFound, match='deployments.apps "ghost" not found'):
+        await run(
+            "scale", {"namespace": kube.namespace, "kind": "Deployment", "name": "ghost", "replicas": 1}
+        )
+
+
+async def test_rollout_restart_then_wait_rollout_completes(kube: Kube, run: Runner) -> None:
+    kube.deployment("web", replicas=2)
+    wait_pods(kube, "app=web", 2)
+    base = {"namespace": kube.namespace, "kind": "Deployment", "name": "web"}
+    async with kubelet(kube, "app=web"):
+        first = await run("wait_rollout", {**base, "timeout": "60s", "interval": "200ms"})
+    assert first["complete"] is True
+
+    ctx = run.context()
+    out = await run("rollout_restart", base, ctx=ctx)
+    assert out["generation"] == 2
+    dep = kube.get(kube.ns_path("deployments", "web", group=APPS))
+    assert (
+        dep["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+        == out["restarted_at"]
+    )
+    assert await run.check("rollout_restart", base, ctx) is Effect.DONE
+
+    async with kubelet(kube, "app=web"):
+        done = await run("wait_rollout", {**base, "timeout": "90s", "interval": "200ms"})
+    assert done["complete"] is True
+    assert done["updated"] == 2
+    assert done["available"] == 2
+
+
+async def test_wait_rollout_times_out_with_what_it_waited_for(kube: Kube, run: Runner) -> None:
+    kube.deployment("stuck", replicas=1)
+    with pytest.raises(TemporaryActionError, match="did not complete within 1s: .*available"):
+        await run(
+            "wait_rollout",
+            {
+                "namespace": kube.namespace,
+                "kind": "Deployment",
+                "name": "stuck",
+                "timeout": "1s",
+                "interval": "100ms",
+            },
+        )
+
+
+async def test_statefulset_restart_and_rollout(kube: Kube, run: Runner) -> None:
+    kube.statefulset("db", replicas=1)
+    base = {"namespace": kube.namespace, "kind": "StatefulSet", "name": "db"}
+    async with kubelet(kube, "app=db"):
+        assert (await run("wait_rollout", {**base, "timeout": "60s", "interval": "200ms"}))["complete"]
+        await run("rollout_restart", base)
+        done = await run("wait_rollout", {**base, "timeout": "90s", "interval": "200ms"})
+    assert done["complete"] is True
+
+
+async def test_rollback_deployment_restores_the_previous_template(kube: Kube, run: Runner) -> None:
+    kube.deployment("web", replicas=1)
+    base = {"namespace": kube.namespace, "name": "web"}
+    path = kube.ns_path("deployments", "web", group=APPS)
+    kube.wait_for(
+        "revision 1",
+        lambda: (
+            (kube.get(path)["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
+            == "1"
+        ),
+    )
+    with pytest.raises(PermanentActionError, match="no previous revision to roll back to"):
+        await run("rollback_deployment", base)
+
+    kube.patch(
+        path,
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26-broken"}]}}}},
+        "application/strategic-merge-patch+json",
+    )
+    kube.wait_for(
+        "revision 2",
+        lambda: (
+            (kube.get(path)["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
+            == "2"
+        ),
+    )
+
+    with pytest.raises(PermanentActionError, match="has no revision 7"):
+        await run("rollback_deployment", {**base, "to_revision": 7})
+    ctx = run.context()
+    out = await run("rollback_deployment", base, ctx=ctx)
+    assert (out["from_revision"], out["to_revision"]) == (2, 1)
+    dep = kube.get(path)
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+    assert "pod-template-hash" not in dep["spec"]["template"]["metadata"]["labels"]
+    assert await run.check("rollback_deployment", base, ctx) is Effect.DONE
+    # the controller gives the restored ReplicaSet the next revision, as `kubectl rollout undo` leaves it
+    kube.wait_for(
+        "revision 3",
+        lambda: (
+            (kube.get(path)["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
+            == "3"
+        ),
+    )
+
+
+async def test_set_resources_with_caps(kube: Kube, run: Runner) -> None:
+    kube.deployment("web", replicas=1)
+    base = {"namespace": kube.namespace, "kind": "Deployment", "name": "web"}
+    ctx = run.context()
+    out = await run(
+        "set_resources",
+        {**base, "requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        ctx=ctx,
+    )
+    assert out["previous"] == {}
+    assert out["resources"] == {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    assert await run.check("set_resources", base, ctx) is Effect.DONE
+    dep = kube.get(kube.ns_path("deployments", "web", group=APPS))
+    assert dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"memory": "256Mi"}
+
+    with pytest.raises(GuardRefused, match="above the cap"):
+        await run("set_resources", {**base, "limits": {"memory": "2Gi"}, "max_memory": "1Gi"})
+    with pytest.raises(GuardRefused, match="above the cap"):
+        await run("set_resources", {**base, "limits": {"cpu": "64"}})
+    with pytest.raises(PermanentActionError, match="request 512Mi would be above its limit 256Mi"):
+        await run("set_resources", {**base, "requests": {"memory": "512Mi"}})
+    with pytest.raises(PermanentActionError, match="not a Kubernetes quantity"):
+        await run("set_resources", {**base, "requests": {"cpu": "lots"}})
+    with pytest.raises(PermanentActionError, match="no container 'sidecar'"):
+        await run("set_resources", {**base, "container": "sidecar", "requests": {"cpu": "1"}})
+
+
+async def test_patch_hpa_bounds(kube: Kube, run: Runner) -> None:
+    kube.deployment("web", replicas=1)
+    kube.create(
+        kube.ns_path("horizontalpodautoscalers", group="/apis/autoscaling/v1"),
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 1,
+                "maxReplicas": 5,
+            },
+        },
+    )
+    base = {"namespace": kube.namespace, "name": "web"}
+    out = await run("patch_hpa", {**base, "max_replicas": 10})
+    assert out == {"previous": {"min_replicas": 1, "max_replicas": 5}, "min_replicas": 1, "max_replicas": 10}
+    hpa = kube.get(kube.ns_path("horizontalpodautoscalers", "web", group="/apis/autoscaling/v1"))
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 10)
+    with pytest.raises(PermanentActionError, match="must be between 1 and max_replicas 10"):
+        await run("patch_hpa", {**base, "min_replicas": 11})
+    small = Runner(run.adapter, KubeGuards(max_replicas=8))
+    with pytest.raises(GuardRefused, match="exceeds the configured maximum 8"):
+        await small("patch_hpa", {**base, "max_replicas": 9})
