@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.alerts import parse_notification
+from engine.alerts import format_timestamp, parse_notification
 from engine.commands import EXIT_FAILURE, EXIT_OK
 from engine.diagnostics import has_errors
 from engine.errors import AlertError, UsageError
@@ -62,15 +63,30 @@ def read_payload(name: str) -> Any:
         raise UsageError(f"{name}: cannot read: {exc}") from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise UsageError(f"{name}: nested too deeply") from None
     except ValueError:
         pass
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
     try:
-        return YAML(typ="safe", pure=True).load(text)
-    except YAMLError as exc:
+        return _plain(YAML(typ="safe", pure=True).load(text))
+    except (YAMLError, RecursionError) as exc:
         raise UsageError(f"{name}: neither JSON nor YAML: {exc}") from None
+
+
+def _plain(value: Any) -> Any:
+    """YAML's unquoted timestamps back to the RFC 3339 text an alert carries."""
+    if isinstance(value, datetime):
+        return format_timestamp(value if value.tzinfo else value.replace(tzinfo=UTC))
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def load_ruleset(paths: list[str]) -> Ruleset | None:

@@ -276,3 +276,28 @@ def test_kurative_test_reports_invalid_files_with_positions(
     assert "tests[0].alerts[0].replicas: 3 is not of type 'string'" in out
     assert f"{path}:8:" in out
     assert "'playbooks' is a required property" in out
+
+
+def test_simulate_hand_written_yaml_with_unquoted_times(
+    rules: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = tmp_path / "alert.yaml"
+    payload.write_text(
+        "status: firing\n"
+        "labels: {alertname: KubePodCrashLooping, severity: critical, namespace: shop, pod: web-1}\n"
+        "startsAt: 2024-05-01T12:00:00Z\n"
+    )
+    assert main(["simulate", "--rules", str(rules), "--format", "json", str(payload)]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["alert"]["startsAt"] == "2024-05-01T12:00:00Z"
+    assert report["matches"][0]["dedupe_key"].endswith("@2024-05-01T12:00:00Z")
+
+
+def test_simulate_unreadable_input(rules: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["simulate", "--rules", str(rules), str(deep)]) == 2
+    assert main(["simulate", "--rules", str(rules), str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert "deep.json" in err
+    assert "missing.json: cannot read" in err
