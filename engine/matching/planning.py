@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from engine.alerts import Alert, AlertGroup
@@ -18,7 +19,7 @@ from engine.errors import ExpressionError, TemplateRenderError
 from engine.matching.compiler import root_fields
 from engine.matching.context import alert_context, playbook_context
 from engine.matching.ruleset import EVALUATION_ERRORS, CompiledPlaybook, Ruleset
-from engine.matching.templates import Placeholder, parse_template, to_text
+from engine.matching.templates import Placeholder, Template, parse_template, to_text
 from engine.playbooks.models import Playbook, Step
 
 # Context keys that only exist once an execution runs.
@@ -103,6 +104,12 @@ def compute_limit_keys(compiled: CompiledPlaybook, context: Mapping[str, Any]) -
     return tuple(keys)
 
 
+@lru_cache(maxsize=4096)
+def _template(text: str) -> Template:
+    """Parsed templates are immutable: parse each distinct param text once, not once per alert."""
+    return parse_template(text)
+
+
 def _dotted(path: tuple[str | int, ...]) -> str:
     out = ""
     for part in path:
@@ -122,7 +129,7 @@ def _render(
         if "${" not in value:
             return value.replace("$${", "${")
         try:
-            template = parse_template(value)
+            template = _template(value)
         except ExpressionError as exc:
             raise TemplateRenderError(f"{where}, param {_dotted(path)!r}: {exc}") from None
         if defer and any(

@@ -124,12 +124,15 @@ def format_text(reports: list[dict[str, Any]]) -> str:
                     f"  cluster {_value_text(step['cluster'])}" if step.get("cluster") is not None else ""
                 )
                 lines.append(f"     - {step['name']}: {step['action']}{cluster}{extra}")
-                deferred = set(step.get("deferred", ()))
+                deferred = list(step.get("deferred", ()))
                 for key, value in step["params"].items():
-                    later = "   (rendered at run time)" if key in deferred else ""
+                    inner = [d for d in deferred if d.startswith((f"{key}.", f"{key}["))]
+                    later = ""
+                    if key in deferred:
+                        later = "   (rendered at run time)"
+                    elif inner:
+                        later = f"   ({', '.join(inner)} rendered at run time)"
                     lines.append(f"         {key}: {_value_text(value)}{later}")
-                for path in sorted(d for d in deferred if d not in step["params"]):
-                    lines.append(f"         {path}: (rendered at run time)")
         if "explain" in report:
             others = [e for e in report["explain"] if e["outcome"] != "matched"]
             if others:
