@@ -179,3 +179,20 @@ def test_a_duplicate_does_not_count_against_limits() -> None:
     assert admit(p, store, now=0).decision == "run"
     assert admit(p, store, now=1).decision == "duplicate"
     assert store.count_started("limited", "labels.namespace", "shop", since=-1) == 1
+
+
+def test_step_conditions_hold_raise_and_use_the_run_context() -> None:
+    from engine.errors import ExpressionError
+    from engine.matching.conditions import compile_condition
+
+    condition = compile_condition("steps.owner.output.kind == 'Deployment' && labels.pod != null")
+    base = build_context(alert({"pod": "web-1"}), RESTART)
+    assert not condition.holds(base)  # nothing ran yet: steps is empty
+    ran = build_context(
+        alert({"pod": "web-1"}),
+        RESTART,
+        steps={"owner": {"status": "succeeded", "output": {"kind": "Deployment"}, "error": None}},
+    )
+    assert condition.holds(ran)
+    with pytest.raises(ExpressionError, match=r"condition `starts_with\(labels.pod, 'w'\)` failed"):
+        compile_condition("starts_with(labels.pod, 'w')").holds(build_context(alert({}), RESTART))
