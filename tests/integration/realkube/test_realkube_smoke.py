@@ -121,6 +121,17 @@ def test_deployment_gets_a_replicaset_and_pods_from_the_controller_manager(
     )
     assert refreshed.metadata.annotations["deployment.kubernetes.io/revision"] == "1"
 
+    # What `kubectl rollout restart` does: a template change makes a second ReplicaSet, revision 2.
+    restarted_at = {"kubectl.kubernetes.io/restartedAt": "2021-01-01T00:00:00Z"}
+    apps.patch_namespaced_deployment(
+        "web", kube_namespace, {"spec": {"template": {"metadata": {"annotations": restarted_at}}}}
+    )
+    replicasets = eventually(
+        lambda: len(owned_replicasets()) == 2 and owned_replicasets(), what="a second ReplicaSet"
+    )
+    revisions = sorted(rs.metadata.annotations["deployment.kubernetes.io/revision"] for rs in replicasets)
+    assert revisions == ["1", "2"]
+
 
 def test_server_side_dry_run_stores_nothing(real_kube_client: ApiClient, kube_namespace: str) -> None:
     core = client.CoreV1Api(real_kube_client)
