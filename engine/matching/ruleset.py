@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import jmespath.exceptions
@@ -274,6 +275,11 @@ class Ruleset:
                 break
         return tuple(matched)
 
+    def judge(self, compiled: CompiledPlaybook, alert: Alert, group: AlertGroup | None = None) -> Verdict:
+        """Why one playbook, taken alone, does or does not match (``stop`` of others not applied)."""
+        outcome, reason = _judge(compiled, alert, alert_context(alert, group))
+        return Verdict(compiled, outcome, reason)
+
     def explain(self, alert: Alert, group: AlertGroup | None = None) -> tuple[Verdict, ...]:
         """A verdict for every playbook, in run order: matched, and why; or why not."""
         base = alert_context(alert, group)
@@ -304,16 +310,14 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def referenced_values(expression: Expression, context: Mapping[str, Any]) -> list[str]:
-    """``labels.severity = 'warning'`` for each plain path a condition reads from the context root."""
-    shown: list[str] = []
+@lru_cache(maxsize=4096)
+def _referenced_paths(expression: Expression) -> tuple[tuple[str, Closure], ...]:
+    found: dict[str, Closure] = {}
 
     def visit(node: Mapping[str, Any]) -> None:
         path = field_path(node)
         if path is not None:
-            text = ".".join(path) + " = " + _show(compile_closure(node)(context))
-            if text not in shown:
-                shown.append(text)
+            found.setdefault(".".join(path), compile_closure(node))
             return
         if node["type"] in ("and_expression", "or_expression", "not_expression", "comparator"):
             for child in node["children"]:
@@ -324,7 +328,12 @@ def referenced_values(expression: Expression, context: Mapping[str, Any]) -> lis
                     visit(child)
 
     visit(expression.ast)
-    return shown
+    return tuple(found.items())
+
+
+def referenced_values(expression: Expression, context: Mapping[str, Any]) -> list[str]:
+    """``labels.severity = 'warning'`` for each plain path a condition reads from the context root."""
+    return [f"{text} = {_show(closure(context))}" for text, closure in _referenced_paths(expression)]
 
 
 def _judge(compiled: CompiledPlaybook, alert: Alert, base: Mapping[str, Any]) -> tuple[Outcome, str]:

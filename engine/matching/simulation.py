@@ -30,16 +30,17 @@ def simulate_alert(
     ruleset: Ruleset, alert: Alert, group: AlertGroup | None = None, *, explain: bool = False
 ) -> dict[str, Any]:
     """The JSON report for one alert."""
-    verdicts = ruleset.explain(alert, group)
+    verdicts = ruleset.explain(alert, group) if explain else ()
     reasons = {v.compiled.name: v.reason for v in verdicts}
     matches: list[dict[str, Any]] = []
     for compiled in ruleset.match(alert, group):
         playbook = compiled.playbook
+        reason = reasons.get(playbook.name) or ruleset.judge(compiled, alert, group).reason
         entry: dict[str, Any] = {
             "playbook": playbook.name,
             "version": playbook.version,
             "priority": playbook.priority,
-            "reason": reasons.get(playbook.name, ""),
+            "reason": reason,
         }
         try:
             plan = plan_for(compiled, alert, group)
