@@ -105,9 +105,14 @@ def compute_limit_keys(compiled: CompiledPlaybook, context: Mapping[str, Any]) -
 
 
 @lru_cache(maxsize=4096)
-def _template(text: str) -> Template:
-    """Parsed templates are immutable: parse each distinct param text once, not once per alert."""
-    return parse_template(text)
+def _template(text: str) -> tuple[Template, frozenset[str]]:
+    """A param's parsed template and the context keys it reads, worked out once per distinct text."""
+    template = parse_template(text)
+    roots: frozenset[str] = frozenset()
+    for part in template.parts:
+        if isinstance(part, Placeholder):
+            roots |= root_fields(part.expression.ast)
+    return template, roots
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
@@ -129,13 +134,10 @@ def _render(
         if "${" not in value:
             return value.replace("$${", "${")
         try:
-            template = _template(value)
+            template, roots = _template(value)
         except ExpressionError as exc:
             raise TemplateRenderError(f"{where}, param {_dotted(path)!r}: {exc}") from None
-        if defer and any(
-            isinstance(part, Placeholder) and root_fields(part.expression.ast) & defer
-            for part in template.parts
-        ):
+        if roots & defer:
             deferred.append(_dotted(path))
             return value
         try:
