@@ -22,6 +22,7 @@ import functools
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -59,11 +60,16 @@ CONTROLLERS = (
     "serviceaccount-token",
 )
 STOP_GRACE_SECONDS = 10.0
+PORT_ATTEMPTS = 3
 _PR_SET_PDEATHSIG = 1
 
 
 class RealKubeError(RuntimeError):
     """The real control plane could not be started; the message carries the tail of the failing log."""
+
+
+class _PortTaken(RealKubeError):
+    """A server lost the race for the free port picked for it; starting again with new ports helps."""
 
 
 def _die_with_parent() -> None:
@@ -264,9 +270,11 @@ def _wait_for(
 ) -> None:
     while True:
         if proc.popen.poll() is not None:
-            raise RealKubeError(
+            tail = _tail(proc.log)
+            error = _PortTaken if "address already in use" in tail else RealKubeError
+            raise error(
                 f"{proc.name} exited with {proc.popen.returncode} while waiting for {what}; "
-                f"log {proc.log}:\n{_tail(proc.log)}"
+                f"log {proc.log}:\n{tail}"
             )
         try:
             if probe():
@@ -346,7 +354,39 @@ def start_real_cluster(
     all_users.update(users or {})
     tokens = _write_tokens(workdir / "tokens.csv", all_users)
 
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            cluster = _launch(
+                workdir,
+                bins=bins,
+                tokens=tokens,
+                controller_manager=controller_manager,
+                extra_apiserver_args=extra_apiserver_args,
+                deadline=deadline,
+            )
+        except _PortTaken:
+            # Free ports are picked before the servers bind them; another test may have won the race.
+            if attempt == PORT_ATTEMPTS:
+                raise
+            continue
+        cluster.ready_seconds = time.monotonic() - started
+        return cluster
+    raise AssertionError("unreachable")
+
+
+def _launch(
+    workdir: Path,
+    *,
+    bins: Path,
+    tokens: dict[str, str],
+    controller_manager: bool,
+    extra_apiserver_args: Sequence[str],
+    deadline: float,
+) -> RealCluster:
+    """One try at starting the three servers on freshly picked ports."""
+    pki = workdir / "pki"
     etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+    shutil.rmtree(workdir / "etcd", ignore_errors=True)
     etcd_url = f"http://127.0.0.1:{etcd_port}"
     peer_url = f"http://127.0.0.1:{peer_port}"
     host = f"https://127.0.0.1:{api_port}"
@@ -466,7 +506,6 @@ def start_real_cluster(
     except BaseException:
         cluster.stop()
         raise
-    cluster.ready_seconds = time.monotonic() - started
     return cluster
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from kubernetes import client, config
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from tests.support import kube_build
+from tests.support import kube_build, realkube
 from tests.support.kube_fixtures import ensure_kube_binaries
 from tests.support.realkube import RealCluster, RealKubeError, real_cluster, start_real_cluster
 
@@ -365,3 +366,19 @@ def _processes_mentioning(text: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_a_port_taken_meanwhile_is_retried_on_other_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ensure_kube_binaries()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        picks = iter([realkube.free_port(), realkube.free_port(), taken])  # etcd, peer, apiserver
+        real_free_port = realkube.free_port
+        monkeypatch.setattr(realkube, "free_port", lambda: next(picks, None) or real_free_port())
+        with real_cluster(tmp_path / "cluster") as cluster:
+            assert cluster.host != f"https://127.0.0.1:{taken}"
+            assert "address already in use" in cluster.log_path("kube-apiserver").read_text()
