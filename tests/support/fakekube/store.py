@@ -39,6 +39,16 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 REVISION = "deployment.kubernetes.io/revision"
 MIRROR = "kubernetes.io/config.mirror"
+NOT_READY = "node.kubernetes.io/not-ready"
+# Tolerations the DaemonSet controller adds to every daemon pod.
+DAEMON_TOLERATIONS = (
+    {"key": NOT_READY, "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
+)
 STALE = "the object has been modified; please apply your changes to the latest version and try again"
 MEDIA_TYPES = (
     "the body of the request was in an unknown format - accepted media types include: "
@@ -1030,13 +1040,20 @@ class Store:
 
     def _daemonsets(self) -> None:
         dsrt, prt, nrt = BY_KIND["DaemonSet"], BY_KIND["Pod"], BY_KIND["Node"]
-        nodes = [n["metadata"]["name"] for n in self._objects[nrt].values()]
+        nodes = list(self._objects[nrt].values())
         for ds in list(self._objects[dsrt].values()):
-            selector = (ds["spec"]["template"].get("spec") or {}).get("nodeSelector") or {}
+            pod_spec = ds["spec"]["template"].get("spec") or {}
+            selector = pod_spec.get("nodeSelector") or {}
+            tolerations = [*(pod_spec.get("tolerations") or []), *DAEMON_TOLERATIONS]
             targets = [
-                n
+                n["metadata"]["name"]
                 for n in nodes
-                if all(_labels(self._objects[nrt][("", n)]).get(k) == v for k, v in selector.items())
+                if all(_labels(n).get(k) == v for k, v in selector.items())
+                and all(
+                    _tolerated(t, tolerations)
+                    for t in (n.get("spec") or {}).get("taints") or []
+                    if t.get("effect") in ("NoSchedule", "NoExecute")
+                )
             ]
             revision = _hash(ds["spec"]["template"])
             pods = [p for p in self._owned(prt, ds) if not p["metadata"].get("deletionTimestamp")]
@@ -1142,6 +1159,20 @@ class Store:
             self._set_status(brt, pdb, status)
 
 
+def _tolerated(taint: Obj, tolerations: list[Obj]) -> bool:
+    for toleration in tolerations:
+        if toleration.get("effect") not in (None, "", taint.get("effect")):
+            continue
+        if toleration.get("operator") == "Exists":
+            if toleration.get("key") in (None, "", taint.get("key")):
+                return True
+        elif toleration.get("key") == taint.get("key") and toleration.get("value", "") == taint.get(
+            "value", ""
+        ):
+            return True
+    return False
+
+
 def _affinity_node(pod: Obj) -> str:
     terms = (
         ((pod["spec"].get("affinity") or {}).get("nodeAffinity") or {}).get(
@@ -1189,5 +1220,11 @@ def _default(rt: ResourceType, obj: Obj) -> None:
     elif rt.kind == "Namespace":
         obj.setdefault("spec", {"finalizers": ["kubernetes"]})
         obj.setdefault("status", {"phase": "Active"})
+    elif rt.kind == "Node":
+        # As the TaintNodesByCondition admission plugin does until a kubelet reports the node ready.
+        node_spec = obj.setdefault("spec", {})
+        taints = node_spec.setdefault("taints", [])
+        if not any(t.get("key") == NOT_READY for t in taints):
+            taints.append({"key": NOT_READY, "effect": "NoSchedule"})
     elif rt.kind == "PersistentVolumeClaim":
         obj.setdefault("status", {"phase": "Pending"})

@@ -1,0 +1,153 @@
+"""Node actions, with a multi-node drain honouring a PodDisruptionBudget, over both servers.
+
+Neither server runs a scheduler or kubelets: pods are placed on Node objects through the
+``pods/binding`` subresource and reported running by writing their status, as a kubelet would.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import ObjectNotFound, TemporaryActionError
+from tests.integration.kube.helpers import APPS, CORE, Kube, Runner
+
+pytestmark = pytest.mark.kube
+
+
+async def test_cordon_uncordon_taint_untaint(kube: Kube, run: Runner) -> None:
+    node = f"{kube.namespace}-n1"
+    kube.node(node)
+    assert await run("cordon", {"node": node}) == {"node": node, "changed": True}
+    assert kube.get(f"{CORE}/nodes/{node}")["spec"]["unschedulable"] is True
+    assert await run("cordon", {"node": node}) == {"node": node, "changed": False}
+    assert (await run("uncordon", {"node": node}, dry_run=True))["changed"] is True
+    assert kube.get(f"{CORE}/nodes/{node}")["spec"]["unschedulable"] is True
+    assert await run("uncordon", {"node": node}) == {"node": node, "changed": True}
+    assert not kube.get(f"{CORE}/nodes/{node}")["spec"].get("unschedulable")
+
+    out = await run(
+        "taint", {"node": node, "key": "kurative.io/broken", "value": "disk", "effect": "NoSchedule"}
+    )
+    assert out["changed"] is True
+    assert {"key": "kurative.io/broken", "value": "disk", "effect": "NoSchedule"} in out["taints"]
+    again = await run(
+        "taint", {"node": node, "key": "kurative.io/broken", "value": "disk", "effect": "NoSchedule"}
+    )
+    assert again["changed"] is False
+    await run("taint", {"node": node, "key": "other", "effect": "NoExecute"})
+    out = await run("untaint", {"node": node, "key": "kurative.io/broken"})
+    # the API server itself taints a node that no kubelet reported ready (TaintNodesByCondition)
+    assert [t["key"] for t in out["taints"]] == ["node.kubernetes.io/not-ready", "other"]
+    assert [t["key"] for t in kube.get(f"{CORE}/nodes/{node}")["spec"]["taints"]] == [
+        "node.kubernetes.io/not-ready",
+        "other",
+    ]
+    assert (await run("untaint", {"node": node, "key": "absent"}))["changed"] is False
+
+    with pytest.raises(ObjectNotFound, match='nodes "no-such-node" not found'):
+        await run("cordon", {"node": "no-such-node"})
+
+
+def _pdb_path(kube: Kube, version: str) -> str:
+    return f"/apis/policy/{version}/namespaces/{kube.namespace}/poddisruptionbudgets"
+
+
+async def test_drain_honours_pdb_skips_daemonset_pods_and_reports_what_is_left(
+    kube: Kube, run: Runner
+) -> None:
+    n1, n2 = f"{kube.namespace}-a", f"{kube.namespace}-b"
+    kube.node(n1, pool=kube.namespace)
+    kube.node(n2, pool=kube.namespace)
+    kube.deployment("web", replicas=3)
+    web = kube.wait_for("3 web pods", lambda: (p := kube.pods("app=web")) and len(p) == 3 and p)
+    for pod, node in zip(web, (n1, n1, n2), strict=True):
+        kube.bind(pod["metadata"]["name"], node)
+    kube.ready_all("app=web")
+    kube.pod("bare", labels={"app": "bare"})
+    kube.bind("bare", n1)
+    kube.ready_all("app=bare")
+    kube.create(
+        kube.ns_path("daemonsets", group=APPS),
+        {
+            "metadata": {"name": "agent"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {
+                    "metadata": {"labels": {"app": "agent"}},
+                    "spec": {
+                        "nodeSelector": {"pool": kube.namespace},
+                        "tolerations": [{"operator": "Exists"}],
+                        "containers": [{"name": "a", "image": "agent"}],
+                    },
+                },
+            },
+        },
+    )
+    agents = kube.wait_for("2 agent pods", lambda: (p := kube.pods("app=agent")) and len(p) == 2 and p)
+    for pod in agents:
+        terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        kube.bind(pod["metadata"]["name"], terms["nodeSelectorTerms"][0]["matchFields"][0]["values"][0])
+    kube.ready_all("app=agent")
+    version = (await run.adapter.client(None).eviction_version()).split("/")[1]
+    pdb = _pdb_path(kube, version)
+    kube.create(
+        pdb,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}},
+        },
+    )
+    kube.wait_for(
+        "PDB allows 1", lambda: (kube.get(f"{pdb}/web").get("status") or {}).get("disruptionsAllowed") == 1
+    )
+
+    # One web pod may go, the second is refused by the PDB (429) until the timeout; the bare pod stays.
+    with pytest.raises(TemporaryActionError, match="drain of node .* incomplete: evicted 1 pod") as caught:
+        await run("drain", {"node": n1, "timeout": "3s", "grace_period": 0})
+    message = str(caught.value)
+    assert "bare (not managed by a controller" in message
+    assert "(eviction not finished in time)" in message
+    assert kube.get(f"{CORE}/nodes/{n1}")["spec"]["unschedulable"] is True
+    on_n1 = [p for p in kube.pods("app=web") if p["spec"].get("nodeName") == n1]
+    assert len(on_n1) == 1
+
+    # The replacement pod starts on n2, so the budget allows one more: a forced drain completes.
+    fresh = kube.wait_for(
+        "replacement", lambda: [p for p in kube.pods("app=web") if not p["spec"].get("nodeName")]
+    )
+    kube.bind(fresh[0]["metadata"]["name"], n2)
+    kube.ready_all("app=web")
+    kube.wait_for(
+        "PDB allows 1 again",
+        lambda: (kube.get(f"{pdb}/web").get("status") or {}).get("disruptionsAllowed") == 1,
+    )
+    out = await run("drain", {"node": n1, "timeout": "20s", "grace_period": 0, "force": True})
+    assert out["complete"] is True
+    assert out["evicted"] == sorted(
+        [f"{kube.namespace}/bare", f"{kube.namespace}/{on_n1[0]['metadata']['name']}"]
+    )
+    assert out["skipped"] == [
+        f"{kube.namespace}/{p['metadata']['name']}"
+        for p in agents
+        if p["spec"].get("nodeName", "") == n1 or _affinity(p) == n1
+    ]
+    assert [p["metadata"]["name"] for p in kube.pods() if p["spec"].get("nodeName") == n1] == [
+        p["metadata"]["name"] for p in agents if _affinity(p) == n1
+    ]
+
+
+def _affinity(pod: dict) -> str:
+    terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    return str(terms["nodeSelectorTerms"][0]["matchFields"][0]["values"][0])
+
+
+async def test_drain_dry_run_changes_nothing(kube: Kube, run: Runner) -> None:
+    node = f"{kube.namespace}-d"
+    kube.node(node)
+    kube.deployment("web", replicas=1)
+    pod = kube.wait_for("pod", lambda: kube.pods("app=web"))[0]
+    kube.bind(pod["metadata"]["name"], node)
+    out = await run("drain", {"node": node, "timeout": "10s"}, dry_run=True)
+    assert out["evicted"] == [f"{kube.namespace}/{pod['metadata']['name']}"]
+    assert not kube.get(f"{CORE}/nodes/{node}")["spec"].get("unschedulable")
+    assert [p["metadata"]["uid"] for p in kube.pods("app=web")] == [pod["metadata"]["uid"]]
