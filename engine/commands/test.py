@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from engine.commands import EXIT_FAILURE, EXIT_OK
 from engine.commands.simulate import load_ruleset
+from engine.errors import UsageError
 from engine.matching.playbook_tests import load_test_file, run_case
+from engine.playbooks.loading import is_test_file
 
 
 def register(subparsers: Any) -> None:
@@ -31,7 +34,12 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="playbook directory or file (repeatable)",
     )
-    parser.add_argument("files", nargs="+", metavar="TESTFILE", help="test files (*.test.yaml, *_test.yaml)")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="TESTFILE",
+        help="test files (*.test.yaml, *_test.yaml), or directories to search for them",
+    )
     parser.set_defaults(func=run)
 
 
@@ -39,14 +47,36 @@ def _labels(labels: Any) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
 
 
+def find_test_files(names: list[str]) -> list[str]:
+    """The files named, with each directory replaced by the test files under it (sorted)."""
+    found: list[str] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            inside = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and is_test_file(p)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not inside:
+                raise UsageError(f"{name}: no test files (*.test.yaml, *_test.yaml) in this directory")
+            found.extend(str(p) for p in inside)
+        else:
+            found.append(name)
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
+    files = find_test_files(args.files)
     ruleset = load_ruleset(args.rules)
     if ruleset is None:
         return EXIT_FAILURE
     out = sys.stdout
     cases = failed = 0
     broken_files = 0
-    for name in args.files:
+    for name in files:
         out.write(f"Unit Testing:  {name}\n")
         test_file = load_test_file(name)
         if test_file.problems:

@@ -301,3 +301,24 @@ def test_simulate_unreadable_input(rules: Path, tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert "deep.json" in err
     assert "missing.json: cannot read" in err
+
+
+def test_kurative_test_finds_test_files_in_directories(
+    rules: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = tmp_path / "suite"
+    (suite / "nested").mkdir(parents=True)
+    (suite / ".hidden").mkdir()
+    case = "tests:\n  - name: n\n    alerts: [{alertname: X}]\n    expect: [{playbooks: []}]\n"
+    (suite / "nested" / "a_test.yaml").write_text(case)
+    (suite / "b.test.yaml").write_text(case)
+    (suite / ".hidden" / "c.test.yaml").write_text("not: a test")
+    (suite / "playbook.yaml").write_text("not: a test either")
+    assert main(["test", "--rules", str(rules), str(suite)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("SUCCESS (1 cases)") == 2
+    assert ".hidden" not in out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["test", "--rules", str(rules), str(empty)]) == 2
+    assert "no test files" in capsys.readouterr().err
