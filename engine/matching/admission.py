@@ -10,6 +10,11 @@ Duplicates are decided first (a repeat never counts against a limit); neither a 
 attempt is recorded. The store is a :class:`AdmissionStore`: the journal implements it with unique keys
 and counters in the database so that replicas agree; :class:`MemoryAdmissionStore` serves ``kurative
 test`` and unit tests. Times are plain seconds (any monotonic or epoch clock, as long as one is used).
+
+:func:`decide` only reads and :func:`admit` reads then records. With several replicas the journal must
+make that one step — run ``admit`` inside one transaction, or give (playbook, dedupe key) a unique
+constraint so that ``record_started`` fails for the second replica — so that two replicas never both
+start the same execution.
 """
 
 from __future__ import annotations

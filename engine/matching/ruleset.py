@@ -19,7 +19,7 @@ match; :meth:`Ruleset.explain` says why.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -372,6 +372,3 @@ def _show_result(result: Any) -> str:
     if result is None:
         return "null"
     return f"{_show(result)} (falsy)"
-
-
-MatchFunction = Callable[[Alert, AlertGroup | None], tuple[CompiledPlaybook, ...]]
