@@ -274,3 +274,31 @@ def test_quick_check_agrees_with_the_schema(payload: object, definition: str) ->
 def test_yaml_style_non_string_label_names_are_refused() -> None:
     with pytest.raises(AlertError, match=r"^alert\.labels: names must be strings, not 1$"):
         parse_notification({"labels": {1: "x"}}, NOW)
+
+
+any_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["version", "status", "alerts", "labels", "startsAt", "endsAt", "x"]),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.one_of(any_json, webhooks, st.lists(alert_objects, max_size=3), alert_objects))
+def test_any_input_gives_alerts_or_a_clear_error(payload: object) -> None:
+    try:
+        notification = parse_notification(payload, NOW)
+    except AlertError as exc:
+        message = str(exc)
+        assert message.split(":", 1)[0], message  # it says where the problem is
+        return
+    for alert in notification.alerts:
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in alert.labels.items())
+        assert len(alert.fingerprint) > 0
