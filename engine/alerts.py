@@ -105,12 +105,12 @@ class Alert:
         starts_at: datetime | None = None,
         ends_at: datetime | None = None,
         generator_url: str = "",
-        fingerprint_: str | None = None,
+        given_fingerprint: str | None = None,
     ) -> Alert:
         """Build an alert from already-checked values; the fingerprint is computed when not given."""
         label_dict = dict(labels)
         annotation_dict = dict(annotations or {})
-        fp = fingerprint_ or fingerprint(label_dict)
+        fp = given_fingerprint or fingerprint(label_dict)
         document = {
             "status": status,
             "labels": label_dict,
@@ -336,7 +336,7 @@ def _alert_from(raw: Mapping[str, Any], where: str, status: AlertStatus | None, 
         starts_at=starts_at,
         ends_at=ends_at,
         generator_url=str(raw.get("generatorURL") or ""),
-        fingerprint_=str(raw.get("fingerprint") or "") or None,
+        given_fingerprint=str(raw.get("fingerprint") or "") or None,
     )
 
 
