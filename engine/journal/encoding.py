@@ -183,8 +183,14 @@ def prepare_alerts(alerts: Sequence[IncomingAlert], limits: JournalLimits) -> li
                     raise RecordRejected(f"{where} label {name!r} must map a string to a string")
             if not isinstance(alert.payload, Mapping):
                 raise RecordRejected(f"{where} payload must be a JSON object")
-            labels, labels_sanitized = sanitize(dict(alert.labels))
-            labels_json, _ = encode_json(labels, f"{where} labels", limits.max_alert_bytes)
+            labels: dict[str, Any] = dict(alert.labels)
+            labels_sanitized = False
+            if not all(isinstance(name, str) and isinstance(value, str) for name, value in labels.items()):
+                labels, labels_sanitized = sanitize(labels)  # bytes: decode them
+            labels_json, labels_had_bad_text = encode_json(labels, f"{where} labels", limits.max_alert_bytes)
+            if labels_had_bad_text:
+                labels, _ = sanitize(labels)
+                labels_sanitized = True
             payload_json, payload_sanitized = encode_json(
                 alert.payload, f"{where} payload", limits.max_alert_bytes
             )

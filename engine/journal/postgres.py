@@ -91,8 +91,8 @@ CODEC = rows.Codec(time=_to_time, json=lambda value: value)
 
 _INSERT_ALERTS = """
 INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, sanitized)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]::jsonb[],
-                     %s::text[]::json[], %s::text[], %s::bool[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]::jsonb[],
+                     %b::text[]::json[], %b::text[], %b::bool[])
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -360,7 +360,8 @@ class PostgresJournal:
         )
 
         async def insert(conn: Conn) -> None:
-            # one statement in autocommit is one transaction; ON CONFLICT makes the retry safe
+            # one statement in autocommit is one transaction; ON CONFLICT makes the retry safe.
+            # Binary parameters: text arrays of JSON would be escaped character by character.
             await conn.execute(_INSERT_ALERTS, params)
 
         await self._run(insert, retry=True)

@@ -91,8 +91,14 @@ def _from_json(value: Any) -> Any:
 CODEC = rows.Codec(time=_to_time, json=_from_json)
 
 
+def _now() -> float:
+    """Epoch seconds rounded to the microsecond, so that a time read back as a datetime and passed
+    in again (a list filter) compares equal to the stored one."""
+    return round(time.time(), 6)
+
+
 def _epoch(moment: datetime | None) -> float | None:
-    return None if moment is None else moment.timestamp()
+    return None if moment is None else round(moment.timestamp(), 6)
 
 
 class SQLiteJournal:
@@ -238,7 +244,7 @@ class SQLiteJournal:
                         conn.execute(statement)
                     conn.execute(
                         f"INSERT INTO {SCHEMA_VERSION_TABLE} (version, name, applied_at) VALUES (?, ?, ?)",
-                        (migration.version, migration.name, time.time()),
+                        (migration.version, migration.name, _now()),
                     )
                     conn.execute("COMMIT")
                 except BaseException:
@@ -258,7 +264,7 @@ class SQLiteJournal:
         check_version(status.current, status.latest, self._url, migrating=False)
 
     async def now(self) -> datetime:
-        return _to_time(time.time())
+        return _to_time(_now())
 
     # -- alert inbox --------------------------------------------------------------------------------
 
@@ -274,7 +280,7 @@ class SQLiteJournal:
 
     async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
         def insert(conn: sqlite3.Connection) -> None:
-            now = time.time()
+            now = _now()
             with self._transaction(conn):
                 conn.executemany(
                     "INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, "
@@ -325,7 +331,7 @@ class SQLiteJournal:
 
         def record(conn: sqlite3.Connection) -> tuple[PlaybookVersionConflict, ...]:
             conflicts: list[PlaybookVersionConflict] = []
-            now = time.time()
+            now = _now()
             with self._transaction(conn):
                 for name, version, content_hash, body in checked:
                     known = conn.execute(
@@ -375,7 +381,7 @@ class SQLiteJournal:
                 alert = conn.execute("SELECT fingerprint FROM alerts WHERE id = ?", (alert_id,)).fetchone()
                 if alert is None:
                     raise ExecutionNotFound(f"no alert {alert_id!r} in the journal (unknown or pruned)")
-                now = time.time()
+                now = _now()
                 for request in requests:
                     outcomes.append(self._create_one(conn, alert_id, alert[0], request, now))
             return tuple(outcomes)
@@ -477,7 +483,7 @@ class SQLiteJournal:
         def claim(conn: sqlite3.Connection) -> tuple[Claim, ...]:
             claims: list[Claim] = []
             with self._transaction(conn):
-                now = time.time()
+                now = _now()
                 picked = conn.execute(
                     "SELECT id, state, lease_owner FROM executions "
                     "WHERE (state = 'pending' AND available_at <= ?) "
@@ -500,7 +506,7 @@ class SQLiteJournal:
         check_lease_seconds(lease_seconds)
 
         def renew(conn: sqlite3.Connection) -> Lease:
-            now = time.time()
+            now = _now()
             row = conn.execute(
                 "UPDATE executions SET lease_expires_at = ?, updated_at = ? WHERE id = ? "
                 "AND lease_owner = ? AND attempt = ? AND state = 'running' "
@@ -531,7 +537,7 @@ class SQLiteJournal:
         error = truncate_text(error, self._limits.max_text_chars)
 
         def release(conn: sqlite3.Connection) -> Execution:
-            now = time.time()
+            now = _now()
             row = conn.execute(
                 "UPDATE executions SET state = ?, lease_owner = NULL, lease_expires_at = NULL, error = ?, "
                 "updated_at = ?, finished_at = ?, available_at = ? WHERE id = ? AND lease_owner = ? "
@@ -583,7 +589,7 @@ class SQLiteJournal:
                             step.attempt,
                             params_json,
                             key,
-                            time.time(),
+                            _now(),
                             lease.attempt,
                         ),
                     )
@@ -627,7 +633,7 @@ class SQLiteJournal:
                             error,
                             started["idempotency_key"] if started else None,
                             started["started_at"] if started else None,
-                            time.time(),
+                            _now(),
                             lease.attempt,
                         ),
                     )
@@ -723,7 +729,7 @@ class SQLiteJournal:
                     raise JournalConflict(
                         f"execution {execution_id} is {row['state']}, not awaiting approval"
                     )
-                now = time.time()
+                now = _now()
                 conn.execute(
                     "INSERT INTO approvals (execution_id, decision, who, reason, decided_at) "
                     "VALUES (?, ?, ?, ?, ?)",
@@ -758,7 +764,7 @@ class SQLiteJournal:
                 state = ExecutionState(row["state"])
                 if state.finished:
                     raise JournalConflict(f"execution {execution_id} already finished ({state})")
-                now = time.time()
+                now = _now()
                 if state is ExecutionState.RUNNING:
                     updated = conn.execute(
                         "UPDATE executions SET cancel_requested = 1, updated_at = ? WHERE id = ? "
@@ -779,7 +785,7 @@ class SQLiteJournal:
         reason_text = truncate_text(reason, self._limits.max_text_chars)
 
         def cancel(conn: sqlite3.Connection) -> tuple[str, ...]:
-            now = time.time()
+            now = _now()
             with self._transaction(conn):
                 found = conn.execute(
                     "UPDATE executions SET state = 'cancelled', finished_at = ?, updated_at = ?, error = ? "
@@ -822,7 +828,7 @@ class SQLiteJournal:
             while True:
 
                 def delete(conn: sqlite3.Connection, sql: str = sql, field: str = field) -> int:
-                    now = time.time()
+                    now = _now()
                     with self._transaction(conn):
                         cursor = conn.execute(sql, {"cutoff": now - older_than, "now": now, "batch": batch})
                         if field == "limit_hits":
