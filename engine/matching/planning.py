@@ -16,10 +16,10 @@ from typing import Any
 
 from engine.alerts import Alert, AlertGroup
 from engine.errors import ExpressionError, TemplateRenderError
-from engine.matching.compiler import root_fields
+from engine.matching.compiler import Closure, compile_closure, root_fields
 from engine.matching.context import alert_context, playbook_context
 from engine.matching.ruleset import EVALUATION_ERRORS, CompiledPlaybook, Ruleset
-from engine.matching.templates import Placeholder, Template, parse_template, to_text
+from engine.matching.templates import Placeholder, parse_template, to_text
 from engine.playbooks.models import Playbook, Step
 
 # Context keys that only exist once an execution runs.
@@ -104,15 +104,35 @@ def compute_limit_keys(compiled: CompiledPlaybook, context: Mapping[str, Any]) -
     return tuple(keys)
 
 
+@dataclass(frozen=True, slots=True)
+class _CompiledTemplate:
+    """A param template with closures for its placeholders; renders as Template.render does."""
+
+    parts: tuple[str | Closure, ...]
+    single: bool
+    roots: frozenset[str]
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        if self.single:
+            only = self.parts[0]
+            assert not isinstance(only, str)
+            return only(context)
+        return "".join(part if isinstance(part, str) else to_text(part(context)) for part in self.parts)
+
+
 @lru_cache(maxsize=4096)
-def _template(text: str) -> tuple[Template, frozenset[str]]:
-    """A param's parsed template and the context keys it reads, worked out once per distinct text."""
+def _template(text: str) -> _CompiledTemplate:
+    """A param's template compiled once per distinct text, not once per alert."""
     template = parse_template(text)
     roots: frozenset[str] = frozenset()
+    parts: list[str | Closure] = []
     for part in template.parts:
         if isinstance(part, Placeholder):
             roots |= root_fields(part.expression.ast)
-    return template, roots
+            parts.append(compile_closure(part.expression.ast))
+        else:
+            parts.append(part)
+    return _CompiledTemplate(tuple(parts), template.is_single, roots)
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
@@ -132,12 +152,12 @@ def _render(
 ) -> Any:
     if isinstance(value, str):
         if "${" not in value:
-            return value.replace("$${", "${")
+            return value
         try:
-            template, roots = _template(value)
+            template = _template(value)
         except ExpressionError as exc:
             raise TemplateRenderError(f"{where}, param {_dotted(path)!r}: {exc}") from None
-        if roots & defer:
+        if template.roots & defer:
             deferred.append(_dotted(path))
             return value
         try:

@@ -196,3 +196,32 @@ def test_step_conditions_hold_raise_and_use_the_run_context() -> None:
     assert condition.holds(ran)
     with pytest.raises(ExpressionError, match=r"condition `starts_with\(labels.pod, 'w'\)` failed"):
         compile_condition("starts_with(labels.pod, 'w')").holds(build_context(alert({}), RESTART))
+
+
+TEMPLATES = [
+    "${labels.pod}",
+    "${to_number(labels.replicas)}",
+    "pod ${labels.pod} in ${labels.namespace}!",
+    "${labels}",
+    "n=${length(labels)} ${labels.missing}|",
+    "${join(',', ['}', labels.pod])}",
+    '$${literal} ${`{"a": [1, 2.5, true, null]}`}',
+    "${starts_with(labels.pod, 'web')}",
+]
+
+
+@pytest.mark.parametrize("text", TEMPLATES)
+@pytest.mark.parametrize("labels", [{"pod": "web-1", "namespace": "shop", "replicas": "3"}, {}])
+def test_compiled_templates_render_as_templates_do(text: str, labels: dict[str, str]) -> None:
+    from engine.matching.planning import _template
+    from engine.matching.templates import parse_template
+
+    context = build_context(alert(labels), RESTART)
+
+    def outcome(render: object) -> tuple[str, object]:
+        try:
+            return "value", render(context)  # type: ignore[operator]
+        except Exception as exc:
+            return "error", type(exc).__name__
+
+    assert outcome(_template(text).render) == outcome(parse_template(text).render)
