@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.actions.base import ActionContext
+from engine.actions.base import ActionContext, RepeatSafety
 from engine.actions.kubernetes import (  # noqa: F401  (importing declares the actions)
     generic,
     jobs,
@@ -32,6 +32,7 @@ from engine.actions.kubernetes._common import (
     KubeClients,
     KubeGuards,
 )
+from engine.actions.registry import get_action
 
 __all__ = ["STAMP_ANNOTATION", "Effect", "KubeClient", "KubeClients", "KubeGuards", "check_effect"]
 
@@ -44,6 +45,9 @@ async def check_effect(action: str, ctx: ActionContext, params: Mapping[str, Any
     a hook answer UNKNOWN, which parks the execution for review.
     """
     hook = CHECKS.get(action)
-    if hook is None:
-        return Effect.UNKNOWN
-    return await hook(ctx, params)
+    if hook is not None:
+        return await hook(ctx, params)
+    spec = get_action(action)
+    if spec is not None and spec.repeat_safety is RepeatSafety.IDEMPOTENT:
+        return Effect.NOT_DONE
+    return Effect.UNKNOWN

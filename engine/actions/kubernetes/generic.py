@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from engine.actions.base import ActionSpec, RepeatSafety, Risk
-from engine.actions.kubernetes._common import kind_param, name_param, namespace_param, object_output
-from engine.actions.kubernetes._kinds import KIND_NAMES, rules_for
-from engine.actions.registry import declare
+from collections.abc import Mapping
+from typing import Any
+
+from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
+from engine.actions.kubernetes._common import (
+    check_namespace,
+    client_for,
+    kind_param,
+    name_param,
+    namespace_param,
+    object_output,
+    read,
+)
+from engine.actions.kubernetes._kinds import KIND_NAMES, kind_of, object_path, rules_for
+from engine.actions.kubernetes.metadata import target
+from engine.actions.registry import declare, implement
 from engine.actions.schema import boolean, integer, obj, string
+from engine.errors import ObjectNotFound
 
 declare(
     ActionSpec(
@@ -56,3 +69,39 @@ declare(
         rbac=rules_for("list"),
     )
 )
+
+
+@implement("kubernetes.get")
+async def get(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    _what, path = await target(ctx, params, mutating=False)
+    try:
+        found = await read(client_for(ctx), path)
+    except ObjectNotFound:
+        if params.get("missing_ok"):
+            return {"object": {}, "found": False}
+        raise
+    return {"object": found, "found": True}
+
+
+@implement("kubernetes.list")
+async def list_objects(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    kind = kind_of(params.get("kind"))
+    namespace = None
+    if kind.namespaced and params.get("namespace") is not None:
+        namespace = check_namespace(ctx, params.get("namespace"), mutating=False)
+    client = client_for(ctx)
+    api_version, base = await client.resource_path(kind.group, kind.versions, kind.resource)
+    if namespace is None:
+        path = f"{base}/{kind.resource}"
+    else:
+        _v, path = await object_path(client, kind, namespace)
+    query: dict[str, Any] = {"limit": int(params.get("limit", 500))}
+    for param, key in (("label_selector", "labelSelector"), ("field_selector", "fieldSelector")):
+        if params.get(param):
+            query[key] = params[param]
+    listed = await client.request("GET", path, query=query)
+    items = [
+        {"apiVersion": api_version, "kind": kind.kind, **item} for item in (listed or {}).get("items") or []
+    ]
+    names = [str(item["metadata"]["name"]) for item in items]
+    return {"items": items, "names": names, "count": len(items)}

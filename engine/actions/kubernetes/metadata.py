@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from engine.actions.base import ActionSpec, RepeatSafety, Risk
-from engine.actions.kubernetes._common import kind_param, name_param, namespace_param
-from engine.actions.kubernetes._kinds import KIND_NAMES, rules_for
-from engine.actions.registry import declare
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
+from engine.actions.kubernetes._common import (
+    check_name,
+    check_namespace,
+    client_for,
+    dry_run_query,
+    guards_for,
+    kind_param,
+    name_param,
+    namespace_param,
+    read,
+)
+from engine.actions.kubernetes._kinds import KIND_NAMES, kind_of, object_path, rules_for
+from engine.actions.registry import declare, implement
 from engine.actions.schema import JSON, boolean, obj
+from engine.errors import GuardRefused, PermanentActionError
 
 _VALUES = {
     "type": "object",
@@ -46,3 +61,70 @@ for _action, _what in (("label", "labels"), ("annotate", "annotations")):
             rbac=rules_for("get patch"),
         )
     )
+
+
+_NAME_PART = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def check_key(key: str, what: str) -> None:
+    prefix, _, name = key.rpartition("/")
+    if (prefix and (len(prefix) > 253 or not _PREFIX.match(prefix))) or not _NAME_PART.match(name):
+        raise PermanentActionError(
+            f"{what} key {key!r} is invalid: an optional DNS prefix and '/', then up to 63 letters, digits, "
+            "'-', '_' or '.', starting and ending with a letter or digit"
+        )
+
+
+async def target(ctx: ActionContext, params: Mapping[str, Any], *, mutating: bool) -> tuple[str, str]:
+    """(description, path) of the object a generic step names, after the guards."""
+    kind = kind_of(params.get("kind"))
+    name = check_name(params.get("name"), f"{kind.kind} name", label=kind.kind == "Namespace")
+    namespace = None
+    if kind.namespaced:
+        namespace = check_namespace(ctx, params.get("namespace"), mutating=mutating)
+    elif kind.kind == "Namespace" and mutating and name in guards_for(ctx).protected_namespaces:
+        raise GuardRefused(f"namespace {name} is protected: kurative does not change it")
+    _v, path = await object_path(client_for(ctx), kind, namespace, name)
+    return f"{kind.kind} {namespace + '/' if namespace else ''}{name}", path
+
+
+async def _set_metadata(ctx: ActionContext, params: Mapping[str, Any], field: str) -> Mapping[str, Any]:
+    values = params.get(field)
+    if not isinstance(values, Mapping) or not values:
+        raise PermanentActionError(f"{field} must be a non-empty mapping of key to value (null removes)")
+    for key, value in values.items():
+        check_key(str(key), field[:-1])
+        if value is not None and not isinstance(value, str):
+            raise PermanentActionError(
+                f"{field[:-1]} {key}: values are strings (or null to remove), got {value!r}"
+            )
+        if field == "labels" and value is not None and not _LABEL_VALUE.match(value):
+            raise PermanentActionError(
+                f"label value {value!r} for {key} is invalid: at most 63 letters, digits, '-_.'"
+            )
+    _what, path = await target(ctx, params, mutating=True)
+    client = client_for(ctx)
+    current = await read(client, path)
+    existing = dict((current.get("metadata") or {}).get(field) or {})
+    if all(existing.get(k) == v for k, v in values.items()):
+        return {field: existing, "changed": False}
+    updated = await client.request(
+        "PATCH",
+        path,
+        body={"metadata": {field: dict(values)}},
+        content_type="application/merge-patch+json",
+        query=dry_run_query(ctx),
+    )
+    return {field: dict(((updated or {}).get("metadata") or {}).get(field) or {}), "changed": True}
+
+
+@implement("kubernetes.label")
+async def label(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    return await _set_metadata(ctx, params, "labels")
+
+
+@implement("kubernetes.annotate")
+async def annotate(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    return await _set_metadata(ctx, params, "annotations")

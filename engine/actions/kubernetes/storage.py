@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
-from engine.actions.base import ActionSpec, RepeatSafety, Risk
-from engine.actions.kubernetes._common import name_param, namespace_param, rule
-from engine.actions.registry import declare
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
+from engine.actions.kubernetes._common import (
+    check_name,
+    check_namespace,
+    client_for,
+    dry_run_query,
+    guards_for,
+    name_param,
+    namespace_param,
+    parse_quantity,
+    read,
+    rule,
+)
+from engine.actions.registry import declare, implement
 from engine.actions.schema import boolean, obj, string
+from engine.errors import GuardRefused, ObjectNotFound, PermanentActionError
+
+_GROWTH = re.compile(r"^\+([0-9]+(?:\.[0-9]+)?)%$")
+_GiB = 1024**3
 
 declare(
     ActionSpec(
@@ -36,3 +56,60 @@ declare(
         ),
     )
 )
+
+
+def _target_size(size: Any, current_bytes: float) -> tuple[str, float]:
+    text = str(size).strip() if isinstance(size, (str, int)) and not isinstance(size, bool) else ""
+    growth = _GROWTH.match(text)
+    if growth:
+        wanted = current_bytes * (1 + float(growth.group(1)) / 100)
+        whole = max(1, math.ceil(wanted / _GiB))
+        return f"{whole}Gi", float(whole * _GiB)
+    return text, parse_quantity(size, "size")
+
+
+@implement("kubernetes.expand_pvc")
+async def expand_pvc(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    namespace = check_namespace(ctx, params.get("namespace"))
+    name = check_name(params.get("name"), "PersistentVolumeClaim name")
+    client = client_for(ctx)
+    path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
+    claim = await read(client, path)
+    previous = str(
+        (((claim.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage", "0")
+    )
+    current_bytes = parse_quantity(previous, "current size")
+    target, target_bytes = _target_size(params.get("size"), current_bytes)
+    cap = float(guards_for(ctx).max_pvc_bytes)
+    if params.get("max_size") is not None:
+        cap = min(cap, parse_quantity(params["max_size"], "max_size"))
+    if target_bytes > cap:
+        raise GuardRefused(f"expanding PVC {namespace}/{name} to {target} exceeds the allowed maximum size")
+    if target_bytes <= current_bytes:
+        return {"previous": previous, "size": previous, "changed": False}
+    class_name = (claim.get("spec") or {}).get("storageClassName")
+    if not class_name:
+        raise PermanentActionError(f"PVC {namespace}/{name} has no StorageClass, so it cannot be expanded")
+    try:
+        storage_class = await read(client, f"/apis/storage.k8s.io/v1/storageclasses/{class_name}")
+    except ObjectNotFound:
+        raise PermanentActionError(
+            f"StorageClass {class_name} of PVC {namespace}/{name} does not exist"
+        ) from None
+    if not storage_class.get("allowVolumeExpansion"):
+        raise PermanentActionError(
+            f"StorageClass {class_name} does not allow volume expansion (allowVolumeExpansion is not true); "
+            f"PVC {namespace}/{name} stays at {previous}"
+        )
+    if (claim.get("status") or {}).get("phase") != "Bound":
+        raise PermanentActionError(
+            f"PVC {namespace}/{name} is not bound yet; only bound claims can be expanded"
+        )
+    await client.request(
+        "PATCH",
+        path,
+        body={"spec": {"resources": {"requests": {"storage": target}}}},
+        content_type="application/merge-patch+json",
+        query=dry_run_query(ctx),
+    )
+    return {"previous": previous, "size": target, "changed": True}

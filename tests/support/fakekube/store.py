@@ -492,7 +492,8 @@ class Store:
         if rt.kind != "Pod" and updated.get("spec") != current.get("spec"):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         self._validate(rt, updated, current)
-        if updated == {**current, "metadata": {**meta, "resourceVersion": old_meta["resourceVersion"]}}:
+        meta["resourceVersion"] = old_meta["resourceVersion"]
+        if updated == current:
             return copy.deepcopy(current)  # no change: the real server keeps the resourceVersion too
         if dry_run:
             return updated
@@ -966,7 +967,14 @@ class Store:
     def _replicasets(self) -> None:
         rsrt, prt = BY_KIND["ReplicaSet"], BY_KIND["Pod"]
         for rs in list(self._objects[rsrt].values()):
-            pods = [p for p in self._owned(prt, rs) if not p["metadata"].get("deletionTimestamp")]
+            pods = []
+            for pod in self._owned(prt, rs):
+                if not match_label_selector(rs["spec"].get("selector"), _labels(pod)):
+                    # As the controller does: a pod relabelled out of the selector is released.
+                    pod["metadata"].pop("ownerReferences", None)
+                    self._put(prt, pod)
+                elif not pod["metadata"].get("deletionTimestamp"):
+                    pods.append(pod)
             want = rs["spec"].get("replicas", 1)
             while len(pods) < want:
                 pod = self._new_pod(

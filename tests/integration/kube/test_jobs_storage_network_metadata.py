@@ -1,0 +1,191 @@
+"""CronJob/Job, storage, network and metadata actions and the generic reads, over both servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.actions.kubernetes import Effect
+from engine.errors import GuardRefused, ObjectNotFound, PermanentActionError
+from tests.integration.kube.helpers import Kube, Runner
+
+pytestmark = pytest.mark.kube
+
+JOB_TEMPLATE = {
+    "metadata": {"labels": {"app": "report"}},
+    "spec": {
+        "template": {
+            "metadata": {"labels": {"app": "report"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "r", "image": "busybox"}]},
+        }
+    },
+}
+
+
+async def _cronjob(kube: Kube, run: Runner, name: str) -> str:
+    version, base = await run.adapter.client(None).resource_path("batch", ("v1", "v1beta1"), "cronjobs")
+    path = f"{base}/namespaces/{kube.namespace}/cronjobs"
+    kube.create(
+        path,
+        {"apiVersion": version, "kind": "CronJob", "metadata": {"name": name},
+         "spec": {"schedule": "0 3 * * *", "jobTemplate": JOB_TEMPLATE}},
+    )  # fmt: skip
+    return f"{path}/{name}"
+
+
+async def test_suspend_resume_and_trigger_cronjob(kube: Kube, run: Runner) -> None:
+    path = await _cronjob(kube, run, "report")
+    base = {"namespace": kube.namespace, "name": "report"}
+    assert await run("suspend_cronjob", base) == {"suspended": True, "changed": True}
+    assert kube.get(path)["spec"]["suspend"] is True
+    assert await run("suspend_cronjob", base) == {"suspended": True, "changed": False}
+    assert await run("resume_cronjob", base, dry_run=True) == {"suspended": False, "changed": True}
+    assert kube.get(path)["spec"]["suspend"] is True
+    assert await run("resume_cronjob", base) == {"suspended": False, "changed": True}
+
+    ctx = run.context()
+    assert await run.check("trigger_cronjob", base, ctx) is Effect.NOT_DONE
+    out = await run("trigger_cronjob", base, ctx=ctx)
+    assert out["created"] is True
+    job = kube.get(f"/apis/batch/v1/namespaces/{kube.namespace}/jobs/{out['job']}")
+    assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+    assert await run.check("trigger_cronjob", base, ctx) is Effect.DONE
+    assert await run("trigger_cronjob", base, ctx=ctx) == {"job": out["job"], "created": False}
+    with pytest.raises(ObjectNotFound):
+        await run("suspend_cronjob", {"namespace": kube.namespace, "name": "ghost"})
+
+
+async def test_delete_job_preconditioned_and_repeatable(kube: Kube, run: Runner) -> None:
+    jobs = f"/apis/batch/v1/namespaces/{kube.namespace}/jobs"
+    made = kube.create(
+        jobs,
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"}, "spec": JOB_TEMPLATE["spec"]},
+    )
+    ctx = run.context()
+    base = {"namespace": kube.namespace, "name": "once"}
+    assert (await run("delete_job", base, dry_run=True))["deleted"] is True
+    assert kube.exists(f"{jobs}/once")
+    out = await run("delete_job", {**base, "propagation": "Foreground"}, ctx=ctx)
+    assert out == {"uid": made["metadata"]["uid"], "deleted": True}
+    kube.wait_for("job gone", lambda: not kube.exists(f"{jobs}/once"))
+    assert await run.check("delete_job", base, ctx) is Effect.DONE
+    assert (await run("delete_job", base, ctx=ctx))["deleted"] is False
+    with pytest.raises(PermanentActionError, match="propagation must be one of"):
+        await run("delete_job", {**base, "propagation": "Sideways"})
+
+
+async def test_expand_pvc_only_when_the_storage_class_allows(kube: Kube, run: Runner) -> None:
+    for name, allow in ((f"{kube.namespace}-grow", True), (f"{kube.namespace}-fixed", False)):
+        kube.create(
+            "/apis/storage.k8s.io/v1/storageclasses",
+            {"metadata": {"name": name}, "provisioner": "example.com/none", "allowVolumeExpansion": allow},
+        )
+        kube.cluster_objects.append(f"/apis/storage.k8s.io/v1/storageclasses/{name}")
+        claim = "data" if allow else "frozen"
+        kube.create(
+            kube.ns_path("persistentvolumeclaims"),
+            {
+                "metadata": {"name": claim},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": name,
+                    "resources": {"requests": {"storage": "10Gi"}},
+                },
+            },
+        )
+    base = {"namespace": kube.namespace, "name": "data"}
+    with pytest.raises(PermanentActionError, match="is not bound yet"):
+        await run("expand_pvc", {**base, "size": "20Gi"})
+    for claim in ("data", "frozen"):
+        kube.patch(kube.ns_path("persistentvolumeclaims", claim) + "/status", {"status": {"phase": "Bound"}})
+
+    assert await run("expand_pvc", {**base, "size": "+50%"}, dry_run=True) == {
+        "previous": "10Gi",
+        "size": "15Gi",
+        "changed": True,
+    }
+    assert (
+        kube.get(kube.ns_path("persistentvolumeclaims", "data"))["spec"]["resources"]["requests"]["storage"]
+        == "10Gi"
+    )
+    assert await run("expand_pvc", {**base, "size": "20Gi"}) == {
+        "previous": "10Gi",
+        "size": "20Gi",
+        "changed": True,
+    }
+    assert (
+        kube.get(kube.ns_path("persistentvolumeclaims", "data"))["spec"]["resources"]["requests"]["storage"]
+        == "20Gi"
+    )
+    assert (await run("expand_pvc", {**base, "size": "15Gi"}))["changed"] is False  # never shrinks
+    with pytest.raises(GuardRefused, match="exceeds the allowed maximum"):
+        await run("expand_pvc", {**base, "size": "80Gi", "max_size": "50Gi"})
+    with pytest.raises(PermanentActionError, match="does not allow volume expansion"):
+        await run("expand_pvc", {"namespace": kube.namespace, "name": "frozen", "size": "20Gi"})
+    with pytest.raises(PermanentActionError, match="not a Kubernetes quantity"):
+        await run("expand_pvc", {**base, "size": "huge"})
+
+
+async def test_quarantine_pod_labels_and_isolates(kube: Kube, run: Runner) -> None:
+    kube.deployment("web", replicas=1)
+    pod = kube.wait_for("pod", lambda: kube.pods("app=web"))[0]
+    name = pod["metadata"]["name"]
+    out = await run("quarantine_pod", {"namespace": kube.namespace, "pod": name, "detach": True})
+    assert out["label"] == name
+    policy = kube.get(
+        f"/apis/networking.k8s.io/v1/namespaces/{kube.namespace}/networkpolicies/{out['policy']}"
+    )
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"kurative.io/quarantine": name}}
+    assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    assert not policy["spec"].get("ingress") and not policy["spec"].get("egress")
+    labels = kube.get(kube.ns_path("pods", name))["metadata"]["labels"]
+    assert labels["kurative.io/quarantine"] == name
+    assert "app" not in labels
+    # detached from its ReplicaSet, which starts a replacement
+    kube.wait_for(
+        "replacement",
+        lambda: len(kube.pods("app=web")) == 1 and kube.pods("app=web")[0]["metadata"]["name"] != name,
+    )
+    again = await run("quarantine_pod", {"namespace": kube.namespace, "pod": name})
+    assert again == out
+
+
+async def test_label_annotate_get_list(kube: Kube, run: Runner) -> None:
+    kube.pod("web", labels={"app": "web", "tier": "front"})
+    kube.pod("db", labels={"app": "db"})
+    base = {"namespace": kube.namespace, "kind": "Pod", "name": "web"}
+    out = await run("label", {**base, "labels": {"kurative.io/seen": "yes", "tier": None}})
+    assert out == {"labels": {"app": "web", "kurative.io/seen": "yes"}, "changed": True}
+    assert (await run("label", {**base, "labels": {"kurative.io/seen": "yes"}}))["changed"] is False
+    note = await run("annotate", {**base, "annotations": {"kurative.io/reason": "crash loop: OOMKilled"}})
+    assert note["annotations"]["kurative.io/reason"] == "crash loop: OOMKilled"
+
+    got = await run("get", base)
+    assert got["found"] is True
+    assert got["object"]["metadata"]["labels"]["kurative.io/seen"] == "yes"
+    assert await run("get", {**base, "name": "ghost", "missing_ok": True}) == {"object": {}, "found": False}
+    with pytest.raises(ObjectNotFound):
+        await run("get", {**base, "name": "ghost"})
+
+    listed = await run(
+        "list", {"namespace": kube.namespace, "kind": "Pod", "label_selector": "app in (web,db),app!=db"}
+    )
+    assert listed["names"] == ["web"]
+    assert listed["items"][0]["kind"] == "Pod"
+    nodes = await run("list", {"kind": "Namespace", "field_selector": f"metadata.name={kube.namespace}"})
+    assert nodes["names"] == [kube.namespace]
+
+    with pytest.raises(PermanentActionError, match="unsupported kind 'Secret'"):
+        await run("get", {**base, "kind": "Secret"})
+    with pytest.raises(PermanentActionError, match="label value 'not ok!' for a is invalid"):
+        await run("label", {**base, "labels": {"a": "not ok!"}})
+    with pytest.raises(PermanentActionError, match="label key '-bad' is invalid"):
+        await run("label", {**base, "labels": {"-bad": "x"}})
+    with pytest.raises(GuardRefused):
+        await run("label", {"kind": "Namespace", "name": "kube-system", "labels": {"a": "b"}})
+    with pytest.raises(GuardRefused):
+        await run(
+            "annotate",
+            {"namespace": "kube-system", "kind": "ConfigMap", "name": "x", "annotations": {"a": "b"}},
+        )
+    assert (await run("get", {"kind": "Namespace", "name": "kube-system"}))["found"] is True
