@@ -18,7 +18,7 @@ if _ROOT not in sys.path:
 from engine.journal import Journal, open_journal  # noqa: E402
 from tests.support.postgres import PostgresServer, postgres_server  # noqa: E402, F401
 
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(params=BACKENDS)
