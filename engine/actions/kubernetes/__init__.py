@@ -10,10 +10,13 @@ Crash recovery asks :func:`check_effect` whether a step recorded as started alre
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
-from engine.actions.base import ActionContext, RepeatSafety
+import jsonschema
+
+from engine.actions.base import ActionContext, ActionFunc, RepeatSafety
 from engine.actions.kubernetes import (  # noqa: F401  (importing declares the actions)
     generic,
     jobs,
@@ -32,7 +35,34 @@ from engine.actions.kubernetes._common import (
     KubeClients,
     KubeGuards,
 )
-from engine.actions.registry import get_action
+from engine.actions.registry import all_actions, get_action, implement
+from engine.errors import PermanentActionError
+
+
+def _validating(name: str, schema: Mapping[str, Any], func: ActionFunc) -> ActionFunc:
+    """Check the rendered params against the declared schema before the action runs.
+
+    Lint checks literal params; templates are only known at run time, so a label that rendered to a
+    number, or a typo in a param name, is caught here with a clear permanent error.
+    """
+    validator = jsonschema.Draft202012Validator(schema)
+
+    @functools.wraps(func)
+    async def run(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        problems = sorted(validator.iter_errors(dict(params)), key=lambda e: list(map(str, e.absolute_path)))
+        if problems:
+            details = "; ".join(
+                f"{'.'.join(map(str, e.absolute_path)) or 'params'}: {e.message}" for e in problems[:5]
+            )
+            raise PermanentActionError(f"invalid params for {name}: {details}")
+        return await func(ctx, params)
+
+    return run
+
+
+for _spec in list(all_actions()):
+    if _spec.name.startswith("kubernetes.") and _spec.implementation is not None:
+        implement(_spec.name)(_validating(_spec.name, _spec.params, _spec.implementation))
 
 __all__ = ["STAMP_ANNOTATION", "Effect", "KubeClient", "KubeClients", "KubeGuards", "check_effect"]
 

@@ -41,8 +41,10 @@ async def test_delete_pod_refuses_protected_namespace_and_bad_names(run: Runner)
         await run("delete_pod", {"namespace": "kube-system", "pod": "coredns"})
     with pytest.raises(PermanentActionError, match="not a valid DNS-1123 subdomain"):
         await run("delete_pod", {"namespace": "default", "pod": "Bad_Name"})
-    with pytest.raises(PermanentActionError, match="must be a non-empty string"):
+    with pytest.raises(PermanentActionError, match="pod: 42 is not of type 'string'"):
         await run("delete_pod", {"namespace": "default", "pod": 42})
+    with pytest.raises(PermanentActionError, match="'grace' was unexpected"):
+        await run("delete_pod", {"namespace": "default", "pod": "web", "grace": 1})
 
 
 async def test_evict_pending_pod_and_pdb_refusal(kube: Kube, run: Runner) -> None:

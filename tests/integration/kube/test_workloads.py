@@ -92,7 +92,7 @@ async def test_scale_absolute_relative_bounds_and_dry_run(kube: Kube, run: Runne
         await run("scale", {**base, "replicas": 500})
     with pytest.raises(PermanentActionError, match="exactly one of replicas or delta"):
         await run("scale", base)
-    with pytest.raises(PermanentActionError, match="replicas must be an integer"):
+    with pytest.raises(PermanentActionError, match="replicas: 'three' is not of type 'integer'"):
         await run("scale", {**base, "replicas": "three"})
     with pytest.raises(PermanentActionError, match="kind must be one of"):
         await run("scale", {**base, "kind": "DaemonSet", "replicas": 1})
