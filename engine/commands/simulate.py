@@ -23,7 +23,7 @@ from engine.diagnostics import has_errors
 from engine.errors import AlertError, UsageError
 from engine.matching.ruleset import Ruleset
 from engine.matching.simulation import format_text, simulate
-from engine.playbooks.loading import load_playbooks
+from engine.linting.lint import lint_paths
 
 
 def register(subparsers: Any) -> None:
@@ -90,8 +90,11 @@ def _plain(value: Any) -> Any:
 
 
 def load_ruleset(paths: list[str]) -> Ruleset | None:
-    """The ruleset of ``paths``, or ``None`` after printing the load errors to stderr."""
-    result = load_playbooks(paths)
+    """The ruleset of ``paths``, or ``None`` after printing the load errors to stderr.
+
+    The playbooks get every lint check, so an alert is never simulated against a ruleset the daemon
+    would refuse."""
+    result = lint_paths(paths)
     for diagnostic in result.diagnostics:
         print(diagnostic.format(), file=sys.stderr)
     if has_errors(result.diagnostics):

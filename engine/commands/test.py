@@ -68,6 +68,10 @@ def find_test_files(names: list[str]) -> list[str]:
     return found
 
 
+def _cases(count: int) -> str:
+    return "1 case" if count == 1 else f"{count} cases"
+
+
 def run(args: argparse.Namespace) -> int:
     files = find_test_files(args.files)
     ruleset = load_ruleset(args.rules)
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         bad = [r for r in results if not r.passed]
         failed += len(bad)
         if not bad:
-            out.write(f"  SUCCESS ({len(results)} cases)\n\n")
+            out.write(f"  SUCCESS ({_cases(len(results))})\n\n")
             continue
         out.write("  FAILED:\n")
         for result in bad:
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 for note in failure.notes:
                     out.write(f"      note: {note}\n")
         out.write("\n")
-    summary = f"{cases} cases, {cases - failed} passed, {failed} failed"
+    summary = f"{_cases(cases)}, {cases - failed} passed, {failed} failed"
     if broken_files:
         summary += f"; {broken_files} invalid test files"
     out.write(summary + "\n")

@@ -250,7 +250,7 @@ def test_kurative_test_failure_shows_a_diff_and_why(
     assert '-    "restart-crashlooping-workload",' in out
     assert "note: restart-crashlooping-workload did not match: when `labels.severity == 'critical'" in out
     assert "note: unknown playbook 'no-such-playbook'" in out
-    assert out.rstrip().endswith("1 cases, 0 passed, 1 failed")
+    assert out.rstrip().endswith("1 case, 0 passed, 1 failed")
 
 
 def test_kurative_test_reports_invalid_files_with_positions(
@@ -316,7 +316,7 @@ def test_kurative_test_finds_test_files_in_directories(
     (suite / "playbook.yaml").write_text("not: a test either")
     assert main(["test", "--rules", str(rules), str(suite)]) == 0
     out = capsys.readouterr().out
-    assert out.count("SUCCESS (1 cases)") == 2
+    assert out.count("SUCCESS (1 case)") == 2
     assert ".hidden" not in out
     empty = tmp_path / "empty"
     empty.mkdir()
