@@ -120,18 +120,17 @@ async def open_journal(
     calls share a transaction. Backend ``options``: ``busy_timeout`` (SQLite); ``min_size``,
     ``max_size``, ``connect_timeout``, ``pool_timeout`` (PostgreSQL).
     """
+    from engine.journal.postgres import PostgresJournal
+    from engine.journal.sqlite import SQLiteJournal
+
     scheme = url.split(":", 1)[0].lower()
     shown = redact_url(url)
-    journal: Any
+    journal: SQLiteJournal | PostgresJournal
     if scheme == "sqlite":
-        from engine.journal.sqlite import SQLiteJournal
-
         journal = SQLiteJournal(
             _sqlite_path(url), url=shown, limits=limits, group_commit=group_commit, **options
         )
     elif scheme in ("postgresql", "postgres"):
-        from engine.journal.postgres import PostgresJournal
-
         journal = PostgresJournal(url, url_shown=shown, limits=limits, group_commit=group_commit, **options)
     else:
         raise UsageError(
@@ -150,5 +149,5 @@ async def open_journal(
     except BaseException:
         await journal.close()
         raise
-    opened: Journal = journal
+    opened: Journal = journal  # mypy proves here that both backends implement the interface
     return opened
