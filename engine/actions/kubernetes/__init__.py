@@ -38,6 +38,8 @@ from engine.actions.kubernetes._common import (
 from engine.actions.registry import all_actions, get_action, implement
 from engine.errors import PermanentActionError
 
+HINT_KEY = "x-kurative-hint"  # a schema's own words for a oneOf/anyOf failure ("give replicas or delta")
+
 
 def _validating(name: str, schema: Mapping[str, Any], func: ActionFunc) -> ActionFunc:
     """Check the rendered params against the declared schema before the action runs.
@@ -52,7 +54,13 @@ def _validating(name: str, schema: Mapping[str, Any], func: ActionFunc) -> Actio
         problems = sorted(validator.iter_errors(dict(params)), key=lambda e: list(map(str, e.absolute_path)))
         if problems:
             details = "; ".join(
-                f"{'.'.join(map(str, e.absolute_path)) or 'params'}: {e.message}" for e in problems[:5]
+                f"{'.'.join(map(str, e.absolute_path)) or 'params'}: "
+                + (
+                    e.schema.get(HINT_KEY)
+                    if e.validator in ("oneOf", "anyOf") and HINT_KEY in e.schema
+                    else e.message
+                )
+                for e in problems[:5]
             )
             raise PermanentActionError(f"invalid params for {name}: {details}")
         return await func(ctx, params)

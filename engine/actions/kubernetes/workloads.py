@@ -96,6 +96,7 @@ declare(
             },
             ("namespace", "kind", "name"),
             oneOf=[{"required": ["replicas"]}, {"required": ["delta"]}],
+            **{"x-kurative-hint": "give exactly one of replicas or delta"},
         ),
         output=obj(
             {
@@ -178,6 +179,7 @@ declare(
             },
             ("namespace", "kind", "name"),
             anyOf=[{"required": ["requests"]}, {"required": ["limits"]}],
+            **{"x-kurative-hint": "give requests and/or limits"},
         ),
         output=obj(
             {
@@ -236,6 +238,7 @@ declare(
             },
             ("namespace", "name"),
             anyOf=[{"required": ["min_replicas"]}, {"required": ["max_replicas"]}],
+            **{"x-kurative-hint": "give min_replicas and/or max_replicas"},
         ),
         output=obj(
             {

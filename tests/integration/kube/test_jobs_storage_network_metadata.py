@@ -70,7 +70,7 @@ async def test_delete_job_preconditioned_and_repeatable(kube: Kube, run: Runner)
     kube.wait_for("job gone", lambda: not kube.exists(f"{jobs}/once"))
     assert await run.check("delete_job", base, ctx) is Effect.DONE
     assert (await run("delete_job", base, ctx=ctx))["deleted"] is False
-    with pytest.raises(PermanentActionError, match="propagation must be one of"):
+    with pytest.raises(PermanentActionError, match="propagation: 'Sideways' is not one of"):
         await run("delete_job", {**base, "propagation": "Sideways"})
 
 
@@ -175,7 +175,7 @@ async def test_label_annotate_get_list(kube: Kube, run: Runner) -> None:
     nodes = await run("list", {"kind": "Namespace", "field_selector": f"metadata.name={kube.namespace}"})
     assert nodes["names"] == [kube.namespace]
 
-    with pytest.raises(PermanentActionError, match="unsupported kind 'Secret'"):
+    with pytest.raises(PermanentActionError, match="kind: 'Secret' is not one of"):
         await run("get", {**base, "kind": "Secret"})
     with pytest.raises(PermanentActionError, match="label value 'not ok!' for a is invalid"):
         await run("label", {**base, "labels": {"a": "not ok!"}})

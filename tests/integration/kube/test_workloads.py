@@ -94,7 +94,7 @@ async def test_scale_absolute_relative_bounds_and_dry_run(kube: Kube, run: Runne
         await run("scale", base)
     with pytest.raises(PermanentActionError, match="replicas: 'three' is not of type 'integer'"):
         await run("scale", {**base, "replicas": "three"})
-    with pytest.raises(PermanentActionError, match="kind must be one of"):
+    with pytest.raises(PermanentActionError, match="kind: 'DaemonSet' is not one of"):
         await run("scale", {**base, "kind": "DaemonSet", "replicas": 1})
 
 
