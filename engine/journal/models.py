@@ -289,6 +289,14 @@ class ExecutionDetail:
     steps: tuple[StepRecord, ...]
     approvals: tuple[Approval, ...]
 
+    def open_steps(self) -> tuple[StepRecord, ...]:
+        """``started`` records with no final record for the same step attempt: what a dead holder
+        was doing. Recovery re-runs such a step only if its action is safe to repeat."""
+        finished = {(s.index, s.attempt) for s in self.steps if s.status is not StepStatus.STARTED}
+        return tuple(
+            s for s in self.steps if s.status is StepStatus.STARTED and (s.index, s.attempt) not in finished
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ExecutionFilter:

@@ -302,11 +302,17 @@ async def test_expired_lease_goes_to_the_next_claimer_and_fences_the_old_one(jou
     # the new holder sees the step that was started and never finished
     detail = await journal.get_execution(taken.execution.id)
     assert [(s.name, s.status, s.lease_attempt) for s in detail.steps] == [("owner", StepStatus.STARTED, 1)]
+    assert detail.open_steps() == detail.steps
     await journal.record_step_started(
         taken.lease, StepStart(0, "owner", "kubernetes.resolve_owner", attempt=2)
     )
     await journal.record_step_finished(taken.lease, StepFinish(0, "owner", StepStatus.SUCCEEDED, attempt=2))
     await journal.release_execution(taken.lease, ExecutionState.SUCCEEDED)
+    assert [
+        (s.attempt, s.status) for s in (await journal.get_execution(taken.execution.id)).open_steps()
+    ] == [
+        (1, StepStatus.STARTED)  # the dead holder's attempt stays open in the record, for the audit
+    ]
 
 
 # -- steps ------------------------------------------------------------------------------------------
@@ -339,7 +345,9 @@ async def test_step_records_are_appended_with_timing_and_idempotency_key(journal
     with pytest.raises(JournalConflict):
         await journal.record_step_finished(lease, StepFinish(4, "x", StepStatus.STARTED, 1))
 
-    steps = (await journal.get_execution(claim.execution.id)).steps
+    detail = await journal.get_execution(claim.execution.id)
+    assert detail.open_steps() == ()
+    steps = detail.steps
     assert [(s.index, s.name, s.status) for s in steps] == [
         (0, "owner", StepStatus.STARTED),
         (0, "owner", StepStatus.SUCCEEDED),

@@ -7,14 +7,17 @@ as two kurative pods would be; the operations are started together so that they 
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
 
 from engine.journal import CreationStatus, Journal, LimitRequest, open_journal
+from tests.support.postgres import PostgresServer
 
-from .helpers import alert, request
+from .helpers import alert, eventually, request, running
 
 
 @pytest.fixture
@@ -86,3 +89,26 @@ async def test_replicas_claim_each_execution_exactly_once(replicas: tuple[Journa
     claimed = [execution_id for result in results for execution_id in result]
     assert len(claimed) == len(set(claimed)) == 30
     assert set(claimed) == created
+
+
+@pytest.mark.postgres
+async def test_leases_use_the_database_clock_not_the_replicas(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres_server.create_database(f"skew_{uuid.uuid4().hex[:8]}")
+    honest = await open_journal(url, migrate=True)
+    skewed = await open_journal(url)
+    try:
+        # this replica's wall clock runs an hour ahead (a bad NTP setup); it claims with a short lease
+        real_time = time.time
+        monkeypatch.setattr(time, "time", lambda: real_time() + 3600)
+        claim = await running(skewed, owner="skewed", lease=0.5)
+        monkeypatch.undo()
+        assert await honest.claim_executions("honest") == ()
+        # had the lease been computed on the skewed clock it would last an hour; it lasts 0.5 s
+        (taken,) = await eventually(lambda: honest.claim_executions("honest"))
+        assert taken.execution.id == claim.execution.id
+        assert taken.recovered
+    finally:
+        await honest.close()
+        await skewed.close()
