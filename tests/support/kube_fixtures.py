@@ -81,19 +81,39 @@ def ensure_kube_binaries(pytest_config: pytest.Config | None = None) -> None:
         pytest.fail(f"could not build the real kube-apiserver: {exc}", pytrace=False)
 
 
+class _SharedCluster:
+    """One cluster per test process, however many conftests import `real_kube`.
+
+    Each conftest that imports the fixture gets its own session-scoped copy of it, and each copy would
+    start its own cluster; the copies share this one instead, and the last to finish stops it.
+    """
+
+    cluster: RealCluster | None = None
+    error: str | None = None
+    users = 0
+
+
 @pytest.fixture(scope="session")
 def real_kube(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[RealCluster]:
     """A real etcd + kube-apiserver + kube-controller-manager for the whole test session."""
     ensure_kube_binaries(pytestconfig)
-    workdir = tmp_path_factory.mktemp("realkube")
+    shared = _SharedCluster
+    if shared.error is not None:
+        pytest.fail(shared.error, pytrace=False)
+    if shared.cluster is None:
+        try:
+            shared.cluster = start_real_cluster(tmp_path_factory.mktemp("realkube"))
+        except RealKubeError as exc:
+            shared.error = f"the real kube-apiserver did not start: {exc}"
+            pytest.fail(shared.error, pytrace=False)
+    shared.users += 1
     try:
-        cluster = start_real_cluster(workdir)
-    except RealKubeError as exc:
-        pytest.fail(f"the real kube-apiserver did not start: {exc}", pytrace=False)
-    try:
-        yield cluster
+        yield shared.cluster
     finally:
-        cluster.stop()
+        shared.users -= 1
+        if shared.users == 0:
+            shared.cluster.stop()
+            shared.cluster = None
 
 
 @pytest.fixture
