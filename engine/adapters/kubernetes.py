@@ -169,7 +169,9 @@ class ClusterClient:
         # A refused connection must fail now, not after urllib3's default three silent retries;
         # retrying is the runner's decision (with backoff and the breaker). Reads are never retried
         # here because a POST that timed out may have been applied.
-        retries = urllib3.Retry(total=1, connect=1, read=0, redirect=0, status=0, other=0)
+        retries = urllib3.Retry(
+            total=1, connect=1, read=0, redirect=0, status=0, other=0, respect_retry_after_header=False
+        )
         api_client.configuration.retries = retries
         api_client.rest_client.pool_manager.connection_pool_kw["retries"] = retries
 
@@ -221,7 +223,10 @@ class ClusterClient:
             data = response.read()
         except urllib3.exceptions.MaxRetryError as exc:
             reason = exc.reason
-            if isinstance(reason, urllib3.exceptions.TimeoutError):
+            # NewConnectionError derives from ConnectTimeoutError in urllib3: test it first.
+            if isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
+                reason, urllib3.exceptions.NewConnectionError
+            ):
                 raise ApiTimeoutError(
                     f"{what}: the API server of cluster {self._name} did not answer in time"
                 ) from exc
