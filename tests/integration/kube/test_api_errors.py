@@ -83,7 +83,7 @@ async def test_adapter_maps_not_found_conflict_and_invalid(kube: Kube, run: Runn
     kube.deployment("web", replicas=1)
     client = run.adapter.client(None)
     path = kube.ns_path("deployments", "web", group=APPS)
-    with pytest.raises(ObjectNotFound, match='GET .*/deployments/ghost: deployments.apps "ghost" not found'):
+    with pytest.raises(ObjectNotFound, match=r'GET .*/deployments/ghost: deployments.apps "ghost" not found'):
         await client.request("GET", kube.ns_path("deployments", "ghost", group=APPS))
     with pytest.raises(ObjectConflict) as conflict:
         await client.request(
@@ -93,7 +93,7 @@ async def test_adapter_maps_not_found_conflict_and_invalid(kube: Kube, run: Runn
             content_type="application/merge-patch+json",
         )
     assert conflict.value.temporary
-    with pytest.raises(InvalidObjectError, match="spec.replicas: Invalid value: -1") as invalid:
+    with pytest.raises(InvalidObjectError, match=r"spec.replicas: Invalid value: -1") as invalid:
         await client.request(
             "PATCH", path, body={"spec": {"replicas": -1}}, content_type="application/merge-patch+json"
         )
@@ -182,7 +182,7 @@ def test_unknown_cluster_is_a_clear_config_error() -> None:
 
     adapter = KubernetesAdapter(KubeSettings(contexts={"eu": "eu-admin"}))
     try:
-        with pytest.raises(ClusterConfigError, match="unknown cluster 'us'.*known: eu"):
+        with pytest.raises(ClusterConfigError, match=r"unknown cluster 'us'.*known: eu"):
             adapter.client("us")
     finally:
         adapter.close()

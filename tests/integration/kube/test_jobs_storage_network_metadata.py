@@ -137,7 +137,8 @@ async def test_quarantine_pod_labels_and_isolates(kube: Kube, run: Runner) -> No
     )
     assert policy["spec"]["podSelector"] == {"matchLabels": {"kurative.io/quarantine": name}}
     assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
-    assert not policy["spec"].get("ingress") and not policy["spec"].get("egress")
+    assert not policy["spec"].get("ingress")
+    assert not policy["spec"].get("egress")
     labels = kube.get(kube.ns_path("pods", name))["metadata"]["labels"]
     assert labels["kurative.io/quarantine"] == name
     assert "app" not in labels

@@ -102,7 +102,7 @@ async def test_drain_honours_pdb_skips_daemonset_pods_and_reports_what_is_left(
     )
 
     # One web pod may go, the second is refused by the PDB (429) until the timeout; the bare pod stays.
-    with pytest.raises(TemporaryActionError, match="drain of node .* incomplete: evicted 1 pod") as caught:
+    with pytest.raises(TemporaryActionError, match=r"drain of node .* incomplete: evicted 1 pod") as caught:
         await run("drain", {"node": n1, "timeout": "3s", "grace_period": 0})
     message = str(caught.value)
     assert "bare (not managed by a controller" in message

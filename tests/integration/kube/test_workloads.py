@@ -117,7 +117,7 @@ async def test_scale_up_beyond_resource_quota_is_a_clear_permanent_error(kube: K
 async def test_scale_missing_workload_is_not_found(kube: Kube, run: Runner) -> None:
     from engine.errors import ObjectNotFound
 
-    with pytest.raises(ObjectNotFound, match='deployments.apps "ghost" not found'):
+    with pytest.raises(ObjectNotFound, match=r'deployments.apps "ghost" not found'):
         await run(
             "scale", {"namespace": kube.namespace, "kind": "Deployment", "name": "ghost", "replicas": 1}
         )
@@ -150,7 +150,7 @@ async def test_rollout_restart_then_wait_rollout_completes(kube: Kube, run: Runn
 
 async def test_wait_rollout_times_out_with_what_it_waited_for(kube: Kube, run: Runner) -> None:
     kube.deployment("stuck", replicas=1)
-    with pytest.raises(TemporaryActionError, match="did not complete within 1s: .*available"):
+    with pytest.raises(TemporaryActionError, match=r"did not complete within 1s: .*available"):
         await run(
             "wait_rollout",
             {
