@@ -226,11 +226,11 @@ def build(version: str = KUBE_VERSION, *, force: bool = False, keep_work: bool =
         raise KubeBuildError(f"only {KUBE_VERSION} is buildable from Debian 12's source package")
     if binaries_ready(version) and not force:
         return bin_dir(version)
-    _ensure_host_tools()
     with _build_lock(version):
         if binaries_ready(version) and not force:
             _log("binaries were built by another process meanwhile")
             return bin_dir(version)
+        _ensure_host_tools()
         started = time.monotonic()
         cdir = cache_dir(version)
         work = cdir / "work"

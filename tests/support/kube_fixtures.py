@@ -71,6 +71,8 @@ def ensure_kube_binaries(pytest_config: pytest.Config | None = None) -> None:
         return
     if not (must_not_skip() or os.environ.get("KURATIVE_BUILD_KUBE")):
         pytest.skip(BUILD_HINT)
+    if _failed_builds:  # a failed build is not tried again by every test that wants the cluster
+        pytest.fail(_failed_builds[0], pytrace=False)
     capture = pytest_config.pluginmanager.getplugin("capturemanager") if pytest_config else None
     uncaptured = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
     try:
@@ -78,7 +80,11 @@ def ensure_kube_binaries(pytest_config: pytest.Config | None = None) -> None:
             print(f"\nbuilding the real kube-apiserver into {kube_build.cache_dir()}", file=sys.stderr)
             kube_build.build()
     except kube_build.KubeBuildError as exc:
-        pytest.fail(f"could not build the real kube-apiserver: {exc}", pytrace=False)
+        _failed_builds.append(f"could not build the real kube-apiserver: {exc}")
+        pytest.fail(_failed_builds[0], pytrace=False)
+
+
+_failed_builds: list[str] = []
 
 
 class _SharedCluster:
