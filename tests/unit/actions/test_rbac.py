@@ -1,0 +1,143 @@
+"""Merging the RBAC rules of playbook steps into least-privilege manifests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from engine.actions.base import RbacRule
+from engine.actions.kubernetes.rbac import merge_rules, render_manifests, rules_for_step
+from engine.actions.registry import get_action
+from engine.cli import main
+
+
+def r(group: str, resources: str, verbs: str, cluster: bool = False) -> RbacRule:
+    return RbacRule((group,), tuple(resources.split()), tuple(verbs.split()), cluster_scoped=cluster)
+
+
+def test_merge_unions_verbs_per_resource_and_groups_equal_verb_sets() -> None:
+    merged = merge_rules(
+        [
+            r("apps", "deployments", "get patch"),
+            r("apps", "statefulsets", "patch get"),
+            r("apps", "deployments", "get"),
+            r("", "pods", "get"),
+            r("", "pods", "delete"),
+            r("", "pods/eviction", "create"),
+        ]
+    )
+    assert merged == [
+        r("", "pods", "get delete"),
+        r("", "pods/eviction", "create"),
+        r("apps", "deployments statefulsets", "get patch"),
+    ]
+
+
+def test_a_resource_needed_cluster_wide_is_granted_once_cluster_wide() -> None:
+    merged = merge_rules(
+        [r("", "pods", "get"), r("", "pods", "list", cluster=True), r("", "nodes", "patch get", True)]
+    )
+    assert merged == [r("", "nodes", "get patch", True), r("", "pods", "get list", True)]
+
+
+def test_merge_is_order_independent_and_sorted() -> None:
+    rules = [r("batch", "jobs", "delete get"), r("", "events", "list"), r("apps", "replicasets", "list")]
+    assert merge_rules(rules) == merge_rules(list(reversed(rules)))
+    assert [rule.api_groups for rule in merge_rules(rules)] == [("",), ("apps",), ("batch",)]
+
+
+def test_literal_kind_narrows_generic_actions_and_templates_do_not() -> None:
+    get = get_action("kubernetes.get")
+    assert get is not None
+    assert rules_for_step(get, {"kind": "Node", "name": "n1"}) == (r("", "nodes", "get", True),)
+    assert rules_for_step(get, {"kind": "${labels.kind}", "name": "x"}) == get.rbac
+    scale = get_action("kubernetes.scale")
+    assert scale is not None
+    narrowed = rules_for_step(scale, {"namespace": "a", "kind": "StatefulSet", "name": "db", "replicas": 1})
+    assert r("apps", "statefulsets", "get patch") in narrowed
+    assert not any("deployments" in rule.resources for rule in narrowed)
+    assert r("", "pods resourcequotas", "list") in narrowed  # not kind-dependent: kept
+
+
+def test_render_cluster_and_namespaced() -> None:
+    rules = [r("apps", "deployments", "get patch"), r("", "nodes", "get patch", True)]
+    cluster = render_manifests(rules)
+    assert [d["kind"] for d in cluster] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]
+    assert cluster[1]["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]},
+    ]
+    assert cluster[2]["subjects"] == [{"kind": "ServiceAccount", "name": "kurative", "namespace": "kurative"}]
+
+    scoped = render_manifests(rules, scope="namespaced", target_namespaces=["shop", "blog"])
+    kinds = [(d["kind"], d["metadata"].get("namespace")) for d in scoped]
+    assert kinds == [
+        ("ServiceAccount", "kurative"),
+        ("ClusterRole", None),
+        ("ClusterRoleBinding", None),
+        ("Role", "blog"),
+        ("RoleBinding", "blog"),
+        ("Role", "shop"),
+        ("RoleBinding", "shop"),
+    ]
+    assert scoped[1]["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}]
+    assert scoped[3]["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"]}
+    ]
+
+
+PLAYBOOK = """\
+apiVersion: kurative/v1
+kind: Playbook
+metadata: {name: NAME, version: 1}
+spec:
+  trigger: {alertname: [X]}
+  steps:
+STEPS
+"""
+
+
+def _write(tmp_path: Path, name: str, steps: str) -> None:
+    (tmp_path / f"{name}.yaml").write_text(PLAYBOOK.replace("NAME", name).replace("STEPS", steps))
+
+
+def test_rbac_command_prints_kubectl_ready_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write(
+        tmp_path,
+        "restart",
+        "    - {name: owner, action: kubernetes.resolve_owner, params: {namespace: a, pod: b}}\n"
+        "    - {name: restart, action: kubernetes.rollout_restart, params: {namespace: a, kind: Deployment, name: w}}\n"
+        "    - {name: say, action: log, params: {message: hi}}\n",
+    )
+    _write(tmp_path, "node", "    - {name: node, action: kubernetes.get, params: {kind: Node, name: n1}}\n")
+    assert main(["rbac", "--rules", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# Least-privilege RBAC for kurative")
+    assert "kubernetes.get, kubernetes.resolve_owner, kubernetes.rollout_restart" in out
+    docs = list(YAML(typ="safe").load_all(out))
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+    ]
+
+    assert main(["rbac", "--rules", str(tmp_path), "--namespaced", "--target-namespace", "shop"]) == 0
+    docs = list(YAML(typ="safe").load_all(capsys.readouterr().out))
+    assert [(d["kind"], d["metadata"].get("namespace")) for d in docs] == [
+        ("ServiceAccount", "kurative"),
+        ("ClusterRole", None),
+        ("ClusterRoleBinding", None),
+        ("Role", "shop"),
+        ("RoleBinding", "shop"),
+    ]
+
+
+def test_rbac_command_refuses_broken_playbooks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.yaml").write_text("apiVersion: kurative/v1\nkind: Playbook\nmetadata: {name: x}\n")
+    assert main(["rbac", "--rules", str(tmp_path)]) == 1
+    assert "fix the playbook errors above first" in capsys.readouterr().err
