@@ -108,7 +108,9 @@ def test_rbac_command_prints_kubectl_ready_yaml(tmp_path: Path, capsys: pytest.C
         tmp_path,
         "restart",
         "    - {name: owner, action: kubernetes.resolve_owner, params: {namespace: a, pod: b}}\n"
-        "    - {name: restart, action: kubernetes.rollout_restart, params: {namespace: a, kind: Deployment, name: w}}\n"
+        "    - name: restart\n"
+        "      action: kubernetes.rollout_restart\n"
+        "      params: {namespace: a, kind: Deployment, name: w}\n"
         "    - {name: say, action: log, params: {message: hi}}\n",
     )
     _write(tmp_path, "node", "    - {name: node, action: kubernetes.get, params: {kind: Node, name: n1}}\n")
