@@ -61,6 +61,8 @@ class GroupCommitter(Generic[R]):
     async def _drain(self) -> None:
         try:
             while self._pending:
+                # let the callers the last flush woke up queue their next batches first: bigger groups
+                await asyncio.sleep(0)
                 taken = self._take()
                 if not taken:
                     continue

@@ -22,6 +22,8 @@ from engine.journal.models import AlertStatus, IncomingAlert, JSONValue
 
 REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# a NUL as json.dumps escapes it: \u0000 after an even number of backslashes (not a literal "\\u0000")
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +115,7 @@ def encode_json(value: JSONValue, what: str, max_bytes: int) -> tuple[str, bool]
     except UnicodeEncodeError:
         data = b""
         sanitized = True
-    if sanitized or "\\u0000" in text:
+    if sanitized or ("\\u0000" in text and _ESCAPED_NUL.search(text)):
         clean, _ = sanitize(value)
         text = _dumps(clean)
         data = text.encode("utf-8")

@@ -17,9 +17,11 @@ class Store:
         self.transactions: list[list[int]] = []
         self.gate = asyncio.Event()
         self.gate.set()
+        self.entered = asyncio.Event()
         self.fail: Exception | None = None
 
     async def flush(self, rows: list[int]) -> None:
+        self.entered.set()
         await self.gate.wait()
         if self.fail is not None:
             raise self.fail
@@ -31,7 +33,7 @@ async def test_batches_arriving_during_a_flush_share_the_next_one() -> None:
     committer = GroupCommitter(store.flush, concurrency=1)
     store.gate.clear()
     first = asyncio.create_task(committer.submit([0]))
-    await asyncio.sleep(0)
+    await store.entered.wait()  # the first flush is in flight
     rest = [asyncio.create_task(committer.submit([i, i + 100])) for i in range(1, 6)]
     await asyncio.sleep(0)
     store.gate.set()

@@ -19,13 +19,24 @@ json_values = st.recursive(
 )
 
 
+def strings(value: object) -> list[str]:
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in [k, *strings(v)]]
+    if isinstance(value, list):
+        return [t for item in value for t in strings(item)]
+    return []
+
+
 @given(json_values)
 def test_encoded_json_is_always_valid_utf8_without_nul(value: object) -> None:
     text, sanitized = encode_json(value, "value", 10_000_000)
     text.encode("utf-8")
-    assert "\\u0000" not in text
     assert "\x00" not in text
     decoded = json.loads(text)
+    assert not any("\x00" in s for s in strings(decoded))
     if not sanitized:
         assert decoded == value
 
@@ -41,6 +52,10 @@ def test_any_labels_are_stored_or_refused_never_crash(labels: dict[str, str]) ->
     stored = json.loads(prepared.labels_json)
     assert len(stored) <= len(labels)
     assert all("\x00" not in k + v for k, v in stored.items())
+
+
+def test_an_escaped_looking_literal_is_not_mistaken_for_a_nul() -> None:
+    assert encode_json({"\\u0000": "C:\\\\u0000"}, "x", 100) == ('{"\\\\u0000":"C:\\\\\\\\u0000"}', False)
 
 
 def test_sanitize_replaces_only_what_cannot_be_stored() -> None:
