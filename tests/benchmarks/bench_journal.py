@@ -10,7 +10,8 @@ runs), creates a fresh database and migrates it. Phases, each for ``--seconds``:
    (concurrent calls share a transaction); printed as a ratio against the baseline of this run;
 3. batches: the writers commit 100 alerts per call (one Alertmanager webhook group per call);
 4. steps: one leased execution records ``--steps`` step start + finish pairs, one after the other;
-   p50 and p99 of one pair (two durable commits), and of each record alone.
+   p50 and p99 of one pair (two durable commits), and of each record alone; on PostgreSQL against a
+   baseline of two bare autocommit INSERTs on a plain connection (the floor any durable journal pays).
 
 Alerts are realistic (~1 KB: labels, annotations, timestamps). The last line is one JSON object.
 Targets from the issue: >= 4,500 alerts/s with 8 writers; step records p99 < 5 ms.
@@ -105,6 +106,27 @@ async def measure_ingest(
     return sum(totals) / elapsed
 
 
+def _pct(values: list[float], q: int) -> float:
+    return round(statistics.quantiles(values, n=100)[q - 1] * 1000, 3)
+
+
+async def measure_raw_pairs(url: str, count: int) -> dict[str, float]:
+    """Baseline: two bare autocommit INSERTs (two durable commits) on one plain connection."""
+    import psycopg
+
+    pairs: list[float] = []
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, body jsonb)")
+        for i in range(count + 50):
+            t0 = time.perf_counter()
+            await conn.execute("INSERT INTO bench_raw (body) VALUES (%s::jsonb)", ('{"step": "started"}',))
+            await conn.execute("INSERT INTO bench_raw (body) VALUES (%s::jsonb)", ('{"step": "finished"}',))
+            if i >= 50:
+                pairs.append(time.perf_counter() - t0)
+        await conn.execute("DROP TABLE bench_raw")
+    return {"raw_pair_ms_p50": _pct(pairs, 50), "raw_pair_ms_p99": _pct(pairs, 99)}
+
+
 async def measure_steps(url: str, count: int) -> dict[str, float]:
     journal: Journal = await open_journal(url)
     try:
@@ -137,14 +159,11 @@ async def measure_steps(url: str, count: int) -> dict[str, float]:
     finally:
         await journal.close()
 
-    def pct(values: list[float], q: int) -> float:
-        return round(statistics.quantiles(values, n=100)[q - 1] * 1000, 3)
-
     return {
-        "step_pair_ms_p50": pct(pairs, 50),
-        "step_pair_ms_p99": pct(pairs, 99),
-        "step_start_ms_p99": pct(starts, 99),
-        "step_finish_ms_p99": pct(finishes, 99),
+        "step_pair_ms_p50": _pct(pairs, 50),
+        "step_pair_ms_p99": _pct(pairs, 99),
+        "step_start_ms_p99": _pct(starts, 99),
+        "step_finish_ms_p99": _pct(finishes, 99),
     }
 
 
@@ -168,7 +187,16 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
         url, writers=args.writers, per_call=100, seconds=args.seconds, group_commit=True
     )
     print(f"batches, {args.writers} writers x 100 alerts/call: {batched:,.0f} alerts/s", flush=True)
-    steps = await measure_steps(url, args.steps)
+    steps: dict[str, Any] = await measure_steps(url, args.steps)
+    if url.startswith("postgres"):
+        raw = await measure_raw_pairs(url, args.steps)
+        steps.update(raw)
+        steps["step_pair_p50_ratio_to_raw"] = round(steps["step_pair_ms_p50"] / raw["raw_pair_ms_p50"], 2)
+        print(
+            f"baseline: two bare INSERT commits p50 {raw['raw_pair_ms_p50']:.2f} ms, "
+            f"p99 {raw['raw_pair_ms_p99']:.2f} ms",
+            flush=True,
+        )
     print(
         f"step start+finish: p50 {steps['step_pair_ms_p50']:.2f} ms, p99 {steps['step_pair_ms_p99']:.2f} ms "
         f"(start p99 {steps['step_start_ms_p99']:.2f} ms, finish p99 {steps['step_finish_ms_p99']:.2f} ms)",
