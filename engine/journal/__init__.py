@@ -42,6 +42,7 @@ from engine.journal.models import (
     StepStatus,
     StoredAlert,
 )
+from engine.journal.retention import prune_periodically
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -74,6 +75,7 @@ __all__ = [
     "StepStatus",
     "StoredAlert",
     "open_journal",
+    "prune_periodically",
     "redact_url",
 ]
 
