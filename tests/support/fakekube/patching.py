@@ -164,38 +164,53 @@ def _merge_list(target: Any, patch: list[Any], schema: SchemaNode) -> list[Any]:
     if not schema.merge_strategy:
         return [_strip_directives(copy.deepcopy(item)) for item in patch]
     key = schema.merge_key
-    if key is None:  # a primitive list with the merge strategy: union, order kept
-        merged = list(current)
-        for item in patch:
-            if item not in merged:
-                merged.append(copy.deepcopy(item))
-        return merged
+    if key is None:  # a primitive list with the merge strategy: a union, ordered as the server orders it
+        left = [item for n, item in enumerate(patch) if item not in patch[:n]]
+        right = [item for item in current if item not in left]
+        wrap = [{"v": item} for item in left], [{"v": item} for item in right]
+        return [w["v"] for w in _merge_sorted(wrap[0], wrap[1], list(current), "v")]
     if any(isinstance(item, dict) and item.get("$patch") == "replace" for item in patch):
         return [copy.deepcopy(item) for item in patch if not (isinstance(item, dict) and "$patch" in item)]
     items = schema.items()
-    merged = copy.deepcopy(current)
+    by_key = {existing.get(key): existing for existing in current if isinstance(existing, dict)}
+    patched: list[Any] = []
+    touched: set[Any] = set()
     for item in patch:
         if not isinstance(item, dict):
             raise PatchError(f"list items merged by {key!r} must be objects")
         if key not in item:
             raise PatchError(f"map: {item} does not contain declared merge key: {key}")
-        index = next(
-            (
-                i
-                for i, existing in enumerate(merged)
-                if isinstance(existing, dict) and existing.get(key) == item[key]
-            ),
-            None,
-        )
+        touched.add(item[key])
         if item.get("$patch") == "delete":
-            if index is not None:
-                merged.pop(index)
             continue
-        if index is None:
-            merged.append(_merge_map({}, item, items))
+        base = by_key.get(item[key])
+        patched.append(_merge_map(copy.deepcopy(base) if base is not None else {}, item, items))
+    rest = [copy.deepcopy(e) for e in current if not (isinstance(e, dict) and e.get(key) in touched)]
+    return _merge_sorted(patched, rest, [e.get(key) for e in current if isinstance(e, dict)], key)
+
+
+def _merge_sorted(left: list[Any], right: list[Any], server_order: list[Any], key: str) -> list[Any]:
+    """apimachinery's mergeSortedSlice: server order wins where both sides know an item, new items first."""
+    out: list[Any] = []
+    i = j = 0
+    while i < len(left) or j < len(right):
+        if i >= len(left):
+            out.append(right[j])
+            j += 1
+            continue
+        if j >= len(right):
+            out.append(left[i])
+            i += 1
+            continue
+        li = server_order.index(left[i][key]) if left[i][key] in server_order else -1
+        ri = server_order.index(right[j][key]) if right[j][key] in server_order else -1
+        if li >= 0 and ri >= 0 and li > ri:
+            out.append(right[j])
+            j += 1
         else:
-            merged[index] = _merge_map(merged[index], item, items)
-    return merged
+            out.append(left[i])
+            i += 1
+    return out
 
 
 def _strip_directives(value: Any) -> Any:
