@@ -60,7 +60,7 @@ declare(
 declare(
     ActionSpec(
         name="kubernetes.drain",
-        summary="Cordon a node and evict its pods except DaemonSet and mirror pods, honouring PDBs.",
+        summary="Cordon a node, evict all but DaemonSet and mirror pods (PDB-aware); fail with what is left.",
         params=obj(
             {
                 "node": node_param(),
@@ -88,12 +88,6 @@ declare(
                     "items": {"type": "string"},
                     "description": "DaemonSet and mirror pods",
                 },
-                "remaining": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "pods still there",
-                },
-                "complete": boolean("true when nothing evictable remains"),
             }
         ),
         risk=Risk.HIGH,
@@ -300,7 +294,7 @@ async def drain(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, A
             f"drain of node {node} incomplete: evicted {len(evicted)} pod(s) "
             f"({', '.join(evicted) or 'none'}); still there: {', '.join(remaining)}"
         )
-    return {"node": node, "evicted": evicted, "skipped": sorted(skipped), "remaining": [], "complete": True}
+    return {"node": node, "evicted": evicted, "skipped": sorted(skipped)}
 
 
 # --- taints --------------------------------------------------------------------------------------
