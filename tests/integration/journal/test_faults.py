@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -159,3 +160,52 @@ async def test_a_restarted_server_is_used_again_without_reopening() -> None:
             assert await eventually(works_again, within=30)
         finally:
             await journal.close()
+
+
+_SQLITE_WRITER = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[2])
+from engine.journal import IncomingAlert, open_journal
+
+async def main():
+    journal = await open_journal(sys.argv[1])
+    n = 0
+    while True:
+        tag = f"b{n}"
+        batch = [IncomingAlert(f"{tag}-{i}", "firing", {"batch": tag}, {"i": i}, "test") for i in range(10)]
+        ids = await asyncio.gather(journal.commit_alerts(batch), journal.commit_alerts(batch[:3]))
+        print(tag, *ids[0], *ids[1], flush=True)  # acknowledged: committed
+        n += 1
+
+asyncio.run(main())
+"""
+
+
+async def test_sqlite_process_killed_mid_commit_keeps_every_acknowledged_alert(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'journal.sqlite'}"
+    journal = await open_journal(url, migrate=True)
+    await journal.close()
+    root = str(Path(__file__).resolve().parents[3])
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _SQLITE_WRITER, url, root, stdout=asyncio.subprocess.PIPE
+    )
+    assert writer.stdout is not None
+    acked: list[str] = []
+    for _ in range(30):
+        line = await asyncio.wait_for(writer.stdout.readline(), timeout=30)
+        acked.extend(line.decode().split()[1:])
+    writer.kill()  # SIGKILL while it is committing the next batches
+    await writer.wait()
+
+    stored = {row[0] for row in raw_sql(url, "SELECT id FROM alerts")}
+    assert set(acked) <= stored
+    sizes = Counter(row[0] for row in raw_sql(url, "SELECT fingerprint FROM alerts"))
+    # every batch of 10 and every batch of 3 went in whole: b<n>-0..2 appear twice, b<n>-3..9 once
+    batches = Counter(row[0] for row in raw_sql(url, "SELECT json_extract(labels, '$.batch') FROM alerts"))
+    assert set(batches.values()) <= {3, 10, 13}  # either batch, or both, never a part of one
+    assert all(count in (1, 2) for count in sizes.values())
+    reopened = await open_journal(url)
+    try:
+        assert len(await reopened.commit_alerts([alert()])) == 1
+    finally:
+        await reopened.close()
