@@ -31,7 +31,7 @@ def fake_kube() -> Iterator[FakeCluster]:
         yield cluster
 
 
-@pytest.fixture(scope="session", params=["fake", "real"])
+@pytest.fixture(scope="session", params=["fake", pytest.param("real", marks=pytest.mark.realkube)])
 def kube_cluster(request: pytest.FixtureRequest) -> Any:
     """The API server under test: the fake one or the real one."""
     return request.getfixturevalue(f"{request.param}_kube")
