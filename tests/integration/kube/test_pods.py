@@ -139,3 +139,18 @@ async def test_cleanup_failed_pods_deletes_only_failed_ones(kube: Kube, run: Run
     out = await run("cleanup_failed_pods", {"namespace": kube.namespace, "label_selector": "job=batch"})
     assert out == {"deleted": ["bad-1", "bad-2"], "count": 2}
     assert [p["metadata"]["name"] for p in kube.pods()] == ["ok"]
+
+
+async def test_check_sees_a_stamped_pod_whose_deletion_never_happened(kube: Kube, run: Runner) -> None:
+    """A crash between the stamp and the delete: recovery must run the step again."""
+    kube.pod("web")
+    ctx = run.context(step="restart")
+    kube.patch(
+        kube.ns_path("pods", "web"), {"metadata": {"annotations": {"kurative/step": ctx.idempotency_key}}}
+    )
+    params = {"namespace": kube.namespace, "pod": "web"}
+    assert await run.check("delete_pod", params, ctx) is Effect.NOT_DONE
+    other = run.context(step="restart")  # another execution: its stamp is not there
+    assert await run.check("delete_pod", params, other) is Effect.UNKNOWN
+    await run("delete_pod", params, ctx=ctx)
+    assert await run.check("delete_pod", params, ctx) is Effect.DONE

@@ -130,3 +130,12 @@ def test_actions_command_json_text_and_markdown(capsys: pytest.CaptureFixture[st
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 2 + len(KUBE)
     assert table[2].startswith("| `kubernetes.annotate` |")
+
+
+async def test_check_effect_without_a_server() -> None:
+    from engine.actions.base import ActionContext
+    from engine.actions.kubernetes import Effect, check_effect
+
+    ctx = ActionContext("exec-1", "step")
+    assert await check_effect("kubernetes.cordon", ctx, {"node": "n1"}) is Effect.NOT_DONE  # idempotent
+    assert await check_effect("kubernetes.no_such_action", ctx, {}) is Effect.UNKNOWN
