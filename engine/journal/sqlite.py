@@ -173,10 +173,12 @@ class SQLiteJournal:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # a failed COMMIT (busy, I/O error) leaves the transaction open; some errors end it already
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     async def connect(self) -> None:
         """Open the file (creating it) and check that it answers."""
@@ -219,25 +221,18 @@ class SQLiteJournal:
         migrations = load_migrations(self.backend)
 
         def apply(conn: sqlite3.Connection) -> tuple[int, ...]:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction(conn):
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {SCHEMA_VERSION_TABLE} ("
                     "version integer PRIMARY KEY, name text NOT NULL, "
                     "applied_at real NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0))"
                 )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             newly: list[int] = []
             for migration in migrations:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with self._transaction(conn):
                     current = max(self._current_version(conn), default=0)
                     check_version(current, len(migrations), self._url, migrating=True)
                     if migration.version <= current:
-                        conn.execute("COMMIT")
                         continue
                     # executescript would commit first; run statement by statement in our transaction
                     for statement in _split_sql(migration.sql):
@@ -246,10 +241,6 @@ class SQLiteJournal:
                         f"INSERT INTO {SCHEMA_VERSION_TABLE} (version, name, applied_at) VALUES (?, ?, ?)",
                         (migration.version, migration.name, _now()),
                     )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
                 newly.append(migration.version)
             current = max(self._current_version(conn), default=0)
             check_version(current, len(migrations), self._url, migrating=True)
