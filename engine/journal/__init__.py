@@ -120,7 +120,8 @@ async def open_journal(
     database for up to this many seconds (1 s, doubling, ±10 % jitter) before raising
     :class:`engine.errors.JournalUnavailable`. ``group_commit``: let concurrent :meth:`commit_alerts`
     calls share a transaction. Backend ``options``: ``busy_timeout`` (SQLite); ``min_size``,
-    ``max_size``, ``connect_timeout``, ``pool_timeout`` (PostgreSQL).
+    ``max_size``, ``connect_timeout``, ``pool_timeout`` (how long an operation waits for a connection
+    before :class:`engine.errors.JournalUnavailable`), ``reconnect_timeout``, ``flushers`` (PostgreSQL).
     """
     from engine.journal.postgres import PostgresJournal
     from engine.journal.sqlite import SQLiteJournal

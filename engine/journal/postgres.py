@@ -189,7 +189,8 @@ class PostgresJournal:
         min_size: int = 1,
         max_size: int = 10,
         connect_timeout: float = 5.0,
-        pool_timeout: float = 10.0,
+        pool_timeout: float = 5.0,
+        reconnect_timeout: float = 60.0,
         flushers: int = 2,
     ) -> None:
         self._conninfo = conninfo
@@ -203,7 +204,9 @@ class PostgresJournal:
             max_size=max_size,
             open=False,
             timeout=pool_timeout,
-            reconnect_timeout=pool_timeout,
+            # background reconnection backs off from 1 s, doubling with ±10 % jitter, for this long;
+            # after that a connection is tried again whenever one is needed
+            reconnect_timeout=reconnect_timeout,
             connection_class=psycopg.AsyncConnection[DictRow],
             kwargs={
                 "autocommit": True,
