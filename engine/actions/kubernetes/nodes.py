@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
@@ -336,7 +336,12 @@ async def untaint(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str,
     )
 
 
-async def _write_taints(ctx: ActionContext, node: str, path: str, change: Any) -> Mapping[str, Any]:
+Taints = list[dict[str, Any]]
+
+
+async def _write_taints(
+    ctx: ActionContext, node: str, path: str, change: Callable[[Taints], Taints]
+) -> Mapping[str, Any]:
     client = client_for(ctx)
     current = await read(client, path)
     taints = list((current.get("spec") or {}).get("taints") or [])
