@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from engine.actions.base import RbacRule
@@ -143,3 +146,48 @@ def test_rbac_command_refuses_broken_playbooks(tmp_path: Path, capsys: pytest.Ca
     (tmp_path / "bad.yaml").write_text("apiVersion: kurative/v1\nkind: Playbook\nmetadata: {name: x}\n")
     assert main(["rbac", "--rules", str(tmp_path)]) == 1
     assert "fix the playbook errors above first" in capsys.readouterr().err
+
+
+def _grants(rules: list[RbacRule]) -> set[tuple[str, str, str]]:
+    return {
+        (g, res, v) for rule in rules for g in rule.api_groups for res in rule.resources for v in rule.verbs
+    }
+
+
+@given(
+    st.lists(
+        st.builds(
+            lambda group, resources, verbs, cluster: RbacRule(
+                (group,), resources, verbs, cluster_scoped=cluster
+            ),
+            st.sampled_from(["", "apps", "batch"]),
+            st.lists(
+                st.sampled_from(["pods", "nodes", "jobs", "deployments"]), min_size=1, max_size=3, unique=True
+            ).map(tuple),
+            st.lists(
+                st.sampled_from(["get", "list", "patch", "delete", "create"]),
+                min_size=1,
+                max_size=3,
+                unique=True,
+            ).map(tuple),
+            st.booleans(),
+        ),
+        max_size=12,
+    )
+)
+def test_merging_grants_exactly_the_union(rules: list[RbacRule]) -> None:
+    merged = merge_rules(rules)
+    assert _grants(merged) == _grants(rules)
+    assert merge_rules(merged) == merged
+    keys = [(r.api_groups, r.verbs, r.cluster_scoped) for r in merged]
+    assert len(keys) == len(set(keys))  # one rule per group, verb set and scope
+
+
+def test_printed_manifests_are_valid_kubernetes_objects() -> None:
+    docs = render_manifests(
+        [r("apps", "deployments", "get patch"), r("", "nodes", "get", True)],
+        scope="namespaced",
+        target_namespaces=["shop"],
+    )
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.30", strict=True)
