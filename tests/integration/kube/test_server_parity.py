@@ -164,3 +164,27 @@ def test_invalid_objects_are_refused(kube: Kube) -> None:
         kube.request("POST", "/api/v1/namespaces/no-such-namespace/configmaps", {"metadata": {"name": "x"}})
     assert missing_ns.value.status == 404
     assert json.loads(missing_ns.value.body)["message"] == 'namespaces "no-such-namespace" not found'
+
+
+def test_pod_deletion_waits_for_a_kubelet_only_when_bound(kube: Kube) -> None:
+    kube.pod("loose")
+    kube.request("DELETE", kube.ns_path("pods", "loose"))
+    assert not kube.exists(kube.ns_path("pods", "loose"))  # never scheduled: gone at once
+
+    node = f"{kube.namespace}-n"
+    kube.node(node)
+    kube.pod("bound")
+    kube.bind("bound", node)
+    kube.ready_all("app=bound")
+    kube.request("DELETE", kube.ns_path("pods", "bound"))
+    terminating = kube.get(kube.ns_path("pods", "bound"))  # waits for a kubelet that never comes
+    assert terminating["metadata"]["deletionTimestamp"]
+    assert terminating["metadata"]["deletionGracePeriodSeconds"] == 30
+    kube.request("DELETE", kube.ns_path("pods", "bound"), gracePeriodSeconds=0)
+    assert not kube.exists(kube.ns_path("pods", "bound"))
+
+    kube.pod("again")
+    kube.bind("again", node)
+    with pytest.raises(RequestFailed) as taken:
+        kube.bind("again", node)
+    assert taken.value.status == 409
