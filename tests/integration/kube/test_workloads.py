@@ -269,3 +269,36 @@ async def test_patch_hpa_bounds(kube: Kube, run: Runner) -> None:
     small = Runner(run.adapter, KubeGuards(max_replicas=8))
     with pytest.raises(GuardRefused, match="exceeds the configured maximum 8"):
         await small("patch_hpa", {**base, "max_replicas": 9})
+
+
+async def test_daemonset_restart_and_rollout(kube: Kube, run: Runner) -> None:
+    node = f"{kube.namespace}-ds"
+    kube.node(node, pool=kube.namespace)
+    kube.create(
+        kube.ns_path("daemonsets", group=APPS),
+        {
+            "metadata": {"name": "agent"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {
+                    "metadata": {"labels": {"app": "agent"}},
+                    "spec": {
+                        "nodeSelector": {"pool": kube.namespace},
+                        "tolerations": [{"operator": "Exists"}],
+                        "terminationGracePeriodSeconds": 0,
+                        "containers": [{"name": "a", "image": "agent:1"}],
+                    },
+                },
+            },
+        },
+    )
+    base = {"namespace": kube.namespace, "kind": "DaemonSet", "name": "agent"}
+    async with kubelet(kube, "app=agent"):
+        first = await run("wait_rollout", {**base, "timeout": "60s", "interval": "200ms"})
+        assert first["complete"] is True
+        await run("rollout_restart", base)
+        done = await run("wait_rollout", {**base, "timeout": "90s", "interval": "200ms"})
+    assert done["complete"] is True
+    assert done["message"] == 'daemon set "agent" successfully rolled out'
+    template = kube.get(kube.ns_path("daemonsets", "agent", group=APPS))["spec"]["template"]
+    assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]

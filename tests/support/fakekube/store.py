@@ -1101,7 +1101,9 @@ class Store:
                     self._put(prt, pod)
                     by_node[node] = pod
             ready = sum(1 for p in by_node.values() if pod_ready(p))
-            scheduled = sum(1 for p in by_node.values() if p["spec"].get("nodeName"))
+            scheduled = len(
+                by_node
+            )  # counted by target node (affinity), bound or not, as the controller does
             status = {
                 "currentNumberScheduled": scheduled,
                 "numberMisscheduled": 0,
