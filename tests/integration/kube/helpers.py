@@ -19,6 +19,7 @@ from engine.adapters.kubernetes import KubernetesAdapter
 Obj = dict[str, Any]
 CORE = "/api/v1"
 APPS = "/apis/apps/v1"
+BATCH_V1 = "/apis/batch/v1"
 
 
 class Kube:
@@ -143,6 +144,25 @@ class Kube:
             },
         }
         return self.create(self.ns_path("statefulsets", group=APPS), body)
+
+    def cronjob(self, name: str, *, suspend: bool = False) -> str:
+        """Create a CronJob in whichever batch version the server serves it; returns its path."""
+        served = self.request("GET", "/apis/batch/v1")["resources"]
+        version = "v1" if any(r["name"] == "cronjobs" for r in served) else "v1beta1"
+        path = f"/apis/batch/{version}/namespaces/{self.namespace}/cronjobs"
+        template = {
+            "spec": {
+                "template": {
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "j", "image": "busybox"}]}
+                }
+            }
+        }
+        body = {
+            "metadata": {"name": name},
+            "spec": {"schedule": "0 3 * * *", "suspend": suspend, "jobTemplate": template},
+        }
+        self.create(path, body)
+        return f"{path}/{name}"
 
     def node(self, name: str, **labels: str) -> Obj:
         body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
