@@ -139,3 +139,13 @@ async def test_check_effect_without_a_server() -> None:
     ctx = ActionContext("exec-1", "step")
     assert await check_effect("kubernetes.cordon", ctx, {"node": "n1"}) is Effect.NOT_DONE  # idempotent
     assert await check_effect("kubernetes.no_such_action", ctx, {}) is Effect.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    "name", ["get", "list", "pod_logs", "collect_diagnostics", "resolve_owner", "wait_rollout"]
+)
+def test_read_actions_ask_only_for_read_verbs(name: str) -> None:
+    spec = get_action(f"kubernetes.{name}")
+    assert spec is not None
+    assert spec.risk is Risk.LOW
+    assert {verb for rule in spec.rbac for verb in rule.verbs} <= {"get", "list", "watch"}
