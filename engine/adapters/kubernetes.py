@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import structlog
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as _k8s_config
@@ -37,6 +39,7 @@ from engine.errors import (
 )
 
 T = TypeVar("T")
+log = structlog.get_logger("kurative.adapters.kubernetes")
 k8s_config: Any = _k8s_config  # untyped module
 
 # How much of a remote error body ends up in a message (and so in logs and the journal).
@@ -263,7 +266,18 @@ class ClusterClient:
             )
         )
         if status >= 300:
-            raise map_status(status, text, headers, f"{method} {path}")
+            error = map_status(status, text, headers, f"{method} {path}")
+            # Throttling and server failures matter to operators; 404s and 409s are routine.
+            await log.alog(
+                logging.WARNING if status >= 500 or status == 429 else logging.DEBUG,
+                "kube_api_error",
+                cluster=self._name,
+                method=method,
+                path=path,
+                status=status,
+                error=str(error)[:MAX_BODY_IN_MESSAGE],
+            )
+            raise error
         if not text:
             return None
         try:

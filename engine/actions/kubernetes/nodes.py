@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import structlog
+
 from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
     KubeClient,
@@ -148,6 +150,7 @@ declare(
 
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+log = structlog.get_logger("kurative.actions.kubernetes")
 
 
 def _node_path(params: Mapping[str, Any]) -> tuple[str, str]:
@@ -240,6 +243,9 @@ async def _evict_until_gone(
             return True  # gone already, or replaced by a new pod with the same name
         except TemporaryActionError as exc:
             wait = min(delay if exc.retry_after is None else max(exc.retry_after, 0.5), 5.0)
+            await log.ainfo(
+                "drain_eviction_refused", pod=_pod_name(pod), retry_in=wait, reason=str(exc)[:200]
+            )
             if time.monotonic() + wait > deadline:
                 return False
             await asyncio.sleep(wait)
