@@ -16,21 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
+import pybreaker
 import structlog
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as _k8s_config
 
 from engine.errors import (
+    BreakerOpen,
     ConfigError,
     ObjectConflict,
     ObjectNotFound,
@@ -38,7 +41,7 @@ from engine.errors import (
     TemporaryActionError,
 )
 
-T = TypeVar("T")
+Answer = tuple[int, str, Mapping[str, str]]  # HTTP status, body text, headers
 log = structlog.get_logger("kurative.adapters.kubernetes")
 k8s_config: Any = _k8s_config  # untyped module
 
@@ -75,6 +78,14 @@ class UnreachableError(TemporaryActionError):
     """The API server could not be reached (refused connection, DNS, TLS handshake)."""
 
 
+class _FailedAnswer(Exception):
+    """A 5xx answer, raised only inside the breaker so that it counts as a failure."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer[0])
+        self.answer = answer
+
+
 class ClusterConfigError(ConfigError, PermanentActionError):
     """No usable kubeconfig or in-cluster config for the cluster a step names."""
 
@@ -95,6 +106,10 @@ class KubeSettings:
     """Seconds to wait for an answer: a hanging API server fails the call after this long."""
     max_workers: int = 8
     """Threads shared by all clusters for blocking client calls."""
+    breaker_fail_max: int = 5
+    """Consecutive failures (refused, timed out, 5xx) that open a cluster's circuit breaker; 0: none."""
+    breaker_reset_timeout: float = 30.0
+    """Seconds an open breaker fails fast before it lets one call try again."""
 
 
 def _status_message(body: str) -> tuple[str, str, Any]:
@@ -161,8 +176,10 @@ class ClusterClient:
         executor: ThreadPoolExecutor | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        breaker: pybreaker.CircuitBreaker | None = None,
     ) -> None:
         self._api: Any = api_client  # the client is only partly typed
+        self._breaker = breaker
         self._name = name
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(max_workers=4, thread_name_prefix="kube")
@@ -192,9 +209,52 @@ class ClusterClient:
         if self._own_executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _run(self, func: Callable[[], T]) -> T:
+    @property
+    def breaker(self) -> pybreaker.CircuitBreaker | None:
+        """This cluster's circuit breaker (its state is what metrics export), if it has one."""
+        return self._breaker
+
+    async def _run(self, func: Callable[[], Answer]) -> Answer:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, func)
+        return await loop.run_in_executor(self._executor, lambda: self._through_breaker(func))
+
+    def _through_breaker(self, func: Callable[[], Answer]) -> Answer:
+        """Count refused connections, timeouts and 5xx answers; fail fast while the breaker is open.
+
+        4xx answers are the API working as it should (a missing object, a conflict, a PDB saying
+        no), so they count as successes.
+        """
+        if self._breaker is None:
+            return func()
+
+        def attempt() -> Answer:
+            answer = func()
+            if answer[0] >= 500:
+                raise _FailedAnswer(answer)
+            return answer
+
+        try:
+            result: Answer = self._breaker.call(attempt)
+        except _FailedAnswer as failed:
+            return failed.answer
+        except pybreaker.CircuitBreakerError:
+            raise BreakerOpen(f"kubernetes/{self._name}", self._breaker_wait()) from None
+        return result
+
+    def _breaker_wait(self) -> float:
+        breaker = self._breaker
+        if breaker is None:
+            return 0.0
+        reset = float(breaker.reset_timeout)
+        opened: datetime.datetime | None = getattr(
+            getattr(breaker, "_state_storage", None), "opened_at", None
+        )
+        if opened is None:
+            return reset
+        if opened.tzinfo is None:
+            opened = opened.replace(tzinfo=datetime.UTC)
+        elapsed = (datetime.datetime.now(datetime.UTC) - opened).total_seconds()
+        return max(0.1, reset - elapsed)
 
     def _call(
         self,
@@ -205,7 +265,7 @@ class ClusterClient:
         body: Any,
         content_type: str | None,
         accept: str,
-    ) -> tuple[int, str, Mapping[str, str]]:
+    ) -> Answer:
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
@@ -340,14 +400,51 @@ def _query_value(value: Any) -> str:
     return str(value)
 
 
+class _LogTransitions(pybreaker.CircuitBreakerListener):
+    """Log every breaker transition, so an open breaker is never silent."""
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        log.warning(
+            "breaker_state_changed",
+            breaker=cb.name,
+            old=getattr(old_state, "name", str(old_state)),
+            new=getattr(new_state, "name", str(new_state)),
+        )
+
+
 class KubernetesAdapter:
     """Clients by cluster name, built lazily from kubeconfig contexts (or in-cluster config)."""
 
-    def __init__(self, settings: KubeSettings | None = None) -> None:
+    def __init__(
+        self,
+        settings: KubeSettings | None = None,
+        *,
+        breaker_listeners: Sequence[pybreaker.CircuitBreakerListener] = (),
+    ) -> None:
         self.settings = settings or KubeSettings()
         self._executor = ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix="kube")
         self._clients: dict[str | None, ClusterClient] = {}
         self._lock = threading.Lock()
+        self._listeners = (_LogTransitions(), *breaker_listeners)
+
+    def _new_client(self, api_client: Any, name: str) -> ClusterClient:
+        breaker = None
+        if self.settings.breaker_fail_max > 0:
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=self.settings.breaker_fail_max,
+                reset_timeout=self.settings.breaker_reset_timeout,
+                listeners=self._listeners,
+                name=f"kubernetes/{name}",
+                throw_new_error_on_trip=False,  # the call that trips still reports its own error
+            )
+        return ClusterClient(
+            api_client,
+            name=name,
+            executor=self._executor,
+            connect_timeout=self.settings.connect_timeout,
+            read_timeout=self.settings.read_timeout,
+            breaker=breaker,
+        )
 
     def client(self, cluster: str | None) -> ClusterClient:
         key = cluster or None
@@ -359,13 +456,7 @@ class KubernetesAdapter:
 
     def add_client(self, cluster: str | None, api_client: k8s_client.ApiClient) -> ClusterClient:
         """Register an already configured ``ApiClient`` (tests, or a daemon with its own auth)."""
-        made = ClusterClient(
-            api_client,
-            name=cluster or "default",
-            executor=self._executor,
-            connect_timeout=self.settings.connect_timeout,
-            read_timeout=self.settings.read_timeout,
-        )
+        made = self._new_client(api_client, cluster or "default")
         with self._lock:
             self._clients[cluster or None] = made
         return made
@@ -377,14 +468,7 @@ class KubernetesAdapter:
                 f"unknown cluster {cluster!r}: map it to a kubeconfig context in the config (known: {known})"
             )
         context = self.settings.contexts.get(cluster) if cluster else self.settings.default_context
-        api_client = self._load(context)
-        return ClusterClient(
-            api_client,
-            name=cluster or context or "default",
-            executor=self._executor,
-            connect_timeout=self.settings.connect_timeout,
-            read_timeout=self.settings.read_timeout,
-        )
+        return self._new_client(self._load(context), cluster or context or "default")
 
     def _load(self, context: str | None) -> Any:
         path = (

@@ -6,6 +6,7 @@ The Status bodies of the fake are checked against the shapes the real kube-apise
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 
@@ -22,7 +23,7 @@ from engine.adapters.kubernetes import (
     UnauthorizedError,
     UnreachableError,
 )
-from engine.errors import ObjectConflict, ObjectNotFound, TemporaryActionError
+from engine.errors import BreakerOpen, ObjectConflict, ObjectNotFound, TemporaryActionError
 from tests.integration.kube.helpers import APPS, Kube, RequestFailed, Runner
 from tests.support.fakekube import FakeCluster, Fault
 
@@ -200,3 +201,30 @@ async def test_kubeconfig_contexts_pick_the_cluster(fake_kube: FakeCluster, tmp_
         assert (await adapter.client(None).eviction_version()) == "policy/v1"
     finally:
         adapter.close()
+
+
+async def test_circuit_breaker_opens_on_failures_not_on_4xx(fake_kube: FakeCluster, fake: Kube) -> None:
+    run = _runner(fake_kube, breaker_fail_max=2, breaker_reset_timeout=0.5)
+    client = run.adapter.client(None)
+    path = fake.ns_path("configmaps", "cfg")
+    try:
+        for _ in range(3):  # answers about missing objects are the API working: no trip
+            with pytest.raises(ObjectNotFound):
+                await client.request("GET", path)
+        fake_kube.inject(Fault("GET", path, status=500))
+        for _ in range(2):
+            with pytest.raises(ServerError):
+                await client.request("GET", path)
+        with pytest.raises(BreakerOpen, match="circuit breaker for kubernetes/default is open") as opened:
+            await client.request("GET", path)
+        assert 0 < opened.value.retry_after <= 0.5
+        assert client.breaker is not None
+        assert client.breaker.current_state == "open"
+        fake_kube.clear_faults()
+        await asyncio.sleep(0.6)  # past the reset timeout: one trial call is let through
+        with pytest.raises(ObjectNotFound):
+            await client.request("GET", path)
+        assert client.breaker.current_state == "closed"
+    finally:
+        fake_kube.clear_faults()
+        run.adapter.close()
