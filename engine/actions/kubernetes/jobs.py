@@ -110,10 +110,10 @@ async def _set_suspend(ctx: ActionContext, params: Mapping[str, Any], value: boo
     current = await read(client, path)
     if bool((current.get("spec") or {}).get("suspend")) == value:
         return {"suspended": value, "changed": False}
+    body = {"spec": {"suspend": value}}
     await client.request(
-        "PATCH", path, body={"spec": {"suspend": value}}, content_type="application/merge-patch+json",
-        query=dry_run_query(ctx),
-    )  # fmt: skip
+        "PATCH", path, body=body, content_type="application/merge-patch+json", query=dry_run_query(ctx)
+    )
     return {"suspended": value, "changed": True}
 
 
