@@ -191,3 +191,19 @@ def test_printed_manifests_are_valid_kubernetes_objects() -> None:
     )
     for doc in docs:
         kubernetes_validate.validate(doc, "1.30", strict=True)
+
+
+def test_rbac_for_one_cluster_leaves_out_steps_pinned_elsewhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(
+        tmp_path,
+        "multi",
+        "    - {name: eu, action: kubernetes.cordon, cluster: eu, params: {node: n1}}\n"
+        "    - {name: any, action: kubernetes.get, cluster: '${labels.c}', params: {kind: Pod, name: x}}\n",
+    )
+    assert main(["rbac", "--rules", str(tmp_path), "--cluster", "us"]) == 0
+    out = capsys.readouterr().out
+    assert "Kubernetes actions used: kubernetes.get\n" in out
+    assert main(["rbac", "--rules", str(tmp_path), "--cluster", "eu"]) == 0
+    assert "Kubernetes actions used: kubernetes.cordon, kubernetes.get\n" in capsys.readouterr().out
