@@ -1,11 +1,27 @@
 """The Kubernetes actions of the catalogue, one module per family, each action real.
 
-Importing this package declares every ``kubernetes.*`` action and attaches its implementation. The
-implementations reach the cluster through ``ctx.services["kubernetes"]`` (see
-:class:`~engine.actions.kubernetes._common.KubeClients`) and enforce the guards of
-``ctx.services["kubernetes_guards"]`` (:class:`~engine.actions.kubernetes._common.KubeGuards`).
+Importing this package declares every ``kubernetes.*`` action, attaches its implementation and
+wraps it so that the rendered params are checked against the declared schema before it runs.
 
-Crash recovery asks :func:`check_effect` whether a step recorded as started already took effect.
+What the runner provides (``ActionContext``):
+
+- ``services["kubernetes"]``: clients by cluster (:class:`KubeClients`; the daemon passes an
+  ``engine.adapters.kubernetes.KubernetesAdapter``); ``ctx.cluster`` (the step's ``cluster:``) picks
+  one, ``None`` the default context.
+- ``services["kubernetes_guards"]``: :class:`KubeGuards` (protected namespaces, replica, resource and
+  size ceilings); the defaults protect ``kube-system``.
+- ``dry_run``: every mutating request is sent with ``dryRun=All``; nothing is stamped or stored.
+
+Crash recovery asks :func:`check_effect` whether a step recorded as started already took effect:
+
+- stamped actions (scale, rollout_restart, rollback_deployment, set_resources, trigger_cronjob) write
+  ``kurative/step: <execution-id>/<step>`` in the same request as the change: the annotation on the
+  object means DONE, its absence NOT_DONE;
+- preconditioned deletions (delete_pod, evict_pod, delete_job) stamp the object, then delete it with
+  its uid as precondition: gone (or terminating) means DONE, still there and stamped NOT_DONE, there
+  without our stamp (possibly a replacement of the same name) UNKNOWN;
+- idempotent actions answer NOT_DONE: running them again has the effect of running them once;
+- UNKNOWN means the runner parks the execution for review.
 """
 
 from __future__ import annotations
