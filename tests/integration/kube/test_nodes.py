@@ -150,3 +150,27 @@ async def test_drain_dry_run_changes_nothing(kube: Kube, run: Runner) -> None:
     assert out["evicted"] == [f"{kube.namespace}/{pod['metadata']['name']}"]
     assert not kube.get(f"{CORE}/nodes/{node}")["spec"].get("unschedulable")
     assert [p["metadata"]["uid"] for p in kube.pods("app=web")] == [pod["metadata"]["uid"]]
+
+
+async def test_drain_leaves_mirror_pods_and_keeps_emptydir_pods_unless_told(kube: Kube, run: Runner) -> None:
+    node = f"{kube.namespace}-m"
+    kube.node(node)
+    kube.create(
+        kube.ns_path("pods"),
+        {
+            "metadata": {"name": "static-etcd", "annotations": {"kubernetes.io/config.mirror": "abc"}},
+            "spec": {"nodeName": node, "containers": [{"name": "etcd", "image": "etcd"}]},
+        },
+    )
+    kube.deployment("cache", replicas=1, volumes=[{"name": "scratch", "emptyDir": {}}])
+    pod = kube.wait_for("cache pod", lambda: kube.pods("app=cache"))[0]
+    kube.bind(pod["metadata"]["name"], node)
+    name = f"{kube.namespace}/{pod['metadata']['name']}"
+
+    with pytest.raises(TemporaryActionError, match=r"uses emptyDir data \(set delete_emptydir_data"):
+        await run("drain", {"node": node, "timeout": "5s", "grace_period": 0})
+    out = await run(
+        "drain", {"node": node, "timeout": "20s", "grace_period": 0, "delete_emptydir_data": True}
+    )
+    assert out == {"node": node, "evicted": [name], "skipped": [f"{kube.namespace}/static-etcd"]}
+    assert kube.exists(kube.ns_path("pods", "static-etcd"))
