@@ -92,7 +92,8 @@ class Kube:
                 self.request("DELETE", f"{CORE}/namespaces/{name}")
         for path in self.cluster_objects:
             with contextlib.suppress(RequestFailed):
-                self.request("DELETE", path)
+                # no grace: a bound pod would otherwise wait for a kubelet that never comes
+                self.request("DELETE", path, gracePeriodSeconds=0)
 
     # --- builders ------------------------------------------------------------------------------
 

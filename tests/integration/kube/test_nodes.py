@@ -174,3 +174,21 @@ async def test_drain_leaves_mirror_pods_and_keeps_emptydir_pods_unless_told(kube
     )
     assert out == {"node": node, "evicted": [name], "skipped": [f"{kube.namespace}/static-etcd"]}
     assert kube.exists(kube.ns_path("pods", "static-etcd"))
+
+
+async def test_drain_does_not_evict_from_protected_namespaces(kube: Kube, run: Runner) -> None:
+    node = f"{kube.namespace}-p"
+    kube.node(node)
+    name = f"{kube.namespace}-dns"
+    kube.request(
+        "POST",
+        f"{CORE}/namespaces/kube-system/pods",
+        {
+            "metadata": {"name": name},
+            "spec": {"nodeName": node, "containers": [{"name": "dns", "image": "coredns"}]},
+        },
+    )
+    kube.cluster_objects.append(f"{CORE}/namespaces/kube-system/pods/{name}")
+    with pytest.raises(TemporaryActionError, match=rf"kube-system/{name} \(protected namespace\)"):
+        await run("drain", {"node": node, "timeout": "2s", "force": True})
+    assert kube.exists(f"{CORE}/namespaces/kube-system/pods/{name}")

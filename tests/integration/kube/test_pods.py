@@ -80,7 +80,7 @@ async def _policy_version(run: Runner) -> str:
 
 async def test_pod_logs_of_an_unscheduled_pod_are_empty(kube: Kube, run: Runner) -> None:
     kube.pod("web")
-    out = await run("pod_logs", {"namespace": kube.namespace, "pod": "web", "tail_lines": 5})
+    out = await run("pod_logs", {"namespace": kube.namespace, "pod": "web", "tail_lines": 5, "since": "5m"})
     assert out == {"pod": "web", "container": "app", "logs": "", "lines": 0}
     with pytest.raises(PermanentActionError, match="has no container 'nope'"):
         await run("pod_logs", {"namespace": kube.namespace, "pod": "web", "container": "nope"})
