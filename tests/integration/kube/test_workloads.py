@@ -302,3 +302,35 @@ async def test_daemonset_restart_and_rollout(kube: Kube, run: Runner) -> None:
     assert done["message"] == 'daemon set "agent" successfully rolled out'
     template = kube.get(kube.ns_path("daemonsets", "agent", group=APPS))["spec"]["template"]
     assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]
+
+
+async def test_resolve_owner_walks_pod_job_cronjob(kube: Kube, run: Runner) -> None:
+    path = kube.cronjob("nightly")
+    cron = kube.get(path)
+    job = await run("trigger_cronjob", {"namespace": kube.namespace, "name": "nightly"})
+    made = kube.get(f"/apis/batch/v1/namespaces/{kube.namespace}/jobs/{job['job']}")
+    kube.create(
+        kube.ns_path("pods"),
+        {
+            "metadata": {
+                "name": "worker",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": job["job"],
+                        "uid": made["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox"}]},
+        },
+    )
+    out = await run("resolve_owner", {"namespace": kube.namespace, "pod": "worker"})
+    assert (out["kind"], out["name"], out["uid"]) == ("CronJob", "nightly", cron["metadata"]["uid"])
+    assert out["chain"] == [
+        {"kind": "Pod", "name": "worker"},
+        {"kind": "Job", "name": job["job"]},
+        {"kind": "CronJob", "name": "nightly"},
+    ]
