@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jsonschema
+
 from engine.actions.base import ActionContext
 from engine.actions.kubernetes import KubeGuards, check_effect
 from engine.actions.kubernetes._common import Effect
@@ -265,7 +267,10 @@ class Runner:
     ) -> Mapping[str, Any]:
         spec = get_action(f"kubernetes.{action}")
         assert spec is not None, action
-        return await spec.run(ctx or self.context(dry_run=dry_run), params)
+        out = await spec.run(ctx or self.context(dry_run=dry_run), params)
+        # every output must match what the action declares: later steps and lint rely on it
+        jsonschema.validate(dict(out), spec.output)
+        return out
 
     async def check(self, action: str, params: Mapping[str, Any], ctx: ActionContext) -> Effect:
         return await check_effect(f"kubernetes.{action}", ctx, params)
