@@ -471,21 +471,23 @@ class KubernetesAdapter:
         return self._new_client(self._load(context), cluster or context or "default")
 
     def _load(self, context: str | None) -> Any:
-        path = (
-            self.settings.kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-        )
-        first = path.split(os.pathsep)[0]
+        """An ApiClient as kubectl would build it: an explicit kubeconfig wins; in a pod (and with
+        no context asked for) the service account; otherwise ``$KUBECONFIG`` (several files merged,
+        as kubectl merges them) or ``~/.kube/config``."""
+        explicit = self.settings.kubeconfig
+        in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(IN_CLUSTER_TOKEN)
+        path = explicit or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         try:
-            if os.path.exists(first) or context is not None:
-                return k8s_config.new_client_from_config(config_file=first, context=context)
-            if os.path.exists(IN_CLUSTER_TOKEN):
+            if in_pod and not explicit and context is None:
                 configuration = k8s_client.Configuration()
                 k8s_config.load_incluster_config(client_configuration=configuration)
                 return k8s_client.ApiClient(configuration)
+            if any(os.path.exists(p) for p in path.split(os.pathsep) if p):
+                return k8s_config.new_client_from_config(config_file=path, context=context)
         except (k8s_config.ConfigException, OSError, ValueError) as exc:
-            raise ClusterConfigError(f"cannot load Kubernetes config from {first}: {exc}") from exc
+            raise ClusterConfigError(f"cannot load Kubernetes config from {path}: {exc}") from exc
         raise ClusterConfigError(
-            f"no Kubernetes config: {first} does not exist and this is not a pod "
+            f"no Kubernetes config: {path} does not exist and this is not a pod "
             "(set KUBECONFIG or --kubeconfig)"
         )
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+from pathlib import Path
 
 import pytest
 
 from engine.adapters.kubernetes import (
     ApiTimeoutError,
     ClusterClient,
+    ClusterConfigError,
     InvalidObjectError,
     KubernetesAdapter,
     KubeSettings,
@@ -179,8 +182,6 @@ async def test_unreachable_server_and_rejected_credentials(fake_kube: FakeCluste
 
 
 def test_unknown_cluster_is_a_clear_config_error() -> None:
-    from engine.adapters.kubernetes import ClusterConfigError
-
     adapter = KubernetesAdapter(KubeSettings(contexts={"eu": "eu-admin"}))
     try:
         with pytest.raises(ClusterConfigError, match=r"unknown cluster 'us'.*known: eu"):
@@ -189,10 +190,8 @@ def test_unknown_cluster_is_a_clear_config_error() -> None:
         adapter.close()
 
 
-async def test_kubeconfig_contexts_pick_the_cluster(fake_kube: FakeCluster, tmp_path: object) -> None:
-    from pathlib import Path
-
-    config = fake_kube.kubeconfig(Path(str(tmp_path)) / "kubeconfig")
+async def test_kubeconfig_contexts_pick_the_cluster(fake_kube: FakeCluster, tmp_path: Path) -> None:
+    config = fake_kube.kubeconfig(tmp_path / "kubeconfig")
     adapter = KubernetesAdapter(KubeSettings(kubeconfig=str(config), contexts={"prod": "admin@fakekube"}))
     try:
         found = await adapter.client("prod").request("GET", "/api/v1/namespaces/default")
@@ -228,3 +227,23 @@ async def test_circuit_breaker_opens_on_failures_not_on_4xx(fake_kube: FakeClust
     finally:
         fake_kube.clear_faults()
         run.adapter.close()
+
+
+async def test_kubeconfig_env_with_several_files_is_merged_as_kubectl_does(
+    fake_kube: FakeCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = fake_kube.kubeconfig(tmp_path / "admin.yaml")
+    monkeypatch.setenv("KUBECONFIG", os.pathsep.join([str(tmp_path / "missing.yaml"), str(admin)]))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    adapter = KubernetesAdapter()
+    try:
+        assert (await adapter.client(None).request("GET", "/version"))["gitVersion"].startswith("v1.30")
+    finally:
+        adapter.close()
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing.yaml"))
+    nothing = KubernetesAdapter()
+    try:
+        with pytest.raises(ClusterConfigError, match=r"no Kubernetes config: .*missing.yaml does not exist"):
+            nothing.client(None)
+    finally:
+        nothing.close()
