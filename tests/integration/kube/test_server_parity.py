@@ -188,3 +188,26 @@ def test_pod_deletion_waits_for_a_kubelet_only_when_bound(kube: Kube) -> None:
     with pytest.raises(RequestFailed) as taken:
         kube.bind("again", node)
     assert taken.value.status == 409
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"labels": {"app": "not ok!"}},
+        {"labels": {"-bad-key": "x"}},
+        {"labels": {"Example.COM/x": "y"}},
+        {"annotations": {"bad key": "y"}},
+    ],
+)
+def test_invalid_labels_and_annotations_are_refused(kube: Kube, metadata: dict) -> None:
+    with pytest.raises(RequestFailed) as caught:
+        kube.create(kube.ns_path("configmaps"), {"metadata": {"name": "cfg", **metadata}})
+    assert caught.value.status == 422
+    assert json.loads(caught.value.body)["details"]["causes"][0]["field"].startswith("metadata.")
+
+
+def test_annotation_keys_are_checked_lower_cased(kube: Kube) -> None:
+    made = kube.create(
+        kube.ns_path("configmaps"), {"metadata": {"name": "cfg", "annotations": {"Example.COM/x": "y"}}}
+    )
+    assert made["metadata"]["annotations"] == {"Example.COM/x": "y"}

@@ -602,6 +602,7 @@ class Store:
                 )
             )
         problems += validation_errors(obj)
+        problems += _metadata_problems(obj.get("metadata") or {})
         spec = obj.get("spec") or {}
         if isinstance(spec.get("replicas"), int) and spec["replicas"] < 0:
             problems.append(
@@ -1167,6 +1168,43 @@ class Store:
             if disrupted:
                 status["disruptedPods"] = disrupted
             self._set_status(brt, pdb, status)
+
+
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+
+
+def _key_problem(key: str) -> str | None:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters"
+    if not _QUALIFIED_NAME.match(name):
+        return (
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+            "with an alphanumeric character"
+        )
+    return None
+
+
+def _metadata_problems(meta: Obj) -> list[tuple[str, str]]:
+    """The label and annotation rules the real server checks beyond the schema."""
+    problems = []
+    for field in ("labels", "annotations"):
+        for key, value in (meta.get(field) or {}).items():
+            # annotation keys are checked lower-cased (as ValidateAnnotations does), label keys as written
+            why = _key_problem(str(key).lower() if field == "annotations" else str(key))
+            if why:
+                problems.append((f"metadata.{field}", f'Invalid value: "{key}": {why}'))
+            elif field == "labels" and not _LABEL_VALUE.match(str(value)):
+                problems.append(
+                    (
+                        "metadata.labels",
+                        f'Invalid value: "{value}": a valid label must be an empty string or '
+                        "consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                        "alphanumeric character",
+                    )
+                )
+    return problems
 
 
 def _tolerated(taint: Obj, tolerations: list[Obj]) -> bool:
