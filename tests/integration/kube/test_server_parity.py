@@ -41,6 +41,10 @@ def test_strategic_merge_uses_merge_keys_and_directives(kube: Kube) -> None:
     out = kube.patch(path, {"metadata": {"finalizers": ["a.example/x"]}}, SMP)
     out = kube.patch(path, {"metadata": {"finalizers": ["b.example/y"]}}, SMP)
     assert out["metadata"]["finalizers"] == ["b.example/y", "a.example/x"]  # merge strategy: a union
+    out = kube.patch(path, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["b.example/y"]}}, SMP)
+    assert out["metadata"]["finalizers"] == ["a.example/x"]
+    out = kube.patch(path, {"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}}, SMP)
+    assert out["spec"]["strategy"] == {"type": "Recreate"}  # retainKeys dropped rollingUpdate
     out = kube.patch(path, {"metadata": {"finalizers": None}}, MERGE)
     assert "finalizers" not in out["metadata"]
     # a merge patch replaces lists wholesale
