@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit install clean
+.PHONY: run test lint typecheck unit install clean docs
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ unit: $(BIN)/.installed
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# Regenerate the files that are generated from the code (tests check that they are current).
+docs: $(BIN)/.installed
+	$(BIN)/python -m tests.support.generated
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -21,9 +21,9 @@ from engine.alerts import format_timestamp, parse_notification
 from engine.commands import EXIT_FAILURE, EXIT_OK
 from engine.diagnostics import has_errors
 from engine.errors import AlertError, UsageError
+from engine.linting.lint import lint_paths
 from engine.matching.ruleset import Ruleset
 from engine.matching.simulation import format_text, simulate
-from engine.linting.lint import lint_paths
 
 
 def register(subparsers: Any) -> None:
