@@ -6,6 +6,19 @@ named exit code; it holds no logic of its own that another entry point (the daem
 
 from __future__ import annotations
 
+import argparse
+
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and found errors (lint errors, failed tests, journal unreachable)
 EXIT_USAGE = 2  # the command line or an input file was not usable
+
+
+def add_rules_argument(parser: argparse.ArgumentParser) -> None:
+    """``--rules DIR``, repeatable: where the playbooks of simulate, test and rbac come from."""
+    parser.add_argument(
+        "--rules",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="playbook directory or file (repeatable)",
+    )

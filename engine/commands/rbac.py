@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from engine.actions.base import RbacRule
 from engine.actions.kubernetes.rbac import render_manifests, rules_for_step
 from engine.actions.registry import get_action
-from engine.commands import EXIT_FAILURE, EXIT_OK
+from engine.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument
 from engine.diagnostics import has_errors
 from engine.errors import UsageError
 from engine.playbooks.loading import load_playbooks
@@ -29,13 +29,7 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "rbac", help="print the least-privilege Role/ClusterRole the playbooks need, as YAML"
     )
-    parser.add_argument(
-        "--rules",
-        action="append",
-        required=True,
-        metavar="DIR",
-        help="playbook file or directory (repeatable)",
-    )
+    add_rules_argument(parser)
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "--cluster-scoped",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.alerts import format_timestamp, parse_notification
-from engine.commands import EXIT_FAILURE, EXIT_OK
+from engine.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument
 from engine.diagnostics import has_errors
 from engine.errors import AlertError, UsageError
 from engine.linting.lint import lint_paths
@@ -33,13 +33,7 @@ def register(subparsers: Any) -> None:
         description="Match alerts against the playbooks in --rules and print, per alert, the playbooks "
         "that would start in run order, why, their dedupe keys and their steps with params rendered.",
     )
-    parser.add_argument(
-        "--rules",
-        action="append",
-        required=True,
-        metavar="DIR",
-        help="playbook directory or file (repeatable)",
-    )
+    add_rules_argument(parser)
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", help="output format (default: text)"
     )

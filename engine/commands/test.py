@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.commands import EXIT_FAILURE, EXIT_OK
+from engine.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument
 from engine.commands.simulate import load_ruleset
 from engine.errors import UsageError
 from engine.matching.playbook_tests import load_test_file, run_case
-from engine.playbooks.loading import is_test_file
+from engine.playbooks.loading import files_under, is_test_file
 
 
 def register(subparsers: Any) -> None:
@@ -27,13 +27,7 @@ def register(subparsers: Any) -> None:
         help="run playbook unit tests (alerts in, expected playbooks and params out)",
         description="Run playbook unit tests against the playbooks in --rules. Exit 1 on any failure.",
     )
-    parser.add_argument(
-        "--rules",
-        action="append",
-        required=True,
-        metavar="DIR",
-        help="playbook directory or file (repeatable)",
-    )
+    add_rules_argument(parser)
     parser.add_argument(
         "files",
         nargs="+",
@@ -53,13 +47,7 @@ def find_test_files(names: list[str]) -> list[str]:
     for name in names:
         path = Path(name)
         if path.is_dir():
-            inside = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and is_test_file(p)
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            inside = files_under(path, is_test_file)
             if not inside:
                 raise UsageError(f"{name}: no test files (*.test.yaml, *_test.yaml) in this directory")
             found.extend(str(p) for p in inside)

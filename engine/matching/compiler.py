@@ -14,7 +14,7 @@ official compliance suite.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from numbers import Number
 from typing import Any
 
@@ -138,14 +138,7 @@ def _subexpression(node: Mapping[str, Any]) -> Closure:
     names = _field_names(node)
     if names is not None:
         return compile_path(names)
-    parts = [compile_closure(child) for child in node["children"]]
-
-    def chain(value: Any) -> Any:
-        for part in parts:
-            value = part(value)
-        return value
-
-    return chain
+    return _sequence(node)
 
 
 def _literal(node: Mapping[str, Any]) -> Closure:
@@ -309,20 +302,18 @@ def _multi_select_dict(node: Mapping[str, Any]) -> Closure:
     return multi_dict
 
 
+def _project(items: Iterable[Any], each: Closure) -> list[Any]:
+    """Apply ``each`` to every item, dropping nulls, as JMESPath projections do."""
+    return [current for current in map(each, items) if current is not None]
+
+
 def _projection(node: Mapping[str, Any]) -> Closure:
     base = compile_closure(node["children"][0])
     each = compile_closure(node["children"][1])
 
     def projection(value: Any) -> Any:
         items = base(value)
-        if not isinstance(items, list):
-            return None
-        out = []
-        for item in items:
-            current = each(item)
-            if current is not None:
-                out.append(current)
-        return out
+        return _project(items, each) if isinstance(items, list) else None
 
     return projection
 
@@ -336,12 +327,7 @@ def _value_projection(node: Mapping[str, Any]) -> Closure:
             items = base(value).values()
         except AttributeError:
             return None
-        out = []
-        for item in items:
-            current = each(item)
-            if current is not None:
-                out.append(current)
-        return out
+        return _project(items, each)
 
     return value_projection
 

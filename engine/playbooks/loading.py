@@ -8,7 +8,7 @@ reached through the visible symlinks), and so are playbook test files (``*.test.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,21 @@ def is_test_file(path: Path) -> bool:
     return path.name.endswith(TEST_SUFFIXES)
 
 
+def files_under(directory: Path, keep: Callable[[Path], bool]) -> list[Path]:
+    """Files below ``directory`` that ``keep`` accepts, sorted, skipping hidden files and folders."""
+    return sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file()
+        and keep(p)
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
+
+
+def is_playbook_file(path: Path) -> bool:
+    return path.suffix in YAML_SUFFIXES and not is_test_file(path)
+
+
 def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]:
     """The playbook files under ``paths`` in a stable order; a missing path is a diagnostic."""
     files: list[Path] = []
@@ -43,15 +58,7 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix in YAML_SUFFIXES
-                and p.is_file()
-                and not is_test_file(p)
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            files.extend(found)
+            files.extend(files_under(path, is_playbook_file))
         elif path.is_file():
             files.append(path)
         else:
