@@ -81,31 +81,21 @@ def compare_versions(
         old = before.get(playbook.name)
         if old is None:
             continue
-        line, column = playbook.source.position(("metadata", "version"))
         if _content(playbook) != _content(old) and playbook.version <= old.version:
-            found.append(
-                Diagnostic.make(
-                    playbook.source.path,
-                    line,
-                    column,
-                    "E401",
-                    f"playbook {playbook.name!r} changed since {revision} but metadata.version is "
-                    f"{playbook.version} (was {old.version})",
-                    f"raise metadata.version to {old.version + 1}",
-                )
+            message = (
+                f"playbook {playbook.name!r} changed since {revision} but metadata.version is "
+                f"{playbook.version} (was {old.version})"
             )
+            hint = f"raise metadata.version to {old.version + 1}"
         elif playbook.version < old.version:
-            found.append(
-                Diagnostic.make(
-                    playbook.source.path,
-                    line,
-                    column,
-                    "E401",
-                    f"metadata.version of {playbook.name!r} went down from {old.version} "
-                    f"to {playbook.version}",
-                    f"versions only grow: use {old.version} or higher",
-                )
+            message = (
+                f"metadata.version of {playbook.name!r} went down from {old.version} to {playbook.version}"
             )
+            hint = f"versions only grow: use {old.version} or higher"
+        else:
+            continue
+        line, column = playbook.source.position(("metadata", "version"))
+        found.append(Diagnostic.make(playbook.source.path, line, column, "E401", message, hint))
     for name, old in sorted(before.items()):
         if name not in now:
             line, column = old.source.position(("metadata", "name"))

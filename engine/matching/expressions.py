@@ -20,14 +20,22 @@ from jmespath.parser import ParsedResult
 from engine.errors import ExpressionError
 
 
-class ExpressionSyntaxError(ExpressionError):
-    """The expression does not parse. ``offset`` is 0-based into the expression text."""
+class SyntaxProblem(ExpressionError):
+    """Text that does not parse, with the 0-based ``offset`` of the problem and a hint for the fix."""
 
-    def __init__(self, message: str, expression: str, offset: int, hint: str = "") -> None:
+    def __init__(self, message: str, text: str, offset: int, hint: str = "") -> None:
         super().__init__(message)
-        self.expression = expression
+        self.text = text
         self.offset = offset
         self.hint = hint
+
+
+class ExpressionSyntaxError(SyntaxProblem):
+    """A JMESPath expression does not parse."""
+
+    @property
+    def expression(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,17 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ExpressionError, TemplateRenderError
-from engine.matching.expressions import Expression, ExpressionSyntaxError, compile_expression
+from engine.matching.expressions import (
+    Expression,
+    ExpressionSyntaxError,
+    SyntaxProblem,
+    compile_expression,
+)
 
 
-class TemplateSyntaxError(ExpressionError):
-    """A template is malformed. ``offset`` is 0-based into the template text."""
-
-    def __init__(self, message: str, text: str, offset: int, hint: str = "") -> None:
-        super().__init__(message)
-        self.text = text
-        self.offset = offset
-        self.hint = hint
+class TemplateSyntaxError(SyntaxProblem):
+    """A template is malformed (unterminated, empty, or holding an expression that does not parse)."""
 
 
 @dataclass(frozen=True, slots=True)
