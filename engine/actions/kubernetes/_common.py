@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.actions.base import ActionContext, RbacRule
-from engine.actions.schema import JSON, string
+from engine.actions.schema import JSON, integer, obj, string
 from engine.errors import GuardRefused, ObjectConflict, ObjectNotFound, PermanentActionError
 
 STAMP_ANNOTATION = "kurative/step"
@@ -49,6 +49,26 @@ def node_param() -> JSON:
 
 def kind_param(kinds: tuple[str, ...], description: str = "kind of the workload") -> JSON:
     return {"type": "string", "enum": list(kinds), "description": description}
+
+
+def target_params(
+    what: str, extra: JSON | None = None, required: tuple[str, ...] = (), *, key: str = "name", **schema: Any
+) -> JSON:
+    """Params of an action on one namespaced object: its namespace, its name under ``key``, ``extra``."""
+    return obj(
+        {"namespace": namespace_param(), key: name_param(what), **(extra or {})},
+        ("namespace", key, *required),
+        **schema,
+    )
+
+
+def alternatives(combinator: str, keys: tuple[str, ...], hint: str) -> JSON:
+    """A ``oneOf``/``anyOf`` over which of ``keys`` are given, with the words lint shows when it fails."""
+    return {combinator: [{"required": [key]} for key in keys], "x-kurative-hint": hint}
+
+
+def grace_param(whose: str = "the pod") -> JSON:
+    return integer(f"seconds {whose} gets to shut down (default: the pod's own)", minimum=0)
 
 
 def object_output() -> JSON:
@@ -163,6 +183,69 @@ def dry_run_query(ctx: ActionContext) -> dict[str, str]:
     return {"dryRun": "All"} if ctx.dry_run else {}
 
 
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+
+
+async def patch(
+    ctx: ActionContext, client: KubeClient, path: str, body: Any, content_type: str = MERGE_PATCH
+) -> Any:
+    """PATCH ``path`` (server-side dry run when the step is one); the object as the server returns it."""
+    return await client.request("PATCH", path, body=body, content_type=content_type, query=dry_run_query(ctx))
+
+
+async def patch_read(
+    ctx: ActionContext,
+    client: KubeClient,
+    path: str,
+    current: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    *,
+    stamping: bool = False,
+    content_type: str = MERGE_PATCH,
+) -> Any:
+    """PATCH ``changes`` onto the object as read (``current``): a 409 if it changed since.
+
+    With ``stamping`` the ``kurative/step`` annotation is written in the same request, so that the
+    check hook can tell whether the change took effect.
+    """
+    metadata: dict[str, Any] = {"resourceVersion": current["metadata"]["resourceVersion"]}
+    if stamping:
+        metadata["annotations"] = stamp(ctx)
+    return await patch(ctx, client, path, {"metadata": metadata, **changes}, content_type)
+
+
+def delete_options(ctx: ActionContext, uid: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """DeleteOptions preconditioned on ``uid``, so that a new object of the same name is never hit."""
+    found: dict[str, Any] = {"preconditions": {"uid": uid}, **(options or {})}
+    if ctx.dry_run:
+        found["dryRun"] = ["All"]
+    return found
+
+
+async def delete(ctx: ActionContext, client: KubeClient, path: str, options: Mapping[str, Any]) -> None:
+    body = {"apiVersion": "v1", "kind": "DeleteOptions", **options}
+    await client.request("DELETE", path, body=body, query=dry_run_query(ctx))
+
+
+async def evict(
+    ctx: ActionContext,
+    client: KubeClient,
+    path: str,
+    version: str,
+    meta: Mapping[str, Any],
+    options: Mapping[str, Any],
+) -> None:
+    """POST an Eviction of the pod at ``path`` (``meta``: its name and namespace)."""
+    body = {
+        "apiVersion": version,
+        "kind": "Eviction",
+        "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
+        "deleteOptions": options,
+    }
+    await client.request("POST", f"{path}/eviction", body=body, query=dry_run_query(ctx))
+
+
 def stamp(ctx: ActionContext) -> dict[str, str]:
     """The annotation a stamped mutation writes, so that a repeat can see that it took effect."""
     return {STAMP_ANNOTATION: ctx.idempotency_key}
@@ -234,7 +317,7 @@ async def stamp_then_delete(
     client: KubeClient,
     path: str,
     *,
-    evict: tuple[str, str] | None = None,
+    evict_version: str | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> tuple[str | None, Mapping[str, Any] | None]:
     """Delete (or evict) the object at ``path`` preconditioned on the uid read first.
@@ -250,34 +333,15 @@ async def stamp_then_delete(
     uid = str(current["metadata"]["uid"])
     if not ctx.dry_run and not stamped(current, ctx):
         try:
-            await client.request(
-                "PATCH",
-                path,
-                body={"metadata": {"uid": uid, "annotations": stamp(ctx)}},
-                content_type="application/merge-patch+json",
-            )
+            await patch(ctx, client, path, {"metadata": {"uid": uid, "annotations": stamp(ctx)}})
         except ObjectNotFound:
             return None, None
-    delete_options: dict[str, Any] = {"preconditions": {"uid": uid}, **(options or {})}
-    if ctx.dry_run:
-        delete_options["dryRun"] = ["All"]
+    options = delete_options(ctx, uid, options)
     try:
-        if evict is not None:
-            api_version, name = evict
-            body = {
-                "apiVersion": api_version,
-                "kind": "Eviction",
-                "metadata": {"name": name, "namespace": current["metadata"].get("namespace")},
-                "deleteOptions": delete_options,
-            }
-            await client.request("POST", f"{path}/eviction", body=body, query=dry_run_query(ctx))
+        if evict_version is not None:
+            await evict(ctx, client, path, evict_version, current["metadata"], options)
         else:
-            await client.request(
-                "DELETE",
-                path,
-                body={"apiVersion": "v1", "kind": "DeleteOptions", **delete_options},
-                query=dry_run_query(ctx),
-            )
+            await delete(ctx, client, path, options)
     except ObjectNotFound:
         return None, None
     return uid, current

@@ -10,13 +10,12 @@ from engine.actions.kubernetes._common import (
     check_namespace,
     client_for,
     kind_param,
-    name_param,
     namespace_param,
     object_output,
     read,
 )
 from engine.actions.kubernetes._kinds import KIND_NAMES, kind_of, object_path, rules_for
-from engine.actions.kubernetes.metadata import target
+from engine.actions.kubernetes.metadata import object_params, target
 from engine.actions.registry import declare, implement
 from engine.actions.schema import boolean, integer, obj, string
 from engine.errors import ObjectNotFound
@@ -25,14 +24,8 @@ declare(
     ActionSpec(
         name="kubernetes.get",
         summary="Read one object (any supported kind) for later conditions: ${steps.x.output.object.status}.",
-        params=obj(
-            {
-                "namespace": namespace_param(),
-                "kind": kind_param(KIND_NAMES, "kind of the object"),
-                "name": name_param("object"),
-                "missing_ok": boolean("return found=false instead of failing when it does not exist", False),
-            },
-            ("kind", "name"),
+        params=object_params(
+            {"missing_ok": boolean("return found=false instead of failing when it does not exist", False)}
         ),
         output=obj({"object": object_output(), "found": boolean("whether the object exists")}),
         risk=Risk.LOW,

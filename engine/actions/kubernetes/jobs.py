@@ -15,14 +15,14 @@ from engine.actions.kubernetes._common import (
     client_for,
     deletion_effect,
     dry_run_query,
-    name_param,
-    namespace_param,
+    patch,
     read,
     rule,
     stamp,
     stamp_effect,
     stamp_then_delete,
     stamped,
+    target_params,
 )
 from engine.actions.kubernetes._kinds import KINDS, object_path
 from engine.actions.registry import declare, implement
@@ -30,36 +30,27 @@ from engine.actions.schema import boolean, enum, obj, string
 from engine.errors import ObjectConflict, PermanentActionError
 
 PROPAGATION = ("Background", "Foreground", "Orphan")
-_CRONJOB_PARAMS = obj({"namespace": namespace_param(), "name": name_param("CronJob")}, ("namespace", "name"))
+_CRONJOB_PARAMS = target_params("CronJob")
 _SUSPEND_OUT = obj(
     {"suspended": boolean("spec.suspend after"), "changed": boolean("false when nothing needed changing")}
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.suspend_cronjob",
-        summary="Suspend a CronJob so that it starts no new Jobs.",
-        params=_CRONJOB_PARAMS,
-        output=_SUSPEND_OUT,
-        risk=Risk.MEDIUM,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(rule("batch", "cronjobs", "get patch"),),
+for _name, _summary, _risk in (
+    ("suspend_cronjob", "Suspend a CronJob so that it starts no new Jobs.", Risk.MEDIUM),
+    ("resume_cronjob", "Resume a suspended CronJob.", Risk.LOW),
+):
+    declare(
+        ActionSpec(
+            name=f"kubernetes.{_name}",
+            summary=_summary,
+            params=_CRONJOB_PARAMS,
+            output=_SUSPEND_OUT,
+            risk=_risk,
+            repeat_safety=RepeatSafety.IDEMPOTENT,
+            dry_run=True,
+            rbac=(rule("batch", "cronjobs", "get patch"),),
+        )
     )
-)
-
-declare(
-    ActionSpec(
-        name="kubernetes.resume_cronjob",
-        summary="Resume a suspended CronJob.",
-        params=_CRONJOB_PARAMS,
-        output=_SUSPEND_OUT,
-        risk=Risk.LOW,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(rule("batch", "cronjobs", "get patch"),),
-    )
-)
 
 declare(
     ActionSpec(
@@ -78,13 +69,8 @@ declare(
     ActionSpec(
         name="kubernetes.delete_job",
         summary="Delete a Job and (by default) its pods; preconditioned on the Job's uid.",
-        params=obj(
-            {
-                "namespace": namespace_param(),
-                "name": name_param("Job"),
-                "propagation": enum("what happens to the Job's pods", PROPAGATION, "Background"),
-            },
-            ("namespace", "name"),
+        params=target_params(
+            "Job", {"propagation": enum("what happens to the Job's pods", PROPAGATION, "Background")}
         ),
         output=obj({"uid": string("uid of the Job deleted"), "deleted": boolean("false when it was gone")}),
         risk=Risk.HIGH,
@@ -110,10 +96,7 @@ async def _set_suspend(ctx: ActionContext, params: Mapping[str, Any], value: boo
     current = await read(client, path)
     if bool((current.get("spec") or {}).get("suspend")) == value:
         return {"suspended": value, "changed": False}
-    body = {"spec": {"suspend": value}}
-    await client.request(
-        "PATCH", path, body=body, content_type="application/merge-patch+json", query=dry_run_query(ctx)
-    )
+    await patch(ctx, client, path, {"spec": {"suspend": value}})
     return {"suspended": value, "changed": True}
 
 

@@ -11,11 +11,11 @@ from engine.actions.kubernetes._common import (
     check_name,
     check_namespace,
     client_for,
-    dry_run_query,
     guards_for,
     kind_param,
     name_param,
     namespace_param,
+    patch,
     read,
 )
 from engine.actions.kubernetes._kinds import KIND_NAMES, kind_of, object_path, rules_for
@@ -31,15 +31,16 @@ _VALUES = {
 }
 
 
-def _params(what: str) -> JSON:
+def object_params(extra: JSON, required: tuple[str, ...] = ()) -> JSON:
+    """Params naming one object of any supported kind (as :func:`target` reads them) and ``extra``."""
     return obj(
         {
             "namespace": namespace_param(),
             "kind": kind_param(KIND_NAMES, "kind of the object"),
             "name": name_param("object"),
-            what: _VALUES,
+            **extra,
         },
-        ("kind", "name", what),
+        ("kind", "name", *required),
     )
 
 
@@ -48,7 +49,7 @@ for _action, _what in (("label", "labels"), ("annotate", "annotations")):
         ActionSpec(
             name=f"kubernetes.{_action}",
             summary=f"Set or remove {_what} on any supported object (`kubectl {_action}`).",
-            params=_params(_what),
+            params=object_params({_what: _VALUES}, (_what,)),
             output=obj(
                 {
                     _what: {"type": "object", "description": f"all {_what} after the change"},
@@ -110,13 +111,7 @@ async def _set_metadata(ctx: ActionContext, params: Mapping[str, Any], field: st
     existing = dict((current.get("metadata") or {}).get(field) or {})
     if all(existing.get(k) == v for k, v in values.items()):
         return {field: existing, "changed": False}
-    updated = await client.request(
-        "PATCH",
-        path,
-        body={"metadata": {field: dict(values)}},
-        content_type="application/merge-patch+json",
-        query=dry_run_query(ctx),
-    )
+    updated = await patch(ctx, client, path, {"metadata": {field: dict(values)}})
     return {field: dict(((updated or {}).get("metadata") or {}).get(field) or {}), "changed": True}
 
 

@@ -13,11 +13,11 @@ from engine.actions.kubernetes._common import (
     check_namespace,
     client_for,
     dry_run_query,
-    name_param,
-    namespace_param,
     owner_of,
+    patch,
     read,
     rule,
+    target_params,
 )
 from engine.actions.kubernetes._kinds import KINDS, object_path
 from engine.actions.registry import declare, implement
@@ -32,15 +32,14 @@ declare(
     ActionSpec(
         name="kubernetes.quarantine_pod",
         summary="Isolate a pod for forensics: label it and apply a deny-all ingress+egress NetworkPolicy.",
-        params=obj(
+        params=target_params(
+            "pod",
             {
-                "namespace": namespace_param(),
-                "pod": name_param("pod"),
                 "detach": boolean(
                     "also remove the pod from its ReplicaSet (relabel) so that a replacement starts", False
                 ),
             },
-            ("namespace", "pod"),
+            key="pod",
         ),
         output=obj(
             {
@@ -119,8 +118,5 @@ async def quarantine_pod(ctx: ActionContext, params: Mapping[str, Any]) -> Mappi
             raise PermanentActionError(
                 f"NetworkPolicy {namespace}/{policy} exists but does not select the quarantined pod"
             ) from None
-    patch = {"metadata": {"uid": current["metadata"]["uid"], "labels": labels}}
-    await client.request(
-        "PATCH", path, body=patch, content_type="application/merge-patch+json", query=dry_run_query(ctx)
-    )
+    await patch(ctx, client, path, {"metadata": {"uid": current["metadata"]["uid"], "labels": labels}})
     return {"pod": pod, "policy": policy, "label": value}

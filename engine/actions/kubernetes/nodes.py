@@ -11,19 +11,24 @@ import structlog
 
 from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
+    STRATEGIC_PATCH,
     KubeClient,
     check_name,
     client_for,
-    dry_run_query,
+    delete_options,
+    evict,
+    grace_param,
     guards_for,
     node_param,
     owner_of,
+    patch,
+    patch_read,
     read,
     retry_conflicts,
     rule,
 )
 from engine.actions.registry import declare, implement
-from engine.actions.schema import boolean, duration, enum, integer, obj, string
+from engine.actions.schema import boolean, duration, enum, obj, string
 from engine.durations import parse_duration
 from engine.errors import ObjectConflict, ObjectNotFound, PermanentActionError, TemporaryActionError
 
@@ -31,33 +36,24 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _NODE_RULE = rule("", "nodes", "get patch", cluster=True)
 _TAINTS = {"type": "array", "description": "the node's taints after the change"}
 
-declare(
-    ActionSpec(
-        name="kubernetes.cordon",
-        summary="Mark a node unschedulable (`kubectl cordon`).",
-        params=obj({"node": node_param()}, ("node",)),
-        output=obj({"node": string("node name"), "changed": boolean("false when it was already cordoned")}),
-        risk=Risk.MEDIUM,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(_NODE_RULE,),
+for _action, _summary, _unchanged, _risk in (
+    ("cordon", "Mark a node unschedulable (`kubectl cordon`).", "cordoned", Risk.MEDIUM),
+    ("uncordon", "Mark a node schedulable again (`kubectl uncordon`).", "schedulable", Risk.LOW),
+):
+    declare(
+        ActionSpec(
+            name=f"kubernetes.{_action}",
+            summary=_summary,
+            params=obj({"node": node_param()}, ("node",)),
+            output=obj(
+                {"node": string("node name"), "changed": boolean(f"false when it was already {_unchanged}")}
+            ),
+            risk=_risk,
+            repeat_safety=RepeatSafety.IDEMPOTENT,
+            dry_run=True,
+            rbac=(_NODE_RULE,),
+        )
     )
-)
-
-declare(
-    ActionSpec(
-        name="kubernetes.uncordon",
-        summary="Mark a node schedulable again (`kubectl uncordon`).",
-        params=obj({"node": node_param()}, ("node",)),
-        output=obj(
-            {"node": string("node name"), "changed": boolean("false when it was already schedulable")}
-        ),
-        risk=Risk.LOW,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(_NODE_RULE,),
-    )
-)
 
 declare(
     ActionSpec(
@@ -67,9 +63,7 @@ declare(
             {
                 "node": node_param(),
                 "timeout": duration("give up (and report what is left) after this long", "5m"),
-                "grace_period": integer(
-                    "seconds each pod gets to shut down (default: the pod's own)", minimum=0
-                ),
+                "grace_period": grace_param("each pod"),
                 "delete_emptydir_data": boolean(
                     "evict pods that use emptyDir volumes (their data is lost)", False
                 ),
@@ -162,13 +156,7 @@ async def _set_unschedulable(ctx: ActionContext, client: KubeClient, path: str, 
     node = await read(client, path)
     if bool((node.get("spec") or {}).get("unschedulable")) == value:
         return False
-    await client.request(
-        "PATCH",
-        path,
-        body={"spec": {"unschedulable": True if value else None}},
-        content_type="application/strategic-merge-patch+json",
-        query=dry_run_query(ctx),
-    )
+    await patch(ctx, client, path, {"spec": {"unschedulable": True if value else None}}, STRATEGIC_PATCH)
     return True
 
 
@@ -223,21 +211,11 @@ async def _evict_until_gone(
     """Evict one pod, retrying PDB refusals (429) with backoff, then wait until it is gone."""
     meta = pod["metadata"]
     path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
-    options: dict[str, Any] = {"preconditions": {"uid": meta["uid"]}}
-    if grace is not None:
-        options["gracePeriodSeconds"] = grace
-    if ctx.dry_run:
-        options["dryRun"] = ["All"]
-    body = {
-        "apiVersion": version,
-        "kind": "Eviction",
-        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-        "deleteOptions": options,
-    }
+    options = delete_options(ctx, meta["uid"], None if grace is None else {"gracePeriodSeconds": grace})
     delay = 1.0
     while True:
         try:
-            await client.request("POST", f"{path}/eviction", body=body, query=dry_run_query(ctx))
+            await evict(ctx, client, path, version, meta, options)
             break
         except (ObjectNotFound, ObjectConflict):
             return True  # gone already, or replaced by a new pod with the same name
@@ -356,11 +334,5 @@ async def _write_taints(
     if normal == sorted(({k: v for k, v in t.items() if k != "timeAdded"} for t in wanted), key=repr):
         return {"node": node, "taints": taints, "changed": False}
     # The taints list is atomic (no merge key): send the whole list, preconditioned on what was read.
-    body = {
-        "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-        "spec": {"taints": wanted or None},
-    }
-    updated = await client.request(
-        "PATCH", path, body=body, content_type="application/merge-patch+json", query=dry_run_query(ctx)
-    )
+    updated = await patch_read(ctx, client, path, current, {"spec": {"taints": wanted or None}})
     return {"node": node, "taints": ((updated or {}).get("spec") or {}).get("taints") or [], "changed": True}

@@ -13,13 +13,16 @@ from engine.actions.kubernetes._common import (
     check_name,
     check_namespace,
     client_for,
+    delete,
+    delete_options,
     deletion_effect,
-    name_param,
+    grace_param,
     namespace_param,
     object_output,
     read,
     rule,
     stamp_then_delete,
+    target_params,
 )
 from engine.actions.registry import declare, implement
 from engine.actions.schema import boolean, duration, integer, obj, string
@@ -28,22 +31,14 @@ from engine.errors import ActionError, ObjectConflict, ObjectNotFound, Permanent
 
 MAX_LOG_CHARS = 64 * 1024  # a log tail lands in the journal: keep it bounded
 
+_DELETE_PARAMS = target_params("pod", {"grace_period": grace_param()}, key="pod")
 _POD_OUT = {"pod": string("name of the pod"), "uid": string("uid of the pod acted on")}
 
 declare(
     ActionSpec(
         name="kubernetes.delete_pod",
         summary="Delete a pod so that its controller recreates it; preconditioned on the pod's uid.",
-        params=obj(
-            {
-                "namespace": namespace_param(),
-                "pod": name_param("pod"),
-                "grace_period": integer(
-                    "seconds the pod gets to shut down (default: the pod's own)", minimum=0
-                ),
-            },
-            ("namespace", "pod"),
-        ),
+        params=_DELETE_PARAMS,
         output=obj({**_POD_OUT, "deleted": boolean("false when the pod was already gone")}),
         risk=Risk.MEDIUM,
         repeat_safety=RepeatSafety.PRECONDITIONED,
@@ -56,16 +51,7 @@ declare(
     ActionSpec(
         name="kubernetes.evict_pod",
         summary="Evict a pod through the Eviction API, so PodDisruptionBudgets are honoured (429 = retry).",
-        params=obj(
-            {
-                "namespace": namespace_param(),
-                "pod": name_param("pod"),
-                "grace_period": integer(
-                    "seconds the pod gets to shut down (default: the pod's own)", minimum=0
-                ),
-            },
-            ("namespace", "pod"),
-        ),
+        params=_DELETE_PARAMS,
         output=obj({**_POD_OUT, "evicted": boolean("false when the pod was already gone")}),
         risk=Risk.MEDIUM,
         repeat_safety=RepeatSafety.PRECONDITIONED,
@@ -78,16 +64,15 @@ declare(
     ActionSpec(
         name="kubernetes.pod_logs",
         summary="Read the tail of a container's log (also of its previous instance after a crash).",
-        params=obj(
+        params=target_params(
+            "pod",
             {
-                "namespace": namespace_param(),
-                "pod": name_param("pod"),
                 "container": string("container name (default: the only or first container)"),
                 "tail_lines": integer("lines from the end", minimum=1, maximum=10000, default=200),
                 "previous": boolean("read the previous, crashed instance", False),
                 "since": duration("only lines newer than this"),
             },
-            ("namespace", "pod"),
+            key="pod",
         ),
         output=obj(
             {
@@ -108,14 +93,13 @@ declare(
     ActionSpec(
         name="kubernetes.collect_diagnostics",
         summary="Gather a pod's spec, status, events and container logs into the step output (journal).",
-        params=obj(
+        params=target_params(
+            "pod",
             {
-                "namespace": namespace_param(),
-                "pod": name_param("pod"),
                 "tail_lines": integer("log lines per container", minimum=0, maximum=5000, default=100),
                 "previous": boolean("also read logs of crashed previous instances", True),
             },
-            ("namespace", "pod"),
+            key="pod",
         ),
         output=obj(
             {
@@ -183,7 +167,7 @@ async def evict_pod(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[st
     client = client_for(ctx)
     version = await client.eviction_version()
     uid, _ = await stamp_then_delete(
-        ctx, client, _pod_path(namespace, pod), evict=(version, pod), options=_grace(params)
+        ctx, client, _pod_path(namespace, pod), evict_version=version, options=_grace(params)
     )
     return {"pod": pod, "uid": uid or "", "evicted": uid is not None}
 
@@ -336,16 +320,8 @@ async def cleanup_failed_pods(ctx: ActionContext, params: Mapping[str, Any]) -> 
     deleted: list[str] = []
     for pod in candidates:
         meta = pod["metadata"]
-        options: dict[str, Any] = {"preconditions": {"uid": meta["uid"]}}
-        if ctx.dry_run:
-            options["dryRun"] = ["All"]
         try:
-            await client.request(
-                "DELETE",
-                _pod_path(namespace, meta["name"]),
-                body={"apiVersion": "v1", "kind": "DeleteOptions", **options},
-                query={"dryRun": "All"} if ctx.dry_run else None,
-            )
+            await delete(ctx, client, _pod_path(namespace, meta["name"]), delete_options(ctx, meta["uid"]))
         except (ObjectNotFound, ObjectConflict):
             continue  # already gone, or replaced by a new pod of the same name: not ours to delete
         deleted.append(meta["name"])

@@ -12,13 +12,12 @@ from engine.actions.kubernetes._common import (
     check_name,
     check_namespace,
     client_for,
-    dry_run_query,
     guards_for,
-    name_param,
-    namespace_param,
     parse_quantity,
+    patch,
     read,
     rule,
+    target_params,
 )
 from engine.actions.registry import declare, implement
 from engine.actions.schema import boolean, obj, string
@@ -31,14 +30,13 @@ declare(
     ActionSpec(
         name="kubernetes.expand_pvc",
         summary="Request a larger size for a PVC (never smaller), if its StorageClass allows expansion.",
-        params=obj(
+        params=target_params(
+            "PersistentVolumeClaim",
             {
-                "namespace": namespace_param(),
-                "name": name_param("PersistentVolumeClaim"),
                 "size": string("new size, e.g. 20Gi; or a growth like +50%"),
                 "max_size": string("never request more than this (guard), e.g. 100Gi"),
             },
-            ("namespace", "name", "size"),
+            ("size",),
         ),
         output=obj(
             {
@@ -105,11 +103,5 @@ async def expand_pvc(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[s
         raise PermanentActionError(
             f"PVC {namespace}/{name} is not bound yet; only bound claims can be expanded"
         )
-    await client.request(
-        "PATCH",
-        path,
-        body={"spec": {"resources": {"requests": {"storage": target}}}},
-        content_type="application/merge-patch+json",
-        query=dry_run_query(ctx),
-    )
+    await patch(ctx, client, path, {"spec": {"resources": {"requests": {"storage": target}}}})
     return {"previous": previous, "size": target, "changed": True}

@@ -12,13 +12,14 @@ from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
     REVISION_ANNOTATION,
     STAMP_ANNOTATION,
+    STRATEGIC_PATCH,
     Effect,
     KubeClient,
+    alternatives,
     check,
     check_name,
     check_namespace,
     client_for,
-    dry_run_query,
     guards_for,
     kind_param,
     name_param,
@@ -26,15 +27,18 @@ from engine.actions.kubernetes._common import (
     now_iso,
     owner_of,
     parse_quantity,
+    patch,
+    patch_read,
     read,
     retry_conflicts,
     rule,
     stamp,
     stamp_effect,
+    target_params,
 )
 from engine.actions.kubernetes._kinds import KINDS, object_path
 from engine.actions.registry import declare, implement
-from engine.actions.schema import boolean, duration, integer, obj, string
+from engine.actions.schema import JSON, boolean, duration, integer, obj, string
 from engine.durations import parse_duration
 from engine.errors import GuardRefused, PermanentActionError, TemporaryActionError
 
@@ -52,11 +56,28 @@ _RESOURCE_LIST = {
     "additionalProperties": False,
 }
 
+_WORKLOAD_RULE = rule("apps", ("daemonsets", "deployments", "statefulsets"), "get patch")
+
+
+def _workload_params(kinds: tuple[str, ...], extra: JSON | None = None, **schema: Any) -> JSON:
+    """Params naming one workload: namespace, kind (one of ``kinds``), name and ``extra``."""
+    return obj(
+        {
+            "namespace": namespace_param(),
+            "kind": kind_param(kinds),
+            "name": name_param("workload"),
+            **(extra or {}),
+        },
+        ("namespace", "kind", "name"),
+        **schema,
+    )
+
+
 declare(
     ActionSpec(
         name="kubernetes.resolve_owner",
         summary="Follow a pod's controllers up to its workload (ReplicaSet -> Deployment, Job -> CronJob).",
-        params=obj({"namespace": namespace_param(), "pod": name_param("pod")}, ("namespace", "pod")),
+        params=target_params("pod", key="pod"),
         output=obj(
             {
                 "kind": kind_param(OWNER_KINDS, "kind of the top owner (Pod when the pod has none)"),
@@ -84,19 +105,15 @@ declare(
     ActionSpec(
         name="kubernetes.scale",
         summary="Set the replicas of a Deployment or StatefulSet, within min/max guard bounds.",
-        params=obj(
+        params=_workload_params(
+            SCALABLE,
             {
-                "namespace": namespace_param(),
-                "kind": kind_param(SCALABLE),
-                "name": name_param("workload"),
                 "replicas": integer("desired replicas", minimum=0),
                 "delta": integer("change relative to the current replicas (e.g. 2 or -1)"),
                 "min": integer("never go below this (guard)", minimum=0, default=0),
                 "max": integer("never go above this (guard; also capped by the daemon settings)", minimum=0),
             },
-            ("namespace", "kind", "name"),
-            oneOf=[{"required": ["replicas"]}, {"required": ["delta"]}],
-            **{"x-kurative-hint": "give exactly one of replicas or delta"},
+            **alternatives("oneOf", ("replicas", "delta"), "give exactly one of replicas or delta"),
         ),
         output=obj(
             {
@@ -119,10 +136,7 @@ declare(
     ActionSpec(
         name="kubernetes.rollout_restart",
         summary="Restart a workload's pods with a rolling update, as `kubectl rollout restart` does.",
-        params=obj(
-            {"namespace": namespace_param(), "kind": kind_param(RESTARTABLE), "name": name_param("workload")},
-            ("namespace", "kind", "name"),
-        ),
+        params=_workload_params(RESTARTABLE),
         output=obj(
             {
                 "restarted_at": string("timestamp written to the pod template"),
@@ -132,7 +146,7 @@ declare(
         risk=Risk.MEDIUM,
         repeat_safety=RepeatSafety.STAMPED,
         dry_run=True,
-        rbac=(rule("apps", ("daemonsets", "deployments", "statefulsets"), "get patch"),),
+        rbac=(_WORKLOAD_RULE,),
     )
 )
 
@@ -140,13 +154,9 @@ declare(
     ActionSpec(
         name="kubernetes.rollback_deployment",
         summary="Roll a Deployment back to an earlier ReplicaSet's template (`kubectl rollout undo`).",
-        params=obj(
-            {
-                "namespace": namespace_param(),
-                "name": name_param("Deployment"),
-                "to_revision": integer("revision to return to (default: the previous one)", minimum=1),
-            },
-            ("namespace", "name"),
+        params=target_params(
+            "Deployment",
+            {"to_revision": integer("revision to return to (default: the previous one)", minimum=1)},
         ),
         output=obj(
             {
@@ -166,20 +176,16 @@ declare(
     ActionSpec(
         name="kubernetes.set_resources",
         summary="Set a container's requests/limits on a workload, refused above the configured caps.",
-        params=obj(
+        params=_workload_params(
+            RESTARTABLE,
             {
-                "namespace": namespace_param(),
-                "kind": kind_param(RESTARTABLE),
-                "name": name_param("workload"),
                 "container": string("container name (default: the only container)"),
                 "requests": _RESOURCE_LIST,
                 "limits": _RESOURCE_LIST,
                 "max_cpu": {"type": ["string", "number"], "description": "cap for any CPU value (guard)"},
                 "max_memory": string("cap for any memory value (guard)"),
             },
-            ("namespace", "kind", "name"),
-            anyOf=[{"required": ["requests"]}, {"required": ["limits"]}],
-            **{"x-kurative-hint": "give requests and/or limits"},
+            **alternatives("anyOf", ("requests", "limits"), "give requests and/or limits"),
         ),
         output=obj(
             {
@@ -191,7 +197,7 @@ declare(
         risk=Risk.MEDIUM,
         repeat_safety=RepeatSafety.STAMPED,
         dry_run=True,
-        rbac=(rule("apps", ("daemonsets", "deployments", "statefulsets"), "get patch"),),
+        rbac=(_WORKLOAD_RULE,),
     )
 )
 
@@ -199,15 +205,9 @@ declare(
     ActionSpec(
         name="kubernetes.wait_rollout",
         summary="Wait until a workload's rollout completes (`kubectl rollout status`), or fail at timeout.",
-        params=obj(
-            {
-                "namespace": namespace_param(),
-                "kind": kind_param(RESTARTABLE),
-                "name": name_param("workload"),
-                "timeout": duration("how long to wait", "5m"),
-                "interval": duration("how often to look", "2s"),
-            },
-            ("namespace", "kind", "name"),
+        params=_workload_params(
+            RESTARTABLE,
+            {"timeout": duration("how long to wait", "5m"), "interval": duration("how often to look", "2s")},
         ),
         output=obj(
             {
@@ -229,16 +229,15 @@ declare(
     ActionSpec(
         name="kubernetes.patch_hpa",
         summary="Change a HorizontalPodAutoscaler's minReplicas/maxReplicas (bounded by the settings).",
-        params=obj(
+        params=target_params(
+            "HorizontalPodAutoscaler",
             {
-                "namespace": namespace_param(),
-                "name": name_param("HorizontalPodAutoscaler"),
                 "min_replicas": integer("new minReplicas", minimum=1),
                 "max_replicas": integer("new maxReplicas", minimum=1),
             },
-            ("namespace", "name"),
-            anyOf=[{"required": ["min_replicas"]}, {"required": ["max_replicas"]}],
-            **{"x-kurative-hint": "give min_replicas and/or max_replicas"},
+            **alternatives(
+                "anyOf", ("min_replicas", "max_replicas"), "give min_replicas and/or max_replicas"
+            ),
         ),
         output=obj(
             {
@@ -409,16 +408,7 @@ async def scale(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, A
         )
     if target > current:
         await _check_quota(client, str(params["namespace"]), current_obj, current, target)
-    body = {
-        "metadata": {
-            "resourceVersion": current_obj["metadata"]["resourceVersion"],
-            "annotations": stamp(ctx),
-        },
-        "spec": {"replicas": target},
-    }
-    await client.request(
-        "PATCH", path, body=body, content_type="application/merge-patch+json", query=dry_run_query(ctx)
-    )
+    await patch_read(ctx, client, path, current_obj, {"spec": {"replicas": target}}, stamping=True)
     return {"previous": current, "replicas": target, "clamped": target != requested}
 
 
@@ -435,16 +425,9 @@ async def rollout_restart(ctx: ActionContext, params: Mapping[str, Any]) -> Mapp
     client = client_for(ctx)
     current = await read(client, path)
     restarted_at = now_iso()
-    body = {
-        "metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "annotations": stamp(ctx)},
-        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: restarted_at}}}},
-    }
-    updated = await client.request(
-        "PATCH",
-        path,
-        body=body,
-        content_type="application/strategic-merge-patch+json",
-        query=dry_run_query(ctx),
+    changes = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: restarted_at}}}}}
+    updated = await patch_read(
+        ctx, client, path, current, changes, stamping=True, content_type=STRATEGIC_PATCH
     )
     return {
         "restarted_at": restarted_at,
@@ -523,9 +506,7 @@ async def rollback_deployment(ctx: ActionContext, params: Mapping[str, Any]) -> 
         operations.append({"op": "add", "path": f"/metadata/annotations/{key}", "value": ctx.idempotency_key})
     else:
         operations.append({"op": "add", "path": "/metadata/annotations", "value": stamp(ctx)})
-    await client.request(
-        "PATCH", path, body=operations, content_type="application/json-patch+json", query=dry_run_query(ctx)
-    )
+    await patch(ctx, client, path, operations, "application/json-patch+json")
     return result
 
 
@@ -592,16 +573,9 @@ async def set_resources(ctx: ActionContext, params: Mapping[str, Any]) -> Mappin
             raise PermanentActionError(
                 f"{resource} request {request} would be above its limit {limit} for container {container}"
             )
-    body = {
-        "metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "annotations": stamp(ctx)},
-        "spec": {"template": {"spec": {"containers": [{"name": container, "resources": wanted}]}}},
-    }
-    updated = await client.request(
-        "PATCH",
-        path,
-        body=body,
-        content_type="application/strategic-merge-patch+json",
-        query=dry_run_query(ctx),
+    changes = {"spec": {"template": {"spec": {"containers": [{"name": container, "resources": wanted}]}}}}
+    updated = await patch_read(
+        ctx, client, path, current, changes, stamping=True, content_type=STRATEGIC_PATCH
     )
     after: Mapping[str, Any] = next(
         (c for c in updated["spec"]["template"]["spec"]["containers"] if c.get("name") == container), {}
@@ -737,11 +711,5 @@ async def patch_hpa(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[st
         )
     if new_low < 1 or new_low > new_high:
         raise PermanentActionError(f"min_replicas {new_low} must be between 1 and max_replicas {new_high}")
-    body = {
-        "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-        "spec": {"minReplicas": new_low, "maxReplicas": new_high},
-    }
-    await client.request(
-        "PATCH", path, body=body, content_type="application/merge-patch+json", query=dry_run_query(ctx)
-    )
+    await patch_read(ctx, client, path, current, {"spec": {"minReplicas": new_low, "maxReplicas": new_high}})
     return {"previous": previous, "min_replicas": new_low, "max_replicas": new_high}
