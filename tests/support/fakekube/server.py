@@ -136,6 +136,9 @@ class FakeApiServer:
         token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if token not in self.tokens.values():
             return self._status(ApiStatus(401, "Unauthorized", "Unauthorized"))
+        user = next(name for name, known in self.tokens.items() if known == token)
+        if user != ADMIN and (refused := _forbidden(user, request.method, path, request.query_params)):
+            return self._status(refused)
         for fault in list(self.faults):
             if fault.method in (request.method, "*") and re.fullmatch(fault.path, path):
                 fault.seen += 1
@@ -281,6 +284,53 @@ class FakeApiServer:
         raise ApiStatus(
             405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
         )
+
+
+_NAMESPACE_SUBRESOURCES = ("status", "finalize")
+
+
+def _forbidden(user: str, method: str, path: str, query: Any) -> ApiStatus | None:
+    """The 403 of kube-apiserver's RBAC authorizer for a user granted nothing (None: discovery).
+
+    The fake evaluates no Roles or bindings: every user but the admin may only read discovery, as the
+    real server's ``kurative`` test user may. The request is parsed as the real server's
+    RequestInfoFactory does, so the refusal comes before any lookup, even of unknown resources.
+    """
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api":
+        group, rest = "", parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, rest = parts[1], parts[3:]
+    else:
+        return None
+    if not rest:
+        return None
+    namespace = ""
+    if rest[0] == "namespaces" and len(rest) > 1:
+        namespace = rest[1]
+        if len(rest) > 2 and rest[2] not in _NAMESPACE_SUBRESOURCES:
+            rest = rest[2:]
+    resource = rest[0]
+    name = rest[1] if len(rest) > 1 else ""
+    subresource = rest[2] if len(rest) > 2 else ""
+    if method == "GET":
+        verb = "get" if name else ("watch" if query.get("watch") in ("true", "1") else "list")
+    elif method == "DELETE":
+        verb = "delete" if name else "deletecollection"
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    why = (
+        f'User "{user}" cannot {verb} resource "{resource + ("/" + subresource if subresource else "")}" '
+        f'in API group "{group}" {scope}'
+    )
+    qualified = f"{resource}.{group}" if group else resource
+    return ApiStatus(
+        403,
+        "Forbidden",
+        f'{qualified} "{name}" is forbidden: {why}' if name else f"{qualified} is forbidden: {why}",
+        {"name": name, "group": group, "kind": resource},
+    )
 
 
 def _free_port() -> int:

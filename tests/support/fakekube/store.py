@@ -56,7 +56,8 @@ MEDIA_TYPES = (
 )
 DNS_MESSAGE = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-    "and must start and end with an alphanumeric character"
+    "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation "
+    r"is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
 )
 
 
@@ -173,7 +174,10 @@ class ApiStatus(Exception):
             "code": self.code,
         }
         if self.details is not None:
-            status["details"] = self.details
+            # StatusDetails' name and group are omitempty: the real server leaves empty ones out
+            status["details"] = {
+                k: v for k, v in self.details.items() if not (k in ("name", "group") and v == "")
+            }
         return status
 
 
