@@ -20,7 +20,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from engine.adapters.kubernetes import KubernetesAdapter, KubeSettings  # noqa: E402
-from tests.integration.kube.helpers import Kube, Runner  # noqa: E402
+from tests.integration.kube.helpers import Kube, Runner, kube_in_namespace  # noqa: E402
 from tests.support.fakekube import FakeCluster, fake_cluster  # noqa: E402
 from tests.support.kube_fixtures import real_kube  # noqa: E402, F401
 
@@ -42,27 +42,16 @@ def server(kube_cluster: Any) -> str:
     return "fake" if isinstance(kube_cluster, FakeCluster) else "real"
 
 
-def _helper(cluster: Any, request: pytest.FixtureRequest) -> Iterator[Kube]:
-    api = cluster.api_client()
-    helper = Kube(api, cluster)
-    try:
-        helper.namespace = helper.create_namespace(request.node.name)
-        yield helper
-    finally:
-        helper.cleanup()
-        api.close()
-
-
 @pytest.fixture
 def kube(kube_cluster: Any, request: pytest.FixtureRequest) -> Iterator[Kube]:
     """A synchronous admin client for arranging and inspecting state, with a fresh namespace."""
-    yield from _helper(kube_cluster, request)
+    yield from kube_in_namespace(kube_cluster, request.node.name)
 
 
 @pytest.fixture
 def fake(fake_kube: FakeCluster, request: pytest.FixtureRequest) -> Iterator[Kube]:
     """The same helper on the fake server only, for faults a real server cannot be asked to show."""
-    yield from _helper(fake_kube, request)
+    yield from kube_in_namespace(fake_kube, request.node.name)
 
 
 def _runner(cluster: Any) -> Iterator[Runner]:

@@ -7,7 +7,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jsonschema
@@ -22,6 +22,7 @@ Obj = dict[str, Any]
 CORE = "/api/v1"
 APPS = "/apis/apps/v1"
 BATCH_V1 = "/apis/batch/v1"
+AUTOSCALING = "/apis/autoscaling/v1"
 
 
 class Kube:
@@ -167,6 +168,109 @@ class Kube:
         self.create(path, body)
         return f"{path}/{name}"
 
+    def daemonset(self, name: str, image: str, **pod_spec: Any) -> Obj:
+        """A DaemonSet on the nodes labelled ``pool=<namespace>`` (tolerating every taint)."""
+        body = {
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "nodeSelector": {"pool": self.namespace},
+                        "tolerations": [{"operator": "Exists"}],
+                        **pod_spec,
+                        "containers": [{"name": "a", "image": image}],
+                    },
+                },
+            },
+        }
+        return self.create(self.ns_path("daemonsets", group=APPS), body)
+
+    def hpa(self, name: str, max_replicas: int, **spec: Any) -> str:
+        """A HorizontalPodAutoscaler of the Deployment ``name``; returns its path."""
+        path = self.ns_path("horizontalpodautoscalers", group=AUTOSCALING)
+        target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        self.create(
+            path,
+            {
+                "metadata": {"name": name},
+                "spec": {"scaleTargetRef": target, **spec, "maxReplicas": max_replicas},
+            },
+        )
+        return f"{path}/{name}"
+
+    def claim(self, name: str, size: str, *, expandable: bool = True, bound: bool = True) -> str:
+        """A PVC of a StorageClass of its own (``<namespace>-grow`` or ``-fixed``); returns the class."""
+        storage_class = f"{self.namespace}-{'grow' if expandable else 'fixed'}"
+        if not self.exists(f"/apis/storage.k8s.io/v1/storageclasses/{storage_class}"):
+            self.create(
+                "/apis/storage.k8s.io/v1/storageclasses",
+                {
+                    "metadata": {"name": storage_class},
+                    "provisioner": "example.com/none",
+                    "allowVolumeExpansion": expandable,
+                },
+            )
+            self.cluster_objects.append(f"/apis/storage.k8s.io/v1/storageclasses/{storage_class}")
+        self.create(
+            self.ns_path("persistentvolumeclaims"),
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": storage_class,
+                    "resources": {"requests": {"storage": size}},
+                },
+            },
+        )
+        if bound:
+            self.bind_claim(name)
+        return storage_class
+
+    def bind_claim(self, name: str) -> None:
+        """What the PV controller would report once a volume is bound (no provisioner runs)."""
+        self.patch(self.ns_path("persistentvolumeclaims", name) + "/status", {"status": {"phase": "Bound"}})
+
+    def requested_storage(self, claim: str) -> str:
+        found: str = self.get(self.ns_path("persistentvolumeclaims", claim))["spec"]["resources"]["requests"][
+            "storage"
+        ]
+        return found
+
+    def policy_version(self) -> str:
+        """v1 or v1beta1: the policy version that serves PodDisruptionBudgets, by discovery."""
+        try:
+            served = self.request("GET", "/apis/policy/v1")["resources"]
+        except RequestFailed as exc:
+            if exc.status != 404:
+                raise
+            served = []
+        return "v1" if any(r["name"] == "poddisruptionbudgets" for r in served) else "v1beta1"
+
+    def pdb(self, app: str, min_available: int, until: tuple[str, int]) -> str:
+        """A PodDisruptionBudget named ``app`` over the pods ``app=<app>``; returns its path.
+
+        It is returned once the disruption controller has written ``status[until[0]] == until[1]``
+        (a PDB without status refuses every eviction).
+        """
+        path = f"/apis/policy/{self.policy_version()}/namespaces/{self.namespace}/poddisruptionbudgets"
+        spec = {"minAvailable": min_available, "selector": {"matchLabels": {"app": app}}}
+        self.create(path, {"metadata": {"name": app}, "spec": spec})
+        key, value = until
+        self.wait_for(
+            f"PDB {app} {key}={value}",
+            lambda: (self.get(f"{path}/{app}").get("status") or {}).get(key) == value,
+        )
+        return f"{path}/{app}"
+
+    def guarded_pod(self, name: str) -> str:
+        """A running pod that a PDB forbids evicting (minAvailable 1); returns the PDB's path."""
+        self.pod(name, labels={"app": name})
+        self.bind(name, "node-x")
+        self.make_ready(self.get(self.ns_path("pods", name)))
+        return self.pdb(name, min_available=1, until=("currentHealthy", 1))
+
     def node(self, name: str, **labels: str) -> Obj:
         body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
         made = self.create(f"{CORE}/nodes", body)
@@ -231,6 +335,18 @@ class Kube:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what}")
             time.sleep(0.1)
+
+
+def kube_in_namespace(cluster: Any, hint: str) -> Iterator[Kube]:
+    """An admin :class:`Kube` on ``cluster`` with a fresh namespace, all cleaned up afterwards."""
+    api = cluster.api_client()
+    helper = Kube(api, cluster)
+    try:
+        helper.namespace = helper.create_namespace(hint)
+        yield helper
+    finally:
+        helper.cleanup()
+        api.close()
 
 
 class RequestFailed(Exception):

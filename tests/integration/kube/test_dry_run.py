@@ -57,18 +57,8 @@ def _node(kube: Kube) -> tuple[dict[str, Any], list[str]]:
 
 
 def _hpa(kube: Kube) -> tuple[dict[str, Any], list[str]]:
-    path = kube.ns_path("horizontalpodautoscalers", group="/apis/autoscaling/v1")
-    kube.create(
-        path,
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                "maxReplicas": 3,
-            },
-        },
-    )
-    return {"namespace": kube.namespace, "name": "web", "max_replicas": 6}, [f"{path}/web"]
+    path = kube.hpa("web", 3)
+    return {"namespace": kube.namespace, "name": "web", "max_replicas": 6}, [path]
 
 
 def _job(kube: Kube) -> tuple[dict[str, Any], list[str]]:
@@ -96,24 +86,7 @@ def _cronjob(kube: Kube, suspend: bool = False) -> tuple[dict[str, Any], list[st
 
 
 def _pvc(kube: Kube) -> tuple[dict[str, Any], list[str]]:
-    sc = f"{kube.namespace}-grow"
-    kube.create(
-        "/apis/storage.k8s.io/v1/storageclasses",
-        {"metadata": {"name": sc}, "provisioner": "example.com/x", "allowVolumeExpansion": True},
-    )
-    kube.cluster_objects.append(f"/apis/storage.k8s.io/v1/storageclasses/{sc}")
-    kube.create(
-        kube.ns_path("persistentvolumeclaims"),
-        {
-            "metadata": {"name": "data"},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": sc,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
-    kube.patch(kube.ns_path("persistentvolumeclaims", "data") + "/status", {"status": {"phase": "Bound"}})
+    kube.claim("data", "1Gi")
     return {"namespace": kube.namespace, "name": "data", "size": "5Gi"}, [
         kube.ns_path("persistentvolumeclaims", "data")
     ]

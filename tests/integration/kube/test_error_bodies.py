@@ -95,40 +95,10 @@ def _create_invalid_pod(kube: Kube) -> Obj:
     return _failure(kube, "POST", kube.ns_path("pods"), body)
 
 
-def _policy_version(kube: Kube) -> str:
-    served = kube.request("GET", "/apis/policy/v1")["resources"] if _serves(kube, "/apis/policy/v1") else []
-    return "v1" if any(r["name"] == "poddisruptionbudgets" for r in served) else "v1beta1"
-
-
-def _serves(kube: Kube, path: str) -> bool:
-    try:
-        kube.request("GET", path)
-    except RequestFailed as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
-
-
 def _evict_guarded_pod(kube: Kube) -> Obj:
-    kube.pod("guarded", labels={"app": "guarded"})
-    kube.bind("guarded", "node-x")
-    kube.make_ready(kube.get(kube.ns_path("pods", "guarded")))
-    version = _policy_version(kube)
-    pdbs = f"/apis/policy/{version}/namespaces/{kube.namespace}/poddisruptionbudgets"
-    kube.create(
-        pdbs,
-        {
-            "metadata": {"name": "keep-one"},
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
-        },
-    )
-    kube.wait_for(
-        "PDB status",
-        lambda: (kube.get(f"{pdbs}/keep-one").get("status") or {}).get("currentHealthy") == 1,
-    )
+    kube.guarded_pod("guarded")
     eviction = {
-        "apiVersion": f"policy/{version}",
+        "apiVersion": f"policy/{kube.policy_version()}",
         "kind": "Eviction",
         "metadata": {"name": "guarded", "namespace": kube.namespace},
     }

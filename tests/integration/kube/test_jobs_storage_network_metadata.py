@@ -75,48 +75,26 @@ async def test_delete_job_preconditioned_and_repeatable(kube: Kube, run: Runner)
 
 
 async def test_expand_pvc_only_when_the_storage_class_allows(kube: Kube, run: Runner) -> None:
-    for name, allow in ((f"{kube.namespace}-grow", True), (f"{kube.namespace}-fixed", False)):
-        kube.create(
-            "/apis/storage.k8s.io/v1/storageclasses",
-            {"metadata": {"name": name}, "provisioner": "example.com/none", "allowVolumeExpansion": allow},
-        )
-        kube.cluster_objects.append(f"/apis/storage.k8s.io/v1/storageclasses/{name}")
-        claim = "data" if allow else "frozen"
-        kube.create(
-            kube.ns_path("persistentvolumeclaims"),
-            {
-                "metadata": {"name": claim},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": name,
-                    "resources": {"requests": {"storage": "10Gi"}},
-                },
-            },
-        )
+    kube.claim("data", "10Gi", bound=False)
+    kube.claim("frozen", "10Gi", expandable=False, bound=False)
     base = {"namespace": kube.namespace, "name": "data"}
     with pytest.raises(PermanentActionError, match="is not bound yet"):
         await run("expand_pvc", {**base, "size": "20Gi"})
     for claim in ("data", "frozen"):
-        kube.patch(kube.ns_path("persistentvolumeclaims", claim) + "/status", {"status": {"phase": "Bound"}})
+        kube.bind_claim(claim)
 
     assert await run("expand_pvc", {**base, "size": "+50%"}, dry_run=True) == {
         "previous": "10Gi",
         "size": "15Gi",
         "changed": True,
     }
-    assert (
-        kube.get(kube.ns_path("persistentvolumeclaims", "data"))["spec"]["resources"]["requests"]["storage"]
-        == "10Gi"
-    )
+    assert kube.requested_storage("data") == "10Gi"
     assert await run("expand_pvc", {**base, "size": "20Gi"}) == {
         "previous": "10Gi",
         "size": "20Gi",
         "changed": True,
     }
-    assert (
-        kube.get(kube.ns_path("persistentvolumeclaims", "data"))["spec"]["resources"]["requests"]["storage"]
-        == "20Gi"
-    )
+    assert kube.requested_storage("data") == "20Gi"
     assert (await run("expand_pvc", {**base, "size": "15Gi"}))["changed"] is False  # never shrinks
     with pytest.raises(GuardRefused, match="exceeds the allowed maximum"):
         await run("expand_pvc", {**base, "size": "80Gi", "max_size": "50Gi"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import ObjectNotFound, TemporaryActionError
-from tests.integration.kube.helpers import APPS, CORE, Kube, Runner
+from tests.integration.kube.helpers import CORE, Kube, Runner
 
 pytestmark = pytest.mark.kube
 
@@ -48,10 +48,6 @@ async def test_cordon_uncordon_taint_untaint(kube: Kube, run: Runner) -> None:
         await run("cordon", {"node": "no-such-node"})
 
 
-def _pdb_path(kube: Kube, version: str) -> str:
-    return f"/apis/policy/{version}/namespaces/{kube.namespace}/poddisruptionbudgets"
-
-
 async def test_drain_honours_pdb_skips_daemonset_pods_and_reports_what_is_left(
     kube: Kube, run: Runner
 ) -> None:
@@ -66,40 +62,13 @@ async def test_drain_honours_pdb_skips_daemonset_pods_and_reports_what_is_left(
     kube.pod("bare", labels={"app": "bare"})
     kube.bind("bare", n1)
     kube.ready_all("app=bare")
-    kube.create(
-        kube.ns_path("daemonsets", group=APPS),
-        {
-            "metadata": {"name": "agent"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "agent"}},
-                "template": {
-                    "metadata": {"labels": {"app": "agent"}},
-                    "spec": {
-                        "nodeSelector": {"pool": kube.namespace},
-                        "tolerations": [{"operator": "Exists"}],
-                        "containers": [{"name": "a", "image": "agent"}],
-                    },
-                },
-            },
-        },
-    )
+    kube.daemonset("agent", "agent")
     agents = kube.wait_for("2 agent pods", lambda: (p := kube.pods("app=agent")) and len(p) == 2 and p)
     for pod in agents:
         terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         kube.bind(pod["metadata"]["name"], terms["nodeSelectorTerms"][0]["matchFields"][0]["values"][0])
     kube.ready_all("app=agent")
-    version = (await run.adapter.client(None).eviction_version()).split("/")[1]
-    pdb = _pdb_path(kube, version)
-    kube.create(
-        pdb,
-        {
-            "metadata": {"name": "web"},
-            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}},
-        },
-    )
-    kube.wait_for(
-        "PDB allows 1", lambda: (kube.get(f"{pdb}/web").get("status") or {}).get("disruptionsAllowed") == 1
-    )
+    pdb = kube.pdb("web", min_available=2, until=("disruptionsAllowed", 1))
 
     # One web pod may go, the second is refused by the PDB (429) until the timeout; the bare pod stays.
     with pytest.raises(TemporaryActionError, match=r"drain of node .* incomplete: evicted 1 pod") as caught:
@@ -119,7 +88,7 @@ async def test_drain_honours_pdb_skips_daemonset_pods_and_reports_what_is_left(
     kube.ready_all("app=web")
     kube.wait_for(
         "PDB allows 1 again",
-        lambda: (kube.get(f"{pdb}/web").get("status") or {}).get("disruptionsAllowed") == 1,
+        lambda: (kube.get(pdb).get("status") or {}).get("disruptionsAllowed") == 1,
     )
     out = await run("drain", {"node": n1, "timeout": "20s", "grace_period": 0, "force": True})
     assert out["evicted"] == sorted(

@@ -53,29 +53,11 @@ async def test_evict_pending_pod_and_pdb_refusal(kube: Kube, run: Runner) -> Non
     assert out["evicted"] is True
     kube.wait_for("pod gone", lambda: not kube.exists(kube.ns_path("pods", "lonely")))
 
-    kube.pod("guarded", labels={"app": "guarded"})
-    kube.bind("guarded", "node-x")
-    kube.make_ready(kube.get(kube.ns_path("pods", "guarded")))
-    pdb_path = f"/apis/policy/{await _policy_version(run)}/namespaces/{kube.namespace}/poddisruptionbudgets"
-    kube.create(
-        pdb_path,
-        {
-            "metadata": {"name": "keep-one"},
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
-        },
-    )
-    kube.wait_for(
-        "PDB status",
-        lambda: (kube.get(f"{pdb_path}/keep-one").get("status") or {}).get("currentHealthy") == 1,
-    )
+    kube.guarded_pod("guarded")
     with pytest.raises(TooManyRequestsError, match="disruption budget") as caught:
         await run("evict_pod", {"namespace": kube.namespace, "pod": "guarded", "grace_period": 0})
     assert caught.value.temporary
     assert kube.exists(kube.ns_path("pods", "guarded"))
-
-
-async def _policy_version(run: Runner) -> str:
-    return (await run.adapter.client(None).eviction_version()).split("/")[1]
 
 
 async def test_pod_logs_of_an_unscheduled_pod_are_empty(kube: Kube, run: Runner) -> None:

@@ -22,7 +22,7 @@ from engine.adapters.kubernetes import ForbiddenError, KubernetesAdapter, KubeSe
 from engine.cli import main
 from engine.commands.rbac import rules_for_playbooks
 from engine.playbooks.loading import load_playbooks
-from tests.integration.kube.helpers import APPS, CORE, Kube, Runner
+from tests.integration.kube.helpers import APPS, CORE, Kube, Runner, kube_in_namespace
 
 pytestmark = [pytest.mark.kube, pytest.mark.realkube]
 RULES = Path(__file__).resolve().parents[3] / "rules"
@@ -74,38 +74,12 @@ async def _delete_job(kube: Kube, run: Runner) -> Any:
 
 
 async def _expand(kube: Kube, run: Runner) -> Any:
-    sc = f"{kube.namespace}-grow"
-    kube.create(
-        "/apis/storage.k8s.io/v1/storageclasses",
-        {"metadata": {"name": sc}, "provisioner": "example.com/x", "allowVolumeExpansion": True},
-    )
-    kube.cluster_objects.append(f"/apis/storage.k8s.io/v1/storageclasses/{sc}")
-    kube.create(
-        kube.ns_path("persistentvolumeclaims"),
-        {
-            "metadata": {"name": "data"},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": sc,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
-    kube.patch(kube.ns_path("persistentvolumeclaims", "data") + "/status", {"status": {"phase": "Bound"}})
+    kube.claim("data", "1Gi")
     return await run("expand_pvc", {"namespace": kube.namespace, "name": "data", "size": "2Gi"})
 
 
 def _hpa(kube: Kube) -> None:
-    kube.create(
-        kube.ns_path("horizontalpodautoscalers", group="/apis/autoscaling/v1"),
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                "maxReplicas": 3,
-            },
-        },
-    )
+    kube.hpa("web", 3)
 
 
 async def _get(kube: Kube, run: Runner, kinds: tuple[str, ...]) -> Any:
@@ -322,14 +296,7 @@ def as_user(real_kube: Any) -> Iterator[Runner]:
 
 @pytest.fixture
 def admin(real_kube: Any, request: pytest.FixtureRequest) -> Iterator[Kube]:
-    api = real_kube.api_client()
-    helper = Kube(api, real_kube)
-    try:
-        helper.namespace = helper.create_namespace(request.node.name)
-        yield helper
-    finally:
-        helper.cleanup()
-        api.close()
+    yield from kube_in_namespace(real_kube, request.node.name)
 
 
 async def test_every_action_of_the_shipped_rules_runs_with_the_printed_rbac(

@@ -248,21 +248,11 @@ async def test_set_resources_with_caps(kube: Kube, run: Runner) -> None:
 
 async def test_patch_hpa_bounds(kube: Kube, run: Runner) -> None:
     kube.deployment("web", replicas=1)
-    kube.create(
-        kube.ns_path("horizontalpodautoscalers", group="/apis/autoscaling/v1"),
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                "minReplicas": 1,
-                "maxReplicas": 5,
-            },
-        },
-    )
+    hpa_path = kube.hpa("web", 5, minReplicas=1)
     base = {"namespace": kube.namespace, "name": "web"}
     out = await run("patch_hpa", {**base, "max_replicas": 10})
     assert out == {"previous": {"min_replicas": 1, "max_replicas": 5}, "min_replicas": 1, "max_replicas": 10}
-    hpa = kube.get(kube.ns_path("horizontalpodautoscalers", "web", group="/apis/autoscaling/v1"))
+    hpa = kube.get(hpa_path)
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 10)
     with pytest.raises(PermanentActionError, match="must be between 1 and max_replicas 10"):
         await run("patch_hpa", {**base, "min_replicas": 11})
@@ -274,24 +264,7 @@ async def test_patch_hpa_bounds(kube: Kube, run: Runner) -> None:
 async def test_daemonset_restart_and_rollout(kube: Kube, run: Runner) -> None:
     node = f"{kube.namespace}-ds"
     kube.node(node, pool=kube.namespace)
-    kube.create(
-        kube.ns_path("daemonsets", group=APPS),
-        {
-            "metadata": {"name": "agent"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "agent"}},
-                "template": {
-                    "metadata": {"labels": {"app": "agent"}},
-                    "spec": {
-                        "nodeSelector": {"pool": kube.namespace},
-                        "tolerations": [{"operator": "Exists"}],
-                        "terminationGracePeriodSeconds": 0,
-                        "containers": [{"name": "a", "image": "agent:1"}],
-                    },
-                },
-            },
-        },
-    )
+    kube.daemonset("agent", "agent:1", terminationGracePeriodSeconds=0)
     base = {"namespace": kube.namespace, "kind": "DaemonSet", "name": "agent"}
     async with kubelet(kube, "app=agent"):
         first = await run("wait_rollout", {**base, "timeout": "60s", "interval": "200ms"})
