@@ -23,6 +23,7 @@ CORE = "/api/v1"
 APPS = "/apis/apps/v1"
 BATCH_V1 = "/apis/batch/v1"
 AUTOSCALING = "/apis/autoscaling/v1"
+REVISION = "deployment.kubernetes.io/revision"
 
 
 class Kube:
@@ -128,6 +129,17 @@ class Kube:
             },
         }
         return self.create(self.ns_path("deployments", group=APPS), body)
+
+    def wait_revision(self, name: str, revision: str | None = None) -> str:
+        """Wait until the controller gave Deployment ``name`` a revision (or this one); its path."""
+        path = self.ns_path("deployments", name, group=APPS)
+
+        def current() -> str | None:
+            found: str | None = (self.get(path)["metadata"].get("annotations") or {}).get(REVISION)
+            return found if revision is None or found == revision else None
+
+        self.wait_for(f"revision {revision or 'any'} of {name}", current)
+        return path
 
     def statefulset(self, name: str, replicas: int = 1) -> Obj:
         body = {

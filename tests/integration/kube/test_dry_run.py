@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from engine.actions.registry import all_actions
-from tests.integration.kube.helpers import APPS, BATCH_V1, CORE, Kube, Runner
+from tests.integration.kube.helpers import BATCH_V1, CORE, Kube, Runner
 
 pytestmark = pytest.mark.kube
 
@@ -22,26 +22,14 @@ Setup = Callable[[Kube], tuple[dict[str, Any], list[str]]]
 
 def _deployment(kube: Kube) -> tuple[dict[str, Any], list[str]]:
     kube.deployment("web", replicas=1)
-    path = kube.ns_path("deployments", "web", group=APPS)
-    kube.wait_for(
-        "revision",
-        lambda: (kube.get(path)["metadata"].get("annotations") or {}).get(
-            "deployment.kubernetes.io/revision"
-        ),
-    )
+    path = kube.wait_revision("web")
     return {"namespace": kube.namespace, "kind": "Deployment", "name": "web"}, [path]
 
 
 def _two_revisions(kube: Kube) -> tuple[dict[str, Any], list[str]]:
     _params, paths = _deployment(kube)
     kube.patch(paths[0], {"spec": {"template": {"metadata": {"annotations": {"v": "2"}}}}})
-    kube.wait_for(
-        "revision 2",
-        lambda: (
-            (kube.get(paths[0])["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
-            == "2"
-        ),
-    )
+    kube.wait_revision("web", "2")
     return {"namespace": kube.namespace, "name": "web"}, paths
 
 

@@ -22,7 +22,7 @@ from engine.adapters.kubernetes import ForbiddenError, KubernetesAdapter, KubeSe
 from engine.cli import main
 from engine.commands.rbac import rules_for_playbooks
 from engine.playbooks.loading import load_playbooks
-from tests.integration.kube.helpers import APPS, CORE, Kube, Runner, kube_in_namespace
+from tests.integration.kube.helpers import CORE, Kube, Runner, kube_in_namespace
 
 pytestmark = [pytest.mark.kube, pytest.mark.realkube]
 RULES = Path(__file__).resolve().parents[3] / "rules"
@@ -112,22 +112,9 @@ async def _resolve(kube: Kube, run: Runner) -> Any:
 
 async def _rollback(kube: Kube, run: Runner) -> Any:
     kube.deployment("web", replicas=0)
-    path = kube.ns_path("deployments", "web", group=APPS)
-    kube.wait_for(
-        "revision 1",
-        lambda: (
-            (kube.get(path)["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
-            == "1"
-        ),
-    )
+    path = kube.wait_revision("web", "1")
     kube.patch(path, {"spec": {"template": {"metadata": {"annotations": {"v": "2"}}}}})
-    kube.wait_for(
-        "revision 2",
-        lambda: (
-            (kube.get(path)["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
-            == "2"
-        ),
-    )
+    kube.wait_revision("web", "2")
     return await run("rollback_deployment", {"namespace": kube.namespace, "name": "web"})
 
 

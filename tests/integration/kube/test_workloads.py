@@ -177,13 +177,7 @@ async def test_rollback_deployment_restores_the_previous_template(kube: Kube, ru
     kube.deployment("web", replicas=1)
     base = {"namespace": kube.namespace, "name": "web"}
     path = kube.ns_path("deployments", "web", group=APPS)
-    kube.wait_for(
-        "revision 1",
-        lambda: (
-            (kube.get(path)["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
-            == "1"
-        ),
-    )
+    kube.wait_revision("web", "1")
     with pytest.raises(PermanentActionError, match="no previous revision to roll back to"):
         await run("rollback_deployment", base)
 
@@ -192,13 +186,7 @@ async def test_rollback_deployment_restores_the_previous_template(kube: Kube, ru
         {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26-broken"}]}}}},
         "application/strategic-merge-patch+json",
     )
-    kube.wait_for(
-        "revision 2",
-        lambda: (
-            (kube.get(path)["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
-            == "2"
-        ),
-    )
+    kube.wait_revision("web", "2")
 
     with pytest.raises(PermanentActionError, match="has no revision 7"):
         await run("rollback_deployment", {**base, "to_revision": 7})
@@ -210,13 +198,7 @@ async def test_rollback_deployment_restores_the_previous_template(kube: Kube, ru
     assert "pod-template-hash" not in dep["spec"]["template"]["metadata"]["labels"]
     assert await run.check("rollback_deployment", base, ctx) is Effect.DONE
     # the controller gives the restored ReplicaSet the next revision, as `kubectl rollout undo` leaves it
-    kube.wait_for(
-        "revision 3",
-        lambda: (
-            (kube.get(path)["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
-            == "3"
-        ),
-    )
+    kube.wait_revision("web", "3")
 
 
 async def test_set_resources_with_caps(kube: Kube, run: Runner) -> None:
