@@ -19,28 +19,20 @@ import psycopg.errors
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from engine.errors import (
-    ExecutionNotFound,
-    JournalConflict,
-    JournalError,
-    JournalUnavailable,
-    LeaseLost,
-)
+from engine.errors import ExecutionNotFound, JournalError, JournalUnavailable
 from engine.journal import rows
-from engine.journal.batching import GroupCommitter
-from engine.journal.encoding import (
-    DEFAULT_LIMITS,
-    JournalLimits,
-    PreparedAlert,
-    bounded_text,
-    clean_text,
-    decode_cursor,
-    encode_cursor,
-    encode_json,
-    new_id,
-    prepare_alerts,
-    truncate_text,
+from engine.journal.backend import (
+    JournalBackend,
+    alert_not_found,
+    already_finished,
+    execution_not_found,
+    lease_lost,
+    not_awaiting_approval,
+    playbook_not_found,
+    select_executions,
+    step_twice,
 )
+from engine.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id, truncate_text
 from engine.journal.models import (
     FINISHED_STATES,
     Approval,
@@ -53,7 +45,6 @@ from engine.journal.models import (
     ExecutionFilter,
     ExecutionRequest,
     ExecutionState,
-    IncomingAlert,
     Lease,
     LimitRequest,
     Page,
@@ -63,16 +54,10 @@ from engine.journal.models import (
     SchemaStatus,
     StepFinish,
     StepStart,
-    StepStatus,
     StoredAlert,
 )
 from engine.journal.schema import SCHEMA_VERSION_TABLE, check_version, load_migrations
-from engine.journal.validation import (
-    check_lease_seconds,
-    check_page_limit,
-    check_release,
-    check_request,
-)
+from engine.journal.validation import check_lease_seconds, check_page_limit, check_release, check_request
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[DictRow]
@@ -174,7 +159,7 @@ _PRUNE = (
 )
 
 
-class PostgresJournal:
+class PostgresJournal(JournalBackend):
     """The :class:`engine.journal.base.Journal` on PostgreSQL."""
 
     backend = "postgresql"
@@ -193,9 +178,8 @@ class PostgresJournal:
         reconnect_timeout: float = 60.0,
         flushers: int = 2,
     ) -> None:
+        super().__init__(url=url_shown, limits=limits, group_commit=group_commit, flushers=flushers)
         self._conninfo = conninfo
-        self._url = url_shown
-        self._limits = limits
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout
         self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
@@ -216,13 +200,6 @@ class PostgresJournal:
             name="kurative-journal",
         )
         self._pool_open = False
-        self._committer: GroupCommitter[PreparedAlert] | None = (
-            GroupCommitter(self._flush_alerts, concurrency=flushers) if group_commit else None
-        )
-
-    @property
-    def url(self) -> str:
-        return self._url
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -294,10 +271,6 @@ class PostgresJournal:
         applied = await self._run(self._applied, retry=True)
         return SchemaStatus(current=max(applied, default=0), latest=latest, applied=applied)
 
-    async def check_schema(self) -> None:
-        status = await self.schema_status()
-        check_version(status.current, status.latest, self._url, migrating=False)
-
     async def migrate(self) -> SchemaStatus:
         migrations = load_migrations(self.backend)
 
@@ -340,16 +313,6 @@ class PostgresJournal:
 
     # -- alert inbox --------------------------------------------------------------------------------
 
-    async def commit_alerts(self, alerts: Sequence[IncomingAlert]) -> tuple[str, ...]:
-        prepared = prepare_alerts(alerts, self._limits)
-        if not prepared:
-            return ()
-        if self._committer is not None:
-            await self._committer.submit(prepared)
-        else:
-            await self._flush_alerts(prepared)
-        return tuple(alert.id for alert in prepared)
-
     async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
         params = (
             [a.id for a in prepared],
@@ -374,7 +337,7 @@ class PostgresJournal:
             cur = await conn.execute(f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE id = %s", (alert_id,))
             row = await cur.fetchone()
             if row is None:
-                raise ExecutionNotFound(f"no alert {alert_id!r} in the journal (unknown or pruned)")
+                raise alert_not_found(alert_id)
             return rows.alert_from_row(row, CODEC)
 
         return await self._run(read, retry=True)
@@ -385,13 +348,8 @@ class PostgresJournal:
         self, versions: Sequence[PlaybookVersion]
     ) -> tuple[PlaybookVersionConflict, ...]:
         checked = [
-            (
-                clean_text(v.name, "playbook name", self._limits.max_text_chars) or "",
-                int(v.version),
-                clean_text(v.content_hash, "content hash", self._limits.max_text_chars) or "",
-                bounded_text(v.body, f"playbook {v.name} body", self._limits.max_record_bytes),
-            )
-            for v in versions
+            (name or "", version, content_hash or "", body)
+            for name, version, content_hash, body in self._clean_playbooks(versions)
         ]
 
         async def record(conn: Conn) -> tuple[PlaybookVersionConflict, ...]:
@@ -425,10 +383,8 @@ class PostgresJournal:
             )
             row = await cur.fetchone()
             if row is None:
-                raise ExecutionNotFound(
-                    f"playbook {name} version {version} ({content_hash[:12]}) is not in the journal"
-                )
-            return PlaybookVersion(row["name"], int(row["version"]), row["content_hash"], row["body"])
+                raise playbook_not_found(name, version, content_hash)
+            return rows.playbook_from_row(row)
 
         return await self._run(read, retry=True)
 
@@ -446,7 +402,7 @@ class PostgresJournal:
                 cur = await conn.execute("SELECT fingerprint FROM alerts WHERE id = %s", (alert_id,))
                 alert = await cur.fetchone()
                 if alert is None:
-                    raise ExecutionNotFound(f"no alert {alert_id!r} in the journal (unknown or pruned)")
+                    raise alert_not_found(alert_id)
                 for request in requests:
                     outcomes.append(await self._create_one(conn, alert_id, alert["fingerprint"], request))
             return tuple(outcomes)
@@ -541,14 +497,17 @@ class PostgresJournal:
     async def claim_executions(
         self, owner: str, *, limit: int = 1, lease_seconds: float = 30.0
     ) -> tuple[Claim, ...]:
-        owner_text = clean_text(owner, "lease owner", self._limits.max_text_chars) or ""
+        owner_text = self._clean(owner, "lease owner") or ""
         check_lease_seconds(lease_seconds)
         check_page_limit(limit)
 
         async def claim(conn: Conn) -> tuple[Claim, ...]:
             cur = await conn.execute(_CLAIM, {"limit": limit, "owner": owner_text, "lease": lease_seconds})
             found = await cur.fetchall()
-            return tuple(sorted((_claim(row) for row in found), key=lambda c: c.execution.created_at))
+            claims = (
+                rows.claim_from_row(row, CODEC, row["previous_state"], row["previous_owner"]) for row in found
+            )
+            return tuple(sorted(claims, key=lambda c: c.execution.created_at))
 
         return await self._run(claim)
 
@@ -564,14 +523,8 @@ class PostgresJournal:
             )
             row = await cur.fetchone()
             if row is None:
-                raise _lease_lost(lease)
-            return Lease(
-                lease.execution_id,
-                lease.owner,
-                lease.attempt,
-                _to_time(row["lease_expires_at"]),
-                bool(row["cancel_requested"]),
-            )
+                raise lease_lost(lease)
+            return rows.renewed_lease(lease, row, CODEC)
 
         return await self._run(renew, retry=True)
 
@@ -606,20 +559,20 @@ class PostgresJournal:
             )
             row = await cur.fetchone()
             if row is None:
-                raise _lease_lost(lease)
+                raise lease_lost(lease)
             return rows.execution_from_row(row, CODEC)
 
         return await self._run(release)
 
     async def record_step_started(self, lease: Lease, step: StepStart) -> int:
-        params_json, _ = encode_json(step.params, f"step {step.name} params", self._limits.max_record_bytes)
+        clean = self._clean_start(step)
         values = {
             "index": step.index,
-            "name": clean_text(step.name, "step name", self._limits.max_text_chars),
-            "action": clean_text(step.action, "step action", self._limits.max_text_chars),
+            "name": clean.name,
+            "action": clean.action,
             "attempt": step.attempt,
-            "params": params_json,
-            "key": clean_text(step.idempotency_key, "idempotency key", self._limits.max_text_chars),
+            "params": clean.params_json,
+            "key": clean.idempotency_key,
             "id": lease.execution_id,
             "owner": lease.owner,
             "lease_attempt": lease.attempt,
@@ -627,18 +580,15 @@ class PostgresJournal:
         return await self._record_step(_STEP_STARTED, values, lease, step.name, step.attempt, "started")
 
     async def record_step_finished(self, lease: Lease, step: StepFinish) -> int:
-        status = StepStatus(step.status)
-        if status is StepStatus.STARTED:
-            raise JournalConflict("record_step_finished needs a final status, not 'started'")
-        output_json, _ = encode_json(step.output, f"step {step.name} output", self._limits.max_record_bytes)
+        clean = self._clean_finish(step)
         values = {
             "index": step.index,
-            "name": clean_text(step.name, "step name", self._limits.max_text_chars),
-            "action": clean_text(step.action, "step action", self._limits.max_text_chars) or "",
+            "name": clean.name,
+            "action": clean.action,
             "attempt": step.attempt,
-            "status": status.value,
-            "output": output_json,
-            "error": truncate_text(step.error, self._limits.max_record_bytes),
+            "status": clean.status.value,
+            "output": clean.output_json,
+            "error": clean.error,
             "id": lease.execution_id,
             "owner": lease.owner,
             "lease_attempt": lease.attempt,
@@ -652,12 +602,10 @@ class PostgresJournal:
             try:
                 cur = await conn.execute(sql, values)
             except psycopg.errors.UniqueViolation:
-                raise JournalConflict(
-                    f"step {name} attempt {attempt} of execution {lease.execution_id} was already {what}"
-                ) from None
+                raise step_twice(lease, name, attempt, what) from None
             row = await cur.fetchone()
             if row is None:
-                raise _lease_lost(lease)
+                raise lease_lost(lease)
             return int(row["id"])
 
         return await self._run(record)
@@ -669,40 +617,11 @@ class PostgresJournal:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        check_page_limit(limit)
-        where = where or ExecutionFilter()
-        clauses: list[str] = []
-        params: list[Any] = []
-        if cursor is not None:
-            clauses.append("seq < %s")
-            params.append(decode_cursor(cursor))
-        if where.states:
-            clauses.append("state = ANY(%s)")
-            params.append([ExecutionState(s).value for s in where.states])
-        if where.playbook_name is not None:
-            clauses.append("playbook_name = %s")
-            params.append(where.playbook_name)
-        if where.alert_fingerprint is not None:
-            clauses.append("alert_fingerprint = %s")
-            params.append(where.alert_fingerprint)
-        if where.created_after is not None:
-            clauses.append("created_at >= %s")
-            params.append(where.created_after)
-        if where.created_before is not None:
-            clauses.append("created_at < %s")
-            params.append(where.created_before)
-        sql = f"SELECT {rows.EXECUTION_COLUMNS} FROM executions"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY seq DESC LIMIT %s"
-        params.append(limit + 1)
+        sql, params = select_executions(where, cursor, limit, mark="%s", time=lambda moment: moment)
 
         async def read(conn: Conn) -> Page:
             cur = await conn.execute(sql.encode(), params)
-            found = await cur.fetchall()
-            items = tuple(rows.execution_from_row(r, CODEC) for r in found[:limit])
-            next_cursor = encode_cursor(int(found[limit - 1]["seq"])) if len(found) > limit else None
-            return Page(items, next_cursor)
+            return rows.page_from_rows(await cur.fetchall(), limit, CODEC)
 
         return await self._run(read, retry=True)
 
@@ -715,7 +634,7 @@ class PostgresJournal:
                 )
                 row = await cur.fetchone()
                 if row is None:
-                    raise _not_found(execution_id)
+                    raise execution_not_found(execution_id)
                 cur = await conn.execute(
                     f"SELECT {rows.STEP_COLUMNS} FROM steps WHERE execution_id = %s ORDER BY id",
                     (execution_id,),
@@ -726,11 +645,7 @@ class PostgresJournal:
                     (execution_id,),
                 )
                 approvals = await cur.fetchall()
-            return ExecutionDetail(
-                rows.execution_from_row(row, CODEC),
-                tuple(rows.step_from_row(s, CODEC) for s in steps),
-                tuple(rows.approval_from_row(a, CODEC) for a in approvals),
-            )
+            return rows.detail_from_rows(row, steps, approvals, CODEC)
 
         return await self._run(read, retry=True)
 
@@ -738,21 +653,13 @@ class PostgresJournal:
         self, execution_id: str, decision: Decision, who: str, reason: str = ""
     ) -> Approval:
         decision = Decision(decision)
-        who_text = clean_text(who, "approver", self._limits.max_text_chars) or ""
-        reason_text = truncate_text(reason, self._limits.max_text_chars) or ""
+        who_text, reason_text = self._who_and_reason(who, reason, "approver")
 
         async def record(conn: Conn) -> Approval:
             async with conn.transaction():
-                cur = await conn.execute(
-                    "SELECT state FROM executions WHERE id = %s FOR UPDATE", (execution_id,)
-                )
-                row = await cur.fetchone()
-                if row is None:
-                    raise _not_found(execution_id)
-                if row["state"] != ExecutionState.AWAITING_APPROVAL:
-                    raise JournalConflict(
-                        f"execution {execution_id} is {row['state']}, not awaiting approval"
-                    )
+                state = await _lock_state(conn, execution_id)
+                if state is not ExecutionState.AWAITING_APPROVAL:
+                    raise not_awaiting_approval(execution_id, state)
                 cur = await conn.execute(
                     "INSERT INTO approvals (execution_id, decision, who, reason) VALUES (%s, %s, %s, %s) "
                     f"RETURNING {rows.APPROVAL_COLUMNS}",
@@ -776,20 +683,13 @@ class PostgresJournal:
         return await self._run(record)
 
     async def cancel_execution(self, execution_id: str, who: str, reason: str = "") -> Execution:
-        who_text = clean_text(who, "who", self._limits.max_text_chars) or ""
-        reason_text = truncate_text(reason, self._limits.max_text_chars) or ""
+        who_text, reason_text = self._who_and_reason(who, reason, "who")
 
         async def cancel(conn: Conn) -> Execution:
             async with conn.transaction():
-                cur = await conn.execute(
-                    "SELECT state FROM executions WHERE id = %s FOR UPDATE", (execution_id,)
-                )
-                row = await cur.fetchone()
-                if row is None:
-                    raise _not_found(execution_id)
-                state = ExecutionState(row["state"])
+                state = await _lock_state(conn, execution_id)
                 if state.finished:
-                    raise JournalConflict(f"execution {execution_id} already finished ({state})")
+                    raise already_finished(execution_id, state)
                 if state is ExecutionState.RUNNING:
                     cur = await conn.execute(
                         "UPDATE executions SET cancel_requested = true, updated_at = now() WHERE id = %s "
@@ -824,20 +724,16 @@ class PostgresJournal:
     # -- retention ----------------------------------------------------------------------------------
 
     async def prune(self, older_than: float, *, batch: int = 1000) -> PruneReport:
-        check_page_limit(batch, what="batch", maximum=100_000)
-        report = PruneReport()
-        values = {"finished": _FINISHED, "age": float(older_than), "batch": batch}
-        for field, sql in _PRUNE:
-            while True:
+        async def delete(field: str, sql: str) -> int:
+            values = {"finished": _FINISHED, "age": float(older_than), "batch": batch}
 
-                async def delete(conn: Conn, sql: str = sql) -> int:
-                    cur = await conn.execute(sql.encode(), values)
-                    return cur.rowcount
+            async def run(conn: Conn) -> int:
+                cur = await conn.execute(sql.encode(), values)
+                return cur.rowcount
 
-                deleted = await self._run(delete)
-                report = report + PruneReport(**{field: deleted})
-                if deleted < batch:
-                    break
+            return await self._run(run)
+
+        report = await self._prune_in_batches(_PRUNE, batch, delete)
 
         async def forget_idle_limits(conn: Conn) -> None:
             await conn.execute(
@@ -852,31 +748,10 @@ class PostgresJournal:
         return report
 
 
-def _claim(row: Any) -> Claim:
-    execution = rows.execution_from_row(row, CODEC)
-    assert execution.lease_owner is not None
-    assert execution.lease_expires_at is not None
-    recovered = row["previous_state"] == ExecutionState.RUNNING
-    return Claim(
-        execution=execution,
-        lease=Lease(
-            execution.id,
-            execution.lease_owner,
-            execution.attempt,
-            execution.lease_expires_at,
-            bool(row["cancel_requested"]),
-        ),
-        recovered=recovered,
-        previous_owner=row["previous_owner"] if recovered else None,
-    )
-
-
-def _lease_lost(lease: Lease) -> LeaseLost:
-    return LeaseLost(
-        f"{lease.owner} no longer holds the lease on execution {lease.execution_id} "
-        f"(attempt {lease.attempt}): another worker took it over, or it left the running state"
-    )
-
-
-def _not_found(execution_id: str) -> ExecutionNotFound:
-    return ExecutionNotFound(f"no execution {execution_id!r} in the journal (unknown or pruned)")
+async def _lock_state(conn: Conn, execution_id: str) -> ExecutionState:
+    """The execution's state, its row locked until the transaction ends."""
+    cur = await conn.execute("SELECT state FROM executions WHERE id = %s FOR UPDATE", (execution_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise execution_not_found(execution_id)
+    return ExecutionState(row["state"])

@@ -7,17 +7,23 @@ once and cannot drift between SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from engine.journal.encoding import encode_cursor
 from engine.journal.models import (
     AlertStatus,
     Approval,
+    Claim,
     Decision,
     Execution,
+    ExecutionDetail,
     ExecutionState,
+    Lease,
+    Page,
+    PlaybookVersion,
     StepRecord,
     StepStatus,
     StoredAlert,
@@ -113,4 +119,57 @@ def approval_from_row(row: Row, codec: Codec) -> Approval:
         who=row["who"],
         reason=row["reason"],
         decided_at=codec.time(row["decided_at"]),
+    )
+
+
+def playbook_from_row(row: Row) -> PlaybookVersion:
+    return PlaybookVersion(row["name"], int(row["version"]), row["content_hash"], row["body"])
+
+
+def claim_from_row(row: Row, codec: Codec, previous_state: str, previous_owner: str | None) -> Claim:
+    """A freshly claimed execution; ``previous_*`` is what the row held before the claim."""
+    execution = execution_from_row(row, codec)
+    assert execution.lease_owner is not None
+    assert execution.lease_expires_at is not None
+    recovered = previous_state == ExecutionState.RUNNING
+    return Claim(
+        execution=execution,
+        lease=Lease(
+            execution.id,
+            execution.lease_owner,
+            execution.attempt,
+            execution.lease_expires_at,
+            bool(row["cancel_requested"]),
+        ),
+        recovered=recovered,
+        previous_owner=previous_owner if recovered else None,
+    )
+
+
+def renewed_lease(lease: Lease, row: Row, codec: Codec) -> Lease:
+    """``lease`` with the expiry and cancel flag a renewal returned."""
+    return Lease(
+        lease.execution_id,
+        lease.owner,
+        lease.attempt,
+        codec.time(row["lease_expires_at"]),
+        bool(row["cancel_requested"]),
+    )
+
+
+def page_from_rows(found: Sequence[Row], limit: int, codec: Codec) -> Page:
+    """A page of at most ``limit`` executions out of ``limit + 1`` rows read (the extra one tells that
+    a next page exists)."""
+    items = tuple(execution_from_row(r, codec) for r in found[:limit])
+    next_cursor = encode_cursor(int(found[limit - 1]["seq"])) if len(found) > limit else None
+    return Page(items, next_cursor)
+
+
+def detail_from_rows(
+    row: Row, steps: Sequence[Row], approvals: Sequence[Row], codec: Codec
+) -> ExecutionDetail:
+    return ExecutionDetail(
+        execution_from_row(row, codec),
+        tuple(step_from_row(s, codec) for s in steps),
+        tuple(approval_from_row(a, codec) for a in approvals),
     )

@@ -20,28 +20,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.errors import (
-    ExecutionNotFound,
-    JournalConflict,
-    JournalError,
-    JournalUnavailable,
-    LeaseLost,
-)
+from engine.errors import JournalError, JournalUnavailable
 from engine.journal import rows
-from engine.journal.batching import GroupCommitter
-from engine.journal.encoding import (
-    DEFAULT_LIMITS,
-    JournalLimits,
-    PreparedAlert,
-    bounded_text,
-    clean_text,
-    decode_cursor,
-    encode_cursor,
-    encode_json,
-    new_id,
-    prepare_alerts,
-    truncate_text,
+from engine.journal.backend import (
+    JournalBackend,
+    alert_not_found,
+    already_finished,
+    execution_not_found,
+    lease_lost,
+    not_awaiting_approval,
+    playbook_not_found,
+    select_executions,
+    step_twice,
 )
+from engine.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id, truncate_text
 from engine.journal.models import (
     FINISHED_STATES,
     Approval,
@@ -54,7 +46,6 @@ from engine.journal.models import (
     ExecutionFilter,
     ExecutionRequest,
     ExecutionState,
-    IncomingAlert,
     Lease,
     Page,
     PlaybookVersion,
@@ -63,16 +54,10 @@ from engine.journal.models import (
     SchemaStatus,
     StepFinish,
     StepStart,
-    StepStatus,
     StoredAlert,
 )
 from engine.journal.schema import SCHEMA_VERSION_TABLE, check_version, load_migrations
-from engine.journal.validation import (
-    check_lease_seconds,
-    check_page_limit,
-    check_release,
-    check_request,
-)
+from engine.journal.validation import check_lease_seconds, check_page_limit, check_release, check_request
 
 T = TypeVar("T")
 
@@ -101,7 +86,7 @@ def _epoch(moment: datetime | None) -> float | None:
     return None if moment is None else round(moment.timestamp(), 6)
 
 
-class SQLiteJournal:
+class SQLiteJournal(JournalBackend):
     """The :class:`engine.journal.base.Journal` on one SQLite file."""
 
     backend = "sqlite"
@@ -115,20 +100,12 @@ class SQLiteJournal:
         busy_timeout: float = 5.0,
         group_commit: bool = True,
     ) -> None:
+        super().__init__(url=url, limits=limits, group_commit=group_commit, flushers=1)
         self._path = path
-        self._url = url
-        self._limits = limits
         self._busy_timeout = busy_timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kurative-journal")
         self._conn: sqlite3.Connection | None = None
-        self._committer: GroupCommitter[PreparedAlert] | None = (
-            GroupCommitter(self._flush_alerts, concurrency=1) if group_commit else None
-        )
         self._closed = False
-
-    @property
-    def url(self) -> str:
-        return self._url
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -250,24 +227,10 @@ class SQLiteJournal:
         status = await self.schema_status()
         return SchemaStatus(current=status.current, latest=status.latest, applied=newly)
 
-    async def check_schema(self) -> None:
-        status = await self.schema_status()
-        check_version(status.current, status.latest, self._url, migrating=False)
-
     async def now(self) -> datetime:
         return _to_time(_now())
 
     # -- alert inbox --------------------------------------------------------------------------------
-
-    async def commit_alerts(self, alerts: Sequence[IncomingAlert]) -> tuple[str, ...]:
-        prepared = prepare_alerts(alerts, self._limits)
-        if not prepared:
-            return ()
-        if self._committer is not None:
-            await self._committer.submit(prepared)
-        else:
-            await self._flush_alerts(prepared)
-        return tuple(alert.id for alert in prepared)
 
     async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
         def insert(conn: sqlite3.Connection) -> None:
@@ -300,7 +263,7 @@ class SQLiteJournal:
                 f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)
             ).fetchone()
             if row is None:
-                raise ExecutionNotFound(f"no alert {alert_id!r} in the journal (unknown or pruned)")
+                raise alert_not_found(alert_id)
             return rows.alert_from_row(row, CODEC)
 
         return await self._run(read)
@@ -310,15 +273,7 @@ class SQLiteJournal:
     async def record_playbooks(
         self, versions: Sequence[PlaybookVersion]
     ) -> tuple[PlaybookVersionConflict, ...]:
-        checked = [
-            (
-                clean_text(v.name, "playbook name", self._limits.max_text_chars),
-                int(v.version),
-                clean_text(v.content_hash, "content hash", self._limits.max_text_chars),
-                bounded_text(v.body, f"playbook {v.name} body", self._limits.max_record_bytes),
-            )
-            for v in versions
-        ]
+        checked = self._clean_playbooks(versions)
 
         def record(conn: sqlite3.Connection) -> tuple[PlaybookVersionConflict, ...]:
             conflicts: list[PlaybookVersionConflict] = []
@@ -351,10 +306,8 @@ class SQLiteJournal:
                 (name, version, content_hash),
             ).fetchone()
             if row is None:
-                raise ExecutionNotFound(
-                    f"playbook {name} version {version} ({content_hash[:12]}) is not in the journal"
-                )
-            return PlaybookVersion(row["name"], int(row["version"]), row["content_hash"], row["body"])
+                raise playbook_not_found(name, version, content_hash)
+            return rows.playbook_from_row(row)
 
         return await self._run(read)
 
@@ -371,7 +324,7 @@ class SQLiteJournal:
             with self._transaction(conn):
                 alert = conn.execute("SELECT fingerprint FROM alerts WHERE id = ?", (alert_id,)).fetchone()
                 if alert is None:
-                    raise ExecutionNotFound(f"no alert {alert_id!r} in the journal (unknown or pruned)")
+                    raise alert_not_found(alert_id)
                 now = _now()
                 for request in requests:
                     outcomes.append(self._create_one(conn, alert_id, alert[0], request, now))
@@ -467,7 +420,7 @@ class SQLiteJournal:
     async def claim_executions(
         self, owner: str, *, limit: int = 1, lease_seconds: float = 30.0
     ) -> tuple[Claim, ...]:
-        owner_text = clean_text(owner, "lease owner", self._limits.max_text_chars) or ""
+        owner_text = self._clean(owner, "lease owner") or ""
         check_lease_seconds(lease_seconds)
         check_page_limit(limit)
 
@@ -488,7 +441,7 @@ class SQLiteJournal:
                         f"error = NULL WHERE id = ? RETURNING {rows.EXECUTION_COLUMNS}",
                         (owner_text, now + lease_seconds, now, now, row["id"]),
                     ).fetchone()
-                    claims.append(_claim(updated, row["state"], row["lease_owner"]))
+                    claims.append(rows.claim_from_row(updated, CODEC, row["state"], row["lease_owner"]))
             return tuple(claims)
 
         return await self._run(claim)
@@ -505,14 +458,8 @@ class SQLiteJournal:
                 (now + lease_seconds, now, lease.execution_id, lease.owner, lease.attempt),
             ).fetchone()
             if row is None:
-                raise _lease_lost(lease)
-            return Lease(
-                lease.execution_id,
-                lease.owner,
-                lease.attempt,
-                _to_time(row["lease_expires_at"]),
-                bool(row["cancel_requested"]),
-            )
+                raise lease_lost(lease)
+            return rows.renewed_lease(lease, row, CODEC)
 
         return await self._run(renew)
 
@@ -545,7 +492,7 @@ class SQLiteJournal:
                 ),
             ).fetchone()
             if row is None:
-                raise _lease_lost(lease)
+                raise lease_lost(lease)
             return rows.execution_from_row(row, CODEC)
 
         return await self._run(release)
@@ -556,13 +503,10 @@ class SQLiteJournal:
             (lease.execution_id, lease.owner, lease.attempt),
         ).fetchone()
         if held is None:
-            raise _lease_lost(lease)
+            raise lease_lost(lease)
 
     async def record_step_started(self, lease: Lease, step: StepStart) -> int:
-        params_json, _ = encode_json(step.params, f"step {step.name} params", self._limits.max_record_bytes)
-        name = clean_text(step.name, "step name", self._limits.max_text_chars)
-        action = clean_text(step.action, "step action", self._limits.max_text_chars)
-        key = clean_text(step.idempotency_key, "idempotency key", self._limits.max_text_chars)
+        clean = self._clean_start(step)
 
         def record(conn: sqlite3.Connection) -> int:
             with self._transaction(conn):
@@ -575,29 +519,23 @@ class SQLiteJournal:
                         (
                             lease.execution_id,
                             step.index,
-                            name,
-                            action,
+                            clean.name,
+                            clean.action,
                             step.attempt,
-                            params_json,
-                            key,
+                            clean.params_json,
+                            clean.idempotency_key,
                             _now(),
                             lease.attempt,
                         ),
                     )
                 except sqlite3.IntegrityError:
-                    raise _step_twice(lease, step.name, step.attempt, "started") from None
+                    raise step_twice(lease, step.name, step.attempt, "started") from None
                 return int(cursor.lastrowid or 0)
 
         return await self._run(record)
 
     async def record_step_finished(self, lease: Lease, step: StepFinish) -> int:
-        status = StepStatus(step.status)
-        if status is StepStatus.STARTED:
-            raise JournalConflict("record_step_finished needs a final status, not 'started'")
-        output_json, _ = encode_json(step.output, f"step {step.name} output", self._limits.max_record_bytes)
-        name = clean_text(step.name, "step name", self._limits.max_text_chars)
-        action = clean_text(step.action, "step action", self._limits.max_text_chars) or ""
-        error = truncate_text(step.error, self._limits.max_record_bytes)
+        clean = self._clean_finish(step)
 
         def record(conn: sqlite3.Connection) -> int:
             with self._transaction(conn):
@@ -615,13 +553,13 @@ class SQLiteJournal:
                         (
                             lease.execution_id,
                             step.index,
-                            name,
-                            action or (started["action"] if started else ""),
+                            clean.name,
+                            clean.action or (started["action"] if started else ""),
                             step.attempt,
-                            status.value,
+                            clean.status.value,
                             None,
-                            output_json,
-                            error,
+                            clean.output_json,
+                            clean.error,
                             started["idempotency_key"] if started else None,
                             started["started_at"] if started else None,
                             _now(),
@@ -629,7 +567,7 @@ class SQLiteJournal:
                         ),
                     )
                 except sqlite3.IntegrityError:
-                    raise _step_twice(lease, step.name, step.attempt, "finished") from None
+                    raise step_twice(lease, step.name, step.attempt, "finished") from None
                 return int(cursor.lastrowid or 0)
 
         return await self._run(record)
@@ -641,39 +579,10 @@ class SQLiteJournal:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        check_page_limit(limit)
-        where = where or ExecutionFilter()
-        clauses: list[str] = []
-        params: list[Any] = []
-        if cursor is not None:
-            clauses.append("seq < ?")
-            params.append(decode_cursor(cursor))
-        if where.states:
-            clauses.append(f"state IN ({', '.join('?' for _ in where.states)})")
-            params.extend(ExecutionState(s).value for s in where.states)
-        if where.playbook_name is not None:
-            clauses.append("playbook_name = ?")
-            params.append(where.playbook_name)
-        if where.alert_fingerprint is not None:
-            clauses.append("alert_fingerprint = ?")
-            params.append(where.alert_fingerprint)
-        if where.created_after is not None:
-            clauses.append("created_at >= ?")
-            params.append(_epoch(where.created_after))
-        if where.created_before is not None:
-            clauses.append("created_at < ?")
-            params.append(_epoch(where.created_before))
-        sql = f"SELECT {rows.EXECUTION_COLUMNS} FROM executions"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(limit + 1)
+        sql, params = select_executions(where, cursor, limit, mark="?", time=_epoch)
 
         def read(conn: sqlite3.Connection) -> Page:
-            found = conn.execute(sql, params).fetchall()
-            items = tuple(rows.execution_from_row(r, CODEC) for r in found[:limit])
-            next_cursor = encode_cursor(found[limit - 1]["seq"]) if len(found) > limit else None
-            return Page(items, next_cursor)
+            return rows.page_from_rows(conn.execute(sql, params).fetchall(), limit, CODEC)
 
         return await self._run(read)
 
@@ -685,7 +594,7 @@ class SQLiteJournal:
                     f"SELECT {rows.EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
                 ).fetchone()
                 if row is None:
-                    raise _not_found(execution_id)
+                    raise execution_not_found(execution_id)
                 steps = conn.execute(
                     f"SELECT {rows.STEP_COLUMNS} FROM steps WHERE execution_id = ? ORDER BY id",
                     (execution_id,),
@@ -696,11 +605,7 @@ class SQLiteJournal:
                 ).fetchall()
             finally:
                 conn.execute("COMMIT")
-            return ExecutionDetail(
-                rows.execution_from_row(row, CODEC),
-                tuple(rows.step_from_row(s, CODEC) for s in steps),
-                tuple(rows.approval_from_row(a, CODEC) for a in approvals),
-            )
+            return rows.detail_from_rows(row, steps, approvals, CODEC)
 
         return await self._run(read)
 
@@ -708,18 +613,13 @@ class SQLiteJournal:
         self, execution_id: str, decision: Decision, who: str, reason: str = ""
     ) -> Approval:
         decision = Decision(decision)
-        who_text = clean_text(who, "approver", self._limits.max_text_chars) or ""
-        reason_text = truncate_text(reason, self._limits.max_text_chars) or ""
+        who_text, reason_text = self._who_and_reason(who, reason, "approver")
 
         def record(conn: sqlite3.Connection) -> Approval:
             with self._transaction(conn):
-                row = conn.execute("SELECT state FROM executions WHERE id = ?", (execution_id,)).fetchone()
-                if row is None:
-                    raise _not_found(execution_id)
-                if row["state"] != ExecutionState.AWAITING_APPROVAL:
-                    raise JournalConflict(
-                        f"execution {execution_id} is {row['state']}, not awaiting approval"
-                    )
+                state = _read_state(conn, execution_id)
+                if state is not ExecutionState.AWAITING_APPROVAL:
+                    raise not_awaiting_approval(execution_id, state)
                 now = _now()
                 conn.execute(
                     "INSERT INTO approvals (execution_id, decision, who, reason, decided_at) "
@@ -744,17 +644,13 @@ class SQLiteJournal:
         return await self._run(record)
 
     async def cancel_execution(self, execution_id: str, who: str, reason: str = "") -> Execution:
-        who_text = clean_text(who, "who", self._limits.max_text_chars) or ""
-        reason_text = truncate_text(reason, self._limits.max_text_chars) or ""
+        who_text, reason_text = self._who_and_reason(who, reason, "who")
 
         def cancel(conn: sqlite3.Connection) -> Execution:
             with self._transaction(conn):
-                row = conn.execute("SELECT state FROM executions WHERE id = ?", (execution_id,)).fetchone()
-                if row is None:
-                    raise _not_found(execution_id)
-                state = ExecutionState(row["state"])
+                state = _read_state(conn, execution_id)
                 if state.finished:
-                    raise JournalConflict(f"execution {execution_id} already finished ({state})")
+                    raise already_finished(execution_id, state)
                 now = _now()
                 if state is ExecutionState.RUNNING:
                     updated = conn.execute(
@@ -790,8 +686,6 @@ class SQLiteJournal:
     # -- retention ----------------------------------------------------------------------------------
 
     async def prune(self, older_than: float, *, batch: int = 1000) -> PruneReport:
-        check_page_limit(batch, what="batch", maximum=100_000)
-        report = PruneReport()
         statements = (
             (
                 "executions",
@@ -815,64 +709,33 @@ class SQLiteJournal:
                 "WHERE expires_at <= :now LIMIT :batch)",
             ),
         )
-        for field, sql in statements:
-            while True:
 
-                def delete(conn: sqlite3.Connection, sql: str = sql, field: str = field) -> int:
-                    now = _now()
-                    with self._transaction(conn):
-                        cursor = conn.execute(sql, {"cutoff": now - older_than, "now": now, "batch": batch})
-                        if field == "limit_hits":
-                            conn.execute(
-                                "DELETE FROM rate_limits WHERE touched_at < ? AND NOT EXISTS (SELECT 1 FROM "
-                                "rate_limit_hits h WHERE h.playbook_name = rate_limits.playbook_name AND "
-                                "h.limit_name = rate_limits.limit_name AND "
-                                "h.limit_key = rate_limits.limit_key)",
-                                (now - older_than,),
-                            )
-                    return int(cursor.rowcount)
+        def delete(conn: sqlite3.Connection, field: str, sql: str) -> int:
+            now = _now()
+            with self._transaction(conn):
+                cursor = conn.execute(sql, {"cutoff": now - older_than, "now": now, "batch": batch})
+                if field == "limit_hits":
+                    conn.execute(
+                        "DELETE FROM rate_limits WHERE touched_at < ? AND NOT EXISTS (SELECT 1 FROM "
+                        "rate_limit_hits h WHERE h.playbook_name = rate_limits.playbook_name AND "
+                        "h.limit_name = rate_limits.limit_name AND "
+                        "h.limit_key = rate_limits.limit_key)",
+                        (now - older_than,),
+                    )
+            return int(cursor.rowcount)
 
-                deleted = await self._run(delete)
-                report = report + PruneReport(**{field: deleted})
-                if deleted < batch:
-                    break
-        return report
+        async def run(field: str, sql: str) -> int:
+            return await self._run(lambda conn: delete(conn, field, sql))
+
+        return await self._prune_in_batches(statements, batch, run)
 
 
-def _claim(row: Any, previous_state: str, previous_owner: str | None) -> Claim:
-    execution = rows.execution_from_row(row, CODEC)
-    assert execution.lease_owner is not None
-    assert execution.lease_expires_at is not None
-    recovered = previous_state == ExecutionState.RUNNING
-    return Claim(
-        execution=execution,
-        lease=Lease(
-            execution.id,
-            execution.lease_owner,
-            execution.attempt,
-            execution.lease_expires_at,
-            bool(row["cancel_requested"]),
-        ),
-        recovered=recovered,
-        previous_owner=previous_owner if recovered else None,
-    )
-
-
-def _lease_lost(lease: Lease) -> LeaseLost:
-    return LeaseLost(
-        f"{lease.owner} no longer holds the lease on execution {lease.execution_id} "
-        f"(attempt {lease.attempt}): another worker took it over, or it left the running state"
-    )
-
-
-def _step_twice(lease: Lease, name: str, attempt: int, what: str) -> JournalConflict:
-    return JournalConflict(
-        f"step {name} attempt {attempt} of execution {lease.execution_id} was already {what}"
-    )
-
-
-def _not_found(execution_id: str) -> ExecutionNotFound:
-    return ExecutionNotFound(f"no execution {execution_id!r} in the journal (unknown or pruned)")
+def _read_state(conn: sqlite3.Connection, execution_id: str) -> ExecutionState:
+    """The execution's state; the caller's immediate transaction keeps it from changing."""
+    row = conn.execute("SELECT state FROM executions WHERE id = ?", (execution_id,)).fetchone()
+    if row is None:
+        raise execution_not_found(execution_id)
+    return ExecutionState(row["state"])
 
 
 def _split_sql(script: str) -> list[str]:

@@ -1,0 +1,242 @@
+"""What every journal backend does the same way, written once so that SQLite and PostgreSQL cannot drift.
+
+A backend subclasses :class:`JournalBackend` and keeps only what its database needs: the SQL, its
+transactions and its clock. The shared part is the alert inbox's group commit, the schema check,
+the cleaning of every argument before a transaction starts, the filter of ``list_executions``, the
+batched prune loop and the wording of every error a caller may act on.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from engine.errors import ExecutionNotFound, JournalConflict, LeaseLost
+from engine.journal.batching import GroupCommitter
+from engine.journal.encoding import (
+    JournalLimits,
+    PreparedAlert,
+    bounded_text,
+    clean_text,
+    decode_cursor,
+    encode_json,
+    prepare_alerts,
+    truncate_text,
+)
+from engine.journal.models import (
+    ExecutionFilter,
+    ExecutionState,
+    IncomingAlert,
+    Lease,
+    PlaybookVersion,
+    PruneReport,
+    SchemaStatus,
+    StepFinish,
+    StepStart,
+    StepStatus,
+)
+from engine.journal.rows import EXECUTION_COLUMNS
+from engine.journal.schema import check_version
+from engine.journal.validation import check_page_limit
+
+PRUNE_BATCH_MAX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class CleanStart:
+    """A :class:`StepStart` made storable."""
+
+    name: str | None
+    action: str | None
+    params_json: str
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CleanFinish:
+    """A :class:`StepFinish` made storable; ``action`` is empty when the started record names it."""
+
+    status: StepStatus
+    name: str | None
+    action: str
+    output_json: str
+    error: str | None
+
+
+class JournalBackend(abc.ABC):
+    """The shared half of a :class:`engine.journal.base.Journal` implementation."""
+
+    backend: str
+
+    def __init__(self, *, url: str, limits: JournalLimits, group_commit: bool, flushers: int) -> None:
+        self._url = url
+        self._limits = limits
+        self._committer: GroupCommitter[PreparedAlert] | None = (
+            GroupCommitter(self._flush_alerts, concurrency=flushers) if group_commit else None
+        )
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @abc.abstractmethod
+    async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
+        """Insert prepared alerts in one transaction."""
+
+    @abc.abstractmethod
+    async def schema_status(self) -> SchemaStatus: ...
+
+    async def check_schema(self) -> None:
+        status = await self.schema_status()
+        check_version(status.current, status.latest, self._url, migrating=False)
+
+    async def commit_alerts(self, alerts: Sequence[IncomingAlert]) -> tuple[str, ...]:
+        prepared = prepare_alerts(alerts, self._limits)
+        if not prepared:
+            return ()
+        if self._committer is not None:
+            await self._committer.submit(prepared)
+        else:
+            await self._flush_alerts(prepared)
+        return tuple(alert.id for alert in prepared)
+
+    # -- arguments, cleaned before any transaction --------------------------------------------------
+
+    def _clean(self, text: str | None, what: str) -> str | None:
+        return clean_text(text, what, self._limits.max_text_chars)
+
+    def _clean_playbooks(
+        self, versions: Sequence[PlaybookVersion]
+    ) -> list[tuple[str | None, int, str | None, str]]:
+        return [
+            (
+                self._clean(v.name, "playbook name"),
+                int(v.version),
+                self._clean(v.content_hash, "content hash"),
+                bounded_text(v.body, f"playbook {v.name} body", self._limits.max_record_bytes),
+            )
+            for v in versions
+        ]
+
+    def _clean_start(self, step: StepStart) -> CleanStart:
+        params_json, _ = encode_json(step.params, f"step {step.name} params", self._limits.max_record_bytes)
+        return CleanStart(
+            name=self._clean(step.name, "step name"),
+            action=self._clean(step.action, "step action"),
+            params_json=params_json,
+            idempotency_key=self._clean(step.idempotency_key, "idempotency key"),
+        )
+
+    def _clean_finish(self, step: StepFinish) -> CleanFinish:
+        status = StepStatus(step.status)
+        if status is StepStatus.STARTED:
+            raise JournalConflict("record_step_finished needs a final status, not 'started'")
+        output_json, _ = encode_json(step.output, f"step {step.name} output", self._limits.max_record_bytes)
+        return CleanFinish(
+            status=status,
+            name=self._clean(step.name, "step name"),
+            action=self._clean(step.action, "step action") or "",
+            output_json=output_json,
+            error=truncate_text(step.error, self._limits.max_record_bytes),
+        )
+
+    def _who_and_reason(self, who: str, reason: str, what: str) -> tuple[str, str]:
+        """The person acting on an execution (``what`` names the argument) and their reason."""
+        return self._clean(who, what) or "", truncate_text(reason, self._limits.max_text_chars) or ""
+
+    # -- retention ----------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _prune_in_batches(
+        statements: Iterable[tuple[str, str]], batch: int, delete: Callable[[str, str], Awaitable[int]]
+    ) -> PruneReport:
+        """Run each ``(field, sql)`` through ``delete`` until a round deletes fewer than ``batch`` rows."""
+        check_page_limit(batch, what="batch", maximum=PRUNE_BATCH_MAX)
+        report = PruneReport()
+        for field, sql in statements:
+            while True:
+                deleted = await delete(field, sql)
+                report = report + PruneReport(**{field: deleted})
+                if deleted < batch:
+                    break
+        return report
+
+
+def select_executions(
+    where: ExecutionFilter | None,
+    cursor: str | None,
+    limit: int,
+    *,
+    mark: str,
+    time: Callable[[datetime], Any],
+) -> tuple[str, list[Any]]:
+    """The ``list_executions`` query, one row more than ``limit`` to tell whether a next page exists.
+
+    ``mark`` is the dialect's parameter placeholder; ``time`` turns a datetime into a stored time.
+    """
+    check_page_limit(limit)
+    where = where or ExecutionFilter()
+    clauses: list[str] = []
+    params: list[Any] = []
+    if cursor is not None:
+        clauses.append(f"seq < {mark}")
+        params.append(decode_cursor(cursor))
+    if where.states:
+        clauses.append(f"state IN ({', '.join(mark for _ in where.states)})")
+        params.extend(ExecutionState(s).value for s in where.states)
+    for column, value in (
+        ("playbook_name =", where.playbook_name),
+        ("alert_fingerprint =", where.alert_fingerprint),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {mark}")
+            params.append(value)
+    for column, moment in (("created_at >=", where.created_after), ("created_at <", where.created_before)):
+        if moment is not None:
+            clauses.append(f"{column} {mark}")
+            params.append(time(moment))
+    sql = f"SELECT {EXECUTION_COLUMNS} FROM executions"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    sql += f" ORDER BY seq DESC LIMIT {mark}"
+    params.append(limit + 1)
+    return sql, params
+
+
+# -- errors a caller may act on ---------------------------------------------------------------------
+
+
+def lease_lost(lease: Lease) -> LeaseLost:
+    return LeaseLost(
+        f"{lease.owner} no longer holds the lease on execution {lease.execution_id} "
+        f"(attempt {lease.attempt}): another worker took it over, or it left the running state"
+    )
+
+
+def step_twice(lease: Lease, name: str, attempt: int, what: str) -> JournalConflict:
+    return JournalConflict(
+        f"step {name} attempt {attempt} of execution {lease.execution_id} was already {what}"
+    )
+
+
+def execution_not_found(execution_id: str) -> ExecutionNotFound:
+    return ExecutionNotFound(f"no execution {execution_id!r} in the journal (unknown or pruned)")
+
+
+def alert_not_found(alert_id: str) -> ExecutionNotFound:
+    return ExecutionNotFound(f"no alert {alert_id!r} in the journal (unknown or pruned)")
+
+
+def playbook_not_found(name: str, version: int, content_hash: str) -> ExecutionNotFound:
+    return ExecutionNotFound(f"playbook {name} version {version} ({content_hash[:12]}) is not in the journal")
+
+
+def not_awaiting_approval(execution_id: str, state: str) -> JournalConflict:
+    return JournalConflict(f"execution {execution_id} is {state}, not awaiting approval")
+
+
+def already_finished(execution_id: str, state: ExecutionState) -> JournalConflict:
+    return JournalConflict(f"execution {execution_id} already finished ({state})")
