@@ -566,43 +566,45 @@ class PostgresJournal(JournalBackend):
 
     async def record_step_started(self, lease: Lease, step: StepStart) -> int:
         clean = self._clean_start(step)
-        values = {
-            "index": step.index,
-            "name": clean.name,
-            "action": clean.action,
-            "attempt": step.attempt,
-            "params": clean.params_json,
-            "key": clean.idempotency_key,
-            "id": lease.execution_id,
-            "owner": lease.owner,
-            "lease_attempt": lease.attempt,
-        }
-        return await self._record_step(_STEP_STARTED, values, lease, step.name, step.attempt, "started")
+        values = {"action": clean.action, "params": clean.params_json, "key": clean.idempotency_key}
+        return await self._record_step(_STEP_STARTED, values, lease, step, clean.name, "started")
 
     async def record_step_finished(self, lease: Lease, step: StepFinish) -> int:
         clean = self._clean_finish(step)
         values = {
-            "index": step.index,
-            "name": clean.name,
             "action": clean.action,
-            "attempt": step.attempt,
             "status": clean.status.value,
             "output": clean.output_json,
             "error": clean.error,
+        }
+        return await self._record_step(_STEP_FINISHED, values, lease, step, clean.name, "finished")
+
+    async def _record_step(
+        self,
+        sql: str,
+        values: dict[str, Any],
+        lease: Lease,
+        step: StepStart | StepFinish,
+        name: str | None,
+        what: str,
+    ) -> int:
+        """Insert one step record only while ``lease`` is held; a second record of one step attempt
+        conflicts."""
+        values = {
+            **values,
+            "index": step.index,
+            "name": name,
+            "attempt": step.attempt,
             "id": lease.execution_id,
             "owner": lease.owner,
             "lease_attempt": lease.attempt,
         }
-        return await self._record_step(_STEP_FINISHED, values, lease, step.name, step.attempt, "finished")
 
-    async def _record_step(
-        self, sql: str, values: dict[str, Any], lease: Lease, name: str, attempt: int, what: str
-    ) -> int:
         async def record(conn: Conn) -> int:
             try:
                 cur = await conn.execute(sql, values)
             except psycopg.errors.UniqueViolation:
-                raise step_twice(lease, name, attempt, what) from None
+                raise step_twice(lease, step.name, step.attempt, what) from None
             row = await cur.fetchone()
             if row is None:
                 raise lease_lost(lease)

@@ -508,66 +508,74 @@ class SQLiteJournal(JournalBackend):
     async def record_step_started(self, lease: Lease, step: StepStart) -> int:
         clean = self._clean_start(step)
 
-        def record(conn: sqlite3.Connection) -> int:
-            with self._transaction(conn):
-                self._check_lease(conn, lease)
-                try:
-                    cursor = conn.execute(
-                        "INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, "
-                        "params, idempotency_key, started_at, lease_attempt) "
-                        "VALUES (?, ?, ?, ?, ?, 'started', 0, ?, ?, ?, ?)",
-                        (
-                            lease.execution_id,
-                            step.index,
-                            clean.name,
-                            clean.action,
-                            step.attempt,
-                            clean.params_json,
-                            clean.idempotency_key,
-                            _now(),
-                            lease.attempt,
-                        ),
-                    )
-                except sqlite3.IntegrityError:
-                    raise step_twice(lease, step.name, step.attempt, "started") from None
-                return int(cursor.lastrowid or 0)
+        def insert(conn: sqlite3.Connection) -> sqlite3.Cursor:
+            return conn.execute(
+                "INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, "
+                "params, idempotency_key, started_at, lease_attempt) "
+                "VALUES (?, ?, ?, ?, ?, 'started', 0, ?, ?, ?, ?)",
+                (
+                    lease.execution_id,
+                    step.index,
+                    clean.name,
+                    clean.action,
+                    step.attempt,
+                    clean.params_json,
+                    clean.idempotency_key,
+                    _now(),
+                    lease.attempt,
+                ),
+            )
 
-        return await self._run(record)
+        return await self._record_step(lease, step, "started", insert)
 
     async def record_step_finished(self, lease: Lease, step: StepFinish) -> int:
         clean = self._clean_finish(step)
 
+        def insert(conn: sqlite3.Connection) -> sqlite3.Cursor:
+            started = conn.execute(
+                "SELECT action, idempotency_key, started_at FROM steps WHERE execution_id = ? "
+                "AND step_index = ? AND attempt = ? AND final = 0",
+                (lease.execution_id, step.index, step.attempt),
+            ).fetchone()
+            return conn.execute(
+                "INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, "
+                "params, output, error, idempotency_key, started_at, finished_at, lease_attempt) "
+                "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    lease.execution_id,
+                    step.index,
+                    clean.name,
+                    clean.action or (started["action"] if started else ""),
+                    step.attempt,
+                    clean.status.value,
+                    None,
+                    clean.output_json,
+                    clean.error,
+                    started["idempotency_key"] if started else None,
+                    started["started_at"] if started else None,
+                    _now(),
+                    lease.attempt,
+                ),
+            )
+
+        return await self._record_step(lease, step, "finished", insert)
+
+    async def _record_step(
+        self,
+        lease: Lease,
+        step: StepStart | StepFinish,
+        what: str,
+        insert: Callable[[sqlite3.Connection], sqlite3.Cursor],
+    ) -> int:
+        """Run ``insert`` only while ``lease`` is held; a second record of one step attempt conflicts."""
+
         def record(conn: sqlite3.Connection) -> int:
             with self._transaction(conn):
                 self._check_lease(conn, lease)
-                started = conn.execute(
-                    "SELECT action, idempotency_key, started_at FROM steps WHERE execution_id = ? "
-                    "AND step_index = ? AND attempt = ? AND final = 0",
-                    (lease.execution_id, step.index, step.attempt),
-                ).fetchone()
                 try:
-                    cursor = conn.execute(
-                        "INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, "
-                        "params, output, error, idempotency_key, started_at, finished_at, lease_attempt) "
-                        "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            lease.execution_id,
-                            step.index,
-                            clean.name,
-                            clean.action or (started["action"] if started else ""),
-                            step.attempt,
-                            clean.status.value,
-                            None,
-                            clean.output_json,
-                            clean.error,
-                            started["idempotency_key"] if started else None,
-                            started["started_at"] if started else None,
-                            _now(),
-                            lease.attempt,
-                        ),
-                    )
+                    cursor = insert(conn)
                 except sqlite3.IntegrityError:
-                    raise step_twice(lease, step.name, step.attempt, "finished") from None
+                    raise step_twice(lease, step.name, step.attempt, what) from None
                 return int(cursor.lastrowid or 0)
 
         return await self._run(record)
