@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from engine.actions.base import ActionContext, RbacRule
+from engine.actions.base import ActionContext, ActionSpec, RbacRule, RepeatSafety, Risk
+from engine.actions.registry import declare
 from engine.actions.schema import JSON, integer, obj, string
 from engine.errors import GuardRefused, ObjectConflict, ObjectNotFound, PermanentActionError
 
@@ -71,8 +72,37 @@ def grace_param(whose: str = "the pod") -> JSON:
     return integer(f"seconds {whose} gets to shut down (default: the pod's own)", minimum=0)
 
 
+def names_output(description: str) -> JSON:
+    return {"type": "array", "items": {"type": "string"}, "description": description}
+
+
 def object_output() -> JSON:
     return {"type": "object", "description": "the object as the API server returned it"}
+
+
+def declare_action(
+    *,
+    name: str,
+    summary: str,
+    params: JSON,
+    output: JSON,
+    risk: Risk,
+    repeat_safety: RepeatSafety,
+    rbac: tuple[RbacRule, ...],
+) -> None:
+    """Declare ``kubernetes.<name>``; every Kubernetes action honours dry run (``dryRun=All``)."""
+    declare(
+        ActionSpec(
+            name=f"kubernetes.{name}",
+            summary=summary,
+            params=params,
+            output=output,
+            risk=risk,
+            repeat_safety=repeat_safety,
+            dry_run=True,
+            rbac=rbac,
+        )
+    )
 
 
 # --- RBAC helpers ----------------------------------------------------------------------------------

@@ -5,62 +5,58 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
+from engine.actions.base import ActionContext, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
     check_namespace,
     client_for,
+    declare_action,
     kind_param,
+    names_output,
     namespace_param,
     object_output,
     read,
 )
 from engine.actions.kubernetes._kinds import KIND_NAMES, kind_of, object_path, rules_for
 from engine.actions.kubernetes.metadata import object_params, target
-from engine.actions.registry import declare, implement
+from engine.actions.registry import implement
 from engine.actions.schema import boolean, integer, obj, string
 from engine.errors import ObjectNotFound
 
-declare(
-    ActionSpec(
-        name="kubernetes.get",
-        summary="Read one object (any supported kind) for later conditions: ${steps.x.output.object.status}.",
-        params=object_params(
-            {"missing_ok": boolean("return found=false instead of failing when it does not exist", False)}
-        ),
-        output=obj({"object": object_output(), "found": boolean("whether the object exists")}),
-        risk=Risk.LOW,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=rules_for("get"),
-    )
+declare_action(
+    name="get",
+    summary="Read one object (any supported kind) for later conditions: ${steps.x.output.object.status}.",
+    params=object_params(
+        {"missing_ok": boolean("return found=false instead of failing when it does not exist", False)}
+    ),
+    output=obj({"object": object_output(), "found": boolean("whether the object exists")}),
+    risk=Risk.LOW,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=rules_for("get"),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.list",
-        summary="List objects of a kind by label and field selector (names and the objects).",
-        params=obj(
-            {
-                "namespace": namespace_param(),
-                "kind": kind_param(KIND_NAMES, "kind of the objects"),
-                "label_selector": string("label selector, e.g. app=web,tier!=cache"),
-                "field_selector": string("field selector, e.g. status.phase=Failed"),
-                "limit": integer("at most this many objects", minimum=1, maximum=5000, default=500),
-            },
-            ("kind",),
-        ),
-        output=obj(
-            {
-                "items": {"type": "array", "description": "the objects"},
-                "names": {"type": "array", "items": {"type": "string"}, "description": "their names"},
-                "count": integer("number of objects"),
-            }
-        ),
-        risk=Risk.LOW,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=rules_for("list"),
-    )
+declare_action(
+    name="list",
+    summary="List objects of a kind by label and field selector (names and the objects).",
+    params=obj(
+        {
+            "namespace": namespace_param(),
+            "kind": kind_param(KIND_NAMES, "kind of the objects"),
+            "label_selector": string("label selector, e.g. app=web,tier!=cache"),
+            "field_selector": string("field selector, e.g. status.phase=Failed"),
+            "limit": integer("at most this many objects", minimum=1, maximum=5000, default=500),
+        },
+        ("kind",),
+    ),
+    output=obj(
+        {
+            "items": {"type": "array", "description": "the objects"},
+            "names": names_output("their names"),
+            "count": integer("number of objects"),
+        }
+    ),
+    risk=Risk.LOW,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=rules_for("list"),
 )
 
 

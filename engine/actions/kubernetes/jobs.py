@@ -6,13 +6,14 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
+from engine.actions.base import ActionContext, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
     Effect,
     check,
     check_name,
     check_namespace,
     client_for,
+    declare_action,
     deletion_effect,
     dry_run_query,
     patch,
@@ -25,7 +26,7 @@ from engine.actions.kubernetes._common import (
     target_params,
 )
 from engine.actions.kubernetes._kinds import KINDS, object_path
-from engine.actions.registry import declare, implement
+from engine.actions.registry import implement
 from engine.actions.schema import boolean, enum, obj, string
 from engine.errors import ObjectConflict, PermanentActionError
 
@@ -39,45 +40,36 @@ for _name, _summary, _risk in (
     ("suspend_cronjob", "Suspend a CronJob so that it starts no new Jobs.", Risk.MEDIUM),
     ("resume_cronjob", "Resume a suspended CronJob.", Risk.LOW),
 ):
-    declare(
-        ActionSpec(
-            name=f"kubernetes.{_name}",
-            summary=_summary,
-            params=_CRONJOB_PARAMS,
-            output=_SUSPEND_OUT,
-            risk=_risk,
-            repeat_safety=RepeatSafety.IDEMPOTENT,
-            dry_run=True,
-            rbac=(rule("batch", "cronjobs", "get patch"),),
-        )
+    declare_action(
+        name=f"{_name}",
+        summary=_summary,
+        params=_CRONJOB_PARAMS,
+        output=_SUSPEND_OUT,
+        risk=_risk,
+        repeat_safety=RepeatSafety.IDEMPOTENT,
+        rbac=(rule("batch", "cronjobs", "get patch"),),
     )
 
-declare(
-    ActionSpec(
-        name="kubernetes.trigger_cronjob",
-        summary="Start a Job from a CronJob's template now (`kubectl create job --from=cronjob/...`).",
-        params=_CRONJOB_PARAMS,
-        output=obj({"job": string("name of the Job created"), "created": boolean("false when it existed")}),
-        risk=Risk.MEDIUM,
-        repeat_safety=RepeatSafety.STAMPED,
-        dry_run=True,
-        rbac=(rule("batch", "cronjobs", "get"), rule("batch", "jobs", "create")),
-    )
+declare_action(
+    name="trigger_cronjob",
+    summary="Start a Job from a CronJob's template now (`kubectl create job --from=cronjob/...`).",
+    params=_CRONJOB_PARAMS,
+    output=obj({"job": string("name of the Job created"), "created": boolean("false when it existed")}),
+    risk=Risk.MEDIUM,
+    repeat_safety=RepeatSafety.STAMPED,
+    rbac=(rule("batch", "cronjobs", "get"), rule("batch", "jobs", "create")),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.delete_job",
-        summary="Delete a Job and (by default) its pods; preconditioned on the Job's uid.",
-        params=target_params(
-            "Job", {"propagation": enum("what happens to the Job's pods", PROPAGATION, "Background")}
-        ),
-        output=obj({"uid": string("uid of the Job deleted"), "deleted": boolean("false when it was gone")}),
-        risk=Risk.HIGH,
-        repeat_safety=RepeatSafety.PRECONDITIONED,
-        dry_run=True,
-        rbac=(rule("batch", "jobs", "get patch delete"),),
-    )
+declare_action(
+    name="delete_job",
+    summary="Delete a Job and (by default) its pods; preconditioned on the Job's uid.",
+    params=target_params(
+        "Job", {"propagation": enum("what happens to the Job's pods", PROPAGATION, "Background")}
+    ),
+    output=obj({"uid": string("uid of the Job deleted"), "deleted": boolean("false when it was gone")}),
+    risk=Risk.HIGH,
+    repeat_safety=RepeatSafety.PRECONDITIONED,
+    rbac=(rule("batch", "jobs", "get patch delete"),),
 )
 
 

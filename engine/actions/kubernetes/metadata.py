@@ -6,11 +6,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
+from engine.actions.base import ActionContext, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
     check_name,
     check_namespace,
     client_for,
+    declare_action,
     guards_for,
     kind_param,
     name_param,
@@ -19,7 +20,7 @@ from engine.actions.kubernetes._common import (
     read,
 )
 from engine.actions.kubernetes._kinds import KIND_NAMES, kind_of, object_path, rules_for
-from engine.actions.registry import declare, implement
+from engine.actions.registry import implement
 from engine.actions.schema import JSON, boolean, obj
 from engine.errors import GuardRefused, PermanentActionError
 
@@ -45,22 +46,19 @@ def object_params(extra: JSON, required: tuple[str, ...] = ()) -> JSON:
 
 
 for _action, _what in (("label", "labels"), ("annotate", "annotations")):
-    declare(
-        ActionSpec(
-            name=f"kubernetes.{_action}",
-            summary=f"Set or remove {_what} on any supported object (`kubectl {_action}`).",
-            params=object_params({_what: _VALUES}, (_what,)),
-            output=obj(
-                {
-                    _what: {"type": "object", "description": f"all {_what} after the change"},
-                    "changed": boolean("false when nothing needed changing"),
-                }
-            ),
-            risk=Risk.LOW,
-            repeat_safety=RepeatSafety.IDEMPOTENT,
-            dry_run=True,
-            rbac=rules_for("get patch"),
-        )
+    declare_action(
+        name=f"{_action}",
+        summary=f"Set or remove {_what} on any supported object (`kubectl {_action}`).",
+        params=object_params({_what: _VALUES}, (_what,)),
+        output=obj(
+            {
+                _what: {"type": "object", "description": f"all {_what} after the change"},
+                "changed": boolean("false when nothing needed changing"),
+            }
+        ),
+        risk=Risk.LOW,
+        repeat_safety=RepeatSafety.IDEMPOTENT,
+        rbac=rules_for("get patch"),
     )
 
 

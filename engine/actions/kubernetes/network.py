@@ -7,11 +7,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
+from engine.actions.base import ActionContext, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
     check_name,
     check_namespace,
     client_for,
+    declare_action,
     dry_run_query,
     owner_of,
     patch,
@@ -20,7 +21,7 @@ from engine.actions.kubernetes._common import (
     target_params,
 )
 from engine.actions.kubernetes._kinds import KINDS, object_path
-from engine.actions.registry import declare, implement
+from engine.actions.registry import implement
 from engine.actions.schema import boolean, obj, string
 from engine.errors import ObjectConflict, PermanentActionError
 
@@ -28,35 +29,32 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 QUARANTINE_LABEL = "kurative.io/quarantine"
 
-declare(
-    ActionSpec(
-        name="kubernetes.quarantine_pod",
-        summary="Isolate a pod for forensics: label it and apply a deny-all ingress+egress NetworkPolicy.",
-        params=target_params(
-            "pod",
-            {
-                "detach": boolean(
-                    "also remove the pod from its ReplicaSet (relabel) so that a replacement starts", False
-                ),
-            },
-            key="pod",
-        ),
-        output=obj(
-            {
-                "pod": string("name of the pod"),
-                "policy": string("name of the NetworkPolicy"),
-                "label": string(f"the {QUARANTINE_LABEL} label value"),
-            }
-        ),
-        risk=Risk.HIGH,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(
-            rule("", "pods", "get patch"),
-            rule("apps", "replicasets", "get"),
-            rule("networking.k8s.io", "networkpolicies", "get create"),
-        ),
-    )
+declare_action(
+    name="quarantine_pod",
+    summary="Isolate a pod for forensics: label it and apply a deny-all ingress+egress NetworkPolicy.",
+    params=target_params(
+        "pod",
+        {
+            "detach": boolean(
+                "also remove the pod from its ReplicaSet (relabel) so that a replacement starts", False
+            ),
+        },
+        key="pod",
+    ),
+    output=obj(
+        {
+            "pod": string("name of the pod"),
+            "policy": string("name of the NetworkPolicy"),
+            "label": string(f"the {QUARANTINE_LABEL} label value"),
+        }
+    ),
+    risk=Risk.HIGH,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=(
+        rule("", "pods", "get patch"),
+        rule("apps", "replicasets", "get"),
+        rule("networking.k8s.io", "networkpolicies", "get create"),
+    ),
 )
 
 

@@ -9,16 +9,18 @@ from typing import Any
 
 import structlog
 
-from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
+from engine.actions.base import ActionContext, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
     STRATEGIC_PATCH,
     KubeClient,
     check_name,
     client_for,
+    declare_action,
     delete_options,
     evict,
     grace_param,
     guards_for,
+    names_output,
     node_param,
     owner_of,
     patch,
@@ -27,7 +29,7 @@ from engine.actions.kubernetes._common import (
     retry_conflicts,
     rule,
 )
-from engine.actions.registry import declare, implement
+from engine.actions.registry import implement
 from engine.actions.schema import boolean, duration, enum, obj, string
 from engine.durations import parse_duration
 from engine.errors import ObjectConflict, ObjectNotFound, PermanentActionError, TemporaryActionError
@@ -40,106 +42,82 @@ for _action, _summary, _unchanged, _risk in (
     ("cordon", "Mark a node unschedulable (`kubectl cordon`).", "cordoned", Risk.MEDIUM),
     ("uncordon", "Mark a node schedulable again (`kubectl uncordon`).", "schedulable", Risk.LOW),
 ):
-    declare(
-        ActionSpec(
-            name=f"kubernetes.{_action}",
-            summary=_summary,
-            params=obj({"node": node_param()}, ("node",)),
-            output=obj(
-                {"node": string("node name"), "changed": boolean(f"false when it was already {_unchanged}")}
+    declare_action(
+        name=f"{_action}",
+        summary=_summary,
+        params=obj({"node": node_param()}, ("node",)),
+        output=obj(
+            {"node": string("node name"), "changed": boolean(f"false when it was already {_unchanged}")}
+        ),
+        risk=_risk,
+        repeat_safety=RepeatSafety.IDEMPOTENT,
+        rbac=(_NODE_RULE,),
+    )
+
+declare_action(
+    name="drain",
+    summary="Cordon a node, evict all but DaemonSet and mirror pods (PDB-aware); fail with what is left.",
+    params=obj(
+        {
+            "node": node_param(),
+            "timeout": duration("give up (and report what is left) after this long", "5m"),
+            "grace_period": grace_param("each pod"),
+            "delete_emptydir_data": boolean(
+                "evict pods that use emptyDir volumes (their data is lost)", False
             ),
-            risk=_risk,
-            repeat_safety=RepeatSafety.IDEMPOTENT,
-            dry_run=True,
-            rbac=(_NODE_RULE,),
-        )
-    )
-
-declare(
-    ActionSpec(
-        name="kubernetes.drain",
-        summary="Cordon a node, evict all but DaemonSet and mirror pods (PDB-aware); fail with what is left.",
-        params=obj(
-            {
-                "node": node_param(),
-                "timeout": duration("give up (and report what is left) after this long", "5m"),
-                "grace_period": grace_param("each pod"),
-                "delete_emptydir_data": boolean(
-                    "evict pods that use emptyDir volumes (their data is lost)", False
-                ),
-                "force": boolean("also evict pods that no controller will recreate", False),
-            },
-            ("node",),
-        ),
-        output=obj(
-            {
-                "node": string("node name"),
-                "evicted": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "namespace/pod evicted",
-                },
-                "skipped": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "DaemonSet and mirror pods",
-                },
-            }
-        ),
-        risk=Risk.HIGH,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(
-            _NODE_RULE,
-            rule("", "pods", "list", cluster=True),
-            rule("", "pods/eviction", "create", cluster=True),
-        ),
-    )
+            "force": boolean("also evict pods that no controller will recreate", False),
+        },
+        ("node",),
+    ),
+    output=obj(
+        {
+            "node": string("node name"),
+            "evicted": names_output("namespace/pod evicted"),
+            "skipped": names_output("DaemonSet and mirror pods"),
+        }
+    ),
+    risk=Risk.HIGH,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=(
+        _NODE_RULE,
+        rule("", "pods", "list", cluster=True),
+        rule("", "pods/eviction", "create", cluster=True),
+    ),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.taint",
-        summary="Add or update a taint on a node (`kubectl taint`).",
-        params=obj(
-            {
-                "node": node_param(),
-                "key": string("taint key"),
-                "value": string("taint value", default=""),
-                "effect": enum("taint effect", TAINT_EFFECTS, "NoSchedule"),
-            },
-            ("node", "key"),
-        ),
-        output=obj(
-            {"node": string("node name"), "taints": _TAINTS, "changed": boolean("whether it changed")}
-        ),
-        risk=Risk.MEDIUM,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(_NODE_RULE,),
-    )
+declare_action(
+    name="taint",
+    summary="Add or update a taint on a node (`kubectl taint`).",
+    params=obj(
+        {
+            "node": node_param(),
+            "key": string("taint key"),
+            "value": string("taint value", default=""),
+            "effect": enum("taint effect", TAINT_EFFECTS, "NoSchedule"),
+        },
+        ("node", "key"),
+    ),
+    output=obj({"node": string("node name"), "taints": _TAINTS, "changed": boolean("whether it changed")}),
+    risk=Risk.MEDIUM,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=(_NODE_RULE,),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.untaint",
-        summary="Remove a taint (by key, optionally only one effect) from a node.",
-        params=obj(
-            {
-                "node": node_param(),
-                "key": string("taint key"),
-                "effect": enum("only this effect", TAINT_EFFECTS),
-            },
-            ("node", "key"),
-        ),
-        output=obj(
-            {"node": string("node name"), "taints": _TAINTS, "changed": boolean("whether it changed")}
-        ),
-        risk=Risk.LOW,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(_NODE_RULE,),
-    )
+declare_action(
+    name="untaint",
+    summary="Remove a taint (by key, optionally only one effect) from a node.",
+    params=obj(
+        {
+            "node": node_param(),
+            "key": string("taint key"),
+            "effect": enum("only this effect", TAINT_EFFECTS),
+        },
+        ("node", "key"),
+    ),
+    output=obj({"node": string("node name"), "taints": _TAINTS, "changed": boolean("whether it changed")}),
+    risk=Risk.LOW,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=(_NODE_RULE,),
 )
 
 

@@ -6,17 +6,19 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
+from engine.actions.base import ActionContext, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
     Effect,
     check,
     check_name,
     check_namespace,
     client_for,
+    declare_action,
     delete,
     delete_options,
     deletion_effect,
     grace_param,
+    names_output,
     namespace_param,
     object_output,
     read,
@@ -24,7 +26,7 @@ from engine.actions.kubernetes._common import (
     stamp_then_delete,
     target_params,
 )
-from engine.actions.registry import declare, implement
+from engine.actions.registry import implement
 from engine.actions.schema import boolean, duration, integer, obj, string
 from engine.durations import parse_duration
 from engine.errors import ActionError, ObjectConflict, ObjectNotFound, PermanentActionError
@@ -34,112 +36,97 @@ MAX_LOG_CHARS = 64 * 1024  # a log tail lands in the journal: keep it bounded
 _DELETE_PARAMS = target_params("pod", {"grace_period": grace_param()}, key="pod")
 _POD_OUT = {"pod": string("name of the pod"), "uid": string("uid of the pod acted on")}
 
-declare(
-    ActionSpec(
-        name="kubernetes.delete_pod",
-        summary="Delete a pod so that its controller recreates it; preconditioned on the pod's uid.",
-        params=_DELETE_PARAMS,
-        output=obj({**_POD_OUT, "deleted": boolean("false when the pod was already gone")}),
-        risk=Risk.MEDIUM,
-        repeat_safety=RepeatSafety.PRECONDITIONED,
-        dry_run=True,
-        rbac=(rule("", "pods", "get patch delete"),),
-    )
+declare_action(
+    name="delete_pod",
+    summary="Delete a pod so that its controller recreates it; preconditioned on the pod's uid.",
+    params=_DELETE_PARAMS,
+    output=obj({**_POD_OUT, "deleted": boolean("false when the pod was already gone")}),
+    risk=Risk.MEDIUM,
+    repeat_safety=RepeatSafety.PRECONDITIONED,
+    rbac=(rule("", "pods", "get patch delete"),),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.evict_pod",
-        summary="Evict a pod through the Eviction API, so PodDisruptionBudgets are honoured (429 = retry).",
-        params=_DELETE_PARAMS,
-        output=obj({**_POD_OUT, "evicted": boolean("false when the pod was already gone")}),
-        risk=Risk.MEDIUM,
-        repeat_safety=RepeatSafety.PRECONDITIONED,
-        dry_run=True,
-        rbac=(rule("", "pods", "get patch"), rule("", "pods/eviction", "create")),
-    )
+declare_action(
+    name="evict_pod",
+    summary="Evict a pod through the Eviction API, so PodDisruptionBudgets are honoured (429 = retry).",
+    params=_DELETE_PARAMS,
+    output=obj({**_POD_OUT, "evicted": boolean("false when the pod was already gone")}),
+    risk=Risk.MEDIUM,
+    repeat_safety=RepeatSafety.PRECONDITIONED,
+    rbac=(rule("", "pods", "get patch"), rule("", "pods/eviction", "create")),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.pod_logs",
-        summary="Read the tail of a container's log (also of its previous instance after a crash).",
-        params=target_params(
-            "pod",
-            {
-                "container": string("container name (default: the only or first container)"),
-                "tail_lines": integer("lines from the end", minimum=1, maximum=10000, default=200),
-                "previous": boolean("read the previous, crashed instance", False),
-                "since": duration("only lines newer than this"),
-            },
-            key="pod",
-        ),
-        output=obj(
-            {
-                "pod": string("name of the pod"),
-                "container": string("container read"),
-                "logs": string("the log text"),
-                "lines": integer("number of lines returned"),
-            }
-        ),
-        risk=Risk.LOW,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(rule("", "pods", "get"), rule("", "pods/log", "get")),
-    )
+declare_action(
+    name="pod_logs",
+    summary="Read the tail of a container's log (also of its previous instance after a crash).",
+    params=target_params(
+        "pod",
+        {
+            "container": string("container name (default: the only or first container)"),
+            "tail_lines": integer("lines from the end", minimum=1, maximum=10000, default=200),
+            "previous": boolean("read the previous, crashed instance", False),
+            "since": duration("only lines newer than this"),
+        },
+        key="pod",
+    ),
+    output=obj(
+        {
+            "pod": string("name of the pod"),
+            "container": string("container read"),
+            "logs": string("the log text"),
+            "lines": integer("number of lines returned"),
+        }
+    ),
+    risk=Risk.LOW,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=(rule("", "pods", "get"), rule("", "pods/log", "get")),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.collect_diagnostics",
-        summary="Gather a pod's spec, status, events and container logs into the step output (journal).",
-        params=target_params(
-            "pod",
-            {
-                "tail_lines": integer("log lines per container", minimum=0, maximum=5000, default=100),
-                "previous": boolean("also read logs of crashed previous instances", True),
-            },
-            key="pod",
-        ),
-        output=obj(
-            {
-                "pod": object_output(),
-                "events": {"type": "array", "description": "events about the pod, oldest first"},
-                "logs": {"type": "object", "description": "container name -> log tail"},
-                "previous_logs": {"type": "object", "description": "container name -> previous log tail"},
-            }
-        ),
-        risk=Risk.LOW,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(rule("", "pods", "get"), rule("", "pods/log", "get"), rule("", "events", "list")),
-    )
+declare_action(
+    name="collect_diagnostics",
+    summary="Gather a pod's spec, status, events and container logs into the step output (journal).",
+    params=target_params(
+        "pod",
+        {
+            "tail_lines": integer("log lines per container", minimum=0, maximum=5000, default=100),
+            "previous": boolean("also read logs of crashed previous instances", True),
+        },
+        key="pod",
+    ),
+    output=obj(
+        {
+            "pod": object_output(),
+            "events": {"type": "array", "description": "events about the pod, oldest first"},
+            "logs": {"type": "object", "description": "container name -> log tail"},
+            "previous_logs": {"type": "object", "description": "container name -> previous log tail"},
+        }
+    ),
+    risk=Risk.LOW,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=(rule("", "pods", "get"), rule("", "pods/log", "get"), rule("", "events", "list")),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.cleanup_failed_pods",
-        summary="Delete pods in phase Failed (evicted, OOM-killed Jobs) in a namespace, oldest first.",
-        params=obj(
-            {
-                "namespace": namespace_param(),
-                "label_selector": string("only pods matching this label selector"),
-                "older_than": duration("only pods that finished longer ago than this", "0s"),
-                "max": integer("delete at most this many", minimum=1, maximum=1000, default=100),
-            },
-            ("namespace",),
-        ),
-        output=obj(
-            {
-                "deleted": {"type": "array", "items": {"type": "string"}, "description": "pods deleted"},
-                "count": integer("number of pods deleted"),
-            }
-        ),
-        risk=Risk.MEDIUM,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(rule("", "pods", "list delete"),),
-    )
+declare_action(
+    name="cleanup_failed_pods",
+    summary="Delete pods in phase Failed (evicted, OOM-killed Jobs) in a namespace, oldest first.",
+    params=obj(
+        {
+            "namespace": namespace_param(),
+            "label_selector": string("only pods matching this label selector"),
+            "older_than": duration("only pods that finished longer ago than this", "0s"),
+            "max": integer("delete at most this many", minimum=1, maximum=1000, default=100),
+        },
+        ("namespace",),
+    ),
+    output=obj(
+        {
+            "deleted": names_output("pods deleted"),
+            "count": integer("number of pods deleted"),
+        }
+    ),
+    risk=Risk.MEDIUM,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=(rule("", "pods", "list delete"),),
 )
 
 

@@ -7,11 +7,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
+from engine.actions.base import ActionContext, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
     check_name,
     check_namespace,
     client_for,
+    declare_action,
     guards_for,
     parse_quantity,
     patch,
@@ -19,40 +20,37 @@ from engine.actions.kubernetes._common import (
     rule,
     target_params,
 )
-from engine.actions.registry import declare, implement
+from engine.actions.registry import implement
 from engine.actions.schema import boolean, obj, string
 from engine.errors import GuardRefused, ObjectNotFound, PermanentActionError
 
 _GROWTH = re.compile(r"^\+([0-9]+(?:\.[0-9]+)?)%$")
 _GiB = 1024**3
 
-declare(
-    ActionSpec(
-        name="kubernetes.expand_pvc",
-        summary="Request a larger size for a PVC (never smaller), if its StorageClass allows expansion.",
-        params=target_params(
-            "PersistentVolumeClaim",
-            {
-                "size": string("new size, e.g. 20Gi; or a growth like +50%"),
-                "max_size": string("never request more than this (guard), e.g. 100Gi"),
-            },
-            ("size",),
-        ),
-        output=obj(
-            {
-                "previous": string("requested size before"),
-                "size": string("requested size after"),
-                "changed": boolean("false when the claim already asked for at least that much"),
-            }
-        ),
-        risk=Risk.HIGH,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(
-            rule("", "persistentvolumeclaims", "get patch"),
-            rule("storage.k8s.io", "storageclasses", "get", cluster=True),
-        ),
-    )
+declare_action(
+    name="expand_pvc",
+    summary="Request a larger size for a PVC (never smaller), if its StorageClass allows expansion.",
+    params=target_params(
+        "PersistentVolumeClaim",
+        {
+            "size": string("new size, e.g. 20Gi; or a growth like +50%"),
+            "max_size": string("never request more than this (guard), e.g. 100Gi"),
+        },
+        ("size",),
+    ),
+    output=obj(
+        {
+            "previous": string("requested size before"),
+            "size": string("requested size after"),
+            "changed": boolean("false when the claim already asked for at least that much"),
+        }
+    ),
+    risk=Risk.HIGH,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=(
+        rule("", "persistentvolumeclaims", "get patch"),
+        rule("storage.k8s.io", "storageclasses", "get", cluster=True),
+    ),
 )
 
 

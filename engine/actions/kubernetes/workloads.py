@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from engine.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
+from engine.actions.base import ActionContext, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
     REVISION_ANNOTATION,
     STAMP_ANNOTATION,
@@ -20,6 +20,7 @@ from engine.actions.kubernetes._common import (
     check_name,
     check_namespace,
     client_for,
+    declare_action,
     guards_for,
     kind_param,
     name_param,
@@ -37,7 +38,7 @@ from engine.actions.kubernetes._common import (
     target_params,
 )
 from engine.actions.kubernetes._kinds import KINDS, object_path
-from engine.actions.registry import declare, implement
+from engine.actions.registry import implement
 from engine.actions.schema import JSON, boolean, duration, integer, obj, string
 from engine.durations import parse_duration
 from engine.errors import GuardRefused, PermanentActionError, TemporaryActionError
@@ -73,184 +74,161 @@ def _workload_params(kinds: tuple[str, ...], extra: JSON | None = None, **schema
     )
 
 
-declare(
-    ActionSpec(
-        name="kubernetes.resolve_owner",
-        summary="Follow a pod's controllers up to its workload (ReplicaSet -> Deployment, Job -> CronJob).",
-        params=target_params("pod", key="pod"),
-        output=obj(
-            {
-                "kind": kind_param(OWNER_KINDS, "kind of the top owner (Pod when the pod has none)"),
-                "name": string("name of the top owner"),
-                "api_version": string("apiVersion of the top owner"),
-                "uid": string("uid of the top owner"),
-                "chain": {
-                    "type": "array",
-                    "description": "every object from the pod to the top owner: {kind, name}",
-                },
-            }
-        ),
-        risk=Risk.LOW,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(
-            rule("", "pods", "get"),
-            rule("apps", "replicasets", "get"),
-            rule("batch", "jobs", "get"),
-        ),
-    )
-)
-
-declare(
-    ActionSpec(
-        name="kubernetes.scale",
-        summary="Set the replicas of a Deployment or StatefulSet, within min/max guard bounds.",
-        params=_workload_params(
-            SCALABLE,
-            {
-                "replicas": integer("desired replicas", minimum=0),
-                "delta": integer("change relative to the current replicas (e.g. 2 or -1)"),
-                "min": integer("never go below this (guard)", minimum=0, default=0),
-                "max": integer("never go above this (guard; also capped by the daemon settings)", minimum=0),
+declare_action(
+    name="resolve_owner",
+    summary="Follow a pod's controllers up to its workload (ReplicaSet -> Deployment, Job -> CronJob).",
+    params=target_params("pod", key="pod"),
+    output=obj(
+        {
+            "kind": kind_param(OWNER_KINDS, "kind of the top owner (Pod when the pod has none)"),
+            "name": string("name of the top owner"),
+            "api_version": string("apiVersion of the top owner"),
+            "uid": string("uid of the top owner"),
+            "chain": {
+                "type": "array",
+                "description": "every object from the pod to the top owner: {kind, name}",
             },
-            **alternatives("oneOf", ("replicas", "delta"), "give exactly one of replicas or delta"),
-        ),
-        output=obj(
-            {
-                "previous": integer("replicas before"),
-                "replicas": integer("replicas after"),
-                "clamped": boolean("true when min/max changed the requested value"),
-            }
-        ),
-        risk=Risk.MEDIUM,
-        repeat_safety=RepeatSafety.STAMPED,
-        dry_run=True,
-        rbac=(
-            rule("apps", ("deployments", "statefulsets"), "get patch"),
-            rule("", ("pods", "resourcequotas"), "list"),
-        ),
-    )
+        }
+    ),
+    risk=Risk.LOW,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=(
+        rule("", "pods", "get"),
+        rule("apps", "replicasets", "get"),
+        rule("batch", "jobs", "get"),
+    ),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.rollout_restart",
-        summary="Restart a workload's pods with a rolling update, as `kubectl rollout restart` does.",
-        params=_workload_params(RESTARTABLE),
-        output=obj(
-            {
-                "restarted_at": string("timestamp written to the pod template"),
-                "generation": integer("metadata.generation after the restart"),
-            }
-        ),
-        risk=Risk.MEDIUM,
-        repeat_safety=RepeatSafety.STAMPED,
-        dry_run=True,
-        rbac=(_WORKLOAD_RULE,),
-    )
+declare_action(
+    name="scale",
+    summary="Set the replicas of a Deployment or StatefulSet, within min/max guard bounds.",
+    params=_workload_params(
+        SCALABLE,
+        {
+            "replicas": integer("desired replicas", minimum=0),
+            "delta": integer("change relative to the current replicas (e.g. 2 or -1)"),
+            "min": integer("never go below this (guard)", minimum=0, default=0),
+            "max": integer("never go above this (guard; also capped by the daemon settings)", minimum=0),
+        },
+        **alternatives("oneOf", ("replicas", "delta"), "give exactly one of replicas or delta"),
+    ),
+    output=obj(
+        {
+            "previous": integer("replicas before"),
+            "replicas": integer("replicas after"),
+            "clamped": boolean("true when min/max changed the requested value"),
+        }
+    ),
+    risk=Risk.MEDIUM,
+    repeat_safety=RepeatSafety.STAMPED,
+    rbac=(
+        rule("apps", ("deployments", "statefulsets"), "get patch"),
+        rule("", ("pods", "resourcequotas"), "list"),
+    ),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.rollback_deployment",
-        summary="Roll a Deployment back to an earlier ReplicaSet's template (`kubectl rollout undo`).",
-        params=target_params(
-            "Deployment",
-            {"to_revision": integer("revision to return to (default: the previous one)", minimum=1)},
-        ),
-        output=obj(
-            {
-                "from_revision": integer("revision that was current"),
-                "to_revision": integer("revision whose template is now current"),
-                "replicaset": string("ReplicaSet that carried that revision"),
-            }
-        ),
-        risk=Risk.HIGH,
-        repeat_safety=RepeatSafety.STAMPED,
-        dry_run=True,
-        rbac=(rule("apps", "deployments", "get patch"), rule("apps", "replicasets", "list")),
-    )
+declare_action(
+    name="rollout_restart",
+    summary="Restart a workload's pods with a rolling update, as `kubectl rollout restart` does.",
+    params=_workload_params(RESTARTABLE),
+    output=obj(
+        {
+            "restarted_at": string("timestamp written to the pod template"),
+            "generation": integer("metadata.generation after the restart"),
+        }
+    ),
+    risk=Risk.MEDIUM,
+    repeat_safety=RepeatSafety.STAMPED,
+    rbac=(_WORKLOAD_RULE,),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.set_resources",
-        summary="Set a container's requests/limits on a workload, refused above the configured caps.",
-        params=_workload_params(
-            RESTARTABLE,
-            {
-                "container": string("container name (default: the only container)"),
-                "requests": _RESOURCE_LIST,
-                "limits": _RESOURCE_LIST,
-                "max_cpu": {"type": ["string", "number"], "description": "cap for any CPU value (guard)"},
-                "max_memory": string("cap for any memory value (guard)"),
-            },
-            **alternatives("anyOf", ("requests", "limits"), "give requests and/or limits"),
-        ),
-        output=obj(
-            {
-                "container": string("container changed"),
-                "previous": {"type": "object", "description": "resources before"},
-                "resources": {"type": "object", "description": "resources after"},
-            }
-        ),
-        risk=Risk.MEDIUM,
-        repeat_safety=RepeatSafety.STAMPED,
-        dry_run=True,
-        rbac=(_WORKLOAD_RULE,),
-    )
+declare_action(
+    name="rollback_deployment",
+    summary="Roll a Deployment back to an earlier ReplicaSet's template (`kubectl rollout undo`).",
+    params=target_params(
+        "Deployment",
+        {"to_revision": integer("revision to return to (default: the previous one)", minimum=1)},
+    ),
+    output=obj(
+        {
+            "from_revision": integer("revision that was current"),
+            "to_revision": integer("revision whose template is now current"),
+            "replicaset": string("ReplicaSet that carried that revision"),
+        }
+    ),
+    risk=Risk.HIGH,
+    repeat_safety=RepeatSafety.STAMPED,
+    rbac=(rule("apps", "deployments", "get patch"), rule("apps", "replicasets", "list")),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.wait_rollout",
-        summary="Wait until a workload's rollout completes (`kubectl rollout status`), or fail at timeout.",
-        params=_workload_params(
-            RESTARTABLE,
-            {"timeout": duration("how long to wait", "5m"), "interval": duration("how often to look", "2s")},
-        ),
-        output=obj(
-            {
-                "complete": boolean("true when the rollout finished"),
-                "replicas": integer("desired replicas"),
-                "updated": integer("replicas on the current template"),
-                "available": integer("available replicas"),
-                "message": string("what the rollout is waiting for, as kubectl words it"),
-            }
-        ),
-        risk=Risk.LOW,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(rule("apps", ("daemonsets", "deployments", "statefulsets"), "get"),),
-    )
+declare_action(
+    name="set_resources",
+    summary="Set a container's requests/limits on a workload, refused above the configured caps.",
+    params=_workload_params(
+        RESTARTABLE,
+        {
+            "container": string("container name (default: the only container)"),
+            "requests": _RESOURCE_LIST,
+            "limits": _RESOURCE_LIST,
+            "max_cpu": {"type": ["string", "number"], "description": "cap for any CPU value (guard)"},
+            "max_memory": string("cap for any memory value (guard)"),
+        },
+        **alternatives("anyOf", ("requests", "limits"), "give requests and/or limits"),
+    ),
+    output=obj(
+        {
+            "container": string("container changed"),
+            "previous": {"type": "object", "description": "resources before"},
+            "resources": {"type": "object", "description": "resources after"},
+        }
+    ),
+    risk=Risk.MEDIUM,
+    repeat_safety=RepeatSafety.STAMPED,
+    rbac=(_WORKLOAD_RULE,),
 )
 
-declare(
-    ActionSpec(
-        name="kubernetes.patch_hpa",
-        summary="Change a HorizontalPodAutoscaler's minReplicas/maxReplicas (bounded by the settings).",
-        params=target_params(
-            "HorizontalPodAutoscaler",
-            {
-                "min_replicas": integer("new minReplicas", minimum=1),
-                "max_replicas": integer("new maxReplicas", minimum=1),
-            },
-            **alternatives(
-                "anyOf", ("min_replicas", "max_replicas"), "give min_replicas and/or max_replicas"
-            ),
-        ),
-        output=obj(
-            {
-                "previous": {"type": "object", "description": "{min_replicas, max_replicas} before"},
-                "min_replicas": integer("minReplicas after"),
-                "max_replicas": integer("maxReplicas after"),
-            }
-        ),
-        risk=Risk.MEDIUM,
-        repeat_safety=RepeatSafety.IDEMPOTENT,
-        dry_run=True,
-        rbac=(rule("autoscaling", "horizontalpodautoscalers", "get patch"),),
-    )
+declare_action(
+    name="wait_rollout",
+    summary="Wait until a workload's rollout completes (`kubectl rollout status`), or fail at timeout.",
+    params=_workload_params(
+        RESTARTABLE,
+        {"timeout": duration("how long to wait", "5m"), "interval": duration("how often to look", "2s")},
+    ),
+    output=obj(
+        {
+            "complete": boolean("true when the rollout finished"),
+            "replicas": integer("desired replicas"),
+            "updated": integer("replicas on the current template"),
+            "available": integer("available replicas"),
+            "message": string("what the rollout is waiting for, as kubectl words it"),
+        }
+    ),
+    risk=Risk.LOW,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=(rule("apps", ("daemonsets", "deployments", "statefulsets"), "get"),),
+)
+
+declare_action(
+    name="patch_hpa",
+    summary="Change a HorizontalPodAutoscaler's minReplicas/maxReplicas (bounded by the settings).",
+    params=target_params(
+        "HorizontalPodAutoscaler",
+        {
+            "min_replicas": integer("new minReplicas", minimum=1),
+            "max_replicas": integer("new maxReplicas", minimum=1),
+        },
+        **alternatives("anyOf", ("min_replicas", "max_replicas"), "give min_replicas and/or max_replicas"),
+    ),
+    output=obj(
+        {
+            "previous": {"type": "object", "description": "{min_replicas, max_replicas} before"},
+            "min_replicas": integer("minReplicas after"),
+            "max_replicas": integer("maxReplicas after"),
+        }
+    ),
+    risk=Risk.MEDIUM,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=(rule("autoscaling", "horizontalpodautoscalers", "get patch"),),
 )
 
 
