@@ -380,10 +380,7 @@ class Store:
             if dry_run:
                 meta["resourceVersion"] = ""
                 return obj
-            meta["resourceVersion"] = self._next_rv()
-            self._objects[rt][(meta.get("namespace", ""), name)] = obj
-            self._reconcile()
-            return copy.deepcopy(self._objects[rt].get((meta.get("namespace", ""), name), obj))
+            return self._store(rt, obj)
 
     def replace(
         self,
@@ -501,10 +498,16 @@ class Store:
             return copy.deepcopy(current)  # no change: the real server keeps the resourceVersion too
         if dry_run:
             return updated
+        return self._store(rt, updated)
+
+    def _store(self, rt: ResourceType, obj: Obj) -> Obj:
+        """Store ``obj`` under a new resourceVersion, let the controllers react, answer what is stored."""
+        meta = obj["metadata"]
         meta["resourceVersion"] = self._next_rv()
-        self._objects[rt][(meta.get("namespace", ""), name)] = updated
+        key = (meta.get("namespace", ""), meta["name"])
+        self._objects[rt][key] = obj
         self._reconcile()
-        return copy.deepcopy(self._objects[rt].get((meta.get("namespace", ""), name), updated))
+        return copy.deepcopy(self._objects[rt].get(key, obj))
 
     def delete(
         self,
