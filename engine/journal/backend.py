@@ -1,9 +1,9 @@
 """What every journal backend does the same way, written once so that SQLite and PostgreSQL cannot drift.
 
 A backend subclasses :class:`JournalBackend` and keeps only what its database needs: the SQL, its
-transactions and its clock. The shared part is the alert inbox's group commit, the schema check,
-the cleaning of every argument before a transaction starts, the filter of ``list_executions``, the
-batched prune loop and the wording of every error a caller may act on.
+transactions and its clock. The shared part is the alert inbox's group commit, the schema status and
+check, the checking and cleaning of every argument before a transaction starts, the filter of
+``list_executions``, the batched prune loop and the wording of every error a caller may act on.
 """
 
 from __future__ import annotations
@@ -27,10 +27,17 @@ from engine.journal.encoding import (
     truncate_text,
 )
 from engine.journal.models import (
+    Approval,
+    Claim,
+    CreationOutcome,
+    Decision,
+    Execution,
     ExecutionFilter,
+    ExecutionRequest,
     ExecutionState,
     IncomingAlert,
     Lease,
+    Page,
     PlaybookVersion,
     PruneReport,
     SchemaStatus,
@@ -39,8 +46,8 @@ from engine.journal.models import (
     StepStatus,
 )
 from engine.journal.rows import EXECUTION_COLUMNS
-from engine.journal.schema import check_version
-from engine.journal.validation import check_page_limit
+from engine.journal.schema import Migration, check_version, load_migrations
+from engine.journal.validation import check_lease_seconds, check_page_limit, check_release, check_request
 
 PRUNE_BATCH_MAX = 100_000
 
@@ -70,6 +77,9 @@ class JournalBackend(abc.ABC):
     """The shared half of a :class:`engine.journal.base.Journal` implementation."""
 
     backend: str
+    """The folder of its migrations: ``sqlite`` or ``postgresql``."""
+    placeholder: str
+    """How its SQL marks a parameter."""
 
     def __init__(self, *, url: str, limits: JournalLimits, group_commit: bool, flushers: int) -> None:
         self._url = url
@@ -82,16 +92,77 @@ class JournalBackend(abc.ABC):
     def url(self) -> str:
         return self._url
 
+    # -- what each backend writes in its own SQL ---------------------------------------------------
+
     @abc.abstractmethod
     async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
         """Insert prepared alerts in one transaction."""
 
     @abc.abstractmethod
-    async def schema_status(self) -> SchemaStatus: ...
+    async def _applied_versions(self) -> tuple[int, ...]:
+        """The migration versions the database has recorded."""
+
+    @abc.abstractmethod
+    async def _apply_migrations(self, migrations: Sequence[Migration]) -> tuple[int, ...]:
+        """Apply the migrations the database lacks, each in its own transaction; return their versions."""
+
+    @abc.abstractmethod
+    async def _create_executions(
+        self, alert_id: str, requests: Sequence[ExecutionRequest]
+    ) -> tuple[CreationOutcome, ...]: ...
+
+    @abc.abstractmethod
+    async def _claim_executions(
+        self, owner_text: str, limit: int, lease_seconds: float
+    ) -> tuple[Claim, ...]: ...
+
+    @abc.abstractmethod
+    async def _renew_lease(self, lease: Lease, lease_seconds: float) -> Lease: ...
+
+    @abc.abstractmethod
+    async def _release_execution(
+        self, lease: Lease, state: ExecutionState, error: str | None, delay: float
+    ) -> Execution: ...
+
+    @abc.abstractmethod
+    async def _list_executions(self, sql: str, params: list[Any], limit: int) -> Page:
+        """Run the query of :func:`select_executions`."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _stored_time(moment: datetime) -> Any:
+        """A datetime as the database stores it, for comparisons in SQL."""
+
+    @abc.abstractmethod
+    async def _record_approval(
+        self, execution_id: str, decision: Decision, who_text: str, reason_text: str
+    ) -> Approval: ...
+
+    @abc.abstractmethod
+    async def _cancel_execution(self, execution_id: str, who_text: str, reason_text: str) -> Execution: ...
+
+    @abc.abstractmethod
+    async def _cancel_awaiting_approval(
+        self, alert_fingerprint: str, reason_text: str | None
+    ) -> tuple[str, ...]: ...
+
+    # -- schema -------------------------------------------------------------------------------------
+
+    async def schema_status(self) -> SchemaStatus:
+        latest = len(load_migrations(self.backend))
+        applied = await self._applied_versions()
+        return SchemaStatus(current=max(applied, default=0), latest=latest, applied=applied)
 
     async def check_schema(self) -> None:
         status = await self.schema_status()
         check_version(status.current, status.latest, self._url, migrating=False)
+
+    async def migrate(self) -> SchemaStatus:
+        newly = await self._apply_migrations(load_migrations(self.backend))
+        status = await self.schema_status()
+        return SchemaStatus(current=status.current, latest=status.latest, applied=newly)
+
+    # -- alert inbox --------------------------------------------------------------------------------
 
     async def commit_alerts(self, alerts: Sequence[IncomingAlert]) -> tuple[str, ...]:
         prepared = prepare_alerts(alerts, self._limits)
@@ -102,6 +173,66 @@ class JournalBackend(abc.ABC):
         else:
             await self._flush_alerts(prepared)
         return tuple(alert.id for alert in prepared)
+
+    # -- executions: every argument checked before any transaction --------------------------------
+
+    async def create_executions(
+        self, alert_id: str, requests: Sequence[ExecutionRequest]
+    ) -> tuple[CreationOutcome, ...]:
+        for request in requests:
+            check_request(request, self._limits)
+        return await self._create_executions(alert_id, requests)
+
+    async def claim_executions(
+        self, owner: str, *, limit: int = 1, lease_seconds: float = 30.0
+    ) -> tuple[Claim, ...]:
+        owner_text = self._clean(owner, "lease owner") or ""
+        check_lease_seconds(lease_seconds)
+        check_page_limit(limit)
+        return await self._claim_executions(owner_text, limit, lease_seconds)
+
+    async def renew_lease(self, lease: Lease, lease_seconds: float) -> Lease:
+        check_lease_seconds(lease_seconds)
+        return await self._renew_lease(lease, lease_seconds)
+
+    async def release_execution(
+        self,
+        lease: Lease,
+        state: ExecutionState,
+        *,
+        error: str | None = None,
+        delay: float = 0.0,
+    ) -> Execution:
+        checked = check_release(state, delay)
+        return await self._release_execution(
+            lease, checked, truncate_text(error, self._limits.max_text_chars), delay
+        )
+
+    async def list_executions(
+        self,
+        where: ExecutionFilter | None = None,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        sql, params = select_executions(where, cursor, limit, mark=self.placeholder, time=self._stored_time)
+        return await self._list_executions(sql, params, limit)
+
+    async def record_approval(
+        self, execution_id: str, decision: Decision, who: str, reason: str = ""
+    ) -> Approval:
+        decision = Decision(decision)
+        who_text, reason_text = self._who_and_reason(who, reason, "approver")
+        return await self._record_approval(execution_id, decision, who_text, reason_text)
+
+    async def cancel_execution(self, execution_id: str, who: str, reason: str = "") -> Execution:
+        who_text, reason_text = self._who_and_reason(who, reason, "who")
+        return await self._cancel_execution(execution_id, who_text, reason_text)
+
+    async def cancel_awaiting_approval(self, alert_fingerprint: str, reason: str) -> tuple[str, ...]:
+        return await self._cancel_awaiting_approval(
+            alert_fingerprint, truncate_text(reason, self._limits.max_text_chars)
+        )
 
     # -- arguments, cleaned before any transaction --------------------------------------------------
 

@@ -29,10 +29,9 @@ from engine.journal.backend import (
     lease_lost,
     not_awaiting_approval,
     playbook_not_found,
-    select_executions,
     step_twice,
 )
-from engine.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id, truncate_text
+from engine.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
 from engine.journal.models import (
     FINISHED_STATES,
     Approval,
@@ -42,7 +41,6 @@ from engine.journal.models import (
     Decision,
     Execution,
     ExecutionDetail,
-    ExecutionFilter,
     ExecutionRequest,
     ExecutionState,
     Lease,
@@ -51,13 +49,11 @@ from engine.journal.models import (
     PlaybookVersion,
     PlaybookVersionConflict,
     PruneReport,
-    SchemaStatus,
     StepFinish,
     StepStart,
     StoredAlert,
 )
-from engine.journal.schema import SCHEMA_VERSION_TABLE, check_version, load_migrations
-from engine.journal.validation import check_lease_seconds, check_page_limit, check_release, check_request
+from engine.journal.schema import SCHEMA_VERSION_TABLE, Migration, check_version
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[DictRow]
@@ -163,6 +159,7 @@ class PostgresJournal(JournalBackend):
     """The :class:`engine.journal.base.Journal` on PostgreSQL."""
 
     backend = "postgresql"
+    placeholder = "%s"
 
     def __init__(
         self,
@@ -266,14 +263,10 @@ class PostgresJournal(JournalBackend):
         cur = await conn.execute(f"SELECT version FROM {SCHEMA_VERSION_TABLE} ORDER BY version")
         return tuple(int(r["version"]) for r in await cur.fetchall())
 
-    async def schema_status(self) -> SchemaStatus:
-        latest = len(load_migrations(self.backend))
-        applied = await self._run(self._applied, retry=True)
-        return SchemaStatus(current=max(applied, default=0), latest=latest, applied=applied)
+    async def _applied_versions(self) -> tuple[int, ...]:
+        return await self._run(self._applied, retry=True)
 
-    async def migrate(self) -> SchemaStatus:
-        migrations = load_migrations(self.backend)
-
+    async def _apply_migrations(self, migrations: Sequence[Migration]) -> tuple[int, ...]:
         async def apply(conn: Conn) -> tuple[int, ...]:
             newly: list[int] = []
             for migration in migrations:
@@ -298,9 +291,7 @@ class PostgresJournal(JournalBackend):
             check_version(current, len(migrations), self._url, migrating=True)
             return tuple(newly)
 
-        newly = await self._run(apply)
-        status = await self.schema_status()
-        return SchemaStatus(current=status.current, latest=status.latest, applied=newly)
+        return await self._run(apply)
 
     async def now(self) -> datetime:
         async def read(conn: Conn) -> datetime:
@@ -390,12 +381,9 @@ class PostgresJournal(JournalBackend):
 
     # -- executions ---------------------------------------------------------------------------------
 
-    async def create_executions(
+    async def _create_executions(
         self, alert_id: str, requests: Sequence[ExecutionRequest]
     ) -> tuple[CreationOutcome, ...]:
-        for request in requests:
-            check_request(request, self._limits)
-
         async def create(conn: Conn) -> tuple[CreationOutcome, ...]:
             outcomes: list[CreationOutcome] = []
             async with conn.transaction():
@@ -494,13 +482,7 @@ class PostgresJournal(JournalBackend):
                 return limit
         return None
 
-    async def claim_executions(
-        self, owner: str, *, limit: int = 1, lease_seconds: float = 30.0
-    ) -> tuple[Claim, ...]:
-        owner_text = self._clean(owner, "lease owner") or ""
-        check_lease_seconds(lease_seconds)
-        check_page_limit(limit)
-
+    async def _claim_executions(self, owner_text: str, limit: int, lease_seconds: float) -> tuple[Claim, ...]:
         async def claim(conn: Conn) -> tuple[Claim, ...]:
             cur = await conn.execute(_CLAIM, {"limit": limit, "owner": owner_text, "lease": lease_seconds})
             found = await cur.fetchall()
@@ -511,9 +493,7 @@ class PostgresJournal(JournalBackend):
 
         return await self._run(claim)
 
-    async def renew_lease(self, lease: Lease, lease_seconds: float) -> Lease:
-        check_lease_seconds(lease_seconds)
-
+    async def _renew_lease(self, lease: Lease, lease_seconds: float) -> Lease:
         async def renew(conn: Conn) -> Lease:
             cur = await conn.execute(
                 "UPDATE executions SET lease_expires_at = now() + make_interval(secs => %s), "
@@ -528,17 +508,9 @@ class PostgresJournal(JournalBackend):
 
         return await self._run(renew, retry=True)
 
-    async def release_execution(
-        self,
-        lease: Lease,
-        state: ExecutionState,
-        *,
-        error: str | None = None,
-        delay: float = 0.0,
+    async def _release_execution(
+        self, lease: Lease, state: ExecutionState, error: str | None, delay: float
     ) -> Execution:
-        state = check_release(state, delay)
-        error = truncate_text(error, self._limits.max_text_chars)
-
         async def release(conn: Conn) -> Execution:
             cur = await conn.execute(
                 "UPDATE executions SET state = %(state)s, lease_owner = NULL, lease_expires_at = NULL, "
@@ -612,15 +584,11 @@ class PostgresJournal(JournalBackend):
 
         return await self._run(record)
 
-    async def list_executions(
-        self,
-        where: ExecutionFilter | None = None,
-        *,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        sql, params = select_executions(where, cursor, limit, mark="%s", time=lambda moment: moment)
+    @staticmethod
+    def _stored_time(moment: datetime) -> Any:
+        return moment
 
+    async def _list_executions(self, sql: str, params: list[Any], limit: int) -> Page:
         async def read(conn: Conn) -> Page:
             cur = await conn.execute(sql.encode(), params)
             return rows.page_from_rows(await cur.fetchall(), limit, CODEC)
@@ -651,12 +619,9 @@ class PostgresJournal(JournalBackend):
 
         return await self._run(read, retry=True)
 
-    async def record_approval(
-        self, execution_id: str, decision: Decision, who: str, reason: str = ""
+    async def _record_approval(
+        self, execution_id: str, decision: Decision, who_text: str, reason_text: str
     ) -> Approval:
-        decision = Decision(decision)
-        who_text, reason_text = self._who_and_reason(who, reason, "approver")
-
         async def record(conn: Conn) -> Approval:
             async with conn.transaction():
                 state = await _lock_state(conn, execution_id)
@@ -684,9 +649,7 @@ class PostgresJournal(JournalBackend):
 
         return await self._run(record)
 
-    async def cancel_execution(self, execution_id: str, who: str, reason: str = "") -> Execution:
-        who_text, reason_text = self._who_and_reason(who, reason, "who")
-
+    async def _cancel_execution(self, execution_id: str, who_text: str, reason_text: str) -> Execution:
         async def cancel(conn: Conn) -> Execution:
             async with conn.transaction():
                 state = await _lock_state(conn, execution_id)
@@ -710,9 +673,9 @@ class PostgresJournal(JournalBackend):
 
         return await self._run(cancel)
 
-    async def cancel_awaiting_approval(self, alert_fingerprint: str, reason: str) -> tuple[str, ...]:
-        reason_text = truncate_text(reason, self._limits.max_text_chars)
-
+    async def _cancel_awaiting_approval(
+        self, alert_fingerprint: str, reason_text: str | None
+    ) -> tuple[str, ...]:
         async def cancel(conn: Conn) -> tuple[str, ...]:
             cur = await conn.execute(
                 "UPDATE executions SET state = 'cancelled', finished_at = now(), updated_at = now(), "

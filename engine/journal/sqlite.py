@@ -30,10 +30,9 @@ from engine.journal.backend import (
     lease_lost,
     not_awaiting_approval,
     playbook_not_found,
-    select_executions,
     step_twice,
 )
-from engine.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id, truncate_text
+from engine.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
 from engine.journal.models import (
     FINISHED_STATES,
     Approval,
@@ -43,7 +42,6 @@ from engine.journal.models import (
     Decision,
     Execution,
     ExecutionDetail,
-    ExecutionFilter,
     ExecutionRequest,
     ExecutionState,
     Lease,
@@ -51,13 +49,11 @@ from engine.journal.models import (
     PlaybookVersion,
     PlaybookVersionConflict,
     PruneReport,
-    SchemaStatus,
     StepFinish,
     StepStart,
     StoredAlert,
 )
-from engine.journal.schema import SCHEMA_VERSION_TABLE, check_version, load_migrations
-from engine.journal.validation import check_lease_seconds, check_page_limit, check_release, check_request
+from engine.journal.schema import SCHEMA_VERSION_TABLE, Migration, check_version
 
 T = TypeVar("T")
 
@@ -90,6 +86,7 @@ class SQLiteJournal(JournalBackend):
     """The :class:`engine.journal.base.Journal` on one SQLite file."""
 
     backend = "sqlite"
+    placeholder = "?"
 
     def __init__(
         self,
@@ -189,14 +186,10 @@ class SQLiteJournal(JournalBackend):
             r[0] for r in conn.execute(f"SELECT version FROM {SCHEMA_VERSION_TABLE} ORDER BY version")
         )
 
-    async def schema_status(self) -> SchemaStatus:
-        latest = len(load_migrations(self.backend))
-        applied = await self._run(self._current_version)
-        return SchemaStatus(current=max(applied, default=0), latest=latest, applied=applied)
+    async def _applied_versions(self) -> tuple[int, ...]:
+        return await self._run(self._current_version)
 
-    async def migrate(self) -> SchemaStatus:
-        migrations = load_migrations(self.backend)
-
+    async def _apply_migrations(self, migrations: Sequence[Migration]) -> tuple[int, ...]:
         def apply(conn: sqlite3.Connection) -> tuple[int, ...]:
             with self._transaction(conn):
                 conn.execute(
@@ -223,9 +216,7 @@ class SQLiteJournal(JournalBackend):
             check_version(current, len(migrations), self._url, migrating=True)
             return tuple(newly)
 
-        newly = await self._run(apply)
-        status = await self.schema_status()
-        return SchemaStatus(current=status.current, latest=status.latest, applied=newly)
+        return await self._run(apply)
 
     async def now(self) -> datetime:
         return _to_time(_now())
@@ -313,12 +304,9 @@ class SQLiteJournal(JournalBackend):
 
     # -- executions ---------------------------------------------------------------------------------
 
-    async def create_executions(
+    async def _create_executions(
         self, alert_id: str, requests: Sequence[ExecutionRequest]
     ) -> tuple[CreationOutcome, ...]:
-        for request in requests:
-            check_request(request, self._limits)
-
         def create(conn: sqlite3.Connection) -> tuple[CreationOutcome, ...]:
             outcomes: list[CreationOutcome] = []
             with self._transaction(conn):
@@ -417,13 +405,7 @@ class SQLiteJournal(JournalBackend):
         conn.execute("RELEASE request")
         return CreationOutcome(request, CreationStatus.CREATED, execution_id)
 
-    async def claim_executions(
-        self, owner: str, *, limit: int = 1, lease_seconds: float = 30.0
-    ) -> tuple[Claim, ...]:
-        owner_text = self._clean(owner, "lease owner") or ""
-        check_lease_seconds(lease_seconds)
-        check_page_limit(limit)
-
+    async def _claim_executions(self, owner_text: str, limit: int, lease_seconds: float) -> tuple[Claim, ...]:
         def claim(conn: sqlite3.Connection) -> tuple[Claim, ...]:
             claims: list[Claim] = []
             with self._transaction(conn):
@@ -446,9 +428,7 @@ class SQLiteJournal(JournalBackend):
 
         return await self._run(claim)
 
-    async def renew_lease(self, lease: Lease, lease_seconds: float) -> Lease:
-        check_lease_seconds(lease_seconds)
-
+    async def _renew_lease(self, lease: Lease, lease_seconds: float) -> Lease:
         def renew(conn: sqlite3.Connection) -> Lease:
             now = _now()
             row = conn.execute(
@@ -463,17 +443,9 @@ class SQLiteJournal(JournalBackend):
 
         return await self._run(renew)
 
-    async def release_execution(
-        self,
-        lease: Lease,
-        state: ExecutionState,
-        *,
-        error: str | None = None,
-        delay: float = 0.0,
+    async def _release_execution(
+        self, lease: Lease, state: ExecutionState, error: str | None, delay: float
     ) -> Execution:
-        state = check_release(state, delay)
-        error = truncate_text(error, self._limits.max_text_chars)
-
         def release(conn: sqlite3.Connection) -> Execution:
             now = _now()
             row = conn.execute(
@@ -580,15 +552,11 @@ class SQLiteJournal(JournalBackend):
 
         return await self._run(record)
 
-    async def list_executions(
-        self,
-        where: ExecutionFilter | None = None,
-        *,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        sql, params = select_executions(where, cursor, limit, mark="?", time=_epoch)
+    @staticmethod
+    def _stored_time(moment: datetime) -> Any:
+        return _epoch(moment)
 
+    async def _list_executions(self, sql: str, params: list[Any], limit: int) -> Page:
         def read(conn: sqlite3.Connection) -> Page:
             return rows.page_from_rows(conn.execute(sql, params).fetchall(), limit, CODEC)
 
@@ -617,12 +585,9 @@ class SQLiteJournal(JournalBackend):
 
         return await self._run(read)
 
-    async def record_approval(
-        self, execution_id: str, decision: Decision, who: str, reason: str = ""
+    async def _record_approval(
+        self, execution_id: str, decision: Decision, who_text: str, reason_text: str
     ) -> Approval:
-        decision = Decision(decision)
-        who_text, reason_text = self._who_and_reason(who, reason, "approver")
-
         def record(conn: sqlite3.Connection) -> Approval:
             with self._transaction(conn):
                 state = _read_state(conn, execution_id)
@@ -651,9 +616,7 @@ class SQLiteJournal(JournalBackend):
 
         return await self._run(record)
 
-    async def cancel_execution(self, execution_id: str, who: str, reason: str = "") -> Execution:
-        who_text, reason_text = self._who_and_reason(who, reason, "who")
-
+    async def _cancel_execution(self, execution_id: str, who_text: str, reason_text: str) -> Execution:
         def cancel(conn: sqlite3.Connection) -> Execution:
             with self._transaction(conn):
                 state = _read_state(conn, execution_id)
@@ -676,9 +639,9 @@ class SQLiteJournal(JournalBackend):
 
         return await self._run(cancel)
 
-    async def cancel_awaiting_approval(self, alert_fingerprint: str, reason: str) -> tuple[str, ...]:
-        reason_text = truncate_text(reason, self._limits.max_text_chars)
-
+    async def _cancel_awaiting_approval(
+        self, alert_fingerprint: str, reason_text: str | None
+    ) -> tuple[str, ...]:
         def cancel(conn: sqlite3.Connection) -> tuple[str, ...]:
             now = _now()
             with self._transaction(conn):
