@@ -110,25 +110,33 @@ class Kube:
         }
         return self.create(self.ns_path("pods"), body)
 
-    def deployment(self, name: str, replicas: int = 2, **template_spec: Any) -> Obj:
+    def _workload(
+        self,
+        kind: str,
+        name: str,
+        image: str,
+        spec: Mapping[str, Any],
+        pod_spec: Mapping[str, Any],
+        container: str = "app",
+    ) -> Obj:
         body = {
             "apiVersion": "apps/v1",
-            "kind": "Deployment",
+            "kind": kind,
             "metadata": {"name": name},
             "spec": {
-                "replicas": replicas,
+                **spec,
                 "selector": {"matchLabels": {"app": name}},
                 "template": {
                     "metadata": {"labels": {"app": name}},
-                    "spec": {
-                        "containers": [{"name": "app", "image": "nginx:1.25"}],
-                        "terminationGracePeriodSeconds": 0,
-                        **template_spec,
-                    },
+                    "spec": {"containers": [{"name": container, "image": image}], **pod_spec},
                 },
             },
         }
-        return self.create(self.ns_path("deployments", group=APPS), body)
+        return self.create(self.ns_path(f"{kind.lower()}s", group=APPS), body)
+
+    def deployment(self, name: str, replicas: int = 2, **template_spec: Any) -> Obj:
+        pod_spec = {"terminationGracePeriodSeconds": 0, **template_spec}
+        return self._workload("Deployment", name, "nginx:1.25", {"replicas": replicas}, pod_spec)
 
     def wait_revision(self, name: str, revision: str | None = None) -> str:
         """Wait until the controller gave Deployment ``name`` a revision (or this one); its path."""
@@ -142,24 +150,8 @@ class Kube:
         return path
 
     def statefulset(self, name: str, replicas: int = 1) -> Obj:
-        body = {
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "serviceName": name,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {
-                        "containers": [{"name": "app", "image": "redis"}],
-                        "terminationGracePeriodSeconds": 0,
-                    },
-                },
-            },
-        }
-        return self.create(self.ns_path("statefulsets", group=APPS), body)
+        spec = {"replicas": replicas, "serviceName": name}
+        return self._workload("StatefulSet", name, "redis", spec, {"terminationGracePeriodSeconds": 0})
 
     def cronjob(self, name: str, *, suspend: bool = False) -> str:
         """Create a CronJob in whichever batch version the server serves it; returns its path."""
@@ -182,22 +174,8 @@ class Kube:
 
     def daemonset(self, name: str, image: str, **pod_spec: Any) -> Obj:
         """A DaemonSet on the nodes labelled ``pool=<namespace>`` (tolerating every taint)."""
-        body = {
-            "metadata": {"name": name},
-            "spec": {
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {
-                        "nodeSelector": {"pool": self.namespace},
-                        "tolerations": [{"operator": "Exists"}],
-                        **pod_spec,
-                        "containers": [{"name": "a", "image": image}],
-                    },
-                },
-            },
-        }
-        return self.create(self.ns_path("daemonsets", group=APPS), body)
+        placement = {"nodeSelector": {"pool": self.namespace}, "tolerations": [{"operator": "Exists"}]}
+        return self._workload("DaemonSet", name, image, {}, {**placement, **pod_spec}, container="a")
 
     def hpa(self, name: str, max_replicas: int, **spec: Any) -> str:
         """A HorizontalPodAutoscaler of the Deployment ``name``; returns its path."""
