@@ -209,6 +209,13 @@ def check_namespace(ctx: ActionContext, value: Any, *, mutating: bool = True) ->
     return namespace
 
 
+def check_target(
+    ctx: ActionContext, params: Mapping[str, Any], what: str, *, key: str = "name", mutating: bool = True
+) -> tuple[str, str]:
+    """(namespace, name) of the namespaced object a step names, after the guards."""
+    return check_namespace(ctx, params.get("namespace"), mutating=mutating), check_name(params.get(key), what)
+
+
 def dry_run_query(ctx: ActionContext) -> dict[str, str]:
     return {"dryRun": "All"} if ctx.dry_run else {}
 

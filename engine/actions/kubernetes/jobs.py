@@ -11,7 +11,7 @@ from engine.actions.kubernetes._common import (
     Effect,
     check,
     check_name,
-    check_namespace,
+    check_target,
     client_for,
     declare_action,
     deletion_effect,
@@ -76,8 +76,7 @@ declare_action(
 async def _cronjob(
     ctx: ActionContext, params: Mapping[str, Any], *, mutating: bool = True
 ) -> tuple[str, str, str]:
-    namespace = check_namespace(ctx, params.get("namespace"), mutating=mutating)
-    name = check_name(params.get("name"), "CronJob name")
+    namespace, name = check_target(ctx, params, "CronJob name", mutating=mutating)
     api_version, path = await object_path(client_for(ctx), KINDS["CronJob"], namespace, name)
     return api_version, name, path
 
@@ -163,8 +162,7 @@ async def trigger_done(ctx: ActionContext, params: Mapping[str, Any]) -> Effect:
 
 @implement("kubernetes.delete_job")
 async def delete_job(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    namespace = check_namespace(ctx, params.get("namespace"))
-    name = check_name(params.get("name"), "Job name")
+    namespace, name = check_target(ctx, params, "Job name")
     propagation = params.get("propagation", "Background")
     if propagation not in PROPAGATION:
         raise PermanentActionError(

@@ -9,8 +9,7 @@ from typing import Any
 
 from engine.actions.base import ActionContext, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
-    check_name,
-    check_namespace,
+    check_target,
     client_for,
     declare_action,
     dry_run_query,
@@ -76,8 +75,7 @@ def policy_name(pod: str) -> str:
 
 @implement("kubernetes.quarantine_pod")
 async def quarantine_pod(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    namespace = check_namespace(ctx, params.get("namespace"))
-    pod = check_name(params.get("pod"), "pod")
+    namespace, pod = check_target(ctx, params, "pod", key="pod")
     client = client_for(ctx)
     path = f"/api/v1/namespaces/{namespace}/pods/{pod}"
     current = await read(client, path)

@@ -12,6 +12,7 @@ from engine.actions.kubernetes._common import (
     check,
     check_name,
     check_namespace,
+    check_target,
     client_for,
     declare_action,
     delete,
@@ -141,16 +142,14 @@ def _grace(params: Mapping[str, Any]) -> dict[str, Any]:
 
 @implement("kubernetes.delete_pod")
 async def delete_pod(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    namespace = check_namespace(ctx, params.get("namespace"))
-    pod = check_name(params.get("pod"), "pod")
+    namespace, pod = check_target(ctx, params, "pod", key="pod")
     uid, _ = await stamp_then_delete(ctx, client_for(ctx), _pod_path(namespace, pod), options=_grace(params))
     return {"pod": pod, "uid": uid or "", "deleted": uid is not None}
 
 
 @implement("kubernetes.evict_pod")
 async def evict_pod(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    namespace = check_namespace(ctx, params.get("namespace"))
-    pod = check_name(params.get("pod"), "pod")
+    namespace, pod = check_target(ctx, params, "pod", key="pod")
     client = client_for(ctx)
     version = await client.eviction_version()
     uid, _ = await stamp_then_delete(
@@ -190,8 +189,7 @@ async def _logs(
 
 @implement("kubernetes.pod_logs")
 async def pod_logs(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    namespace = check_namespace(ctx, params.get("namespace"), mutating=False)
-    pod = check_name(params.get("pod"), "pod")
+    namespace, pod = check_target(ctx, params, "pod", key="pod", mutating=False)
     found = await read(client_for(ctx), _pod_path(namespace, pod))
     names = _containers(found)
     container = params.get("container") or (names[0] if names else "")
@@ -223,8 +221,7 @@ def _event_time(event: Mapping[str, Any]) -> str:
 
 @implement("kubernetes.collect_diagnostics")
 async def collect_diagnostics(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    namespace = check_namespace(ctx, params.get("namespace"), mutating=False)
-    pod = check_name(params.get("pod"), "pod")
+    namespace, pod = check_target(ctx, params, "pod", key="pod", mutating=False)
     client = client_for(ctx)
     found = await read(client, _pod_path(namespace, pod))
     events = await client.request(

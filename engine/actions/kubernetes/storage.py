@@ -9,8 +9,7 @@ from typing import Any
 
 from engine.actions.base import ActionContext, RepeatSafety, Risk
 from engine.actions.kubernetes._common import (
-    check_name,
-    check_namespace,
+    check_target,
     client_for,
     declare_action,
     guards_for,
@@ -66,8 +65,7 @@ def _target_size(size: Any, current_bytes: float) -> tuple[str, float]:
 
 @implement("kubernetes.expand_pvc")
 async def expand_pvc(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    namespace = check_namespace(ctx, params.get("namespace"))
-    name = check_name(params.get("name"), "PersistentVolumeClaim name")
+    namespace, name = check_target(ctx, params, "PersistentVolumeClaim name")
     client = client_for(ctx)
     path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
     claim = await read(client, path)

@@ -19,6 +19,7 @@ from engine.actions.kubernetes._common import (
     check,
     check_name,
     check_namespace,
+    check_target,
     client_for,
     declare_action,
     guards_for,
@@ -262,8 +263,7 @@ def _int_param(params: Mapping[str, Any], key: str) -> int | None:
 
 @implement("kubernetes.resolve_owner")
 async def resolve_owner(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    namespace = check_namespace(ctx, params.get("namespace"), mutating=False)
-    pod = check_name(params.get("pod"), "pod")
+    namespace, pod = check_target(ctx, params, "pod", key="pod", mutating=False)
     client = client_for(ctx)
     current = await read(client, f"/api/v1/namespaces/{namespace}/pods/{pod}")
     chain = [{"kind": "Pod", "name": pod}]
@@ -433,8 +433,7 @@ def _bare_template(template: Mapping[str, Any]) -> dict[str, Any]:
 @implement("kubernetes.rollback_deployment")
 @retry_conflicts
 async def rollback_deployment(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    namespace = check_namespace(ctx, params.get("namespace"))
-    name = check_name(params.get("name"), "Deployment name")
+    namespace, name = check_target(ctx, params, "Deployment name")
     wanted = _int_param(params, "to_revision")
     client = client_for(ctx)
     path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
@@ -670,8 +669,7 @@ async def wait_rollout(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping
 @implement("kubernetes.patch_hpa")
 @retry_conflicts
 async def patch_hpa(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    namespace = check_namespace(ctx, params.get("namespace"))
-    name = check_name(params.get("name"), "HorizontalPodAutoscaler name")
+    namespace, name = check_target(ctx, params, "HorizontalPodAutoscaler name")
     low, high = _int_param(params, "min_replicas"), _int_param(params, "max_replicas")
     if low is None and high is None:
         raise PermanentActionError("give min_replicas and/or max_replicas")
