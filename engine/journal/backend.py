@@ -365,6 +365,16 @@ def playbook_not_found(name: str, version: int, content_hash: str) -> ExecutionN
     return ExecutionNotFound(f"playbook {name} version {version} ({content_hash[:12]}) is not in the journal")
 
 
+def rejected_by(who_text: str, reason_text: str) -> str:
+    """The error a rejected execution finishes with."""
+    return f"rejected by {who_text}: {reason_text}"
+
+
+def cancelled_by(who_text: str, reason_text: str) -> str:
+    """The error a cancelled execution finishes with."""
+    return f"cancelled by {who_text}: {reason_text}"
+
+
 def not_awaiting_approval(execution_id: str, state: str) -> JournalConflict:
     return JournalConflict(f"execution {execution_id} is {state}, not awaiting approval")
 

@@ -25,10 +25,12 @@ from engine.journal.backend import (
     JournalBackend,
     alert_not_found,
     already_finished,
+    cancelled_by,
     execution_not_found,
     lease_lost,
     not_awaiting_approval,
     playbook_not_found,
+    rejected_by,
     step_twice,
 )
 from engine.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
@@ -596,24 +598,18 @@ class PostgresJournal(JournalBackend):
         return await self._run(read, retry=True)
 
     async def get_execution(self, execution_id: str) -> ExecutionDetail:
+        execution_sql, steps_sql, approvals_sql = rows.detail_queries(self.placeholder)
+
         async def read(conn: Conn) -> ExecutionDetail:
             async with conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                cur = await conn.execute(
-                    f"SELECT {rows.EXECUTION_COLUMNS} FROM executions WHERE id = %s", (execution_id,)
-                )
+                cur = await conn.execute(execution_sql, (execution_id,))
                 row = await cur.fetchone()
                 if row is None:
                     raise execution_not_found(execution_id)
-                cur = await conn.execute(
-                    f"SELECT {rows.STEP_COLUMNS} FROM steps WHERE execution_id = %s ORDER BY id",
-                    (execution_id,),
-                )
+                cur = await conn.execute(steps_sql, (execution_id,))
                 steps = await cur.fetchall()
-                cur = await conn.execute(
-                    f"SELECT {rows.APPROVAL_COLUMNS} FROM approvals WHERE execution_id = %s ORDER BY id",
-                    (execution_id,),
-                )
+                cur = await conn.execute(approvals_sql, (execution_id,))
                 approvals = await cur.fetchall()
             return rows.detail_from_rows(row, steps, approvals, CODEC)
 
@@ -641,7 +637,7 @@ class PostgresJournal(JournalBackend):
                     (
                         (ExecutionState.PENDING if approved else ExecutionState.CANCELLED).value,
                         approved,
-                        None if approved else f"rejected by {who_text}: {reason_text}",
+                        None if approved else rejected_by(who_text, reason_text),
                         execution_id,
                     ),
                 )
@@ -665,7 +661,7 @@ class PostgresJournal(JournalBackend):
                     cur = await conn.execute(
                         "UPDATE executions SET state = 'cancelled', finished_at = now(), updated_at = now(), "
                         f"error = %s WHERE id = %s RETURNING {rows.EXECUTION_COLUMNS}",
-                        (f"cancelled by {who_text}: {reason_text}", execution_id),
+                        (cancelled_by(who_text, reason_text), execution_id),
                     )
                 updated = await cur.fetchone()
                 assert updated is not None

@@ -44,6 +44,16 @@ ALERT_COLUMNS = "id, fingerprint, status, labels, payload, source, received_at, 
 APPROVAL_COLUMNS = "execution_id, decision, who, reason, decided_at"
 
 
+def detail_queries(mark: str) -> tuple[str, str, str]:
+    """The reads of one execution, its steps and its approvals; each takes the execution id, marked
+    with the dialect's ``mark``."""
+    return (
+        f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = {mark}",
+        f"SELECT {STEP_COLUMNS} FROM steps WHERE execution_id = {mark} ORDER BY id",
+        f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE execution_id = {mark} ORDER BY id",
+    )
+
+
 def qualified(columns: str, alias: str) -> str:
     """``columns`` prefixed with a table alias, for joins and ``UPDATE ... FROM``."""
     return ", ".join(f"{alias}.{name.strip()}" for name in columns.split(","))

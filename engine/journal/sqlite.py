@@ -26,10 +26,12 @@ from engine.journal.backend import (
     JournalBackend,
     alert_not_found,
     already_finished,
+    cancelled_by,
     execution_not_found,
     lease_lost,
     not_awaiting_approval,
     playbook_not_found,
+    rejected_by,
     step_twice,
 )
 from engine.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
@@ -563,22 +565,16 @@ class SQLiteJournal(JournalBackend):
         return await self._run(read)
 
     async def get_execution(self, execution_id: str) -> ExecutionDetail:
+        execution_sql, steps_sql, approvals_sql = rows.detail_queries(self.placeholder)
+
         def read(conn: sqlite3.Connection) -> ExecutionDetail:
             conn.execute("BEGIN")
             try:
-                row = conn.execute(
-                    f"SELECT {rows.EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
-                ).fetchone()
+                row = conn.execute(execution_sql, (execution_id,)).fetchone()
                 if row is None:
                     raise execution_not_found(execution_id)
-                steps = conn.execute(
-                    f"SELECT {rows.STEP_COLUMNS} FROM steps WHERE execution_id = ? ORDER BY id",
-                    (execution_id,),
-                ).fetchall()
-                approvals = conn.execute(
-                    f"SELECT {rows.APPROVAL_COLUMNS} FROM approvals WHERE execution_id = ? ORDER BY id",
-                    (execution_id,),
-                ).fetchall()
+                steps = conn.execute(steps_sql, (execution_id,)).fetchall()
+                approvals = conn.execute(approvals_sql, (execution_id,)).fetchall()
             finally:
                 conn.execute("COMMIT")
             return rows.detail_from_rows(row, steps, approvals, CODEC)
@@ -608,7 +604,7 @@ class SQLiteJournal(JournalBackend):
                         now,
                         now,
                         None if approved else now,
-                        None if approved else f"rejected by {who_text}: {reason_text}",
+                        None if approved else rejected_by(who_text, reason_text),
                         execution_id,
                     ),
                 )
@@ -633,7 +629,7 @@ class SQLiteJournal(JournalBackend):
                     updated = conn.execute(
                         "UPDATE executions SET state = 'cancelled', finished_at = ?, updated_at = ?, "
                         f"error = ? WHERE id = ? RETURNING {rows.EXECUTION_COLUMNS}",
-                        (now, now, f"cancelled by {who_text}: {reason_text}", execution_id),
+                        (now, now, cancelled_by(who_text, reason_text), execution_id),
                     ).fetchone()
             return rows.execution_from_row(updated, CODEC)
 
