@@ -6,7 +6,7 @@ fake is checked on every run; the real server is checked whenever it is availabl
 that no longer matches the real server fails too.
 
 Normalising drops what changes from run to run: the test namespace becomes ``NAMESPACE``, and uids,
-resourceVersions, timestamps and generated names are removed.
+resourceVersions, timestamps and generated names are removed (a uid quoted in a message reads ``UID``).
 
 To record the golden files again from the real server (after adding a case or moving to another
 Kubernetes version), run::
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ pytestmark = pytest.mark.kube
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("KURATIVE_UPDATE_GOLDEN") == "1"
 USER = "kurative"  # authenticated, granted nothing
+OTHER_UID = "00000000-0000-4000-8000-000000000000"
+_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _VOLATILE = {"uid", "resourceVersion", "creationTimestamp", "generateName", "selfLink"}
 
 
@@ -56,6 +59,26 @@ def _create_existing_configmap(kube: Kube) -> Obj:
     body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1"}}
     kube.create(kube.ns_path("configmaps"), body)
     return _failure(kube, "POST", kube.ns_path("configmaps"), body)
+
+
+def _patch_missing_deployment(kube: Kube) -> Obj:
+    path = kube.ns_path("deployments", "ghost", group=APPS)
+    return _failure(kube, "PATCH", path, {"spec": {"replicas": 2}}, "application/merge-patch+json")
+
+
+def _evict_missing_pod(kube: Kube) -> Obj:
+    eviction = {
+        "apiVersion": f"policy/{kube.policy_version()}",
+        "kind": "Eviction",
+        "metadata": {"name": "ghost", "namespace": kube.namespace},
+    }
+    return _failure(kube, "POST", kube.ns_path("pods", "ghost") + "/eviction", eviction)
+
+
+def _delete_with_other_uid(kube: Kube) -> Obj:
+    kube.pod("web")
+    options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": OTHER_UID}}
+    return _failure(kube, "DELETE", kube.ns_path("pods", "web"), options)
 
 
 def _stale(kube: Kube) -> tuple[str, Obj]:
@@ -83,6 +106,14 @@ def _patch_invalid_replicas(kube: Kube) -> Obj:
     kube.deployment("web", replicas=1)
     path = kube.ns_path("deployments", "web", group=APPS)
     return _failure(kube, "PATCH", path, {"spec": {"replicas": -1}}, "application/merge-patch+json")
+
+
+def _create_labelled_configmap(labels: dict[str, str]) -> Callable[[Kube], Obj]:
+    def create(kube: Kube) -> Obj:
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "labels": labels}}
+        return _failure(kube, "POST", kube.ns_path("configmaps"), body)
+
+    return create
 
 
 def _create_invalid_pod(kube: Kube) -> Obj:
@@ -139,11 +170,17 @@ def _forbidden_evict_pod(kube: Kube) -> Obj:
 CASES: dict[str, Callable[[Kube], Obj]] = {
     "404_get_missing_pod": _get_missing_pod,
     "404_get_missing_deployment": _get_missing_deployment,
+    "404_patch_missing_deployment": _patch_missing_deployment,
+    "404_evict_missing_pod": _evict_missing_pod,
+    "409_delete_with_other_uid": _delete_with_other_uid,
     "409_create_existing_configmap": _create_existing_configmap,
     "409_patch_stale_deployment": _patch_stale_deployment,
     "409_put_stale_deployment": _put_stale_deployment,
     "422_patch_invalid_replicas": _patch_invalid_replicas,
     "422_create_invalid_pod": _create_invalid_pod,
+    "422_create_invalid_label_value": _create_labelled_configmap({"team": "a b"}),
+    "422_create_invalid_label_key": _create_labelled_configmap({"bad key": "x"}),
+    "422_create_invalid_label_prefix": _create_labelled_configmap({"Bad_Prefix/team": "x"}),
     "429_evict_guarded_pod": _evict_guarded_pod,
     "403_get_secret": _forbidden_get_secret,
     "403_list_deployments": _forbidden_list_deployments,
@@ -159,7 +196,9 @@ def normalise(value: Any, namespace: str) -> Any:
     if isinstance(value, list):
         return [normalise(v, namespace) for v in value]
     if isinstance(value, str):
-        return value.replace(namespace, "NAMESPACE")
+        return _UID.sub(lambda m: m.group(0) if m.group(0) == OTHER_UID else "UID", value).replace(
+            namespace, "NAMESPACE"
+        )
     return value
 
 

@@ -525,20 +525,21 @@ class Store:
                 raise not_found(rt, name)
             pre = options.get("preconditions") or {}
             meta = current["metadata"]
-            if pre.get("uid") and pre["uid"] != meta["uid"]:
-                raise conflict(
-                    rt,
-                    name,
-                    f"Precondition failed: UID in precondition: {pre['uid']}, "
-                    f"UID in object meta: {meta['uid']}",
-                )
-            if pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]:
-                raise conflict(
-                    rt,
-                    name,
-                    f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
-                    f"ResourceVersion in object meta: {meta['resourceVersion']}",
-                )
+            # checked by rest.BeforeDelete, which names the kind where other conflicts name the resource
+            kind = f"{rt.kind}.{rt.group}" if rt.group else rt.kind
+            for field, what, hint in (
+                ("uid", "UID", "deleted and then recreated"),
+                ("resourceVersion", "ResourceVersion", "modified"),
+            ):
+                if pre.get(field) and pre[field] != meta[field]:
+                    raise ApiStatus(
+                        409,
+                        "Conflict",
+                        f'Operation cannot be fulfilled on {kind} "{name}": '
+                        f"the {what} in the precondition ({pre[field]}) does not match the {what} in record "
+                        f"({meta[field]}). The object might have been {hint}",
+                        {"name": name, "group": rt.group, "kind": rt.kind},
+                    )
             if dry_run:
                 return copy.deepcopy(current)
             grace = options.get("gracePeriodSeconds")
@@ -1184,11 +1185,12 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 def _key_problem(key: str) -> str | None:
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        return "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters"
+        return f"prefix part {DNS_MESSAGE}"
     if not _QUALIFIED_NAME.match(name):
         return (
             "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
-            "with an alphanumeric character"
+            "with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
+            "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
         )
     return None
 
@@ -1208,7 +1210,8 @@ def _metadata_problems(meta: Obj) -> list[tuple[str, str]]:
                         "metadata.labels",
                         f'Invalid value: "{value}": a valid label must be an empty string or '
                         "consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-                        "alphanumeric character",
+                        "alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for "
+                        "validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
                     )
                 )
     return problems
