@@ -269,6 +269,8 @@ async def test_resolve_owner_walks_pod_job_cronjob(kube: Kube, run: Runner) -> N
         {
             "metadata": {
                 "name": "worker",
+                # the Job's selector labels: without them the real Job controller releases the pod
+                "labels": ((made["spec"].get("selector") or {}).get("matchLabels") or {}),
                 "ownerReferences": [
                     {
                         "apiVersion": "batch/v1",
