@@ -13,7 +13,6 @@ from engine.errors import UsageError
 from engine.linting.against import compare_versions, playbooks_at
 from engine.linting.formats import FORMATS, FORMATTERS
 from engine.linting.lint import lint_paths
-from engine.playbooks.loading import load_playbooks
 
 
 def register(subparsers: Any) -> None:
@@ -40,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     result = lint_paths(args.paths)
     diagnostics = list(result.diagnostics)
     if args.against:
-        current = load_playbooks(args.paths).playbooks
         previous = playbooks_at(args.against, args.paths)
-        diagnostics = sorted(diagnostics + compare_versions(args.against, current, previous))
+        diagnostics = sorted(diagnostics + compare_versions(args.against, result.loaded, previous))
     sys.stdout.write(FORMATTERS[args.format](diagnostics, len(result.files)))
     return EXIT_FAILURE if has_errors(diagnostics) else EXIT_OK

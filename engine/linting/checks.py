@@ -35,7 +35,6 @@ _LABEL_ROOTS = {("labels",), ("annotations",), ("alert", "labels"), ("alert", "a
 
 class _Checker:
     def __init__(self, playbook: Playbook) -> None:
-        self.playbook = playbook
         self.source = playbook.source
         self.found: list[Diagnostic] = []
 
@@ -61,8 +60,9 @@ class _Checker:
             self.report(path, code, f"{what}: {exc}", exc.hint, text, exc.offset)
             return None
 
-    def templates(self, path: JSONPath, value: Any) -> list[Expression]:
-        compiled: list[Expression] = []
+    def templates(self, path: JSONPath, value: Any) -> list[tuple[JSONPath, Expression]]:
+        """Every expression of every template inside ``value``, with the path of its string."""
+        compiled: list[tuple[JSONPath, Expression]] = []
         for sub, text in iter_strings(value, path):
             if "${" not in text:
                 continue
@@ -71,7 +71,7 @@ class _Checker:
             except TemplateSyntaxError as exc:
                 self.report(sub, "E203", f"template {dotted(sub)}: {exc}", exc.hint, text, exc.offset)
                 continue
-            compiled.extend(p.expression for p in template.placeholders)
+            compiled.extend((sub, p.expression) for p in template.placeholders)
         return compiled
 
 
@@ -94,8 +94,8 @@ def check_playbook(playbook: Playbook) -> list[Diagnostic]:
         key = checker.expression(path, limit.key, "E202", "limit key")
         if key is not None:
             _no_steps_before_run(checker, path, key, "a limit key")
-    for expression in checker.templates((*spec, "vars"), dict(playbook.vars)):
-        _no_steps_before_run(checker, (*spec, "vars"), expression, "vars")
+    for where, expression in checker.templates((*spec, "vars"), dict(playbook.vars)):
+        _no_steps_before_run(checker, where, expression, "vars")
 
     seen: dict[str, int] = {}
     for index, step in enumerate(playbook.steps):
@@ -131,11 +131,9 @@ def _check_step(checker: _Checker, path: JSONPath, index: int, step: Step, playb
         if when is not None:
             expressions.append(((*path, "when"), when))
             _impossible_comparisons(checker, (*path, "when"), when, playbook)
-    for sub, expression in _template_paths(checker, (*path, "params"), dict(step.params)):
-        expressions.append((sub, expression))
+    expressions.extend(checker.templates((*path, "params"), dict(step.params)))
     if step.cluster is not None:
-        for expression in checker.templates((*path, "cluster"), step.cluster):
-            expressions.append(((*path, "cluster"), expression))
+        expressions.extend(checker.templates((*path, "cluster"), step.cluster))
 
     for where, expression in expressions:
         for name in step_references(expression):
@@ -181,14 +179,6 @@ def _check_step(checker: _Checker, path: JSONPath, index: int, step: Step, playb
         where = (*path, "params", *error.absolute_path)
         message, hint = _param_problem(step.action, error)
         checker.report(where, "E302", f"{step.action} params{_suffix(error.absolute_path)}: {message}", hint)
-
-
-def _template_paths(checker: _Checker, path: JSONPath, value: Any) -> list[tuple[JSONPath, Expression]]:
-    found: list[tuple[JSONPath, Expression]] = []
-    for sub, text in iter_strings(value, path):
-        if "${" in text:
-            found.extend((sub, expression) for expression in checker.templates(sub, text))
-    return found
 
 
 def _suffix(path: Iterable[str | int]) -> str:

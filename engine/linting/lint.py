@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.diagnostics import Diagnostic, Severity, has_errors
+from engine.diagnostics import Diagnostic, has_errors
 from engine.linting.checks import check_playbook, check_ruleset
 from engine.playbooks.loading import load_playbooks
 from engine.playbooks.models import Playbook
@@ -14,18 +14,15 @@ from engine.playbooks.models import Playbook
 
 @dataclass(slots=True)
 class LintResult:
-    """The playbooks that passed every check, and all diagnostics sorted by file and position."""
+    """The playbooks that passed every check, and all diagnostics sorted by file and position.
+
+    ``loaded`` holds every playbook that passed the schema, checked or not: what ``--against`` compares.
+    """
 
     playbooks: tuple[Playbook, ...] = ()
     diagnostics: list[Diagnostic] = field(default_factory=list)
     files: tuple[str, ...] = ()
-
-    @property
-    def failed(self) -> bool:
-        return has_errors(self.diagnostics)
-
-    def count(self, severity: Severity) -> int:
-        return sum(1 for d in self.diagnostics if d.severity is severity)
+    loaded: tuple[Playbook, ...] = ()
 
 
 def check_loaded(playbooks: Sequence[Playbook]) -> tuple[tuple[Playbook, ...], list[Diagnostic]]:
@@ -48,14 +45,12 @@ def _check_rejected(rejected: Sequence[Playbook], schema_problems: list[Diagnost
     found: list[Diagnostic] = []
     for playbook in rejected:
         found.extend(
-            d
-            for d in check_playbook(playbook)
-            if (d.path, d.line) not in flagged and not _placeholder(d, playbook)
+            d for d in check_playbook(playbook) if (d.path, d.line) not in flagged and not _placeholder(d)
         )
     return found
 
 
-def _placeholder(diagnostic: Diagnostic, playbook: Playbook) -> bool:
+def _placeholder(diagnostic: Diagnostic) -> bool:
     """Findings about the stand-ins used for invalid fields (an empty action name, an unnamed step)."""
     return diagnostic.code == "E301" and "unknown action ''" in diagnostic.message
 
@@ -76,4 +71,4 @@ def lint_paths(paths: Sequence[str | Path]) -> LintResult:
                 "playbooks are *.yaml or *.yml files",
             )
         )
-    return LintResult(good, sorted(diagnostics), loaded.files)
+    return LintResult(good, sorted(diagnostics), loaded.files, loaded.playbooks)
