@@ -108,6 +108,7 @@ SLEEP = declare(
 )
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+_LEVEL_NUMBERS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 declare(
     ActionSpec(
@@ -138,6 +139,3 @@ async def run_log(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str,
     message = str(params["message"])
     await log.alog(_LEVEL_NUMBERS[level], "playbook_log", message=message, step=ctx.step)
     return {"message": message}
-
-
-_LEVEL_NUMBERS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
