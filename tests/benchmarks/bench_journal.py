@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from engine.journal import (
+from kurative.journal import (
     ExecutionRequest,
     ExecutionState,
     IncomingAlert,

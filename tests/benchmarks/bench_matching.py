@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import jmespath
 
-from engine.alerts import Alert
-from engine.matching.compiler import is_true
-from engine.matching.context import alert_context
-from engine.matching.planning import plan_for
-from engine.matching.ruleset import Ruleset
-from engine.playbooks.models import Playbook, Step, Trigger
+from kurative.alerts import Alert
+from kurative.matching.compiler import is_true
+from kurative.matching.context import alert_context
+from kurative.matching.planning import plan_for
+from kurative.matching.ruleset import Ruleset
+from kurative.playbooks.models import Playbook, Step, Trigger
 
 NAMESPACES = ["shop", "payments", "kube-system", "team-a", "team-b", "monitoring", "default", "search"]
 SEVERITIES = ["critical", "warning", "info"]

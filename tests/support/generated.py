@@ -11,7 +11,7 @@ import io
 import re
 from pathlib import Path
 
-from engine.cli import main
+from kurative.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

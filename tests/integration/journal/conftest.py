@@ -15,7 +15,7 @@ _ROOT = str(Path(__file__).resolve().parents[3])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from engine.journal import Journal, open_journal  # noqa: E402
+from kurative.journal import Journal, open_journal  # noqa: E402
 from tests.support.postgres import PostgresServer, postgres_server  # noqa: E402, F401
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from engine.journal import (
+from kurative.journal import (
     Claim,
     CreationStatus,
     ExecutionRequest,

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from engine.errors import AlertError, RecordRejected
-from engine.journal import (
+from kurative.errors import AlertError, RecordRejected
+from kurative.journal import (
     IncomingAlert,
     Journal,
     JournalLimits,

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from engine.cli import main
-from engine.journal import ExecutionState, open_journal
+from kurative.cli import main
+from kurative.journal import ExecutionState, open_journal
 
 from .helpers import new_execution, running
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from engine.errors import (
+from kurative.errors import (
     ExecutionNotFound,
     JournalConflict,
     JournalError,
@@ -15,7 +15,7 @@ from engine.errors import (
     RecordRejected,
     SchemaVersionError,
 )
-from engine.journal import (
+from kurative.journal import (
     AlertStatus,
     CreationStatus,
     Decision,

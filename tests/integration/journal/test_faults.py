@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import AlertError, ExecutionNotFound, JournalUnavailable
-from engine.journal import CreationStatus, IncomingAlert, LimitRequest, open_journal
+from kurative.errors import AlertError, ExecutionNotFound, JournalUnavailable
+from kurative.journal import CreationStatus, IncomingAlert, LimitRequest, open_journal
 from tests.support.postgres import free_port, start_postgres
 
 from .helpers import alert, eventually, raw_sql, request
@@ -165,7 +165,7 @@ async def test_a_restarted_server_is_used_again_without_reopening() -> None:
 _SQLITE_WRITER = """
 import asyncio, sys
 sys.path.insert(0, sys.argv[2])
-from engine.journal import IncomingAlert, open_journal
+from kurative.journal import IncomingAlert, open_journal
 
 async def main():
     journal = await open_journal(sys.argv[1])

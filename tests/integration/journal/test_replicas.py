@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from engine.journal import CreationStatus, Journal, LimitRequest, open_journal
+from kurative.journal import CreationStatus, Journal, LimitRequest, open_journal
 from tests.support.postgres import PostgresServer
 
 from .helpers import alert, eventually, request, running

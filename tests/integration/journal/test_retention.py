@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from engine.errors import JournalError
-from engine.journal import ExecutionState, Journal, PruneReport
-from engine.journal.retention import prune_periodically
+from kurative.errors import JournalError
+from kurative.journal import ExecutionState, Journal, PruneReport
+from kurative.journal.retention import prune_periodically
 
 from .helpers import eventually, new_execution, running
 

@@ -19,7 +19,7 @@ _ROOT = str(Path(__file__).resolve().parents[3])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from engine.adapters.kubernetes import KubernetesAdapter, KubeSettings  # noqa: E402
+from kurative.adapters.kubernetes import KubernetesAdapter, KubeSettings  # noqa: E402
 from tests.integration.kube.helpers import Kube, Runner, kube_in_namespace  # noqa: E402
 from tests.support.fakekube import FakeCluster, fake_cluster  # noqa: E402
 from tests.support.kube_fixtures import real_kube  # noqa: E402, F401

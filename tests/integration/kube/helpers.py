@@ -12,11 +12,11 @@ from typing import Any
 
 import jsonschema
 
-from engine.actions.base import ActionContext
-from engine.actions.kubernetes import KubeGuards, check_effect
-from engine.actions.kubernetes._common import Effect
-from engine.actions.registry import get_action
-from engine.adapters.kubernetes import KubernetesAdapter
+from kurative.actions.base import ActionContext
+from kurative.actions.kubernetes import KubeGuards, check_effect
+from kurative.actions.kubernetes._common import Effect
+from kurative.actions.registry import get_action
+from kurative.adapters.kubernetes import KubernetesAdapter
 
 Obj = dict[str, Any]
 CORE = "/api/v1"

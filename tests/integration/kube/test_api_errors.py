@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.adapters.kubernetes import (
+from kurative.adapters.kubernetes import (
     ApiTimeoutError,
     ClusterClient,
     ClusterConfigError,
@@ -26,7 +26,7 @@ from engine.adapters.kubernetes import (
     UnauthorizedError,
     UnreachableError,
 )
-from engine.errors import BreakerOpen, ObjectConflict, ObjectNotFound, TemporaryActionError
+from kurative.errors import BreakerOpen, ObjectConflict, ObjectNotFound, TemporaryActionError
 from tests.integration.kube.helpers import APPS, Kube, RequestFailed, Runner
 from tests.support.fakekube import FakeCluster, Fault
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine.actions.registry import all_actions
+from kurative.actions.registry import all_actions
 from tests.integration.kube.helpers import BATCH_V1, CORE, Kube, Runner
 
 pytestmark = pytest.mark.kube

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.actions.kubernetes import Effect
-from engine.errors import GuardRefused, ObjectNotFound, PermanentActionError
+from kurative.actions.kubernetes import Effect
+from kurative.errors import GuardRefused, ObjectNotFound, PermanentActionError
 from tests.integration.kube.helpers import Kube, Runner
 
 pytestmark = pytest.mark.kube

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import ObjectNotFound, TemporaryActionError
+from kurative.errors import ObjectNotFound, TemporaryActionError
 from tests.integration.kube.helpers import CORE, Kube, Runner
 
 pytestmark = pytest.mark.kube

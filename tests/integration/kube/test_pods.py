@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.actions.kubernetes import Effect
-from engine.adapters.kubernetes import TooManyRequestsError
-from engine.errors import GuardRefused, PermanentActionError
+from kurative.actions.kubernetes import Effect
+from kurative.adapters.kubernetes import TooManyRequestsError
+from kurative.errors import GuardRefused, PermanentActionError
 from tests.integration.kube.helpers import Kube, Runner
 from tests.support.fakekube import FakeCluster
 

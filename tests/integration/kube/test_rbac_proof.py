@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from engine.actions.kubernetes.rbac import render_manifests
-from engine.actions.registry import all_actions, get_action
-from engine.adapters.kubernetes import ForbiddenError, KubernetesAdapter, KubeSettings
-from engine.cli import main
-from engine.commands.rbac import rules_for_playbooks
-from engine.playbooks.loading import load_playbooks
+from kurative.actions.kubernetes.rbac import render_manifests
+from kurative.actions.registry import all_actions, get_action
+from kurative.adapters.kubernetes import ForbiddenError, KubernetesAdapter, KubeSettings
+from kurative.cli import main
+from kurative.commands.rbac import rules_for_playbooks
+from kurative.playbooks.loading import load_playbooks
 from tests.integration.kube.helpers import CORE, Kube, Runner, kube_in_namespace
 
 pytestmark = [pytest.mark.kube, pytest.mark.realkube]

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from engine.actions.kubernetes import Effect, KubeGuards
-from engine.errors import GuardRefused, PermanentActionError, TemporaryActionError
+from kurative.actions.kubernetes import Effect, KubeGuards
+from kurative.errors import GuardRefused, PermanentActionError, TemporaryActionError
 from tests.integration.kube.helpers import APPS, Kube, Runner
 
 pytestmark = pytest.mark.kube
@@ -115,7 +115,7 @@ async def test_scale_up_beyond_resource_quota_is_a_clear_permanent_error(kube: K
 
 
 async def test_scale_missing_workload_is_not_found(kube: Kube, run: Runner) -> None:
-    from engine.errors import ObjectNotFound
+    from kurative.errors import ObjectNotFound
 
     with pytest.raises(ObjectNotFound, match=r'deployments.apps "ghost" not found'):
         await run(

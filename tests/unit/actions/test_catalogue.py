@@ -7,10 +7,10 @@ import json
 import jsonschema
 import pytest
 
-from engine.actions.base import RepeatSafety, Risk
-from engine.actions.kubernetes import CHECKS
-from engine.actions.registry import all_actions, get_action
-from engine.cli import main
+from kurative.actions.base import RepeatSafety, Risk
+from kurative.actions.kubernetes import CHECKS
+from kurative.actions.registry import all_actions, get_action
+from kurative.cli import main
 
 KUBE = [spec for spec in all_actions() if spec.name.startswith("kubernetes.")]
 IDS = [spec.name for spec in KUBE]
@@ -133,8 +133,8 @@ def test_actions_command_json_text_and_markdown(capsys: pytest.CaptureFixture[st
 
 
 async def test_check_effect_without_a_server() -> None:
-    from engine.actions.base import ActionContext
-    from engine.actions.kubernetes import Effect, check_effect
+    from kurative.actions.base import ActionContext
+    from kurative.actions.kubernetes import Effect, check_effect
 
     ctx = ActionContext("exec-1", "step")
     assert await check_effect("kubernetes.cordon", ctx, {"node": "n1"}) is Effect.NOT_DONE  # idempotent

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from engine.actions.base import ActionContext, ActionSpec
-from engine.actions.registry import get_action
-from engine.errors import ActionNotImplemented
+from kurative.actions.base import ActionContext, ActionSpec
+from kurative.actions.registry import get_action
+from kurative.errors import ActionNotImplemented
 
 CTX = ActionContext(execution_id="exec-1", step="note")
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from engine.actions.base import ActionContext
-from engine.actions.kubernetes._common import KubeGuards, check_name, check_namespace, parse_quantity
-from engine.adapters.kubernetes import (
+from kurative.actions.base import ActionContext
+from kurative.actions.kubernetes._common import KubeGuards, check_name, check_namespace, parse_quantity
+from kurative.adapters.kubernetes import (
     ForbiddenError,
     InvalidObjectError,
     ServerError,
@@ -16,7 +16,7 @@ from engine.adapters.kubernetes import (
     UnauthorizedError,
     map_status,
 )
-from engine.errors import (
+from kurative.errors import (
     GuardRefused,
     ObjectConflict,
     ObjectNotFound,

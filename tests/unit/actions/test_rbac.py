@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from engine.actions.base import RbacRule
-from engine.actions.kubernetes.rbac import merge_rules, render_manifests, rules_for_step
-from engine.actions.registry import get_action
-from engine.cli import main
+from kurative.actions.base import RbacRule
+from kurative.actions.kubernetes.rbac import merge_rules, render_manifests, rules_for_step
+from kurative.actions.registry import get_action
+from kurative.cli import main
 
 
 def r(group: str, resources: str, verbs: str, cluster: bool = False) -> RbacRule:

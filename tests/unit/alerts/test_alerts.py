@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.alerts import (
+from kurative.alerts import (
     Alert,
     _certainly_valid,
     _validator,
@@ -19,7 +19,7 @@ from engine.alerts import (
     parse_notification,
     parse_timestamp,
 )
-from engine.errors import AlertError
+from kurative.errors import AlertError
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from engine.errors import JournalUnavailable
-from engine.journal.backoff import Backoff, retry_until
+from kurative.errors import JournalUnavailable
+from kurative.journal.backoff import Backoff, retry_until
 
 
 def test_delays_start_at_one_second_double_and_jitter_within_ten_percent() -> None:

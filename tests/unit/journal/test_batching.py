@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from engine.journal.batching import GroupCommitter
+from kurative.journal.batching import GroupCommitter
 
 
 class Store:

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.errors import AlertError, RecordRejected
-from engine.journal import IncomingAlert, JournalLimits
-from engine.journal.encoding import decode_cursor, encode_cursor, encode_json, prepare_alerts, sanitize
+from kurative.errors import AlertError, RecordRejected
+from kurative.journal import IncomingAlert, JournalLimits
+from kurative.journal.encoding import decode_cursor, encode_cursor, encode_json, prepare_alerts, sanitize
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),

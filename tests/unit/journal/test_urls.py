@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import UsageError
-from engine.journal import _sqlite_path, open_journal, redact_url
+from kurative.errors import UsageError
+from kurative.journal import _sqlite_path, open_journal, redact_url
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from kurative.cli import main
 
 PLAYBOOK = """\
 apiVersion: kurative/v1

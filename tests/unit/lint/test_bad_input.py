@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from kurative.cli import main
 
 GOOD = """\
 apiVersion: kurative/v1

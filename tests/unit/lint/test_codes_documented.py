@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.diagnostics import CODES
+from kurative.diagnostics import CODES
 
 DOC = (Path(__file__).parents[3] / "docs" / "lint-codes.md").read_text()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from kurative.cli import main
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "corpus"

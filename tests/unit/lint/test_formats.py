@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from engine.cli import main
+from kurative.cli import main
 from tests.support.sarif_schema import sarif_schema
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -51,8 +51,8 @@ def test_github(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_github_escapes_newlines_and_percent() -> None:
-    from engine.diagnostics import Diagnostic
-    from engine.linting.formats import format_github
+    from kurative.diagnostics import Diagnostic
+    from kurative.linting.formats import format_github
 
     text = format_github([Diagnostic.make("a,b:c.yaml", 1, 2, "E002", "50% bad\nsecond line")], 1)
     assert (

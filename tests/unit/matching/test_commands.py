@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from kurative.cli import main
 
 RESTART = """\
 apiVersion: kurative/v1

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.matching.compiler import (
+from kurative.matching.compiler import (
     compile_closure,
     conjuncts,
     equality_constraint,

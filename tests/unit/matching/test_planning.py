@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.alerts import Alert
-from engine.errors import TemplateRenderError
-from engine.matching.admission import MemoryAdmissionStore, admit, decide
-from engine.matching.context import build_context
-from engine.matching.planning import default_dedupe_key, plan, render_step
-from engine.matching.ruleset import Ruleset
-from engine.playbooks.models import Dedupe, Limit, Playbook, Step, Trigger
+from kurative.alerts import Alert
+from kurative.errors import TemplateRenderError
+from kurative.matching.admission import MemoryAdmissionStore, admit, decide
+from kurative.matching.context import build_context
+from kurative.matching.planning import default_dedupe_key, plan, render_step
+from kurative.matching.ruleset import Ruleset
+from kurative.playbooks.models import Dedupe, Limit, Playbook, Step, Trigger
 
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -182,8 +182,8 @@ def test_a_duplicate_does_not_count_against_limits() -> None:
 
 
 def test_step_conditions_hold_raise_and_use_the_run_context() -> None:
-    from engine.errors import ExpressionError
-    from engine.matching.conditions import compile_condition
+    from kurative.errors import ExpressionError
+    from kurative.matching.conditions import compile_condition
 
     condition = compile_condition("steps.owner.output.kind == 'Deployment' && labels.pod != null")
     base = build_context(alert({"pod": "web-1"}), RESTART)
@@ -213,8 +213,8 @@ TEMPLATES = [
 @pytest.mark.parametrize("text", TEMPLATES)
 @pytest.mark.parametrize("labels", [{"pod": "web-1", "namespace": "shop", "replicas": "3"}, {}])
 def test_compiled_templates_render_as_templates_do(text: str, labels: dict[str, str]) -> None:
-    from engine.matching.planning import _template
-    from engine.matching.templates import parse_template
+    from kurative.matching.planning import _template
+    from kurative.matching.templates import parse_template
 
     context = build_context(alert(labels), RESTART)
 

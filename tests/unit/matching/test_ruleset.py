@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.alerts import Alert, AlertGroup
-from engine.errors import ExpressionError, PlaybookError
-from engine.matching.compiler import is_true
-from engine.matching.context import alert_context, build_context
-from engine.matching.ruleset import Ruleset
-from engine.playbooks.models import Playbook, Step, Trigger
+from kurative.alerts import Alert, AlertGroup
+from kurative.errors import ExpressionError, PlaybookError
+from kurative.matching.compiler import is_true
+from kurative.matching.context import alert_context, build_context
+from kurative.matching.ruleset import Ruleset
+from kurative.playbooks.models import Playbook, Step, Trigger
 
 STEP = (Step("log", "log", {"message": "hi"}),)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from kurative.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_ALERTS = sorted((ROOT / "examples" / "alerts").glob("*.json"))

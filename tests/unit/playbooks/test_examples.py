@@ -10,10 +10,10 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from engine.cli import main
-from engine.linting.lint import lint_paths
-from engine.playbooks.loading import load_bytes, load_playbooks
-from engine.playbooks.validation import load_schema
+from kurative.cli import main
+from kurative.linting.lint import lint_paths
+from kurative.playbooks.loading import load_bytes, load_playbooks
+from kurative.playbooks.validation import load_schema
 
 ROOT = Path(__file__).parents[3]
 SETS = [ROOT / "examples" / "playbooks", ROOT / "rules"]
@@ -94,7 +94,7 @@ def test_schema_command_prints_a_valid_schema(which: str, capsys: pytest.Capture
 
 def test_schemas_folder_is_the_packaged_one() -> None:
     for path in (ROOT / "schemas").glob("*.json"):
-        assert path.read_text() == (ROOT / "engine" / "schemas" / path.name).read_text()
+        assert path.read_text() == (ROOT / "engine" / "kurative" / "schemas" / path.name).read_text()
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,92 @@
+"""What an action is: its declaration (:class:`ActionSpec`) and the context it runs in.
+
+The declaration is data that lint, ``kurative actions`` and ``kurative rbac`` read without running
+anything: the params as JSON Schema, the output shape, the RBAC rules, the risk, how the action is made
+safe to repeat after a crash, and whether it supports server-side dry-run. The implementation is an
+async callable attached to the declaration; a declared action without one fails at run time with
+:class:`~kurative.errors.ActionNotImplemented`, never silently.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kurative.errors import ActionNotImplemented
+
+
+class Risk(enum.StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class RepeatSafety(enum.StrEnum):
+    """How a step interrupted by a crash is made safe to run again."""
+
+    IDEMPOTENT = "idempotent"  # running it twice has the effect of running it once
+    STAMPED = "stamped"  # the mutation writes an annotation with execution/step id; a repeat sees it
+    PRECONDITIONED = "preconditioned"  # guarded by the uid / resourceVersion read before
+    UNSAFE = "unsafe"  # recovery parks the execution for review instead of repeating
+
+
+@dataclass(frozen=True, slots=True)
+class RbacRule:
+    """One Kubernetes PolicyRule. ``cluster_scoped`` marks resources that need a ClusterRole."""
+
+    api_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    cluster_scoped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActionContext:
+    """What an action knows about the step it runs for.
+
+    ``idempotency_key`` is stable across retries and restarts of the same step of the same execution,
+    so that remote systems (and the stamp annotation) can recognise a repeat.
+    """
+
+    execution_id: str
+    step: str
+    attempt: int = 1
+    dry_run: bool = False
+    cluster: str | None = None
+    services: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.execution_id}/{self.step}"
+
+
+ActionFunc = Callable[[ActionContext, Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """The declaration of one action of the catalogue."""
+
+    name: str
+    summary: str
+    params: Mapping[str, Any]  # JSON Schema (draft 2020-12) of the params object
+    output: Mapping[str, Any]  # JSON Schema of the output object
+    risk: Risk
+    repeat_safety: RepeatSafety
+    dry_run: bool = False
+    rbac: tuple[RbacRule, ...] = ()
+    implementation: ActionFunc | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def implemented(self) -> bool:
+        return self.implementation is not None
+
+    async def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        if self.implementation is None:
+            raise ActionNotImplemented(
+                f"action {self.name} is declared in the catalogue but not implemented in this build; "
+                "the step cannot run"
+            )
+        return await self.implementation(ctx, params)

@@ -1,0 +1,440 @@
+"""What every Kubernetes action shares: param schemas, guards, the cluster client seam and stamps.
+
+Actions do not import the adapter (the layers contract keeps ``kurative.actions`` and
+``kurative.adapters`` independent); they talk to whatever ``ctx.services["kubernetes"]`` holds through
+the small :class:`KubeClient` protocol, which :mod:`kurative.adapters.kubernetes` implements. Guards
+(protected namespaces, scale bounds, resource caps) are enforced here, in the action, so that a
+playbook that slipped past lint still cannot touch ``kube-system``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import enum
+import functools
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kurative.actions.base import ActionContext, ActionSpec, RbacRule, RepeatSafety, Risk
+from kurative.actions.registry import declare
+from kurative.actions.schema import JSON, integer, obj, string
+from kurative.errors import GuardRefused, ObjectConflict, ObjectNotFound, PermanentActionError
+
+STAMP_ANNOTATION = "kurative/step"
+# Where kubectl keeps the revision of a Deployment's ReplicaSets (`kubectl rollout undo` reads it).
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+# --- param schemas -------------------------------------------------------------------------------
+# Names are not constrained by a `pattern` in the schema: params are often templates such as
+# "${labels.pod}", which lint accepts in place of any value; the action checks the rendered name.
+
+
+def namespace_param() -> JSON:
+    return string("namespace of the object (a DNS-1123 label)", maxLength=63)
+
+
+def name_param(what: str) -> JSON:
+    return string(f"name of the {what} (a DNS-1123 subdomain)", maxLength=253)
+
+
+def node_param() -> JSON:
+    return string("name of the node", maxLength=253)
+
+
+def kind_param(kinds: tuple[str, ...], description: str = "kind of the workload") -> JSON:
+    return {"type": "string", "enum": list(kinds), "description": description}
+
+
+def target_params(
+    what: str, extra: JSON | None = None, required: tuple[str, ...] = (), *, key: str = "name", **schema: Any
+) -> JSON:
+    """Params of an action on one namespaced object: its namespace, its name under ``key``, ``extra``."""
+    return obj(
+        {"namespace": namespace_param(), key: name_param(what), **(extra or {})},
+        ("namespace", key, *required),
+        **schema,
+    )
+
+
+def alternatives(combinator: str, keys: tuple[str, ...], hint: str) -> JSON:
+    """A ``oneOf``/``anyOf`` over which of ``keys`` are given, with the words lint shows when it fails."""
+    return {combinator: [{"required": [key]} for key in keys], "x-kurative-hint": hint}
+
+
+def grace_param(whose: str = "the pod") -> JSON:
+    return integer(f"seconds {whose} gets to shut down (default: the pod's own)", minimum=0)
+
+
+def names_output(description: str) -> JSON:
+    return {"type": "array", "items": {"type": "string"}, "description": description}
+
+
+def object_output() -> JSON:
+    return {"type": "object", "description": "the object as the API server returned it"}
+
+
+def declare_action(
+    *,
+    name: str,
+    summary: str,
+    params: JSON,
+    output: JSON,
+    risk: Risk,
+    repeat_safety: RepeatSafety,
+    rbac: tuple[RbacRule, ...],
+) -> None:
+    """Declare ``kubernetes.<name>``; every Kubernetes action honours dry run (``dryRun=All``)."""
+    declare(
+        ActionSpec(
+            name=f"kubernetes.{name}",
+            summary=summary,
+            params=params,
+            output=output,
+            risk=risk,
+            repeat_safety=repeat_safety,
+            dry_run=True,
+            rbac=rbac,
+        )
+    )
+
+
+# --- RBAC helpers ----------------------------------------------------------------------------------
+
+
+def rule(group: str, resources: str | tuple[str, ...], verbs: str, *, cluster: bool = False) -> RbacRule:
+    names = (resources,) if isinstance(resources, str) else resources
+    return RbacRule((group,), names, tuple(verbs.split()), cluster_scoped=cluster)
+
+
+# --- the client seam -------------------------------------------------------------------------------
+
+
+class KubeClient(Protocol):
+    """One cluster's API, as JSON; errors arrive already mapped to :mod:`kurative.errors`.
+
+    404 raises :class:`~kurative.errors.ObjectNotFound`, 409 :class:`~kurative.errors.ObjectConflict`;
+    the rest are permanent or temporary action errors (429 and 5xx carry ``retry_after``).
+    """
+
+    @property
+    def cluster(self) -> str: ...
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Any: ...
+
+    async def read_text(self, path: str, *, query: Mapping[str, Any] | None = None) -> str: ...
+
+    async def resource_path(self, group: str, versions: tuple[str, ...], resource: str) -> tuple[str, str]:
+        """(apiVersion, base path) of the first of ``versions`` that serves ``resource``."""
+        ...
+
+    async def eviction_version(self) -> str:
+        """``policy/v1`` or ``policy/v1beta1``, as the server's discovery says."""
+        ...
+
+
+class KubeClients(Protocol):
+    """Clients by cluster name; ``None`` is the default cluster (current context or in-cluster)."""
+
+    def client(self, cluster: str | None) -> KubeClient: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KubeGuards:
+    """Safety limits enforced by the actions themselves (``ctx.services["kubernetes_guards"]``)."""
+
+    protected_namespaces: tuple[str, ...] = ("kube-system",)
+    """Namespaces no mutating action may touch; reading is still allowed."""
+    max_replicas: int = 100
+    """Hard ceiling for ``scale`` and ``patch_hpa`` whatever the playbook says."""
+    max_cpu_millicores: int = 16_000
+    """Highest CPU request or limit ``set_resources`` may set."""
+    max_memory_bytes: int = 64 * 1024**3
+    """Highest memory request or limit ``set_resources`` may set."""
+    max_pvc_bytes: int = 4 * 1024**4
+    """Largest size ``expand_pvc`` may request."""
+
+
+def client_for(ctx: ActionContext) -> KubeClient:
+    clients = ctx.services.get("kubernetes")
+    if clients is None:
+        raise PermanentActionError(
+            "no Kubernetes client is configured: the daemon must be given a kubeconfig or run in-cluster"
+        )
+    client: KubeClient = clients.client(ctx.cluster)
+    return client
+
+
+def guards_for(ctx: ActionContext) -> KubeGuards:
+    guards = ctx.services.get("kubernetes_guards")
+    return guards if isinstance(guards, KubeGuards) else KubeGuards()
+
+
+def check_name(value: Any, what: str, *, label: bool = False) -> str:
+    """The rendered name, or a clear permanent error for an empty, non-string or malformed one."""
+    if not isinstance(value, str) or not value:
+        raise PermanentActionError(f"{what} must be a non-empty string, got {value!r}")
+    pattern = _DNS_LABEL if label else _DNS_SUBDOMAIN
+    limit = 63 if label else 253
+    if len(value) > limit or not pattern.match(value):
+        kind, chars = ("DNS-1123 label", "'-'") if label else ("DNS-1123 subdomain", "'-', '.'")
+        raise PermanentActionError(
+            f"{what} {value!r} is not a valid {kind}: use lower-case letters, digits and {chars}, "
+            f"starting and ending with a letter or digit, at most {limit} characters"
+        )
+    return value
+
+
+def check_namespace(ctx: ActionContext, value: Any, *, mutating: bool = True) -> str:
+    namespace = check_name(value, "namespace", label=True)
+    if mutating and namespace in guards_for(ctx).protected_namespaces:
+        raise GuardRefused(
+            f"namespace {namespace} is protected: kurative does not change objects in it "
+            "(configure protected namespaces in the daemon settings)"
+        )
+    return namespace
+
+
+def check_target(
+    ctx: ActionContext, params: Mapping[str, Any], what: str, *, key: str = "name", mutating: bool = True
+) -> tuple[str, str]:
+    """(namespace, name) of the namespaced object a step names, after the guards."""
+    return check_namespace(ctx, params.get("namespace"), mutating=mutating), check_name(params.get(key), what)
+
+
+def dry_run_query(ctx: ActionContext) -> dict[str, str]:
+    return {"dryRun": "All"} if ctx.dry_run else {}
+
+
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+
+
+async def patch(
+    ctx: ActionContext, client: KubeClient, path: str, body: Any, content_type: str = MERGE_PATCH
+) -> Any:
+    """PATCH ``path`` (server-side dry run when the step is one); the object as the server returns it."""
+    return await client.request("PATCH", path, body=body, content_type=content_type, query=dry_run_query(ctx))
+
+
+async def patch_read(
+    ctx: ActionContext,
+    client: KubeClient,
+    path: str,
+    current: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    *,
+    stamping: bool = False,
+    content_type: str = MERGE_PATCH,
+) -> Any:
+    """PATCH ``changes`` onto the object as read (``current``): a 409 if it changed since.
+
+    With ``stamping`` the ``kurative/step`` annotation is written in the same request, so that the
+    check hook can tell whether the change took effect.
+    """
+    metadata: dict[str, Any] = {"resourceVersion": current["metadata"]["resourceVersion"]}
+    if stamping:
+        metadata["annotations"] = stamp(ctx)
+    return await patch(ctx, client, path, {"metadata": metadata, **changes}, content_type)
+
+
+def delete_options(ctx: ActionContext, uid: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """DeleteOptions preconditioned on ``uid``, so that a new object of the same name is never hit."""
+    found: dict[str, Any] = {"preconditions": {"uid": uid}, **(options or {})}
+    if ctx.dry_run:
+        found["dryRun"] = ["All"]
+    return found
+
+
+async def delete(ctx: ActionContext, client: KubeClient, path: str, options: Mapping[str, Any]) -> None:
+    body = {"apiVersion": "v1", "kind": "DeleteOptions", **options}
+    await client.request("DELETE", path, body=body, query=dry_run_query(ctx))
+
+
+async def evict(
+    ctx: ActionContext,
+    client: KubeClient,
+    path: str,
+    version: str,
+    meta: Mapping[str, Any],
+    options: Mapping[str, Any],
+) -> None:
+    """POST an Eviction of the pod at ``path`` (``meta``: its name and namespace)."""
+    body = {
+        "apiVersion": version,
+        "kind": "Eviction",
+        "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
+        "deleteOptions": options,
+    }
+    await client.request("POST", f"{path}/eviction", body=body, query=dry_run_query(ctx))
+
+
+def stamp(ctx: ActionContext) -> dict[str, str]:
+    """The annotation a stamped mutation writes, so that a repeat can see that it took effect."""
+    return {STAMP_ANNOTATION: ctx.idempotency_key}
+
+
+def stamped(obj: Mapping[str, Any], ctx: ActionContext) -> bool:
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(STAMP_ANNOTATION) == ctx.idempotency_key)
+
+
+# --- "did this step already take effect?" ----------------------------------------------------------
+
+
+class Effect(enum.StrEnum):
+    """Answer of a check hook, for crash recovery of a step recorded as started but not finished."""
+
+    DONE = "done"  # the step took effect: record it as finished without running it again
+    NOT_DONE = "not_done"  # nothing happened: running it (again) is safe
+    UNKNOWN = "unknown"  # cannot tell: recovery parks the execution for review
+
+
+CheckFunc = Callable[[ActionContext, Mapping[str, Any]], Awaitable[Effect]]
+CHECKS: dict[str, CheckFunc] = {}
+
+
+def check(name: str) -> Callable[[CheckFunc], CheckFunc]:
+    """Register the check hook of an action (its companion to the declaration)."""
+
+    def attach(func: CheckFunc) -> CheckFunc:
+        CHECKS[name] = func
+        return func
+
+    return attach
+
+
+# --- helpers shared by the implementations --------------------------------------------------------
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
+_FACTORS = {
+    None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 1024.0, "Mi": 1024.0**2, "Gi": 1024.0**3, "Ti": 1024.0**4, "Pi": 1024.0**5, "Ei": 1024.0**6,
+}  # fmt: skip
+
+
+def parse_quantity(value: Any, what: str) -> float:
+    """A Kubernetes quantity (``500m``, ``2``, ``512Mi``) in base units, or a clear permanent error."""
+    text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
+    match = _QUANTITY.match(text)
+    if not match:
+        raise PermanentActionError(
+            f"{what} {value!r} is not a Kubernetes quantity (such as 500m, 2, 512Mi, 20Gi)"
+        )
+    return float(match.group(1)) * _FACTORS[match.group(2)]
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def read(client: KubeClient, path: str) -> dict[str, Any]:
+    found = await client.request("GET", path)
+    if not isinstance(found, dict):
+        raise PermanentActionError(f"GET {path}: the API server answered no object")
+    return found
+
+
+async def stamp_then_delete(
+    ctx: ActionContext,
+    client: KubeClient,
+    path: str,
+    *,
+    evict_version: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[str | None, Mapping[str, Any] | None]:
+    """Delete (or evict) the object at ``path`` preconditioned on the uid read first.
+
+    Before a real deletion the object is stamped with ``kurative/step``, so that crash recovery can
+    tell "never deleted" (stamped object still there) from "already replaced" (a new, unstamped
+    object of the same name). Returns (uid, the object as read) or (None, None) when already gone.
+    """
+    try:
+        current = await read(client, path)
+    except ObjectNotFound:
+        return None, None
+    uid = str(current["metadata"]["uid"])
+    if not ctx.dry_run and not stamped(current, ctx):
+        try:
+            await patch(ctx, client, path, {"metadata": {"uid": uid, "annotations": stamp(ctx)}})
+        except ObjectNotFound:
+            return None, None
+    options = delete_options(ctx, uid, options)
+    try:
+        if evict_version is not None:
+            await evict(ctx, client, path, evict_version, current["metadata"], options)
+        else:
+            await delete(ctx, client, path, options)
+    except ObjectNotFound:
+        return None, None
+    return uid, current
+
+
+async def deletion_effect(ctx: ActionContext, client: KubeClient, path: str) -> Effect:
+    """Check hook of the stamp-then-delete actions (see :func:`stamp_then_delete`)."""
+    try:
+        current = await read(client, path)
+    except ObjectNotFound:
+        return Effect.DONE
+    if current["metadata"].get("deletionTimestamp") and stamped(current, ctx):
+        return Effect.DONE
+    if stamped(current, ctx):
+        return Effect.NOT_DONE
+    return Effect.UNKNOWN
+
+
+async def stamp_effect(client: KubeClient, path: str, ctx: ActionContext) -> Effect:
+    """Check hook of stamped mutations: the annotation and the change are written in one request."""
+    try:
+        current = await read(client, path)
+    except ObjectNotFound:
+        return Effect.NOT_DONE
+    return Effect.DONE if stamped(current, ctx) else Effect.NOT_DONE
+
+
+def owner_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            found: Mapping[str, Any] = ref
+            return found
+    return None
+
+
+CONFLICT_ATTEMPTS = 5
+ActionImpl = Callable[[ActionContext, Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
+
+
+def retry_conflicts(func: ActionImpl) -> ActionImpl:
+    """Re-run a read-modify-write action when its write lost a race (409), as kubectl does.
+
+    Controllers update status all the time, so the resourceVersion read a moment ago is often stale
+    already; the action reads again and recomputes. After a few lost races the conflict goes to the
+    runner as a temporary error.
+    """
+
+    @functools.wraps(func)
+    async def attempt(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        for tries in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return await func(ctx, params)
+            except ObjectConflict:
+                if tries == CONFLICT_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.05 * tries)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return attempt

@@ -1,0 +1,103 @@
+"""Storage actions: expand a PersistentVolumeClaim when its StorageClass allows expansion."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kurative.actions.base import ActionContext, RepeatSafety, Risk
+from kurative.actions.kubernetes._common import (
+    check_target,
+    client_for,
+    declare_action,
+    guards_for,
+    parse_quantity,
+    patch,
+    read,
+    rule,
+    target_params,
+)
+from kurative.actions.registry import implement
+from kurative.actions.schema import boolean, obj, string
+from kurative.errors import GuardRefused, ObjectNotFound, PermanentActionError
+
+_GROWTH = re.compile(r"^\+([0-9]+(?:\.[0-9]+)?)%$")
+_GiB = 1024**3
+
+declare_action(
+    name="expand_pvc",
+    summary="Request a larger size for a PVC (never smaller), if its StorageClass allows expansion.",
+    params=target_params(
+        "PersistentVolumeClaim",
+        {
+            "size": string("new size, e.g. 20Gi; or a growth like +50%"),
+            "max_size": string("never request more than this (guard), e.g. 100Gi"),
+        },
+        ("size",),
+    ),
+    output=obj(
+        {
+            "previous": string("requested size before"),
+            "size": string("requested size after"),
+            "changed": boolean("false when the claim already asked for at least that much"),
+        }
+    ),
+    risk=Risk.HIGH,
+    repeat_safety=RepeatSafety.IDEMPOTENT,
+    rbac=(
+        rule("", "persistentvolumeclaims", "get patch"),
+        rule("storage.k8s.io", "storageclasses", "get", cluster=True),
+    ),
+)
+
+
+def _target_size(size: Any, current_bytes: float) -> tuple[str, float]:
+    text = str(size).strip() if isinstance(size, (str, int)) and not isinstance(size, bool) else ""
+    growth = _GROWTH.match(text)
+    if growth:
+        wanted = current_bytes * (1 + float(growth.group(1)) / 100)
+        whole = max(1, math.ceil(wanted / _GiB))
+        return f"{whole}Gi", float(whole * _GiB)
+    return text, parse_quantity(size, "size")
+
+
+@implement("kubernetes.expand_pvc")
+async def expand_pvc(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    namespace, name = check_target(ctx, params, "PersistentVolumeClaim name")
+    client = client_for(ctx)
+    path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
+    claim = await read(client, path)
+    previous = str(
+        (((claim.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage", "0")
+    )
+    current_bytes = parse_quantity(previous, "current size")
+    target, target_bytes = _target_size(params.get("size"), current_bytes)
+    cap = float(guards_for(ctx).max_pvc_bytes)
+    if params.get("max_size") is not None:
+        cap = min(cap, parse_quantity(params["max_size"], "max_size"))
+    if target_bytes > cap:
+        raise GuardRefused(f"expanding PVC {namespace}/{name} to {target} exceeds the allowed maximum size")
+    if target_bytes <= current_bytes:
+        return {"previous": previous, "size": previous, "changed": False}
+    class_name = (claim.get("spec") or {}).get("storageClassName")
+    if not class_name:
+        raise PermanentActionError(f"PVC {namespace}/{name} has no StorageClass, so it cannot be expanded")
+    try:
+        storage_class = await read(client, f"/apis/storage.k8s.io/v1/storageclasses/{class_name}")
+    except ObjectNotFound:
+        raise PermanentActionError(
+            f"StorageClass {class_name} of PVC {namespace}/{name} does not exist"
+        ) from None
+    if not storage_class.get("allowVolumeExpansion"):
+        raise PermanentActionError(
+            f"StorageClass {class_name} does not allow volume expansion (allowVolumeExpansion is not true); "
+            f"PVC {namespace}/{name} stays at {previous}"
+        )
+    if (claim.get("status") or {}).get("phase") != "Bound":
+        raise PermanentActionError(
+            f"PVC {namespace}/{name} is not bound yet; only bound claims can be expanded"
+        )
+    await patch(ctx, client, path, {"spec": {"resources": {"requests": {"storage": target}}}})
+    return {"previous": previous, "size": target, "changed": True}

@@ -1,0 +1,383 @@
+"""What every journal backend does the same way, written once so that SQLite and PostgreSQL cannot drift.
+
+A backend subclasses :class:`JournalBackend` and keeps only what its database needs: the SQL, its
+transactions and its clock. The shared part is the alert inbox's group commit, the schema status and
+check, the checking and cleaning of every argument before a transaction starts, the filter of
+``list_executions``, the batched prune loop and the wording of every error a caller may act on.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kurative.errors import ExecutionNotFound, JournalConflict, LeaseLost
+from kurative.journal.batching import GroupCommitter
+from kurative.journal.encoding import (
+    JournalLimits,
+    PreparedAlert,
+    bounded_text,
+    clean_text,
+    decode_cursor,
+    encode_json,
+    prepare_alerts,
+    truncate_text,
+)
+from kurative.journal.models import (
+    Approval,
+    Claim,
+    CreationOutcome,
+    Decision,
+    Execution,
+    ExecutionFilter,
+    ExecutionRequest,
+    ExecutionState,
+    IncomingAlert,
+    Lease,
+    Page,
+    PlaybookVersion,
+    PruneReport,
+    SchemaStatus,
+    StepFinish,
+    StepStart,
+    StepStatus,
+)
+from kurative.journal.rows import EXECUTION_COLUMNS
+from kurative.journal.schema import Migration, check_version, load_migrations
+from kurative.journal.validation import check_lease_seconds, check_page_limit, check_release, check_request
+
+PRUNE_BATCH_MAX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class CleanStart:
+    """A :class:`StepStart` made storable."""
+
+    name: str | None
+    action: str | None
+    params_json: str
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CleanFinish:
+    """A :class:`StepFinish` made storable; ``action`` is empty when the started record names it."""
+
+    status: StepStatus
+    name: str | None
+    action: str
+    output_json: str
+    error: str | None
+
+
+class JournalBackend(abc.ABC):
+    """The shared half of a :class:`kurative.journal.base.Journal` implementation."""
+
+    backend: str
+    """The folder of its migrations: ``sqlite`` or ``postgresql``."""
+    placeholder: str
+    """How its SQL marks a parameter."""
+
+    def __init__(self, *, url: str, limits: JournalLimits, group_commit: bool, flushers: int) -> None:
+        self._url = url
+        self._limits = limits
+        self._committer: GroupCommitter[PreparedAlert] | None = (
+            GroupCommitter(self._flush_alerts, concurrency=flushers) if group_commit else None
+        )
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    # -- what each backend writes in its own SQL ---------------------------------------------------
+
+    @abc.abstractmethod
+    async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
+        """Insert prepared alerts in one transaction."""
+
+    @abc.abstractmethod
+    async def _applied_versions(self) -> tuple[int, ...]:
+        """The migration versions the database has recorded."""
+
+    @abc.abstractmethod
+    async def _apply_migrations(self, migrations: Sequence[Migration]) -> tuple[int, ...]:
+        """Apply the migrations the database lacks, each in its own transaction; return their versions."""
+
+    @abc.abstractmethod
+    async def _create_executions(
+        self, alert_id: str, requests: Sequence[ExecutionRequest]
+    ) -> tuple[CreationOutcome, ...]: ...
+
+    @abc.abstractmethod
+    async def _claim_executions(
+        self, owner_text: str, limit: int, lease_seconds: float
+    ) -> tuple[Claim, ...]: ...
+
+    @abc.abstractmethod
+    async def _renew_lease(self, lease: Lease, lease_seconds: float) -> Lease: ...
+
+    @abc.abstractmethod
+    async def _release_execution(
+        self, lease: Lease, state: ExecutionState, error: str | None, delay: float
+    ) -> Execution: ...
+
+    @abc.abstractmethod
+    async def _list_executions(self, sql: str, params: list[Any], limit: int) -> Page:
+        """Run the query of :func:`select_executions`."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _stored_time(moment: datetime) -> Any:
+        """A datetime as the database stores it, for comparisons in SQL."""
+
+    @abc.abstractmethod
+    async def _record_approval(
+        self, execution_id: str, decision: Decision, who_text: str, reason_text: str
+    ) -> Approval: ...
+
+    @abc.abstractmethod
+    async def _cancel_execution(self, execution_id: str, who_text: str, reason_text: str) -> Execution: ...
+
+    @abc.abstractmethod
+    async def _cancel_awaiting_approval(
+        self, alert_fingerprint: str, reason_text: str | None
+    ) -> tuple[str, ...]: ...
+
+    # -- schema -------------------------------------------------------------------------------------
+
+    async def schema_status(self) -> SchemaStatus:
+        latest = len(load_migrations(self.backend))
+        applied = await self._applied_versions()
+        return SchemaStatus(current=max(applied, default=0), latest=latest, applied=applied)
+
+    async def check_schema(self) -> None:
+        status = await self.schema_status()
+        check_version(status.current, status.latest, self._url, migrating=False)
+
+    async def migrate(self) -> SchemaStatus:
+        newly = await self._apply_migrations(load_migrations(self.backend))
+        status = await self.schema_status()
+        return SchemaStatus(current=status.current, latest=status.latest, applied=newly)
+
+    # -- alert inbox --------------------------------------------------------------------------------
+
+    async def commit_alerts(self, alerts: Sequence[IncomingAlert]) -> tuple[str, ...]:
+        prepared = prepare_alerts(alerts, self._limits)
+        if not prepared:
+            return ()
+        if self._committer is not None:
+            await self._committer.submit(prepared)
+        else:
+            await self._flush_alerts(prepared)
+        return tuple(alert.id for alert in prepared)
+
+    # -- executions: every argument checked before any transaction --------------------------------
+
+    async def create_executions(
+        self, alert_id: str, requests: Sequence[ExecutionRequest]
+    ) -> tuple[CreationOutcome, ...]:
+        for request in requests:
+            check_request(request, self._limits)
+        return await self._create_executions(alert_id, requests)
+
+    async def claim_executions(
+        self, owner: str, *, limit: int = 1, lease_seconds: float = 30.0
+    ) -> tuple[Claim, ...]:
+        owner_text = self._clean(owner, "lease owner") or ""
+        check_lease_seconds(lease_seconds)
+        check_page_limit(limit)
+        return await self._claim_executions(owner_text, limit, lease_seconds)
+
+    async def renew_lease(self, lease: Lease, lease_seconds: float) -> Lease:
+        check_lease_seconds(lease_seconds)
+        return await self._renew_lease(lease, lease_seconds)
+
+    async def release_execution(
+        self,
+        lease: Lease,
+        state: ExecutionState,
+        *,
+        error: str | None = None,
+        delay: float = 0.0,
+    ) -> Execution:
+        checked = check_release(state, delay)
+        return await self._release_execution(
+            lease, checked, truncate_text(error, self._limits.max_text_chars), delay
+        )
+
+    async def list_executions(
+        self,
+        where: ExecutionFilter | None = None,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        sql, params = select_executions(where, cursor, limit, mark=self.placeholder, time=self._stored_time)
+        return await self._list_executions(sql, params, limit)
+
+    async def record_approval(
+        self, execution_id: str, decision: Decision, who: str, reason: str = ""
+    ) -> Approval:
+        decision = Decision(decision)
+        who_text, reason_text = self._who_and_reason(who, reason, "approver")
+        return await self._record_approval(execution_id, decision, who_text, reason_text)
+
+    async def cancel_execution(self, execution_id: str, who: str, reason: str = "") -> Execution:
+        who_text, reason_text = self._who_and_reason(who, reason, "who")
+        return await self._cancel_execution(execution_id, who_text, reason_text)
+
+    async def cancel_awaiting_approval(self, alert_fingerprint: str, reason: str) -> tuple[str, ...]:
+        return await self._cancel_awaiting_approval(
+            alert_fingerprint, truncate_text(reason, self._limits.max_text_chars)
+        )
+
+    # -- arguments, cleaned before any transaction --------------------------------------------------
+
+    def _clean(self, text: str | None, what: str) -> str | None:
+        return clean_text(text, what, self._limits.max_text_chars)
+
+    def _clean_playbooks(
+        self, versions: Sequence[PlaybookVersion]
+    ) -> list[tuple[str | None, int, str | None, str]]:
+        return [
+            (
+                self._clean(v.name, "playbook name"),
+                int(v.version),
+                self._clean(v.content_hash, "content hash"),
+                bounded_text(v.body, f"playbook {v.name} body", self._limits.max_record_bytes),
+            )
+            for v in versions
+        ]
+
+    def _clean_start(self, step: StepStart) -> CleanStart:
+        params_json, _ = encode_json(step.params, f"step {step.name} params", self._limits.max_record_bytes)
+        return CleanStart(
+            name=self._clean(step.name, "step name"),
+            action=self._clean(step.action, "step action"),
+            params_json=params_json,
+            idempotency_key=self._clean(step.idempotency_key, "idempotency key"),
+        )
+
+    def _clean_finish(self, step: StepFinish) -> CleanFinish:
+        status = StepStatus(step.status)
+        if status is StepStatus.STARTED:
+            raise JournalConflict("record_step_finished needs a final status, not 'started'")
+        output_json, _ = encode_json(step.output, f"step {step.name} output", self._limits.max_record_bytes)
+        return CleanFinish(
+            status=status,
+            name=self._clean(step.name, "step name"),
+            action=self._clean(step.action, "step action") or "",
+            output_json=output_json,
+            error=truncate_text(step.error, self._limits.max_record_bytes),
+        )
+
+    def _who_and_reason(self, who: str, reason: str, what: str) -> tuple[str, str]:
+        """The person acting on an execution (``what`` names the argument) and their reason."""
+        return self._clean(who, what) or "", truncate_text(reason, self._limits.max_text_chars) or ""
+
+    # -- retention ----------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _prune_in_batches(
+        statements: Iterable[tuple[str, str]], batch: int, delete: Callable[[str, str], Awaitable[int]]
+    ) -> PruneReport:
+        """Run each ``(field, sql)`` through ``delete`` until a round deletes fewer than ``batch`` rows."""
+        check_page_limit(batch, what="batch", maximum=PRUNE_BATCH_MAX)
+        report = PruneReport()
+        for field, sql in statements:
+            while True:
+                deleted = await delete(field, sql)
+                report = report + PruneReport(**{field: deleted})
+                if deleted < batch:
+                    break
+        return report
+
+
+def select_executions(
+    where: ExecutionFilter | None,
+    cursor: str | None,
+    limit: int,
+    *,
+    mark: str,
+    time: Callable[[datetime], Any],
+) -> tuple[str, list[Any]]:
+    """The ``list_executions`` query, one row more than ``limit`` to tell whether a next page exists.
+
+    ``mark`` is the dialect's parameter placeholder; ``time`` turns a datetime into a stored time.
+    """
+    check_page_limit(limit)
+    where = where or ExecutionFilter()
+    clauses: list[str] = []
+    params: list[Any] = []
+    if cursor is not None:
+        clauses.append(f"seq < {mark}")
+        params.append(decode_cursor(cursor))
+    if where.states:
+        clauses.append(f"state IN ({', '.join(mark for _ in where.states)})")
+        params.extend(ExecutionState(s).value for s in where.states)
+    for column, value in (
+        ("playbook_name =", where.playbook_name),
+        ("alert_fingerprint =", where.alert_fingerprint),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {mark}")
+            params.append(value)
+    for column, moment in (("created_at >=", where.created_after), ("created_at <", where.created_before)):
+        if moment is not None:
+            clauses.append(f"{column} {mark}")
+            params.append(time(moment))
+    sql = f"SELECT {EXECUTION_COLUMNS} FROM executions"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    sql += f" ORDER BY seq DESC LIMIT {mark}"
+    params.append(limit + 1)
+    return sql, params
+
+
+# -- errors a caller may act on ---------------------------------------------------------------------
+
+
+def lease_lost(lease: Lease) -> LeaseLost:
+    return LeaseLost(
+        f"{lease.owner} no longer holds the lease on execution {lease.execution_id} "
+        f"(attempt {lease.attempt}): another worker took it over, or it left the running state"
+    )
+
+
+def step_twice(lease: Lease, name: str, attempt: int, what: str) -> JournalConflict:
+    return JournalConflict(
+        f"step {name} attempt {attempt} of execution {lease.execution_id} was already {what}"
+    )
+
+
+def execution_not_found(execution_id: str) -> ExecutionNotFound:
+    return ExecutionNotFound(f"no execution {execution_id!r} in the journal (unknown or pruned)")
+
+
+def alert_not_found(alert_id: str) -> ExecutionNotFound:
+    return ExecutionNotFound(f"no alert {alert_id!r} in the journal (unknown or pruned)")
+
+
+def playbook_not_found(name: str, version: int, content_hash: str) -> ExecutionNotFound:
+    return ExecutionNotFound(f"playbook {name} version {version} ({content_hash[:12]}) is not in the journal")
+
+
+def rejected_by(who_text: str, reason_text: str) -> str:
+    """The error a rejected execution finishes with."""
+    return f"rejected by {who_text}: {reason_text}"
+
+
+def cancelled_by(who_text: str, reason_text: str) -> str:
+    """The error a cancelled execution finishes with."""
+    return f"cancelled by {who_text}: {reason_text}"
+
+
+def not_awaiting_approval(execution_id: str, state: str) -> JournalConflict:
+    return JournalConflict(f"execution {execution_id} is {state}, not awaiting approval")
+
+
+def already_finished(execution_id: str, state: ExecutionState) -> JournalConflict:
+    return JournalConflict(f"execution {execution_id} already finished ({state})")

@@ -1,0 +1,718 @@
+"""The production journal: PostgreSQL through psycopg 3 and an async connection pool.
+
+Several replicas share one database without a leader: dedupe keys are unique rows claimed with an
+upsert, rate limits serialize on a per-key row lock, executions are claimed with ``FOR UPDATE SKIP
+LOCKED`` and every lease is measured by the database clock (``now()``), so clock skew between replicas
+does not matter. Step records are fenced: they are written only while the writer's lease (owner and
+attempt) is still the current one. Connections run in autocommit; multi-statement operations open an
+explicit transaction, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from kurative.errors import ExecutionNotFound, JournalError, JournalUnavailable
+from kurative.journal import rows
+from kurative.journal.backend import (
+    JournalBackend,
+    alert_not_found,
+    already_finished,
+    cancelled_by,
+    execution_not_found,
+    lease_lost,
+    not_awaiting_approval,
+    playbook_not_found,
+    rejected_by,
+    step_twice,
+)
+from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
+from kurative.journal.models import (
+    FINISHED_STATES,
+    Approval,
+    Claim,
+    CreationOutcome,
+    CreationStatus,
+    Decision,
+    Execution,
+    ExecutionDetail,
+    ExecutionRequest,
+    ExecutionState,
+    Lease,
+    LimitRequest,
+    Page,
+    PlaybookVersion,
+    PlaybookVersionConflict,
+    PruneReport,
+    StepFinish,
+    StepStart,
+    StoredAlert,
+)
+from kurative.journal.schema import SCHEMA_VERSION_TABLE, Migration, check_version
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[DictRow]
+
+_MIGRATION_LOCK = 0x6B757261  # "kura": serializes concurrent `kurative migrate` runs
+_FINISHED = sorted(state.value for state in FINISHED_STATES)
+_TRANSIENT_RETRIES = 3
+
+
+def _to_time(value: Any) -> datetime:
+    moment: datetime = value
+    return moment.astimezone(UTC)
+
+
+CODEC = rows.Codec(time=_to_time, json=lambda value: value)
+
+_INSERT_ALERTS = """
+INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, sanitized)
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]::jsonb[],
+                     %b::text[]::json[], %b::text[], %b::bool[])
+ON CONFLICT (id) DO NOTHING
+"""
+
+_CLAIM = f"""
+WITH picked AS (
+    SELECT id, state AS previous_state, lease_owner AS previous_owner
+    FROM executions
+    WHERE (state = 'pending' AND available_at <= now())
+       OR (state = 'running' AND lease_expires_at <= now())
+    ORDER BY seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE executions e
+SET state = 'running', lease_owner = %(owner)s, lease_expires_at = now() + make_interval(secs => %(lease)s),
+    attempt = e.attempt + 1, started_at = coalesce(e.started_at, now()), updated_at = now(), error = NULL
+FROM picked
+WHERE e.id = picked.id
+RETURNING {rows.qualified(rows.EXECUTION_COLUMNS, "e")}, picked.previous_state, picked.previous_owner
+"""
+
+_DEDUPE = """
+INSERT INTO dedupe_keys AS d (playbook_name, dedupe_key, execution_id, expires_at, last_seen_at)
+VALUES (%(playbook)s, %(key)s, %(id)s, now() + make_interval(secs => %(window)s), now())
+ON CONFLICT (playbook_name, dedupe_key) DO UPDATE SET
+    last_seen_at = now(),
+    execution_id = CASE WHEN d.expires_at <= now() THEN excluded.execution_id ELSE d.execution_id END,
+    expires_at = CASE WHEN d.expires_at <= now() THEN excluded.expires_at ELSE d.expires_at END
+RETURNING execution_id
+"""
+
+_STEP_STARTED = """
+INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, params,
+                   idempotency_key, started_at, lease_attempt)
+SELECT e.id, %(index)s, %(name)s, %(action)s, %(attempt)s, 'started', false, %(params)s::jsonb,
+       %(key)s, now(), e.attempt
+FROM executions e
+WHERE e.id = %(id)s AND e.lease_owner = %(owner)s AND e.attempt = %(lease_attempt)s AND e.state = 'running'
+FOR SHARE
+RETURNING id
+"""
+
+_STEP_FINISHED = """
+INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, output, error,
+                   idempotency_key, started_at, finished_at, lease_attempt)
+SELECT e.id, %(index)s, %(name)s, coalesce(nullif(%(action)s, ''), s.action, ''), %(attempt)s,
+       %(status)s, true, %(output)s::jsonb, %(error)s, s.idempotency_key, s.started_at, now(), e.attempt
+FROM executions e
+LEFT JOIN steps s
+       ON s.execution_id = e.id AND s.step_index = %(index)s AND s.attempt = %(attempt)s AND NOT s.final
+WHERE e.id = %(id)s AND e.lease_owner = %(owner)s AND e.attempt = %(lease_attempt)s AND e.state = 'running'
+FOR SHARE OF e
+RETURNING id
+"""
+
+_PRUNE = (
+    (
+        "executions",
+        "DELETE FROM executions WHERE id IN (SELECT id FROM executions WHERE state = ANY(%(finished)s) "
+        "AND finished_at < now() - make_interval(secs => %(age)s) LIMIT %(batch)s)",
+    ),
+    (
+        "alerts",
+        "DELETE FROM alerts WHERE id IN (SELECT a.id FROM alerts a "
+        "WHERE a.received_at < now() - make_interval(secs => %(age)s) "
+        "AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.alert_id = a.id) LIMIT %(batch)s)",
+    ),
+    (
+        "dedupe_keys",
+        "DELETE FROM dedupe_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM dedupe_keys WHERE "
+        "(expires_at IS NOT NULL AND expires_at <= now()) OR "
+        "(expires_at IS NULL AND last_seen_at < now() - make_interval(secs => %(age)s)) LIMIT %(batch)s))",
+    ),
+    (
+        "limit_hits",
+        "DELETE FROM rate_limit_hits WHERE ctid = ANY(ARRAY(SELECT ctid FROM rate_limit_hits "
+        "WHERE expires_at <= now() LIMIT %(batch)s))",
+    ),
+)
+
+
+class PostgresJournal(JournalBackend):
+    """The :class:`kurative.journal.base.Journal` on PostgreSQL."""
+
+    backend = "postgresql"
+    placeholder = "%s"
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        url_shown: str,
+        limits: JournalLimits = DEFAULT_LIMITS,
+        group_commit: bool = True,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        pool_timeout: float = 5.0,
+        reconnect_timeout: float = 60.0,
+        flushers: int = 2,
+    ) -> None:
+        super().__init__(url=url_shown, limits=limits, group_commit=group_commit, flushers=flushers)
+        self._conninfo = conninfo
+        self._connect_timeout = connect_timeout
+        self._pool_timeout = pool_timeout
+        self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=pool_timeout,
+            # background reconnection backs off from 1 s, doubling with ±10 % jitter, for this long;
+            # after that a connection is tried again whenever one is needed
+            reconnect_timeout=reconnect_timeout,
+            connection_class=psycopg.AsyncConnection[DictRow],
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "connect_timeout": max(1, round(connect_timeout)),
+            },
+            name="kurative-journal",
+        )
+        self._pool_open = False
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    def _unavailable(self, exc: BaseException) -> JournalUnavailable:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return JournalUnavailable(f"the journal at {self._url} is unavailable: {reason}")
+
+    async def connect(self) -> None:
+        """Check that the server answers (with a clear reason when not), then start the pool."""
+        try:
+            probe = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
+            )
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+        await probe.close()
+        if not self._pool_open:
+            await self._pool.open(wait=False)
+            self._pool_open = True
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]], *, retry: bool = False) -> T:
+        """Run ``fn`` on a pooled connection, mapping driver errors to journal errors.
+
+        Deadlocks and serialization failures are retried (the transaction was rolled back whole).
+        When ``retry`` is set (the operation is idempotent), a connection broken by a server restart
+        is replaced and the operation tried once more.
+        """
+        broken_retried = False
+        for attempt in range(_TRANSIENT_RETRIES):
+            try:
+                async with self._pool.connection(timeout=self._pool_timeout) as conn:
+                    return await fn(conn)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                if attempt + 1 < _TRANSIENT_RETRIES:
+                    continue
+                raise JournalError(f"journal transaction kept conflicting on {self._url}: {exc}") from exc
+            except (PoolTimeout, PoolClosed) as exc:
+                raise self._unavailable(exc) from exc
+            except psycopg.OperationalError as exc:
+                if retry and not broken_retried:
+                    broken_retried = True
+                    await self._pool.check()
+                    continue
+                raise self._unavailable(exc) from exc
+            except psycopg.Error as exc:
+                raise JournalError(f"journal operation failed on {self._url}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        if self._committer is not None:
+            await self._committer.close()
+        if self._pool_open:
+            self._pool_open = False
+            await self._pool.close()
+
+    # -- schema -------------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _applied(conn: Conn) -> tuple[int, ...]:
+        cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (SCHEMA_VERSION_TABLE,))
+        row = await cur.fetchone()
+        if row is None or not row["present"]:
+            return ()
+        cur = await conn.execute(f"SELECT version FROM {SCHEMA_VERSION_TABLE} ORDER BY version")
+        return tuple(int(r["version"]) for r in await cur.fetchall())
+
+    async def _applied_versions(self) -> tuple[int, ...]:
+        return await self._run(self._applied, retry=True)
+
+    async def _apply_migrations(self, migrations: Sequence[Migration]) -> tuple[int, ...]:
+        async def apply(conn: Conn) -> tuple[int, ...]:
+            newly: list[int] = []
+            for migration in migrations:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                    await conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {SCHEMA_VERSION_TABLE} (version integer PRIMARY KEY, "
+                        "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                    )
+                    current = max(await self._applied(conn), default=0)
+                    check_version(current, len(migrations), self._url, migrating=True)
+                    if migration.version <= current:
+                        continue
+                    await conn.execute(migration.sql.encode())
+                    await conn.execute(
+                        f"INSERT INTO {SCHEMA_VERSION_TABLE} (version, name) VALUES (%s, %s)",
+                        (migration.version, migration.name),
+                    )
+                    newly.append(migration.version)
+            async with conn.transaction():
+                current = max(await self._applied(conn), default=0)
+            check_version(current, len(migrations), self._url, migrating=True)
+            return tuple(newly)
+
+        return await self._run(apply)
+
+    async def now(self) -> datetime:
+        async def read(conn: Conn) -> datetime:
+            cur = await conn.execute("SELECT now() AS now")
+            row = await cur.fetchone()
+            assert row is not None
+            return _to_time(row["now"])
+
+        return await self._run(read, retry=True)
+
+    # -- alert inbox --------------------------------------------------------------------------------
+
+    async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
+        params = (
+            [a.id for a in prepared],
+            [a.fingerprint for a in prepared],
+            [a.status for a in prepared],
+            [a.alertname for a in prepared],
+            [a.labels_json for a in prepared],
+            [a.payload_json for a in prepared],
+            [a.source for a in prepared],
+            [a.sanitized for a in prepared],
+        )
+
+        async def insert(conn: Conn) -> None:
+            # one statement in autocommit is one transaction; ON CONFLICT makes the retry safe.
+            # Binary parameters: text arrays of JSON would be escaped character by character.
+            await conn.execute(_INSERT_ALERTS, params)
+
+        await self._run(insert, retry=True)
+
+    async def get_alert(self, alert_id: str) -> StoredAlert:
+        async def read(conn: Conn) -> StoredAlert:
+            cur = await conn.execute(f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE id = %s", (alert_id,))
+            row = await cur.fetchone()
+            if row is None:
+                raise alert_not_found(alert_id)
+            return rows.alert_from_row(row, CODEC)
+
+        return await self._run(read, retry=True)
+
+    # -- ruleset versions ---------------------------------------------------------------------------
+
+    async def record_playbooks(
+        self, versions: Sequence[PlaybookVersion]
+    ) -> tuple[PlaybookVersionConflict, ...]:
+        checked = [
+            (name or "", version, content_hash or "", body)
+            for name, version, content_hash, body in self._clean_playbooks(versions)
+        ]
+
+        async def record(conn: Conn) -> tuple[PlaybookVersionConflict, ...]:
+            conflicts: list[PlaybookVersionConflict] = []
+            async with conn.transaction():
+                for name, version, content_hash, body in checked:
+                    await conn.execute(
+                        "INSERT INTO playbook_versions (name, version, content_hash, body) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT (name, version) DO NOTHING",
+                        (name, version, content_hash, body),
+                    )
+                    cur = await conn.execute(
+                        "SELECT content_hash FROM playbook_versions WHERE name = %s AND version = %s",
+                        (name, version),
+                    )
+                    known = await cur.fetchone()
+                    if known is not None and known["content_hash"] != content_hash:
+                        conflicts.append(
+                            PlaybookVersionConflict(name, version, known["content_hash"], content_hash)
+                        )
+            return tuple(conflicts)
+
+        return await self._run(record, retry=True)
+
+    async def get_playbook(self, name: str, version: int, content_hash: str) -> PlaybookVersion:
+        async def read(conn: Conn) -> PlaybookVersion:
+            cur = await conn.execute(
+                "SELECT name, version, content_hash, body FROM playbook_versions "
+                "WHERE name = %s AND version = %s AND content_hash = %s",
+                (name, version, content_hash),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise playbook_not_found(name, version, content_hash)
+            return rows.playbook_from_row(row)
+
+        return await self._run(read, retry=True)
+
+    # -- executions ---------------------------------------------------------------------------------
+
+    async def _create_executions(
+        self, alert_id: str, requests: Sequence[ExecutionRequest]
+    ) -> tuple[CreationOutcome, ...]:
+        async def create(conn: Conn) -> tuple[CreationOutcome, ...]:
+            outcomes: list[CreationOutcome] = []
+            async with conn.transaction():
+                cur = await conn.execute("SELECT fingerprint FROM alerts WHERE id = %s", (alert_id,))
+                alert = await cur.fetchone()
+                if alert is None:
+                    raise alert_not_found(alert_id)
+                for request in requests:
+                    outcomes.append(await self._create_one(conn, alert_id, alert["fingerprint"], request))
+            return tuple(outcomes)
+
+        try:
+            return await self._run(create)
+        except JournalError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.ForeignKeyViolation):
+                raise ExecutionNotFound(f"no alert {alert_id!r} in the journal (pruned meanwhile)") from exc
+            raise
+
+    async def _create_one(
+        self, conn: Conn, alert_id: str, fingerprint: str, request: ExecutionRequest
+    ) -> CreationOutcome:
+        if not request.limits:
+            return await self._try_create(conn, alert_id, fingerprint, request)
+        # a savepoint, so that a refusing limit also undoes the dedupe claim
+        async with conn.transaction() as savepoint:
+            outcome = await self._try_create(conn, alert_id, fingerprint, request)
+            if outcome.status is CreationStatus.RATE_LIMITED:
+                raise psycopg.Rollback(savepoint)
+        return outcome
+
+    async def _try_create(
+        self, conn: Conn, alert_id: str, fingerprint: str, request: ExecutionRequest
+    ) -> CreationOutcome:
+        execution_id = new_id()
+        if request.dedupe_key is not None:
+            cur = await conn.execute(
+                _DEDUPE,
+                {
+                    "playbook": request.playbook_name,
+                    "key": request.dedupe_key,
+                    "id": execution_id,
+                    "window": request.dedupe_window,
+                },
+            )
+            holder = await cur.fetchone()
+            assert holder is not None
+            if holder["execution_id"] != execution_id:
+                return CreationOutcome(request, CreationStatus.DEDUPLICATED, holder["execution_id"])
+        limits = sorted(request.limits, key=lambda lim: (lim.name, lim.key, lim.per))
+        refused = await self._over_limit(conn, request.playbook_name, limits)
+        if refused is not None:
+            return CreationOutcome(request, CreationStatus.RATE_LIMITED, None, refused)
+        for limit in limits:
+            await conn.execute(
+                "INSERT INTO rate_limit_hits (playbook_name, limit_name, limit_key, per_seconds, "
+                "execution_id, expires_at) VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))",
+                (request.playbook_name, limit.name, limit.key, limit.per, execution_id, limit.per),
+            )
+        state = ExecutionState.AWAITING_APPROVAL if request.requires_approval else ExecutionState.PENDING
+        await conn.execute(
+            "INSERT INTO executions (id, alert_id, alert_fingerprint, playbook_name, playbook_version, "
+            "playbook_hash, state, dry_run, dedupe_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                execution_id,
+                alert_id,
+                fingerprint,
+                request.playbook_name,
+                request.playbook_version,
+                request.playbook_hash,
+                state.value,
+                request.dry_run,
+                request.dedupe_key,
+            ),
+        )
+        return CreationOutcome(request, CreationStatus.CREATED, execution_id)
+
+    @staticmethod
+    async def _over_limit(conn: Conn, playbook: str, limits: list[LimitRequest]) -> LimitRequest | None:
+        for limit in limits:
+            # the upsert locks the key's row until commit: concurrent creators count one after another
+            await conn.execute(
+                "INSERT INTO rate_limits (playbook_name, limit_name, limit_key, per_seconds) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (playbook_name, limit_name, limit_key, per_seconds) "
+                "DO UPDATE SET touched_at = now()",
+                (playbook, limit.name, limit.key, limit.per),
+            )
+            cur = await conn.execute(
+                "SELECT count(*) AS hits FROM rate_limit_hits WHERE playbook_name = %s AND limit_name = %s "
+                "AND limit_key = %s "
+                "AND per_seconds = %s AND hit_at > now() - make_interval(secs => %s)",
+                (playbook, limit.name, limit.key, limit.per, limit.per),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            if int(row["hits"]) >= limit.max:
+                return limit
+        return None
+
+    async def _claim_executions(self, owner_text: str, limit: int, lease_seconds: float) -> tuple[Claim, ...]:
+        async def claim(conn: Conn) -> tuple[Claim, ...]:
+            cur = await conn.execute(_CLAIM, {"limit": limit, "owner": owner_text, "lease": lease_seconds})
+            found = await cur.fetchall()
+            claims = (
+                rows.claim_from_row(row, CODEC, row["previous_state"], row["previous_owner"]) for row in found
+            )
+            return tuple(sorted(claims, key=lambda c: c.execution.created_at))
+
+        return await self._run(claim)
+
+    async def _renew_lease(self, lease: Lease, lease_seconds: float) -> Lease:
+        async def renew(conn: Conn) -> Lease:
+            cur = await conn.execute(
+                "UPDATE executions SET lease_expires_at = now() + make_interval(secs => %s), "
+                "updated_at = now() WHERE id = %s AND lease_owner = %s AND attempt = %s "
+                "AND state = 'running' RETURNING lease_expires_at, cancel_requested",
+                (lease_seconds, lease.execution_id, lease.owner, lease.attempt),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise lease_lost(lease)
+            return rows.renewed_lease(lease, row, CODEC)
+
+        return await self._run(renew, retry=True)
+
+    async def _release_execution(
+        self, lease: Lease, state: ExecutionState, error: str | None, delay: float
+    ) -> Execution:
+        async def release(conn: Conn) -> Execution:
+            cur = await conn.execute(
+                "UPDATE executions SET state = %(state)s, lease_owner = NULL, lease_expires_at = NULL, "
+                "error = %(error)s, updated_at = now(), "
+                "finished_at = CASE WHEN %(finished)s THEN now() END, "
+                "available_at = now() + make_interval(secs => %(delay)s) "
+                "WHERE id = %(id)s AND lease_owner = %(owner)s AND attempt = %(attempt)s "
+                f"AND state = 'running' RETURNING {rows.EXECUTION_COLUMNS}",
+                {
+                    "state": state.value,
+                    "error": error,
+                    "finished": state.finished,
+                    "delay": float(delay),
+                    "id": lease.execution_id,
+                    "owner": lease.owner,
+                    "attempt": lease.attempt,
+                },
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise lease_lost(lease)
+            return rows.execution_from_row(row, CODEC)
+
+        return await self._run(release)
+
+    async def record_step_started(self, lease: Lease, step: StepStart) -> int:
+        clean = self._clean_start(step)
+        values = {"action": clean.action, "params": clean.params_json, "key": clean.idempotency_key}
+        return await self._record_step(_STEP_STARTED, values, lease, step, clean.name, "started")
+
+    async def record_step_finished(self, lease: Lease, step: StepFinish) -> int:
+        clean = self._clean_finish(step)
+        values = {
+            "action": clean.action,
+            "status": clean.status.value,
+            "output": clean.output_json,
+            "error": clean.error,
+        }
+        return await self._record_step(_STEP_FINISHED, values, lease, step, clean.name, "finished")
+
+    async def _record_step(
+        self,
+        sql: str,
+        values: dict[str, Any],
+        lease: Lease,
+        step: StepStart | StepFinish,
+        name: str | None,
+        what: str,
+    ) -> int:
+        """Insert one step record only while ``lease`` is held; a second record of one step attempt
+        conflicts."""
+        values = {
+            **values,
+            "index": step.index,
+            "name": name,
+            "attempt": step.attempt,
+            "id": lease.execution_id,
+            "owner": lease.owner,
+            "lease_attempt": lease.attempt,
+        }
+
+        async def record(conn: Conn) -> int:
+            try:
+                cur = await conn.execute(sql, values)
+            except psycopg.errors.UniqueViolation:
+                raise step_twice(lease, step.name, step.attempt, what) from None
+            row = await cur.fetchone()
+            if row is None:
+                raise lease_lost(lease)
+            return int(row["id"])
+
+        return await self._run(record)
+
+    @staticmethod
+    def _stored_time(moment: datetime) -> Any:
+        return moment
+
+    async def _list_executions(self, sql: str, params: list[Any], limit: int) -> Page:
+        async def read(conn: Conn) -> Page:
+            cur = await conn.execute(sql.encode(), params)
+            return rows.page_from_rows(await cur.fetchall(), limit, CODEC)
+
+        return await self._run(read, retry=True)
+
+    async def get_execution(self, execution_id: str) -> ExecutionDetail:
+        execution_sql, steps_sql, approvals_sql = rows.detail_queries(self.placeholder)
+
+        async def read(conn: Conn) -> ExecutionDetail:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cur = await conn.execute(execution_sql, (execution_id,))
+                row = await cur.fetchone()
+                if row is None:
+                    raise execution_not_found(execution_id)
+                cur = await conn.execute(steps_sql, (execution_id,))
+                steps = await cur.fetchall()
+                cur = await conn.execute(approvals_sql, (execution_id,))
+                approvals = await cur.fetchall()
+            return rows.detail_from_rows(row, steps, approvals, CODEC)
+
+        return await self._run(read, retry=True)
+
+    async def _record_approval(
+        self, execution_id: str, decision: Decision, who_text: str, reason_text: str
+    ) -> Approval:
+        async def record(conn: Conn) -> Approval:
+            async with conn.transaction():
+                state = await _lock_state(conn, execution_id)
+                if state is not ExecutionState.AWAITING_APPROVAL:
+                    raise not_awaiting_approval(execution_id, state)
+                cur = await conn.execute(
+                    "INSERT INTO approvals (execution_id, decision, who, reason) VALUES (%s, %s, %s, %s) "
+                    f"RETURNING {rows.APPROVAL_COLUMNS}",
+                    (execution_id, decision.value, who_text, reason_text),
+                )
+                approval = await cur.fetchone()
+                assert approval is not None
+                approved = decision is Decision.APPROVED
+                await conn.execute(
+                    "UPDATE executions SET state = %s, updated_at = now(), available_at = now(), "
+                    "finished_at = CASE WHEN %s THEN NULL ELSE now() END, error = %s WHERE id = %s",
+                    (
+                        (ExecutionState.PENDING if approved else ExecutionState.CANCELLED).value,
+                        approved,
+                        None if approved else rejected_by(who_text, reason_text),
+                        execution_id,
+                    ),
+                )
+            return rows.approval_from_row(approval, CODEC)
+
+        return await self._run(record)
+
+    async def _cancel_execution(self, execution_id: str, who_text: str, reason_text: str) -> Execution:
+        async def cancel(conn: Conn) -> Execution:
+            async with conn.transaction():
+                state = await _lock_state(conn, execution_id)
+                if state.finished:
+                    raise already_finished(execution_id, state)
+                if state is ExecutionState.RUNNING:
+                    cur = await conn.execute(
+                        "UPDATE executions SET cancel_requested = true, updated_at = now() WHERE id = %s "
+                        f"RETURNING {rows.EXECUTION_COLUMNS}",
+                        (execution_id,),
+                    )
+                else:
+                    cur = await conn.execute(
+                        "UPDATE executions SET state = 'cancelled', finished_at = now(), updated_at = now(), "
+                        f"error = %s WHERE id = %s RETURNING {rows.EXECUTION_COLUMNS}",
+                        (cancelled_by(who_text, reason_text), execution_id),
+                    )
+                updated = await cur.fetchone()
+                assert updated is not None
+            return rows.execution_from_row(updated, CODEC)
+
+        return await self._run(cancel)
+
+    async def _cancel_awaiting_approval(
+        self, alert_fingerprint: str, reason_text: str | None
+    ) -> tuple[str, ...]:
+        async def cancel(conn: Conn) -> tuple[str, ...]:
+            cur = await conn.execute(
+                "UPDATE executions SET state = 'cancelled', finished_at = now(), updated_at = now(), "
+                "error = %s WHERE alert_fingerprint = %s AND state = 'awaiting_approval' RETURNING id",
+                (reason_text, alert_fingerprint),
+            )
+            return tuple(sorted(r["id"] for r in await cur.fetchall()))
+
+        return await self._run(cancel)
+
+    # -- retention ----------------------------------------------------------------------------------
+
+    async def prune(self, older_than: float, *, batch: int = 1000) -> PruneReport:
+        async def delete(field: str, sql: str) -> int:
+            values = {"finished": _FINISHED, "age": float(older_than), "batch": batch}
+
+            async def run(conn: Conn) -> int:
+                cur = await conn.execute(sql.encode(), values)
+                return cur.rowcount
+
+            return await self._run(run)
+
+        report = await self._prune_in_batches(_PRUNE, batch, delete)
+
+        async def forget_idle_limits(conn: Conn) -> None:
+            await conn.execute(
+                "DELETE FROM rate_limits r WHERE touched_at < now() - make_interval(secs => %s) "
+                "AND NOT EXISTS (SELECT 1 FROM rate_limit_hits h WHERE h.playbook_name = r.playbook_name "
+                "AND h.limit_name = r.limit_name AND h.limit_key = r.limit_key "
+                "AND h.per_seconds = r.per_seconds)",
+                (float(older_than),),
+            )
+
+        await self._run(forget_idle_limits)
+        return report
+
+
+async def _lock_state(conn: Conn, execution_id: str) -> ExecutionState:
+    """The execution's state, its row locked until the transaction ends."""
+    cur = await conn.execute("SELECT state FROM executions WHERE id = %s FOR UPDATE", (execution_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise execution_not_found(execution_id)
+    return ExecutionState(row["state"])

@@ -1,0 +1,116 @@
+"""Finding and loading playbook files into models, collecting every problem on the way.
+
+A directory is searched recursively for ``*.yaml`` and ``*.yml``. Hidden entries are skipped, which
+also skips the ``..data`` and timestamped folders of a Kubernetes ConfigMap mount (their files are
+reached through the visible symlinks), and so are playbook test files (``*.test.yaml``,
+``*_test.yaml``). One broken file never stops the others from loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kurative.diagnostics import Diagnostic
+from kurative.playbooks.models import Playbook
+from kurative.playbooks.validation import build_playbook, schema_diagnostics
+from kurative.playbooks.yamlload import Document, load_yaml_bytes
+
+YAML_SUFFIXES = (".yaml", ".yml")
+TEST_SUFFIXES = tuple(f"{mark}{suffix}" for mark in (".test", "_test") for suffix in YAML_SUFFIXES)
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """Playbooks that passed the schema, and every diagnostic found on the way."""
+
+    playbooks: tuple[Playbook, ...] = ()
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: tuple[str, ...] = ()
+    # Documents that failed the schema, modelled as far as possible so that lint can check the rest.
+    rejected: tuple[Playbook, ...] = ()
+
+
+def is_test_file(path: Path) -> bool:
+    return path.name.endswith(TEST_SUFFIXES)
+
+
+def files_under(directory: Path, keep: Callable[[Path], bool]) -> list[Path]:
+    """Files below ``directory`` that ``keep`` accepts, sorted, skipping hidden files and folders."""
+    return sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file()
+        and keep(p)
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
+
+
+def is_playbook_file(path: Path) -> bool:
+    return path.suffix in YAML_SUFFIXES and not is_test_file(path)
+
+
+def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]:
+    """The playbook files under ``paths`` in a stable order; a missing path is a diagnostic."""
+    files: list[Path] = []
+    problems: list[Diagnostic] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            files.extend(files_under(path, is_playbook_file))
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(
+                Diagnostic.make(str(path), 0, 0, "E001", "no such file or directory", "check the path")
+            )
+    unique: dict[Path, None] = {}
+    for file in files:
+        unique.setdefault(file, None)
+    return list(unique), problems
+
+
+def load_document(doc: Document) -> tuple[Playbook, list[Diagnostic]]:
+    """Validate one document and build its model; the model is valid only without diagnostics."""
+    return build_playbook(doc), schema_diagnostics(doc)
+
+
+def load_bytes(path: str, raw: bytes) -> LoadResult:
+    """Load every playbook of one file's content (also used for files read from git)."""
+    loaded = load_yaml_bytes(path, raw)
+    result = LoadResult(diagnostics=list(loaded.diagnostics), files=(path,))
+    playbooks: list[Playbook] = []
+    rejected: list[Playbook] = []
+    for doc in loaded.documents:
+        playbook, problems = load_document(doc)
+        result.diagnostics.extend(problems)
+        (rejected if problems else playbooks).append(playbook)
+    result.playbooks = tuple(playbooks)
+    result.rejected = tuple(rejected)
+    return result
+
+
+def load_playbooks(paths: Sequence[str | Path]) -> LoadResult:
+    """Load every playbook file under ``paths``. Never raises for bad content: see ``diagnostics``."""
+    files, problems = discover(paths)
+    result = LoadResult(diagnostics=problems, files=tuple(str(f) for f in files))
+    playbooks: list[Playbook] = []
+    rejected: list[Playbook] = []
+    for file in files:
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            result.diagnostics.append(
+                Diagnostic.make(
+                    str(file), 0, 0, "E001", f"cannot read file: {exc.strerror}", "check permissions"
+                )
+            )
+            continue
+        loaded = load_bytes(str(file), raw)
+        result.diagnostics.extend(loaded.diagnostics)
+        playbooks.extend(loaded.playbooks)
+        rejected.extend(loaded.rejected)
+    result.playbooks = tuple(playbooks)
+    result.rejected = tuple(rejected)
+    return result

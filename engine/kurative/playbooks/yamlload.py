@@ -1,0 +1,331 @@
+"""Safe YAML loading that remembers where every node came from.
+
+ruamel.yaml's round-trip loader keeps the line and column of each key, value and item; we turn the
+documents into plain JSON values (for JSON Schema) plus a map from JSON path to position (for errors).
+Only plain YAML is accepted: no tags beyond the core schema (so no Python objects), a bounded size, a
+bounded nesting depth and a bounded alias expansion (a "billion laughs" file is refused before it is
+built).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    DocumentStartEvent,
+    NodeEvent,
+    ScalarEvent,
+)
+from ruamel.yaml.scalarstring import (
+    DoubleQuotedScalarString,
+    FoldedScalarString,
+    LiteralScalarString,
+    SingleQuotedScalarString,
+)
+
+from kurative.diagnostics import Diagnostic
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+MAX_EXPANDED_NODES = 100_000
+
+_CORE_TAGS = {
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
+}
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(slots=True)
+class Document:
+    """One YAML document as plain data, with 1-based positions of its nodes."""
+
+    path: str
+    index: int
+    data: Any
+    positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    key_positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    blocks: dict[Path, tuple[int, int, tuple[int, ...]]] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list, repr=False)
+
+    def position(self, path: Path, key: bool = False) -> tuple[int, int]:
+        """Position of the node at ``path`` (of its key when ``key``), else of its nearest ancestor."""
+        if key and path in self.key_positions:
+            return self.key_positions[path]
+        probe = tuple(path)
+        while probe:
+            if probe in self.positions:
+                return self.positions[probe]
+            probe = probe[:-1]
+        return self.positions.get((), (1, 1))
+
+
+@dataclass(slots=True)
+class LoadedFile:
+    path: str
+    documents: list[Document]
+    diagnostics: list[Diagnostic]
+
+
+def _diag(path: str, line: int, column: int, code: str, message: str, hint: str = "") -> Diagnostic:
+    return Diagnostic.make(path, line, column, code, message, hint)
+
+
+def _decode(path: str, raw: bytes) -> tuple[str | None, Diagnostic | None]:
+    if len(raw) > MAX_FILE_BYTES:
+        return None, _diag(
+            path,
+            1,
+            1,
+            "E005",
+            f"file is {len(raw) / 1_048_576:.1f} MiB, more than the {MAX_FILE_BYTES // 1024} KiB a playbook "
+            "file may hold",
+            "split it into several files; playbooks are small",
+        )
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        line = raw.count(b"\n", 0, nul) + 1
+        return None, _diag(
+            path, line, 1, "E001", "binary file (contains a NUL byte)", "playbooks are UTF-8 text"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, _diag(
+            path,
+            line,
+            column,
+            "E001",
+            f"not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded",
+            "save the file as UTF-8",
+        )
+    return text.removeprefix("\ufeff"), None
+
+
+def _marked(path: str, exc: MarkedYAMLError) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    problem = (exc.problem or exc.context or "invalid YAML").strip()
+    if isinstance(exc, DuplicateKeyError):
+        key = problem.split('"')[1] if '"' in problem else problem
+        return _diag(
+            path, line, column, "E003", f"duplicate key {key!r}", "each key may appear once per mapping"
+        )
+    if "'\\t'" in problem or "\t" in problem:
+        return _diag(path, line, column, "E004", "tab character in indentation", "indent YAML with spaces")
+    context = f" ({exc.context.strip()})" if exc.context and exc.problem else ""
+    return _diag(path, line, column, "E002", f"YAML syntax error: {problem}{context}", _yaml_hint(problem))
+
+
+def _yaml_hint(problem: str) -> str:
+    if "mapping values are not allowed" in problem:
+        return "a value containing ': ' must be quoted"
+    if "could not find expected ':'" in problem:
+        return "check the indentation and that every key ends with ':'"
+    if "found unexpected end of stream" in problem or "found unexpected" in problem:
+        return "check for an unclosed quote or bracket"
+    if "found undefined alias" in problem:
+        return "define the anchor (&name) before using the alias (*name)"
+    return "check the indentation and quoting near this position"
+
+
+def _precheck(path: str, yaml: YAML, text: str) -> Diagnostic | None:
+    """Walk the parser events once: depth, alias expansion and tags, before anything is built."""
+    depth = 0
+    sizes: dict[str, int] = {}
+    stack: list[tuple[str | None, int]] = []
+    expanded = 0
+    for event in yaml.parse(text):
+        mark = event.start_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        if isinstance(event, DocumentStartEvent):
+            expanded = 0
+        if isinstance(event, NodeEvent) and not isinstance(event, AliasEvent):
+            tag = getattr(event, "tag", None)
+            tag_text = str(getattr(tag, "value", tag)) if tag is not None else None
+            if tag_text and tag_text not in _CORE_TAGS and tag_text != "!":
+                return _diag(
+                    path,
+                    line,
+                    column,
+                    "E009",
+                    f"unsupported YAML tag {tag_text.replace('tag:yaml.org,2002:', '!!')}",
+                    "playbooks are plain YAML: remove the tag",
+                )
+        size = 0
+        if isinstance(event, AliasEvent):
+            size = sizes.get(str(event.anchor), 1)
+        elif isinstance(event, ScalarEvent):
+            size = 1
+            if event.anchor:
+                sizes[str(event.anchor)] = 1
+        elif isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return _diag(
+                    path,
+                    line,
+                    column,
+                    "E007",
+                    f"nesting deeper than {MAX_DEPTH} levels",
+                    "playbooks need only a few levels; flatten the structure",
+                )
+            stack.append((str(event.anchor) if event.anchor else None, 0))
+            continue
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+            anchor, inner = stack.pop()
+            size = inner + 1
+            if anchor:
+                sizes[anchor] = size
+        else:
+            continue
+        expanded += size
+        if stack:
+            anchor, inner = stack[-1]
+            stack[-1] = (anchor, inner + size)
+        if expanded > MAX_EXPANDED_NODES:
+            return _diag(
+                path,
+                line,
+                column,
+                "E006",
+                f"aliases expand to more than {MAX_EXPANDED_NODES:,} nodes",
+                "this looks like an alias bomb; write the values out or use fewer aliases",
+            )
+    return None
+
+
+def _plain(node: Any, path: Path, doc: Document) -> Any:
+    if isinstance(node, CommentedMap):
+        out: dict[str, Any] = {}
+        for key in node:
+            name = key if isinstance(key, str) else str(key)
+            child: Path = (*path, name)
+            try:
+                kline, kcol = node.lc.key(key)
+                vline, vcol = node.lc.value(key)
+            except (KeyError, TypeError):
+                kline, kcol = vline, vcol = node.lc.line, node.lc.col
+            doc.key_positions[child] = (kline + 1, kcol + 1)
+            doc.positions[child] = (vline + 1, vcol + 1)
+            out[name] = _plain(node[key], child, doc)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for index, item in enumerate(node):
+            child = (*path, index)
+            try:
+                line, column = node.lc.item(index)
+            except (KeyError, TypeError):
+                line, column = node.lc.line, node.lc.col
+            doc.positions[child] = (line + 1, column + 1)
+            items.append(_plain(item, child, doc))
+        return items
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        if isinstance(node, LiteralScalarString | FoldedScalarString) and path in doc.positions:
+            _record_block(doc, path)
+        if isinstance(node, DoubleQuotedScalarString | SingleQuotedScalarString) and path in doc.positions:
+            line, column = doc.positions[path]
+            doc.positions[path] = (line, column + 1)  # point at the first character inside the quotes
+        return str(node)
+    if isinstance(node, datetime.date | datetime.datetime):
+        return node.isoformat()
+    return str(node)
+
+
+def _record_block(doc: Document, path: Path) -> None:
+    """Remember where the content lines of a block scalar start, to position errors inside it."""
+    header = doc.positions[path][0]  # the line with | or >
+    first = header  # 0-based index of the line after the header
+    while first < len(doc.lines) and not doc.lines[first].strip():
+        first += 1
+    if first >= len(doc.lines):
+        return
+    indent = len(doc.lines[first]) - len(doc.lines[first].lstrip(" "))
+    lengths = []
+    for line in doc.lines[first:]:
+        if line.strip() and len(line) - len(line.lstrip(" ")) < indent:
+            break
+        lengths.append(max(len(line.rstrip()) - indent, 0))
+    doc.blocks[path] = (first + 1, indent, tuple(lengths))
+
+
+def _make_yaml() -> YAML:
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    yaml.preserve_quotes = True
+    return yaml
+
+
+def load_yaml_text(path: str, text: str) -> LoadedFile:
+    """Parse every document of ``text``; problems come back as diagnostics, never as exceptions."""
+    yaml = _make_yaml()
+    try:
+        problem = _precheck(path, yaml, text)
+        if problem is not None:
+            return LoadedFile(path, [], [problem])
+        raw_documents = list(_make_yaml().load_all(text))
+    except MarkedYAMLError as exc:
+        return LoadedFile(path, [], [_marked(path, exc)])
+    except (YAMLError, RecursionError, ValueError, TypeError) as exc:
+        return LoadedFile(
+            path, [], [_diag(path, 1, 1, "E002", f"YAML error: {exc}", "check the file's syntax")]
+        )
+    documents: list[Document] = []
+    diagnostics: list[Diagnostic] = []
+    starts = list(_document_starts(text))
+    lines = text.splitlines()
+    for index, raw in enumerate(raw_documents):
+        line = starts[index] if index < len(starts) else 1
+        if raw is None:
+            trailing = index > 0 and index == len(raw_documents) - 1  # a harmless final '---'
+            if not trailing:
+                diagnostics.append(
+                    _diag(path, line, 1, "E008", "empty YAML document", "remove it or write a playbook")
+                )
+            continue
+        doc = Document(path, index, None, lines=lines)
+        doc.positions[()] = (
+            (raw.lc.line + 1, raw.lc.col + 1) if isinstance(raw, CommentedMap | CommentedSeq) else (line, 1)
+        )
+        doc.data = _plain(raw, (), doc)
+        documents.append(doc)
+    if not raw_documents:
+        diagnostics.append(
+            _diag(path, 1, 1, "E008", "empty file: no YAML document", "write a playbook or delete the file")
+        )
+    return LoadedFile(path, documents, diagnostics)
+
+
+def _document_starts(text: str) -> Iterator[int]:
+    """1-based line of each document start, for errors about empty documents."""
+    yield 1
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("---") and number > 1:
+            yield number
+
+
+def load_yaml_bytes(path: str, raw: bytes) -> LoadedFile:
+    text, problem = _decode(path, raw)
+    if problem is not None or text is None:
+        return LoadedFile(path, [], [problem] if problem else [])
+    return load_yaml_text(path, text)
