@@ -8,6 +8,7 @@ formatting can change freely.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ def _git(cwd: Path, *args: str) -> bytes:
     return done.stdout
 
 
+@functools.cache
 def _repo_root(path: Path) -> Path:
     anchor = path if path.is_dir() else path.parent
     try:
@@ -40,8 +42,12 @@ def _repo_root(path: Path) -> Path:
 
 
 def playbooks_at(revision: str, paths: Sequence[str | Path]) -> list[Playbook]:
-    """The playbooks that the given paths held at ``revision`` (files that did not parse are ignored)."""
+    """The playbooks that the given paths held at ``revision`` (files that did not parse are ignored).
+
+    Their source paths read ``REV:path-in-repository``; a file reached through two of the given paths
+    (a folder and a file inside it) is read once."""
     found: list[Playbook] = []
+    seen: set[tuple[Path, str]] = set()
     for given in paths:
         path = Path(given).resolve() if Path(given).exists() else Path(given).absolute()
         root = _repo_root(path if path.exists() else path.parent)
@@ -55,12 +61,44 @@ def playbooks_at(revision: str, paths: Sequence[str | Path]) -> list[Playbook]:
             parts = Path(name).parts
             if not name.endswith(YAML_SUFFIXES) or any(p.startswith(".") for p in parts):
                 continue
-            if is_test_file(Path(name)):
+            if is_test_file(Path(name)) or (root, name) in seen:
                 continue
+            seen.add((root, name))
             raw = _git(root, "show", f"{revision}:{name}")
-            display = f"{revision}:{name}"
-            found.extend(load_bytes(display, raw).playbooks)
+            found.extend(load_bytes(f"{revision}:{name}", raw).playbooks)
     return found
+
+
+def _file_key(path: str, revision: str) -> str:
+    """The file a playbook came from as a path in its repository, for the work tree and ``REV:`` alike."""
+    prefix = f"{revision}:"
+    if path.startswith(prefix):
+        return path[len(prefix) :]
+    file = Path(path).resolve()
+    try:
+        return file.relative_to(_repo_root(file.parent)).as_posix()
+    except UsageError:
+        return file.as_posix()
+
+
+def _pair(
+    revision: str, current: Sequence[Playbook], previous: Sequence[Playbook]
+) -> list[tuple[Playbook, Playbook]]:
+    """Each current playbook with its earlier self: the same name in the same file, or else the one
+    playbook of that name at ``revision`` (a file renamed or moved). Two folders may hold playbooks of
+    one name (E306 reports that); each is compared with its own file's history, never with the other."""
+    by_file = {(_file_key(p.source.path, revision), p.name): p for p in previous}
+    by_name: dict[str, list[Playbook]] = {}
+    for old in previous:
+        by_name.setdefault(old.name, []).append(old)
+    pairs: list[tuple[Playbook, Playbook]] = []
+    for playbook in current:
+        old = by_file.get((_file_key(playbook.source.path, revision), playbook.name))
+        if old is None and len(by_name.get(playbook.name, ())) == 1:
+            old = by_name[playbook.name][0]
+        if old is not None:
+            pairs.append((playbook, old))
+    return pairs
 
 
 def _content(playbook: Playbook) -> str:
@@ -74,13 +112,9 @@ def compare_versions(
     revision: str, current: Sequence[Playbook], previous: Sequence[Playbook]
 ) -> list[Diagnostic]:
     """E401 for changed content without a higher version; N403 for playbooks that are gone."""
-    before = {p.name: p for p in previous}
     now = {p.name for p in current}
     found: list[Diagnostic] = []
-    for playbook in current:
-        old = before.get(playbook.name)
-        if old is None:
-            continue
+    for playbook, old in _pair(revision, current, previous):
         if _content(playbook) != _content(old) and playbook.version <= old.version:
             message = (
                 f"playbook {playbook.name!r} changed since {revision} but metadata.version is "
@@ -96,8 +130,8 @@ def compare_versions(
             continue
         line, column = playbook.source.position(("metadata", "version"))
         found.append(Diagnostic.make(playbook.source.path, line, column, "E401", message, hint))
-    for name, old in sorted(before.items()):
-        if name not in now:
+    for old in sorted(previous, key=lambda p: (p.name, p.source.path)):
+        if old.name not in now:
             line, column = old.source.position(("metadata", "name"))
             found.append(
                 Diagnostic.make(
@@ -105,7 +139,7 @@ def compare_versions(
                     line,
                     column,
                     "N403",
-                    f"playbook {name!r} was removed since {revision}",
+                    f"playbook {old.name!r} was removed since {revision}",
                     "executions in the journal keep its recorded version",
                 )
             )

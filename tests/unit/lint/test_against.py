@@ -103,3 +103,39 @@ def test_outside_a_git_repository(tmp_path: Path, capsys: pytest.CaptureFixture[
     code = main(["lint", str(tmp_path), "--against", "HEAD"])
     assert code == 2
     assert "is not inside a git repository" in capsys.readouterr().err
+
+
+def test_folders_sharing_playbook_names_compare_each_file_with_its_own_history(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(repo)
+    other = repo / "team-b"
+    other.mkdir()
+    (other / "a.yaml").write_text(PLAYBOOK.format(name="a", version=1, message="team-b's own"))
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "second team")
+    code, lines = lint(capsys, "rules", "team-b", "--against", "HEAD")
+    # The shared name is E306 and nothing else: neither file changed since HEAD.
+    assert code == 1
+    assert [line.split(" ")[1] for line in lines[:-1]] == ["E306"]
+    (other / "a.yaml").write_text(PLAYBOOK.format(name="a", version=1, message="changed"))
+    code, lines = lint(capsys, "rules", "team-b", "--against", "HEAD")
+    assert [line.split(":")[0] + " " + line.split(" ")[1] for line in lines[:-1]] == [
+        "team-b/a.yaml E306",
+        "team-b/a.yaml E401",
+    ]
+
+
+def test_a_moved_file_keeps_its_history_and_a_path_given_twice_is_read_once(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(repo)
+    (repo / "rules" / "moved").mkdir()
+    (repo / "rules" / "a.yaml").rename(repo / "rules" / "moved" / "a.yaml")
+    (repo / "rules" / "moved" / "a.yaml").write_text(PLAYBOOK.format(name="a", version=1, message="two"))
+    code, lines = lint(capsys, "rules", "rules/b.yaml", "--against", "HEAD")
+    assert code == 1
+    assert lines[:-1] == [
+        "rules/moved/a.yaml:5:12: E401 playbook 'a' changed since HEAD but metadata.version is 1 (was 1) "
+        "(hint: raise metadata.version to 2)"
+    ]
