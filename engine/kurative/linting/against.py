@@ -89,8 +89,8 @@ def _pair(
     one name (E306 reports that); each is compared with its own file's history, never with the other."""
     by_file = {(_file_key(p.source.path, revision), p.name): p for p in previous}
     by_name: dict[str, list[Playbook]] = {}
-    for old in previous:
-        by_name.setdefault(old.name, []).append(old)
+    for earlier in previous:
+        by_name.setdefault(earlier.name, []).append(earlier)
     pairs: list[tuple[Playbook, Playbook]] = []
     for playbook in current:
         old = by_file.get((_file_key(playbook.source.path, revision), playbook.name))
