@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kurative.diagnostics import Diagnostic
 from kurative.playbooks.models import Playbook
-from kurative.playbooks.validation import build_playbook, schema_diagnostics
+from kurative.playbooks.validation import CONFIG_KIND, build_playbook, schema_diagnostics
 from kurative.playbooks.yamlload import Document, load_yaml_bytes
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -30,6 +30,9 @@ class LoadResult:
     files: tuple[str, ...] = ()
     # Documents that failed the schema, modelled as far as possible so that lint can check the rest.
     rejected: tuple[Playbook, ...] = ()
+    # Daemon configurations (``kind: Config``) met on the way: checked against their own schema, never
+    # taken for playbooks, so a playbook repository can keep its config beside its playbooks.
+    configs: tuple[Document, ...] = ()
 
 
 def is_test_file(path: Path) -> bool:
@@ -82,13 +85,24 @@ def load_bytes(path: str, raw: bytes) -> LoadResult:
     result = LoadResult(diagnostics=list(loaded.diagnostics), files=(path,))
     playbooks: list[Playbook] = []
     rejected: list[Playbook] = []
+    configs: list[Document] = []
     for doc in loaded.documents:
+        if is_config(doc):
+            result.diagnostics.extend(schema_diagnostics(doc, "config"))
+            configs.append(doc)
+            continue
         playbook, problems = load_document(doc)
         result.diagnostics.extend(problems)
         (rejected if problems else playbooks).append(playbook)
     result.playbooks = tuple(playbooks)
     result.rejected = tuple(rejected)
+    result.configs = tuple(configs)
     return result
+
+
+def is_config(doc: Document) -> bool:
+    """A daemon configuration rather than a playbook: it says ``kind: Config``."""
+    return isinstance(doc.data, dict) and doc.data.get("kind") == CONFIG_KIND
 
 
 def load_playbooks(paths: Sequence[str | Path]) -> LoadResult:
@@ -97,6 +111,7 @@ def load_playbooks(paths: Sequence[str | Path]) -> LoadResult:
     result = LoadResult(diagnostics=problems, files=tuple(str(f) for f in files))
     playbooks: list[Playbook] = []
     rejected: list[Playbook] = []
+    configs: list[Document] = []
     for file in files:
         try:
             raw = file.read_bytes()
@@ -111,6 +126,8 @@ def load_playbooks(paths: Sequence[str | Path]) -> LoadResult:
         result.diagnostics.extend(loaded.diagnostics)
         playbooks.extend(loaded.playbooks)
         rejected.extend(loaded.rejected)
+        configs.extend(loaded.configs)
     result.playbooks = tuple(playbooks)
     result.rejected = tuple(rejected)
+    result.configs = tuple(configs)
     return result

@@ -26,6 +26,7 @@ from kurative.playbooks.yamlload import Document
 
 API_VERSION = "kurative/v1"
 KIND = "Playbook"
+CONFIG_KIND = "Config"
 
 
 @functools.cache
@@ -94,14 +95,16 @@ def schema_diagnostics(doc: Document, schema_name: str = "playbook") -> list[Dia
     """Every schema error of ``doc``, positioned, with codes E101–E108."""
     found: dict[tuple[int, int, str, str], Diagnostic] = {}
     for top in _validator(schema_name).iter_errors(doc.data):
-        for diagnostic in _explain(doc, _leaf(top), top):
+        for diagnostic in _explain(doc, _leaf(top), top, schema_name):
             found.setdefault(
                 (diagnostic.line, diagnostic.column, diagnostic.code, diagnostic.message), diagnostic
             )
     return sorted(found.values())
 
 
-def _explain(doc: Document, error: ValidationError, top: ValidationError) -> list[Diagnostic]:
+def _explain(
+    doc: Document, error: ValidationError, top: ValidationError, schema_name: str
+) -> list[Diagnostic]:
     path = tuple(error.absolute_path)
     where = dotted(path)
     line, column = doc.position(path)
@@ -113,7 +116,7 @@ def _explain(doc: Document, error: ValidationError, top: ValidationError) -> lis
         return Diagnostic.make(doc.path, at_line, at_column, code, message, hint)
 
     if path[:1] in {("apiVersion",), ("kind",)} and validator in {"const", "type"}:
-        expected = API_VERSION if path[0] == "apiVersion" else KIND
+        expected = load_schema(schema_name)["properties"][path[0]]["const"]
         return [
             make(
                 "E107",
@@ -177,7 +180,7 @@ def _explain(doc: Document, error: ValidationError, top: ValidationError) -> lis
             make(
                 "E103",
                 f"{where} must be {wanted}, not {describe(error.instance)}",
-                _type_hint(names, error.instance),
+                _type_hint(names, error.instance, schema_name),
             )
         ]
     if validator in {"enum", "const"}:
@@ -207,8 +210,12 @@ def _explain(doc: Document, error: ValidationError, top: ValidationError) -> lis
             )
         ]
     if validator == "oneOf" and top is error:
-        return [make("E103", f"{where} has the wrong shape: {error.message}", "see kurative schema playbook")]
-    return [make("E104", f"invalid value at {where}: {error.message}", "see kurative schema playbook")]
+        return [
+            make(
+                "E103", f"{where} has the wrong shape: {error.message}", f"see kurative schema {schema_name}"
+            )
+        ]
+    return [make("E104", f"invalid value at {where}: {error.message}", f"see kurative schema {schema_name}")]
 
 
 def _required_hint(field: str) -> str:
@@ -225,7 +232,7 @@ def _required_hint(field: str) -> str:
     }.get(field, f"add {field}")
 
 
-def _type_hint(expected: list[str], value: Any) -> str:
+def _type_hint(expected: list[str], value: Any, schema_name: str) -> str:
     if "integer" in expected and isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return "remove the quotes to make it a number"
     if "boolean" in expected and isinstance(value, str):
@@ -234,7 +241,7 @@ def _type_hint(expected: list[str], value: Any) -> str:
         return "write a mapping (key: value lines, indented), not a string"
     if "array" in expected:
         return "write a list: [a, b] or one '- item' per line"
-    return "see kurative schema playbook"
+    return f"see kurative schema {schema_name}"
 
 
 def content_hash(data: Any) -> str:

@@ -72,6 +72,27 @@ def test_config_example_matches_the_config_schema() -> None:
     jsonschema.Draft202012Validator(load_schema("config")).validate(config)
 
 
+def test_lint_of_the_whole_examples_folder_knows_its_daemon_config() -> None:
+    result = lint_paths([ROOT / "examples"])
+    assert result.diagnostics == []
+    assert str(ROOT / "examples" / "config.yaml") in result.files
+    assert {Path(p.source.path).parent.name for p in result.loaded} == {"playbooks"}
+
+
+def test_a_broken_daemon_config_gets_config_diagnostics_not_playbook_ones(tmp_path: Path) -> None:
+    text = (ROOT / "examples" / "config.yaml").read_text()
+    broken = text.replace("  watch: true", "  wtach: true").replace("failMax: 5", "failMax: five")
+    (tmp_path / "config.yaml").write_text(broken)
+    result = lint_paths([tmp_path])
+    lines = [str(d) for d in result.diagnostics]
+    path = tmp_path / "config.yaml"
+    assert lines == [
+        f"{path}:15:3: E102 unknown field 'wtach' in playbooks (hint: did you mean 'watch'?)",
+        f"{path}:23:21: E103 breakers.failMax must be an integer, not a string (hint: see kurative schema config)",
+    ]
+    assert result.loaded == ()
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "examples" / "alerts").glob("*.json")))
 def test_sample_alerts_match_the_alerts_schema(name: str) -> None:
     payload = json.loads((ROOT / "examples" / "alerts" / name).read_text())
