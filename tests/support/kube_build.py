@@ -240,7 +240,7 @@ def build(version: str = KUBE_VERSION, *, force: bool = False, keep_work: bool =
         (cdir / STAMP).unlink(missing_ok=True)
         log_file = cdir / "build.log"
         log_file.write_text("")
-        _log(f"building kube-apiserver {version} into {cdir} (about 5 minutes on 2 cores; log: {log_file})")
+        _log(f"building kube-apiserver {version} into {cdir} (5 to 12 minutes on 2 cores; log: {log_file})")
 
         apt = _PrivateApt(work / "apt", log_file)
         _log("apt-get update (private lists)")

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 BUILD_HINT = (
-    "the real kube-apiserver is not built; build it once (about 5 minutes, cached in "
+    "the real kube-apiserver is not built; build it once (5 to 12 minutes, cached in "
     f"{kube_build.bin_dir()}) with `.venv/bin/python -m tests.support.kube_build`, "
     "or set KURATIVE_BUILD_KUBE=1 to build on first use"
 )

@@ -30,6 +30,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.support.debian import require_debian_tool
+
 START_TIMEOUT = 30
 
 
@@ -56,23 +58,7 @@ def find_binaries() -> Path | None:
 
 def require_binaries() -> Path:
     """PostgreSQL's bin directory; skip without it, but install (or fail) when ``CI`` is set."""
-    found = find_binaries()
-    if found is not None:
-        return found
-    if not os.environ.get("CI"):
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found; install postgresql or set CI=1")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
-    ):
-        result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-        if result.returncode != 0:
-            pytest.fail(f"CI: `{' '.join(command)}` failed: {result.stderr[-2000:]}")
-    found = find_binaries()
-    if found is None:
-        pytest.fail("CI: postgresql was installed but initdb/pg_ctl are still missing")
-    return found
+    return require_debian_tool(find_binaries, "postgresql", "PostgreSQL binaries (initdb, pg_ctl)")
 
 
 @dataclass

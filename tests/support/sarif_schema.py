@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.debian import require_debian_tool
+
 PACKAGE = "@microsoft/jest-sarif@1.0.0-beta.0"
 MEMBER = "package/lib/schemas/sarif-2.1.0-rtm.5.json"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kurative" / "sarif"
@@ -24,11 +26,7 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kurati
 def sarif_schema() -> dict[str, Any]:
     target = CACHE / "sarif-2.1.0-rtm.5.json"
     if not target.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            if os.environ.get("CI"):
-                pytest.fail("npm is needed to fetch the SARIF schema (apt-get install npm)")
-            pytest.skip("npm is not installed: cannot fetch the SARIF 2.1.0 schema")
+        npm = require_debian_tool(lambda: shutil.which("npm"), "npm", "npm (to fetch the SARIF 2.1.0 schema)")
         CACHE.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
             [npm, "pack", PACKAGE, "--pack-destination", str(CACHE)],
