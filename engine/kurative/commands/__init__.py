@@ -7,6 +7,10 @@ named exit code; it holds no logic of its own that another entry point (the daem
 from __future__ import annotations
 
 import argparse
+import sys
+
+from kurative.linting.rulesets import load_ruleset
+from kurative.matching.ruleset import Ruleset
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and found errors (lint errors, failed tests, journal unreachable)
@@ -22,3 +26,11 @@ def add_rules_argument(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="playbook directory or file (repeatable)",
     )
+
+
+def ruleset_or_report(paths: list[str]) -> Ruleset | None:
+    """The ruleset of ``paths``, or ``None`` after printing its errors (and warnings) to stderr."""
+    loaded = load_ruleset(paths)
+    for diagnostic in loaded.diagnostics:
+        print(diagnostic.format(), file=sys.stderr)
+    return loaded.ruleset if loaded.ok else None

@@ -18,11 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from kurative.alerts import format_timestamp, parse_notification
-from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument
-from kurative.diagnostics import has_errors
+from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument, ruleset_or_report
 from kurative.errors import AlertError, UsageError
-from kurative.linting.lint import lint_paths
-from kurative.matching.ruleset import Ruleset
 from kurative.matching.simulation import format_text, simulate
 
 
@@ -83,21 +80,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load_ruleset(paths: list[str]) -> Ruleset | None:
-    """The ruleset of ``paths``, or ``None`` after printing the load errors to stderr.
-
-    The playbooks get every lint check, so an alert is never simulated against a ruleset the daemon
-    would refuse."""
-    result = lint_paths(paths)
-    for diagnostic in result.diagnostics:
-        print(diagnostic.format(), file=sys.stderr)
-    if has_errors(result.diagnostics):
-        return None
-    return Ruleset.compile(result.playbooks)
-
-
 def run(args: argparse.Namespace) -> int:
-    ruleset = load_ruleset(args.rules)
+    ruleset = ruleset_or_report(args.rules)
     if ruleset is None:
         return EXIT_FAILURE
     reports = []

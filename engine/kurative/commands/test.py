@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument
-from kurative.commands.simulate import load_ruleset
+from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument, ruleset_or_report
 from kurative.errors import UsageError
 from kurative.matching.playbook_tests import load_test_file, run_case
 from kurative.playbooks.loading import files_under, is_test_file
@@ -62,7 +61,7 @@ def _cases(count: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     files = find_test_files(args.files)
-    ruleset = load_ruleset(args.rules)
+    ruleset = ruleset_or_report(args.rules)
     if ruleset is None:
         return EXIT_FAILURE
     out = sys.stdout
