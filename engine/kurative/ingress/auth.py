@@ -1,0 +1,49 @@
+"""Who is calling: bearer tokens and basic auth, compared in constant time.
+
+Every configured credential is compared on every request (no early exit), with
+:func:`hmac.compare_digest`, so the time an answer takes says nothing about how close a guess was or
+which credential it resembled. The identity is what the journal records as "who" for approvals.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+from kurative.ingress.settings import Credentials
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
+def authenticate(credentials: Credentials, authorization: str | None) -> str | None:
+    """The caller's identity (``token#N`` or ``basic:user``), or None when the header proves nothing.
+
+    Without any credential configured everyone is ``anonymous`` (the listener is loopback only)."""
+    if not credentials:
+        return "anonymous"
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    value = value.strip()
+    found: str | None = None
+    if scheme.lower() == "bearer":
+        for number, token in enumerate(credentials.bearer_tokens, 1):
+            if _same(value, token) and found is None:
+                found = f"token#{number}"
+    elif scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        user, colon, password = decoded.partition(":")
+        if not colon:
+            return None
+        for name, secret in credentials.basic:
+            if _same(user, name) & _same(password, secret) and found is None:
+                found = f"basic:{name}"
+    return found

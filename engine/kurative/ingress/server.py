@@ -1,0 +1,80 @@
+"""Serving the ingress app with uvicorn inside the daemon's own event loop.
+
+The daemon owns the process: its signals, its logging and its shutdown order. So uvicorn runs as a
+task of the daemon's task group (``Server.serve``) on a socket the daemon bound itself (the port is
+known before the first request, also when 0 asked for a free one), with uvicorn's own signal handling
+and logging configuration switched off, a listen backlog large enough for Alertmanager's bursts,
+and optional TLS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import socket
+from collections.abc import Generator
+
+import uvicorn
+from starlette.applications import Starlette
+
+from kurative.errors import ConfigError
+from kurative.ingress.settings import IngressSettings
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The daemon handles SIGTERM/SIGINT itself and stops the server in order.
+        yield
+
+
+def bind(settings: IngressSettings) -> socket.socket:
+    """The listening socket, bound now so that a taken port fails the start with a clear error."""
+    host = settings.host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class IngressServer:
+    """One uvicorn server for ``app`` on ``sock``; ``serve()`` until ``stop()``."""
+
+    def __init__(self, app: Starlette, settings: IngressSettings, sock: socket.socket) -> None:
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+        config = uvicorn.Config(
+            app,
+            http=http,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            backlog=settings.backlog,
+            ssl_certfile=settings.tls_cert_file,
+            ssl_keyfile=settings.tls_key_file,
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=10,
+            server_header=False,
+        )
+        self._server = _EmbeddedServer(config)
+        self._sock = sock
+        host, port = sock.getsockname()[:2]
+        scheme = "https" if settings.tls_cert_file else "http"
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"{scheme}://{shown}:{port}"
+
+    @property
+    def started(self) -> bool:
+        return bool(self._server.started)
+
+    async def serve(self) -> None:
+        await self._server.serve(sockets=[self._sock])
+
+    def stop(self) -> None:
+        """Stop accepting; requests in flight finish (up to the graceful timeout)."""
+        self._server.should_exit = True
