@@ -36,6 +36,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "E106": (Severity.ERROR, "invalid-version"),
     "E107": (Severity.ERROR, "wrong-api-version-or-kind"),
     "E108": (Severity.ERROR, "invalid-name"),
+    "E110": (Severity.ERROR, "unknown-secret"),
     "E201": (Severity.ERROR, "condition-syntax"),
     "E202": (Severity.ERROR, "key-expression-syntax"),
     "E203": (Severity.ERROR, "template-syntax"),

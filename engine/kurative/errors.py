@@ -18,7 +18,11 @@ class UsageError(KurativeError):
 
 
 class ConfigError(KurativeError):
-    """The daemon configuration file is invalid."""
+    """The daemon configuration is invalid; ``diagnostics`` holds the positioned problems of the file."""
+
+    def __init__(self, message: str, diagnostics: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.diagnostics = diagnostics
 
 
 class PlaybookError(KurativeError):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kurative.diagnostics import Diagnostic
+from kurative.playbooks.configs import config_diagnostics
 from kurative.playbooks.models import Playbook
 from kurative.playbooks.validation import CONFIG_KIND, build_playbook, schema_diagnostics
 from kurative.playbooks.yamlload import Document, load_yaml_bytes
@@ -88,7 +89,7 @@ def load_bytes(path: str, raw: bytes) -> LoadResult:
     configs: list[Document] = []
     for doc in loaded.documents:
         if is_config(doc):
-            result.diagnostics.extend(schema_diagnostics(doc, "config"))
+            result.diagnostics.extend(config_diagnostics(doc))
             configs.append(doc)
             continue
         playbook, problems = load_document(doc)

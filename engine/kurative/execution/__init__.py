@@ -1,0 +1,1 @@
+"""Running executions: claiming them, running their steps, deciding retries, recovering after a crash."""

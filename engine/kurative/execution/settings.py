@@ -1,0 +1,23 @@
+"""How this replica runs executions (the ``runner`` and ``safety.dryRun`` parts of the config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    workers: int = 16
+    """Executions run at once by this replica."""
+    per_cluster: int = 8
+    """Executions run at once against one Kubernetes cluster."""
+    lease_seconds: float = 30.0
+    """How long a claimed execution stays ours without renewal; renewed every third of it."""
+    shutdown_timeout: float = 30.0
+    """On SIGTERM, how long running steps may finish before their leases are released."""
+    poll_interval: float = 1.0
+    """How often idle workers and the matcher look for work that another replica left."""
+    dry_run: bool = False
+    """Global dry-run: every step runs as a dry run (Kubernetes with ``dryRun=All``)."""
+    cluster_label: str = "cluster"
+    """The alert label whose value names the cluster when a step says nothing else."""

@@ -1,0 +1,90 @@
+"""Structured logs, configured once at start: JSON lines in production, readable lines on a terminal.
+
+Every line is a snake_case event with stable keys; what a task binds with structlog's contextvars
+(alert fingerprint, execution id, playbook, version, step) appears on every line it writes. Lines from
+libraries that use the standard library's logging (uvicorn, psycopg_pool, the kubernetes client) go
+through the same renderer. A last processor replaces every known secret value with ``***`` wherever it
+appears in a line, so that a secret that slipped into an error message still never reaches the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any, Literal, TextIO
+
+import structlog
+
+LogFormat = Literal["auto", "json", "console"]
+FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    format: LogFormat = "auto"
+    """``json`` lines, ``console`` lines, or ``auto``: console on a terminal, JSON otherwise."""
+    level: str = "info"
+    """Lowest level written: debug, info, warning or error."""
+
+
+class Redactor:
+    """Knows the secret values in use and blanks them out of log lines."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+
+    def add(self, value: str) -> None:
+        if len(value) >= 4:  # shorter values would blank out ordinary words
+            self._values.add(value)
+
+    def redact(self, text: str) -> str:
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, "***")
+        return text
+
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if self._values:
+            for key, value in event.items():
+                if isinstance(value, str):
+                    event[key] = self.redact(value)
+                elif not isinstance(value, int | float | bool | type(None)):
+                    shown = self.redact(str(value))
+                    if shown != str(value):
+                        event[key] = shown
+        return event
+
+
+def configure_logging(settings: LoggingSettings, redactor: Redactor, stream: TextIO | None = None) -> None:
+    """Set up structlog and the standard library's logging for the whole process."""
+    out = stream or sys.stderr
+    json_lines = settings.format == "json" or (settings.format == "auto" and not out.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    finish: list[Any] = [structlog.processors.format_exc_info, redactor, renderer]
+    level = LEVELS.get(settings.level, logging.INFO)
+    structlog.configure(
+        processors=[*shared, structlog.processors.StackInfoRenderer(), *finish],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *finish],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(level, logging.INFO))

@@ -1,0 +1,122 @@
+"""The daemon's settings: positioned diagnostics for a bad file, and flags > environment > file > defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kurative.config import Overrides, load_settings
+from kurative.errors import ConfigError, UsageError
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "examples" / "config.yaml"
+
+
+def test_defaults_without_a_file() -> None:
+    settings = load_settings(Overrides(), {})
+    assert settings.journal.url == "sqlite:///./kurative.db"
+    assert (settings.listen.host, settings.listen.port) == ("127.0.0.1", 9095)
+    assert settings.runner.dry_run is False
+    assert settings.rules.paths == ()
+    assert settings.source is None
+
+
+def test_the_example_config_with_paths_relative_to_its_folder() -> None:
+    settings = load_settings(Overrides(config=str(EXAMPLE)), {})
+    assert settings.rules.paths == (str(EXAMPLE.parent / "playbooks"),)
+    assert settings.runner.dry_run is True
+    assert settings.guards.protected_namespaces == ("kube-system", "kube-public", "monitoring")
+    assert settings.kubernetes.contexts == {"prod-eu-1": "prod-eu-1-admin"}
+    assert settings.kubernetes.default_context == "kind-kurative"
+    assert settings.auth.bearer_tokens == ("alertmanager-token",)
+    assert settings.journal.retention_seconds == 30 * 86400
+    assert settings.secrets["slack-webhook"] == {"file": "/var/run/secrets/kurative/slack-webhook"}
+    assert settings.breakers == {"failMax": 5, "resetTimeout": "30s"}
+
+
+def test_flags_beat_the_environment_which_beats_the_file() -> None:
+    env = {
+        "KURATIVE_CONFIG": str(EXAMPLE),
+        "KURATIVE_JOURNAL": "sqlite:///env.db",
+        "KURATIVE_LISTEN": "127.0.0.2:9100",
+        "KURATIVE_RULES": "a:b",
+        "KURATIVE_DRY_RUN": "false",
+        "KURATIVE_LOG_LEVEL": "DEBUG",
+    }
+    from_env = load_settings(Overrides(), env)
+    assert from_env.source == str(EXAMPLE)
+    assert from_env.journal.url == "sqlite:///env.db"
+    assert (from_env.listen.host, from_env.listen.port) == ("127.0.0.2", 9100)
+    assert from_env.rules.paths == ("a", "b")
+    assert from_env.runner.dry_run is False
+    assert from_env.logging.level == "debug"
+    flags = Overrides(
+        journal="sqlite:///flag.db", listen="[::1]:9200", rules=("c",), dry_run=True, migrate=True
+    )
+    from_flags = load_settings(flags, env)
+    assert from_flags.journal.url == "sqlite:///flag.db"
+    assert from_flags.journal.migrate is True
+    assert (from_flags.listen.host, from_flags.listen.port) == ("::1", 9200)
+    assert from_flags.rules.paths == ("c",)
+    assert from_flags.runner.dry_run is True
+
+
+def test_an_invalid_file_is_refused_with_every_positioned_diagnostic(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text().replace("  watch: true", "  wtach: true").replace("failMax: 5", "failMax: 0")
+    text = text.replace("{secretRef: alertmanager-token}", "{secretRef: alertmanager-tokn}")
+    bad = tmp_path / "config.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(Overrides(config=str(bad)), {})
+    lines = [str(d) for d in caught.value.diagnostics]
+    assert lines == [
+        f"{bad}:8:19: E110 secretRef 'alertmanager-tokn' names no secret of the secrets section "
+        "(hint: did you mean 'alertmanager-token'?)",
+        f"{bad}:15:3: E102 unknown field 'wtach' in playbooks (hint: did you mean 'watch'?)",
+        f"{bad}:23:21: E104 breakers.failMax must be at least 1, not 0 (hint: use a value at least 1)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("apiVersion: kurative/v1\nkind: Playbook\n", "kind must be 'Config'"),
+        ("apiVersion: kurative/v1\nkind: Config\n---\nkind: Config\n", "exactly one document"),
+        ("a: *nothing\n", "E0"),
+        ("\xff\xfe", "E001"),
+    ],
+)
+def test_files_that_are_no_config(tmp_path: Path, content: str, message: str) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_bytes(content.encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(Overrides(config=str(bad)), {})
+    assert any(message in str(d) for d in caught.value.diagnostics)
+
+
+def test_an_unreadable_or_huge_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_settings(Overrides(config=str(tmp_path / "missing.yaml")), {})
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as out:
+        out.truncate(50 * 1024 * 1024)
+    with pytest.raises(ConfigError, match="more than"):
+        load_settings(Overrides(config=str(huge)), {})
+
+
+@pytest.mark.parametrize(
+    "listen", ["nohost", "127.0.0.1:99999", "127.0.0.1:http", "[::1:9095", "a b:1", "127.0.0.1:9\x0095", ""]
+)
+def test_bad_listen_addresses_are_usage_errors(listen: str) -> None:
+    with pytest.raises(UsageError, match="listen address"):
+        load_settings(Overrides(listen=listen), {})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("KURATIVE_DRY_RUN", "maybe"), ("KURATIVE_LOG_FORMAT", "xml"), ("KURATIVE_MIGRATE", "2")],
+)
+def test_bad_environment_values_are_usage_errors(name: str, value: str) -> None:
+    with pytest.raises(UsageError, match=name):
+        load_settings(Overrides(), {name: value})
