@@ -8,6 +8,7 @@ that lint reports an error for. Nothing is printed: the caller decides what to d
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,17 @@ class LoadedRuleset:
     @property
     def ok(self) -> bool:
         return not has_errors(self.diagnostics)
+
+    @property
+    def version(self) -> str:
+        """Names the set of playbook versions in the ruleset: what the inbox records an alert was
+        matched against."""
+        return ruleset_version(self.ruleset)
+
+
+def ruleset_version(ruleset: Ruleset) -> str:
+    parts = sorted(f"{c.name}@{c.playbook.version}#{c.playbook.content_hash}" for c in ruleset.playbooks)
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _first_of_each_name(playbooks: Sequence[Playbook]) -> list[Playbook]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from kurative.actions.base import Risk
+from kurative.actions.registry import get_action
 from kurative.alerts import Alert, AlertGroup
 from kurative.errors import ExpressionError, TemplateRenderError
 from kurative.matching.compiler import Closure, compile_closure, root_fields
@@ -209,3 +211,14 @@ def plan_for(
 def plan(ruleset: Ruleset, alert: Alert, group: AlertGroup | None = None) -> tuple[Plan, ...]:
     """Plans for every playbook ``alert`` starts, in run order."""
     return tuple(plan_for(compiled, alert, group) for compiled in ruleset.match(alert, group))
+
+
+def needs_approval(playbook: Playbook) -> bool:
+    """``approval: required``, or by default any high-risk step; ``approval: auto`` never waits."""
+    if playbook.approval is not None:
+        return playbook.approval == "required"
+    for step in playbook.steps:
+        spec = get_action(step.action)
+        if spec is not None and spec.risk is Risk.HIGH:
+            return True
+    return False

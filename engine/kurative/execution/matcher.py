@@ -1,0 +1,148 @@
+"""Matching committed alerts to executions, so that a crash between the 200 and the match loses nothing.
+
+The ingress only commits; this loop matches. It takes alerts the inbox holds as not yet matched
+(oldest first, those of any replica that died after its 200), matches each against the live ruleset,
+and creates the executions of a whole batch together with the "matched against ruleset R" mark in one
+transaction: after a crash an alert is either matched with all its executions or not at all, and the
+next pass (here or on another replica) does it. A resolved notification also cancels, in that same
+transaction, the executions of that alert still waiting for approval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from kurative.errors import JournalError, KurativeError
+from kurative.execution.runner import alert_of
+from kurative.journal import (
+    CreationStatus,
+    ExecutionRequest,
+    Journal,
+    LimitRequest,
+    StoredAlert,
+)
+from kurative.matching.context import alert_context, playbook_context
+from kurative.matching.planning import compute_dedupe_key, compute_limit_keys, needs_approval
+from kurative.matching.ruleset import Ruleset
+
+log = structlog.get_logger("kurative.matcher")
+
+BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveRuleset:
+    """The ruleset in force and the version the inbox records alerts as matched against."""
+
+    ruleset: Ruleset
+    version: str
+
+
+def requests_for(stored: StoredAlert, active: ActiveRuleset, dry_run: bool) -> list[ExecutionRequest]:
+    """One execution request per playbook the alert starts, in run order."""
+    alert, group = alert_of(stored)
+    requests: list[ExecutionRequest] = []
+    base = alert_context(alert, group)
+    for compiled in active.ruleset.match(alert, group):
+        playbook = compiled.playbook
+        try:
+            context = playbook_context(base, playbook)
+            dedupe_key = compute_dedupe_key(compiled, alert, context)
+            limits = compute_limit_keys(compiled, context)
+        except KurativeError as exc:
+            log.warning("playbook_not_started", alert_id=stored.id, playbook=playbook.name, error=str(exc))
+            continue
+        requests.append(
+            ExecutionRequest(
+                playbook_name=playbook.name,
+                playbook_version=playbook.version,
+                playbook_hash=playbook.content_hash,
+                dedupe_key=dedupe_key,
+                dedupe_window=playbook.dedupe.window,
+                limits=tuple(LimitRequest(k.value, k.max, k.per, k.limit) for k in limits),
+                requires_approval=needs_approval(playbook),
+                dry_run=dry_run or playbook.dry_run,
+            )
+        )
+    return requests
+
+
+class Matcher:
+    def __init__(
+        self,
+        journal: Journal,
+        ruleset: Callable[[], ActiveRuleset | None],
+        *,
+        dry_run: bool,
+        poll_interval: float,
+        created: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._journal = journal
+        self._ruleset = ruleset
+        self._dry_run = dry_run
+        self._poll_interval = poll_interval
+        self._created = created
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self, ids: Sequence[str] = ()) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                count = await self.match_pending()
+            except JournalError as exc:
+                log.warning("matching_failed", error=str(exc))
+                count = 0
+            if count >= BATCH:
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wake.wait()
+
+    async def match_pending(self) -> int:
+        """Match one batch of unmatched alerts; return how many were matched."""
+        active = self._ruleset()
+        if active is None:
+            return 0
+        alerts = await self._journal.unmatched_alerts(limit=BATCH)
+        if not alerts:
+            return 0
+        batch = []
+        for stored in alerts:
+            try:
+                requests = requests_for(stored, active, self._dry_run)
+            except KurativeError as exc:  # an inbox record that no longer parses: matched to nothing
+                log.warning("alert_not_matchable", alert_id=stored.id, error=str(exc))
+                requests = []
+            batch.append((stored.id, requests))
+        matched = await self._journal.match_alerts(batch, active.version)
+        created = 0
+        for stored, results in zip(alerts, matched.outcomes, strict=True):
+            for result in results:
+                if result.status is CreationStatus.CREATED:
+                    created += 1
+                log.info(
+                    "alert_matched",
+                    alert_id=stored.id,
+                    alert_fingerprint=stored.fingerprint,
+                    playbook=result.request.playbook_name,
+                    outcome=result.status.value,
+                    execution_id=result.execution_id,
+                )
+        if matched.cancelled:
+            log.info("approvals_cancelled", reason="the alert resolved", executions=list(matched.cancelled))
+        if created:
+            self._created()
+        return len(alerts)

@@ -1,0 +1,45 @@
+"""What to do with a step that a dead holder recorded as started but never finished.
+
+Finished steps are never run again. For an open step the action's declared repeat-safety decides:
+idempotent actions run again; stamped and preconditioned Kubernetes actions are asked whether their
+effect is there (the stamp annotation, the object gone): done means it is recorded as succeeded and
+flagged recovered, not done means it runs, unknown parks the execution for review. A stamped action
+outside Kubernetes (``http.request``) carries the same ``Idempotency-Key`` on every repeat, which is how
+its receiver recognises one: it is sent again. Unsafe actions are parked for review.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from kurative.actions.base import ActionContext, ActionSpec, RepeatSafety
+from kurative.actions.kubernetes import Effect, check_effect
+from kurative.errors import KurativeError
+from kurative.journal import StepRecord
+
+
+class Recovery(enum.StrEnum):
+    DONE = "done"
+    RUN = "run"
+    REVIEW = "review"
+
+
+async def recover_step(
+    spec: ActionSpec, ctx: ActionContext, params: Mapping[str, Any], record: StepRecord
+) -> Recovery:
+    """The fate of the open step ``record`` of ``spec``, run as ``ctx`` with ``params``."""
+    if spec.repeat_safety is RepeatSafety.IDEMPOTENT:
+        return Recovery.RUN
+    if spec.repeat_safety is RepeatSafety.UNSAFE:
+        return Recovery.REVIEW
+    if not spec.name.startswith("kubernetes."):
+        return Recovery.RUN if spec.repeat_safety is RepeatSafety.STAMPED else Recovery.REVIEW
+    try:
+        effect = await check_effect(
+            spec.name, ctx, record.params if isinstance(record.params, Mapping) else params
+        )
+    except KurativeError:
+        return Recovery.REVIEW
+    return {Effect.DONE: Recovery.DONE, Effect.NOT_DONE: Recovery.RUN}.get(effect, Recovery.REVIEW)

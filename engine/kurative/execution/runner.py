@@ -1,0 +1,535 @@
+"""Running one claimed execution, step by step, with every step journaled before and after it acts.
+
+The order of writes is what makes a crash harmless: a step's ``started`` record is committed before its
+action runs, its final record after; the execution is released only after its last step's record.
+What a kill -9 can leave behind is therefore at most one step per execution recorded as started but
+not finished, and recovery (:mod:`kurative.execution.recovery`) decides from the action's declared
+repeat-safety whether to run it again, record it as done, or park the execution for review.
+
+The runner also: renews the lease in the background (a lost lease stops it before its next side
+effect), renders each step's params at run time with the outputs of earlier steps, evaluates step
+``when``, applies ``timeout`` and ``retry`` (through :mod:`kurative.execution.retrying`), runs ``always``
+steps after a failure, honours dry-run (global or per playbook), parks the execution while a breaker
+is open, waits in ``awaiting_approval`` at an ``approval`` step, honours ``cancel_requested`` between
+steps, and finishes on the playbook version the execution started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from kurative.actions.base import ActionContext, ActionSpec
+from kurative.actions.registry import get_action
+from kurative.alerts import Alert, AlertGroup, parse_notification
+from kurative.errors import (
+    ActionError,
+    BreakerOpen,
+    ExpressionError,
+    JournalError,
+    JournalUnavailable,
+    KurativeError,
+    LeaseLost,
+    RecordRejected,
+)
+from kurative.execution.recovery import Recovery, recover_step
+from kurative.execution.retrying import decide
+from kurative.execution.services import Services
+from kurative.execution.settings import RunnerSettings
+from kurative.journal import (
+    Claim,
+    ExecutionDetail,
+    ExecutionState,
+    Journal,
+    Lease,
+    StepFinish,
+    StepRecord,
+    StepStart,
+    StepStatus,
+    StoredAlert,
+)
+from kurative.journal.backoff import retry_until
+from kurative.matching.conditions import Condition, compile_condition
+from kurative.matching.context import build_context
+from kurative.matching.planning import render_step
+from kurative.playbooks.loading import load_bytes
+from kurative.playbooks.models import Playbook, Step
+
+log = structlog.get_logger("kurative.execution")
+
+APPROVAL = "approval"
+BREAKER_MARK = "breaker_open"
+
+
+class Stop(Exception):
+    """Control flow: stop working on this execution now (lease lost, parked, waiting, cancelled)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedPlaybook:
+    """A playbook version as the runner needs it: the model and its compiled step conditions."""
+
+    playbook: Playbook
+    conditions: Mapping[str, Condition]
+
+
+class PlaybookCache:
+    """Playbook versions by (name, version, content hash), read from the journal once per process."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._loaded: dict[tuple[str, int, str], LoadedPlaybook] = {}
+
+    def remember(self, playbook: Playbook) -> None:
+        """Seed the cache with a playbook this process loaded itself (no journal read needed)."""
+        key = (playbook.name, playbook.version, playbook.content_hash)
+        if key not in self._loaded:
+            self._loaded[key] = _prepare(playbook)
+
+    async def get(self, name: str, version: int, content_hash: str) -> LoadedPlaybook:
+        key = (name, version, content_hash)
+        found = self._loaded.get(key)
+        if found is None:
+            stored = await self._journal.get_playbook(name, version, content_hash)
+            loaded = load_bytes(f"journal:{name}@{version}", stored.body.encode("utf-8"))
+            match = [p for p in loaded.playbooks if p.name == name]
+            if not match:
+                raise JournalError(f"the journal's copy of playbook {name!r} v{version} does not load")
+            found = self._loaded[key] = _prepare(match[0])
+        return found
+
+
+def _prepare(playbook: Playbook) -> LoadedPlaybook:
+    conditions = {step.name: compile_condition(step.when) for step in playbook.steps if step.when}
+    return LoadedPlaybook(playbook, conditions)
+
+
+def playbook_record_body(playbook: Playbook) -> str:
+    """What the journal keeps of a playbook version: its parsed document as JSON (content, not format)."""
+    return json.dumps(playbook.body, sort_keys=True, ensure_ascii=False)
+
+
+def alert_of(stored: StoredAlert) -> tuple[Alert, AlertGroup | None]:
+    """The alert (and its group, when the inbox kept it) as matching and templates read it."""
+    payload = dict(stored.payload)
+    group_json = payload.pop("group", None)
+    notification = parse_notification(payload)
+    group = None
+    if isinstance(group_json, Mapping):
+        group = AlertGroup(
+            receiver=str(group_json.get("receiver", "")),
+            group_key=str(group_json.get("groupKey", "")),
+            group_labels=dict(group_json.get("groupLabels") or {}),
+            common_labels=dict(group_json.get("commonLabels") or {}),
+            external_url=str(group_json.get("externalURL", "")),
+        )
+    return notification.alerts[0], group
+
+
+@dataclass
+class StepHistory:
+    """What the journal says about one step: its records in order."""
+
+    records: list[StepRecord] = field(default_factory=list)
+
+    @property
+    def final(self) -> StepRecord | None:
+        """The record that settles the step: a success, skip or dry run, or a failure not retried."""
+        for record in reversed(self.records):
+            if record.status is StepStatus.STARTED:
+                continue
+            if record.status is StepStatus.FAILED and _retry_pending(record):
+                return None
+            return record
+        return None
+
+    @property
+    def open(self) -> StepRecord | None:
+        """A ``started`` record without its final record: the step a dead holder was running."""
+        finished = {r.attempt for r in self.records if r.status is not StepStatus.STARTED}
+        opened = [r for r in self.records if r.status is StepStatus.STARTED and r.attempt not in finished]
+        return opened[-1] if opened else None
+
+    @property
+    def failures(self) -> int:
+        """Failed attempts that count against ``retry.attempts`` (an open breaker does not)."""
+        return sum(1 for r in self.records if r.status is StepStatus.FAILED and not _breaker(r))
+
+    @property
+    def next_attempt(self) -> int:
+        return max((r.attempt for r in self.records), default=0) + 1
+
+
+def _retry_pending(record: StepRecord) -> bool:
+    output = record.output if isinstance(record.output, Mapping) else {}
+    return bool(output.get("retry"))
+
+
+def _breaker(record: StepRecord) -> bool:
+    output = record.output if isinstance(record.output, Mapping) else {}
+    return bool(output.get(BREAKER_MARK))
+
+
+def _step_view(record: StepRecord) -> dict[str, Any]:
+    return {"status": record.status.value, "output": record.output, "error": record.error}
+
+
+class LeaseKeeper:
+    """Renews the lease every third of its length; remembers a loss and a cancel request."""
+
+    def __init__(self, journal: Journal, lease: Lease, seconds: float) -> None:
+        self._journal = journal
+        self.lease = lease
+        self._seconds = seconds
+        self.lost: str | None = None
+        self.acting = False
+        """An action is running: its effect is unknown until its final record is written."""
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.lease.cancel_requested
+
+    async def run(self) -> None:
+        while self.lost is None:
+            await asyncio.sleep(self._seconds / 3)
+            try:
+                self.lease = await self._journal.renew_lease(self.lease, self._seconds)
+            except LeaseLost as exc:
+                self.lost = str(exc)
+                log.warning("lease_lost", error=str(exc))
+            except JournalError as exc:
+                log.warning("lease_renewal_failed", error=str(exc))
+
+    def check(self) -> None:
+        if self.lost is not None:
+            raise Stop(f"lease lost: {self.lost}")
+
+
+class ExecutionRunner:
+    """Runs one claimed execution to its end, or to the point where it must wait or be parked."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        services: Services,
+        settings: RunnerSettings,
+        playbooks: PlaybookCache,
+        cluster_slot: Callable[[str | None], contextlib.AbstractAsyncContextManager[None]] | None = None,
+    ) -> None:
+        self._journal = journal
+        self._services = services
+        self._settings = settings
+        self._playbooks = playbooks
+        self._cluster_slot = cluster_slot or (lambda cluster: contextlib.nullcontext())
+
+    async def run(self, claim: Claim) -> ExecutionState | None:
+        """Run ``claim``; return the state it was released in (None when the lease was lost)."""
+        execution = claim.execution
+        structlog.contextvars.bind_contextvars(
+            execution_id=execution.id,
+            alert_fingerprint=execution.alert_fingerprint,
+            playbook=execution.playbook_name,
+            version=execution.playbook_version,
+        )
+        keeper = LeaseKeeper(self._journal, claim.lease, self._settings.lease_seconds)
+        renewing = asyncio.create_task(keeper.run(), name=f"lease-{execution.id}")
+        try:
+            return await self._run(claim, keeper)
+        except Stop as stop:
+            log.info("execution_stopped", reason=str(stop))
+            return None
+        except asyncio.CancelledError:
+            # Shutting down: between steps the execution goes back to pending for any replica;
+            # inside an action its lease is left to expire, and recovery checks the open step.
+            if not keeper.acting and keeper.lost is None:
+                with contextlib.suppress(KurativeError):
+                    await self._journal.release_execution(
+                        keeper.lease, ExecutionState.PENDING, error="interrupted by shutdown"
+                    )
+            raise
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            structlog.contextvars.unbind_contextvars(
+                "execution_id", "alert_fingerprint", "playbook", "version", "step"
+            )
+
+    async def _write(self, keeper: LeaseKeeper, write: Callable[[], Awaitable[Any]]) -> Any:
+        """A journal write that waits out a short outage (half a lease) before giving up."""
+        try:
+            return await retry_until(write, deadline=self._settings.lease_seconds / 2, what="the journal")
+        except LeaseLost as exc:
+            keeper.lost = str(exc)
+            raise Stop(f"lease lost: {exc}") from None
+        except JournalUnavailable as exc:
+            raise Stop(f"the journal is unavailable: {exc}") from None
+
+    async def _release(
+        self, keeper: LeaseKeeper, state: ExecutionState, error: str | None = None, delay: float = 0.0
+    ) -> ExecutionState:
+        async def release() -> Any:
+            return await self._journal.release_execution(keeper.lease, state, error=error, delay=delay)
+
+        await self._write(keeper, release)
+        log.info("execution_released", state=state.value, error=error, delay=round(delay, 3) or None)
+        return state
+
+    async def _run(self, claim: Claim, keeper: LeaseKeeper) -> ExecutionState:
+        execution = claim.execution
+        try:
+            loaded = await self._playbooks.get(
+                execution.playbook_name, execution.playbook_version, execution.playbook_hash
+            )
+            detail = await self._journal.get_execution(execution.id)
+            alert, group = alert_of(await self._journal.get_alert(execution.alert_id))
+        except JournalUnavailable as exc:
+            raise Stop(f"the journal is unavailable: {exc}") from None
+        except (KurativeError, IndexError) as exc:
+            return await self._release(
+                keeper, ExecutionState.NEEDS_REVIEW, f"cannot load the execution: {exc}"
+            )
+        playbook = loaded.playbook
+        histories = _histories(detail, len(playbook.steps))
+        steps: dict[str, Any] = {}
+        failed: str | None = None
+        for index, step in enumerate(playbook.steps):
+            structlog.contextvars.bind_contextvars(step=step.name)
+            history = histories[index]
+            final = history.final
+            if final is not None:
+                steps[step.name] = _step_view(final)
+                if final.status is StepStatus.FAILED and failed is None:
+                    failed = f"step {step.name!r} failed: {final.error}"
+                continue
+            keeper.check()
+            if keeper.cancel_requested:
+                return await self._release(keeper, ExecutionState.CANCELLED, "cancelled while running")
+            context = build_context(
+                alert,
+                playbook,
+                group,
+                steps=steps,
+                execution={"id": execution.id, "attempt": claim.lease.attempt},
+            )
+            outcome = await self._step(claim, keeper, detail, index, step, history, context, loaded, failed)
+            if isinstance(outcome, ExecutionState):
+                return outcome
+            steps[step.name] = _step_view(outcome)
+            if outcome.status is StepStatus.FAILED and failed is None:
+                failed = f"step {step.name!r} failed: {outcome.error}"
+        structlog.contextvars.unbind_contextvars("step")
+        if failed is not None:
+            return await self._release(keeper, ExecutionState.FAILED, failed)
+        return await self._release(keeper, ExecutionState.SUCCEEDED)
+
+    async def _finish(
+        self,
+        keeper: LeaseKeeper,
+        index: int,
+        step: Step,
+        attempt: int,
+        status: StepStatus,
+        output: Any = None,
+        error: str | None = None,
+    ) -> StepRecord:
+        record = StepFinish(index, step.name, status, attempt, step.action, output, error)
+
+        async def write() -> Any:
+            try:
+                return await self._journal.record_step_finished(keeper.lease, record)
+            except RecordRejected as exc:
+                shorter = StepFinish(
+                    index, step.name, status, attempt, step.action, {"truncated": str(exc)}, error
+                )
+                return await self._journal.record_step_finished(keeper.lease, shorter)
+
+        record_id = await self._write(keeper, write)
+        log.info("step_finished", status=status.value, attempt=attempt, error=error)
+        now = datetime.now().astimezone()
+        return StepRecord(
+            record_id, keeper.lease.execution_id, index, step.name, step.action, attempt, status,
+            None, output, error, None, now, now, keeper.lease.attempt,
+        )  # fmt: skip
+
+    async def _step(
+        self,
+        claim: Claim,
+        keeper: LeaseKeeper,
+        detail: ExecutionDetail,
+        index: int,
+        step: Step,
+        history: StepHistory,
+        context: Mapping[str, Any],
+        loaded: LoadedPlaybook,
+        failed: str | None,
+    ) -> StepRecord | ExecutionState:
+        execution = claim.execution
+        playbook = loaded.playbook
+        open_record = history.open
+        spec = get_action(step.action)
+
+        async def settle(status: StepStatus, output: Any = None, error: str | None = None) -> StepRecord:
+            attempt = open_record.attempt if open_record is not None else history.next_attempt
+            return await self._finish(keeper, index, step, attempt, status, output, error)
+
+        if failed is not None and not step.always and open_record is None:
+            return await settle(StepStatus.SKIPPED, None, f"skipped: {failed}")
+        condition = loaded.conditions.get(step.name)
+        if condition is not None and open_record is None:
+            try:
+                holds = condition.holds(context)
+            except ExpressionError as exc:
+                return await settle(StepStatus.FAILED, None, str(exc))
+            if not holds:
+                reason = f"skipped: when `{condition.source}` is false"
+                return await settle(StepStatus.SKIPPED, None, reason)
+        try:
+            rendered = render_step(playbook, step, context)
+        except KurativeError as exc:
+            return await settle(StepStatus.FAILED, None, str(exc))
+        if spec is None:
+            error = f"unknown action {step.action!r}"
+            return await settle(StepStatus.FAILED, None, error)
+        cluster = rendered.cluster if isinstance(rendered.cluster, str) and rendered.cluster else None
+        if cluster is None and step.action.startswith("kubernetes."):
+            cluster = context.get("labels", {}).get(self._settings.cluster_label) or None
+        dry_run = execution.dry_run or self._settings.dry_run
+        ctx = ActionContext(
+            execution_id=execution.id,
+            step=step.name,
+            attempt=history.next_attempt,
+            dry_run=dry_run,
+            cluster=cluster,
+            services=self._services.for_actions(),
+        )
+        params = rendered.params
+
+        if step.action == APPROVAL and not dry_run:
+            return await self._approval(keeper, detail, index, step, history, params)
+
+        if open_record is not None:
+            verdict = await recover_step(spec, ctx, params, open_record)
+            log.info("step_recovered", verdict=verdict.value, attempt=open_record.attempt)
+            if verdict is Recovery.DONE:
+                return await settle(StepStatus.SUCCEEDED, {"recovered": True})
+            if verdict is Recovery.REVIEW:
+                reason = (
+                    f"step {step.name!r} ({step.action}) was interrupted by a crash and cannot be "
+                    "proven done or not done; check the target and rerun or cancel"
+                )
+                return await self._release(keeper, ExecutionState.NEEDS_REVIEW, reason)
+
+        if dry_run and not spec.dry_run:
+            return await settle(
+                StepStatus.DRY_RUN, {"dry_run": f"{step.action} has no dry-run mode: not run"}
+            )
+        return await self._attempts(keeper, index, step, history, spec, ctx, params, cluster)
+
+    async def _attempts(
+        self,
+        keeper: LeaseKeeper,
+        index: int,
+        step: Step,
+        history: StepHistory,
+        spec: ActionSpec,
+        ctx: ActionContext,
+        params: Mapping[str, Any],
+        cluster: str | None,
+    ) -> StepRecord | ExecutionState:
+        failures = history.failures
+        attempt = history.next_attempt
+        while True:
+            keeper.check()
+            start = StepStart(index, step.name, step.action, attempt, dict(params), ctx.idempotency_key)
+
+            async def started(start: StepStart = start) -> Any:
+                return await self._journal.record_step_started(keeper.lease, start)
+
+            await self._write(keeper, started)
+            log.info("step_started", action=step.action, attempt=attempt, dry_run=ctx.dry_run)
+            begun = time.monotonic()
+            try:
+                keeper.acting = True
+                async with self._cluster_slot(cluster if step.action.startswith("kubernetes.") else None):
+                    async with asyncio.timeout(step.timeout):
+                        output = await spec.run(ctx, params)
+            except TimeoutError:
+                error: BaseException = TimeoutError(f"timed out after {step.timeout:g}s")
+            except ActionError as exc:
+                error = exc
+            except BreakerOpen as exc:
+                error = exc
+            except KurativeError as exc:
+                error = exc
+            except Exception as exc:  # an action's bug must not take the worker down
+                log.exception("step_crashed", action=step.action)
+                error = exc
+            else:
+                keeper.acting = False
+                status = StepStatus.DRY_RUN if ctx.dry_run else StepStatus.SUCCEEDED
+                log.debug("step_took", seconds=round(time.monotonic() - begun, 4))
+                return await self._finish(keeper, index, step, attempt, status, dict(output))
+            keeper.acting = False
+            decision = decide(error, step.retry, failures + 1)
+            message = str(error) or type(error).__name__
+            if isinstance(error, BreakerOpen):
+                await self._finish(
+                    keeper, index, step, attempt, StepStatus.FAILED, {BREAKER_MARK: True}, message
+                )
+                return await self._release(keeper, ExecutionState.PENDING, message, decision.delay)
+            failures += 1
+            if not decision.retry:
+                return await self._finish(keeper, index, step, attempt, StepStatus.FAILED, None, message)
+            await self._finish(keeper, index, step, attempt, StepStatus.FAILED, {"retry": True}, message)
+            if decision.delay > self._settings.lease_seconds / 3:
+                return await self._release(keeper, ExecutionState.PENDING, message, decision.delay)
+            await asyncio.sleep(decision.delay)
+            attempt += 1
+            ctx = ActionContext(ctx.execution_id, ctx.step, attempt, ctx.dry_run, ctx.cluster, ctx.services)
+
+    async def _approval(
+        self,
+        keeper: LeaseKeeper,
+        detail: ExecutionDetail,
+        index: int,
+        step: Step,
+        history: StepHistory,
+        params: Mapping[str, Any],
+    ) -> StepRecord | ExecutionState:
+        """An ``approval`` step: record it started and wait in ``awaiting_approval``; once a human
+        approved (after the step started), record who and why as its output."""
+        open_record = history.open
+        if open_record is None:
+            attempt = history.next_attempt
+            start = StepStart(index, step.name, step.action, attempt, dict(params), None)
+
+            async def started() -> Any:
+                return await self._journal.record_step_started(keeper.lease, start)
+
+            await self._write(keeper, started)
+            log.info("approval_requested", message=params.get("message"))
+            return await self._release(keeper, ExecutionState.AWAITING_APPROVAL)
+        since = open_record.started_at
+        decided = [a for a in detail.approvals if since is None or a.decided_at >= since]
+        if not decided:
+            return await self._release(keeper, ExecutionState.AWAITING_APPROVAL)
+        last = decided[-1]
+        output = {"decision": last.decision.value, "by": last.who, "reason": last.reason}
+        return await self._finish(keeper, index, step, open_record.attempt, StepStatus.SUCCEEDED, output)
+
+
+def _histories(detail: ExecutionDetail, count: int) -> list[StepHistory]:
+    histories = [StepHistory() for _ in range(count)]
+    for record in detail.steps:
+        if 0 <= record.index < count:
+            histories[record.index].records.append(record)
+    return histories
