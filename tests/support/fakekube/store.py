@@ -486,6 +486,9 @@ class Store:
                 updated.pop("status", None)
         meta = updated.setdefault("metadata", {})
         old_meta = current["metadata"]
+        if meta.get("uid") and meta["uid"] != old_meta["uid"]:
+            # as ValidateObjectMetaUpdate: a write meant for an earlier object of this name fails
+            raise invalid(rt, name, [("metadata.uid", f'Invalid value: "{meta["uid"]}": field is immutable')])
         for key in ("uid", "creationTimestamp", "namespace", "deletionTimestamp", "generation"):
             if key in old_meta:
                 meta[key] = old_meta[key]

@@ -21,7 +21,13 @@ from typing import Any, Protocol
 from kurative.actions.base import ActionContext, ActionSpec, RbacRule, RepeatSafety, Risk
 from kurative.actions.registry import declare
 from kurative.actions.schema import JSON, integer, obj, string
-from kurative.errors import GuardRefused, ObjectConflict, ObjectNotFound, PermanentActionError
+from kurative.errors import (
+    GuardRefused,
+    ObjectConflict,
+    ObjectNotFound,
+    PermanentActionError,
+    TemporaryActionError,
+)
 
 STAMP_ANNOTATION = "kurative/step"
 # How many steps' stamps an object keeps: the most recent ones, so the annotation stays small (~2 KB).
@@ -382,8 +388,10 @@ async def delete_preconditioned(
 
     Gone means a 404, or the 409 of the uid precondition with a new object of that name in its place
     (a StatefulSet pod comes back under its name): the object acted on no longer exists, and the
-    replacement is not ours to delete, so this is done, not a conflict to retry. A 409 while the
-    same object is still there (a lost race on a PodDisruptionBudget) is the temporary error it says.
+    replacement is not ours to delete, so this is done, not a conflict to retry. Any temporary
+    failure is checked the same way (v1.20 retries an eviction's uid conflict for 10 s before its
+    409, which can outlast the read timeout). While the same object is still there (a lost race on
+    a PodDisruptionBudget, a 429), the error is the temporary one it says.
     """
     uid = str(meta["uid"])
     found = delete_options(ctx, uid, options)
@@ -394,7 +402,7 @@ async def delete_preconditioned(
             await delete(ctx, client, path, found)
     except ObjectNotFound:
         return False
-    except ObjectConflict:
+    except TemporaryActionError:
         if await _replaced(client, path, uid):
             return False
         raise
