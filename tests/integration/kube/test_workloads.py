@@ -303,6 +303,7 @@ async def test_stamps_of_earlier_steps_survive_later_stamps(kube: Kube, run: Run
     scaled, restarted, resized = run.context(step="scale"), run.context(), run.context()
     await run("scale", {**base, "delta": 1}, ctx=scaled)
     await run("rollout_restart", base, ctx=restarted)
+    kube.wait_revision("web", "2")  # each template gets its own ReplicaSet revision
     await run("set_resources", {**base, "requests": {"cpu": "100m"}}, ctx=resized)
     kube.wait_revision("web", "3")
     rolled = run.context()
