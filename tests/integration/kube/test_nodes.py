@@ -168,6 +168,12 @@ async def test_drain_does_not_evict_from_protected_namespaces(kube: Kube, run: R
     assert [p["metadata"]["uid"] for p in kube.pods("app=web")] == [web["metadata"]["uid"]]
     assert not kube.get(f"{CORE}/nodes/{node}")["spec"].get("unschedulable")
 
+    # a protected pod already on its way out does not refuse the drain: it is only waited for
+    kube.request("DELETE", f"{CORE}/namespaces/kube-system/pods/{name}", gracePeriodSeconds=30)
+    assert kube.get(f"{CORE}/namespaces/kube-system/pods/{name}")["metadata"].get("deletionTimestamp")
+    with pytest.raises(TemporaryActionError, match=rf"kube-system/{name} \(eviction not finished in time"):
+        await run("drain", {"node": node, "timeout": "1s", "force": True})
+
 
 async def test_drain_run_again_waits_for_the_pods_still_terminating(kube: Kube, run: Runner) -> None:
     """As `kubectl drain`: done when each evicted pod is gone, not when its deletion was asked."""

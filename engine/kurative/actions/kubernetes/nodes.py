@@ -169,6 +169,8 @@ def _classify(pod: Mapping[str, Any], params: Mapping[str, Any], protected: tupl
         return None
     if owner is not None and owner.get("kind") == "DaemonSet":
         return "skip:DaemonSet pod"
+    if meta.get("deletionTimestamp"):
+        return None  # going already: never evicted again, only waited for, wherever it is
     if meta.get("namespace") in protected:
         return PROTECTED
     if owner is None and not params.get("force"):
