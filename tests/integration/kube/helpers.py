@@ -8,13 +8,14 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 
 from kurative.actions.base import ActionContext
 from kurative.actions.kubernetes import KubeGuards, check_effect
-from kurative.actions.kubernetes._common import Effect
+from kurative.actions.kubernetes._common import Effect, KubeClient
 from kurative.actions.registry import get_action
 from kurative.adapters.kubernetes import KubernetesAdapter
 
@@ -380,3 +381,54 @@ class Runner:
 
     async def check(self, action: str, params: Mapping[str, Any], ctx: ActionContext) -> Effect:
         return await check_effect(f"kubernetes.{action}", ctx, params)
+
+
+Hook = Callable[[str, str], None]
+
+
+@dataclass
+class Interposed:
+    """The real adapter, with ``before(method, path)`` run first on each request's way to the server.
+
+    A test uses it to place a race exactly (another writer replaces the pod between this action's
+    read and its delete) or to stop an action part way, as a crash would; the requests themselves
+    still go to the real or fake API server unchanged.
+    """
+
+    inner: KubernetesAdapter
+    before: Hook
+
+    def client(self, cluster: str | None) -> _InterposedClient:
+        return _InterposedClient(self.inner.client(cluster), self.before)
+
+
+@dataclass
+class _InterposedClient:
+    inner: KubeClient
+    before: Hook
+
+    @property
+    def cluster(self) -> str:
+        return self.inner.cluster
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        self.before(method, path)
+        return await self.inner.request(method, path, **kwargs)
+
+    async def read_text(self, path: str, **kwargs: Any) -> str:
+        return await self.inner.read_text(path, **kwargs)
+
+    async def resource_path(self, group: str, versions: tuple[str, ...], resource: str) -> tuple[str, str]:
+        return await self.inner.resource_path(group, versions, resource)
+
+    async def eviction_version(self) -> str:
+        return await self.inner.eviction_version()
+
+
+def interposed(run: Runner, before: Hook) -> Runner:
+    """A :class:`Runner` whose actions reach the cluster through :class:`Interposed`."""
+    return Runner(Interposed(run.adapter, before), run.guards)  # type: ignore[arg-type]
+
+
+class Crash(Exception):
+    """Raised by a hook to stop an action at that request, as if the daemon died there."""

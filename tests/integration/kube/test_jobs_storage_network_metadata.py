@@ -6,7 +6,7 @@ import pytest
 
 from kurative.actions.kubernetes import Effect
 from kurative.errors import GuardRefused, ObjectNotFound, PermanentActionError
-from tests.integration.kube.helpers import Kube, Runner
+from tests.integration.kube.helpers import Crash, Kube, Runner, interposed
 
 pytestmark = pytest.mark.kube
 
@@ -168,3 +168,28 @@ async def test_label_annotate_get_list(kube: Kube, run: Runner) -> None:
             {"namespace": "kube-system", "kind": "ConfigMap", "name": "x", "annotations": {"a": "b"}},
         )
     assert (await run("get", {"kind": "Namespace", "name": "kube-system"}))["found"] is True
+
+
+async def test_a_triggered_job_stays_done_when_another_step_stamps_it(kube: Kube, run: Runner) -> None:
+    """trigger_cronjob, then another execution's delete_job stamps the Job and dies before deleting."""
+    await _cronjob(kube, run, "report")
+    base = {"namespace": kube.namespace, "name": "report"}
+    triggered = run.context()
+    job = (await run("trigger_cronjob", base, ctx=triggered))["job"]
+    path = f"/apis/batch/v1/namespaces/{kube.namespace}/jobs/{job}"
+
+    def die_before_delete(method: str, where: str) -> None:
+        if method == "DELETE" and where == path:
+            raise Crash(where)
+
+    crashing = interposed(run, die_before_delete)
+    deleting = crashing.context()
+    with pytest.raises(Crash):
+        await crashing("delete_job", {"namespace": kube.namespace, "name": job}, ctx=deleting)
+
+    assert await run.check("trigger_cronjob", base, triggered) is Effect.DONE
+    assert await run("trigger_cronjob", base, ctx=triggered) == {"job": job, "created": False}
+    deleted = {"namespace": kube.namespace, "name": job}
+    recovered = run.context(execution=deleting.execution_id, step=deleting.step)  # after the restart
+    assert await run.check("delete_job", deleted, recovered) is Effect.NOT_DONE
+    assert (await run("delete_job", deleted, ctx=recovered))["deleted"] is True

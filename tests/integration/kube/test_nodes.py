@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from kurative.errors import ObjectNotFound, TemporaryActionError
-from tests.integration.kube.helpers import CORE, Kube, Runner
+from kurative.errors import GuardRefused, ObjectNotFound, TemporaryActionError
+from tests.integration.kube.helpers import CORE, Kube, Runner, interposed
 
 pytestmark = pytest.mark.kube
 
@@ -158,6 +158,47 @@ async def test_drain_does_not_evict_from_protected_namespaces(kube: Kube, run: R
         },
     )
     kube.cluster_objects.append(f"{CORE}/namespaces/kube-system/pods/{name}")
-    with pytest.raises(TemporaryActionError, match=rf"kube-system/{name} \(protected namespace\)"):
+    kube.deployment("web", replicas=1)
+    web = kube.wait_for("web pod", lambda: kube.pods("app=web"))[0]
+    kube.bind(web["metadata"]["name"], node)
+    # No retry can make it possible: a permanent refusal, before anything is cordoned or evicted.
+    with pytest.raises(GuardRefused, match=rf"pod\(s\) kube-system/{name} are in a protected namespace"):
         await run("drain", {"node": node, "timeout": "2s", "force": True})
     assert kube.exists(f"{CORE}/namespaces/kube-system/pods/{name}")
+    assert [p["metadata"]["uid"] for p in kube.pods("app=web")] == [web["metadata"]["uid"]]
+    assert not kube.get(f"{CORE}/nodes/{node}")["spec"].get("unschedulable")
+
+    # a protected pod already on its way out does not refuse the drain: it is only waited for
+    kube.request("DELETE", f"{CORE}/namespaces/kube-system/pods/{name}", gracePeriodSeconds=30)
+    assert kube.get(f"{CORE}/namespaces/kube-system/pods/{name}")["metadata"].get("deletionTimestamp")
+    with pytest.raises(TemporaryActionError, match=rf"kube-system/{name} \(eviction not finished in time"):
+        await run("drain", {"node": node, "timeout": "1s", "force": True})
+
+
+async def test_drain_run_again_waits_for_the_pods_still_terminating(kube: Kube, run: Runner) -> None:
+    """As `kubectl drain`: done when each evicted pod is gone, not when its deletion was asked."""
+    node = f"{kube.namespace}-t"
+    kube.node(node)
+    kube.deployment("web", replicas=1, terminationGracePeriodSeconds=30)
+    pod = kube.wait_for("web pod", lambda: kube.pods("app=web"))[0]
+    name = pod["metadata"]["name"]
+    kube.bind(name, node)
+    kube.ready_all("app=web")
+    path = kube.ns_path("pods", name)
+    with pytest.raises(TemporaryActionError, match=rf"{name} \(eviction not finished in time\)"):
+        await run("drain", {"node": node, "timeout": "1s"})
+    assert kube.get(path)["metadata"].get("deletionTimestamp")  # no kubelet ends it
+
+    looked: list[str] = []
+
+    def kubelet_finishes_on_second_look(method: str, where: str) -> None:
+        if method == "GET" and where == path:
+            looked.append(where)
+            if len(looked) == 2:
+                kube.request("DELETE", path, gracePeriodSeconds=0)
+
+    out = await interposed(run, kubelet_finishes_on_second_look)("drain", {"node": node, "timeout": "20s"})
+    assert out["evicted"] == [f"{kube.namespace}/{name}"]
+    assert len(looked) == 2
+    assert not kube.exists(path)
+    assert (await run("drain", {"node": node, "timeout": "5s"}))["evicted"] == []

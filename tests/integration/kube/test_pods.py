@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from kurative.actions.kubernetes import Effect
 from kurative.adapters.kubernetes import TooManyRequestsError
 from kurative.errors import GuardRefused, PermanentActionError
-from tests.integration.kube.helpers import Kube, Runner
+from tests.integration.kube.helpers import Kube, Runner, interposed
 from tests.support.fakekube import FakeCluster
 
 pytestmark = pytest.mark.kube
@@ -136,3 +138,44 @@ async def test_check_sees_a_stamped_pod_whose_deletion_never_happened(kube: Kube
     assert await run.check("delete_pod", params, other) is Effect.UNKNOWN
     await run("delete_pod", params, ctx=ctx)
     assert await run.check("delete_pod", params, ctx) is Effect.DONE
+
+
+def _replace_pod_before(kube: Kube, method: str, suffix: str) -> tuple[list[str], Callable[[str, str], None]]:
+    """A hook that, once, replaces pod ``web`` by a new pod of that name just before the request."""
+    replaced: list[str] = []
+
+    def before(verb: str, path: str) -> None:
+        if verb == method and path.endswith(suffix) and not replaced:
+            kube.request("DELETE", kube.ns_path("pods", "web"), gracePeriodSeconds=0)
+            replaced.append(kube.pod("web")["metadata"]["uid"])
+
+    return replaced, before
+
+
+@pytest.mark.parametrize(
+    ("action", "method", "suffix", "flag"),
+    [
+        ("delete_pod", "DELETE", "/pods/web", "deleted"),
+        ("evict_pod", "POST", "/pods/web/eviction", "evicted"),
+        ("delete_pod", "PATCH", "/pods/web", "deleted"),  # replaced even before the stamp
+    ],
+)
+async def test_a_pod_replaced_meanwhile_is_done_and_its_replacement_untouched(
+    kube: Kube, run: Runner, action: str, method: str, suffix: str, flag: str
+) -> None:
+    """The uid precondition's 409 means the pod acted on is gone: no retry may hit the new one."""
+    old = kube.pod("web")["metadata"]["uid"]
+    replaced, before = _replace_pod_before(kube, method, suffix)
+    racing = interposed(run, before)
+    ctx = racing.context()
+    params = {"namespace": kube.namespace, "pod": "web"}
+
+    out = await racing(action, params, ctx=ctx)
+
+    assert out == {"pod": "web", "uid": old, flag: False}
+    current = kube.get(kube.ns_path("pods", "web"))
+    assert current["metadata"]["uid"] == replaced[0]
+    assert not current["metadata"].get("deletionTimestamp")
+    assert "kurative/step" not in (current["metadata"].get("annotations") or {})
+    # recovery cannot tell a replacement from a pod never touched: it parks rather than deletes
+    assert await run.check(action, params, ctx) is Effect.UNKNOWN

@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from kurative.actions.kubernetes import Effect, KubeGuards
+from kurative.actions.kubernetes._common import STAMP_HISTORY
 from kurative.errors import GuardRefused, PermanentActionError, TemporaryActionError
-from tests.integration.kube.helpers import APPS, Kube, Runner
+from tests.integration.kube.helpers import APPS, REVISION, Kube, Runner
+from tests.support.fakekube import FakeCluster
 
 pytestmark = pytest.mark.kube
 
@@ -291,3 +293,95 @@ async def test_resolve_owner_walks_pod_job_cronjob(kube: Kube, run: Runner) -> N
         {"kind": "Job", "name": job["job"]},
         {"kind": "CronJob", "name": "nightly"},
     ]
+
+
+async def test_stamps_of_earlier_steps_survive_later_stamps(kube: Kube, run: Runner) -> None:
+    """Steps of other executions stamp the same Deployment: each first step still checks DONE."""
+    kube.deployment("web", replicas=2)
+    path = kube.wait_revision("web", "1")
+    base = {"namespace": kube.namespace, "kind": "Deployment", "name": "web"}
+    scaled, restarted, resized = run.context(step="scale"), run.context(), run.context()
+    await run("scale", {**base, "delta": 1}, ctx=scaled)
+    await run("rollout_restart", base, ctx=restarted)
+    kube.wait_revision("web", "2")  # each template gets its own ReplicaSet revision
+    await run("set_resources", {**base, "requests": {"cpu": "100m"}}, ctx=resized)
+    kube.wait_revision("web", "3")
+    rolled = run.context()
+    assert (await run("rollback_deployment", {"namespace": kube.namespace, "name": "web"}, ctx=rolled))[
+        "to_revision"
+    ] == 2
+    await run("rollout_restart", base)  # and one more after it
+
+    assert await run.check("scale", {**base, "delta": 1}, scaled) is Effect.DONE
+    assert await run.check("rollout_restart", base, restarted) is Effect.DONE
+    assert await run.check("set_resources", base, resized) is Effect.DONE
+    assert await run.check("rollback_deployment", {"namespace": kube.namespace, "name": "web"}, rolled) is (
+        Effect.DONE
+    )
+    # a retry of the relative scale (the runner lost its answer) does not add again: 2 -> 3, not 4
+    assert (await run("scale", {**base, "delta": 1}, ctx=scaled))["replicas"] == 3
+    assert kube.get(path)["spec"]["replicas"] == 3
+    stamps = kube.get(path)["metadata"]["annotations"]["kurative/step"].split(",")
+    assert stamps[:4] == [c.idempotency_key for c in (scaled, restarted, resized, rolled)]
+    assert len(stamps) == 5
+
+
+async def test_stamps_are_a_bounded_history_of_the_most_recent_steps(kube: Kube, run: Runner) -> None:
+    kube.deployment("web", replicas=1)
+    path = kube.ns_path("deployments", "web", group=APPS)
+    base = {"namespace": kube.namespace, "kind": "Deployment", "name": "web"}
+    steps = [run.context(step=f"s{i}") for i in range(STAMP_HISTORY + 2)]
+    for i, ctx in enumerate(steps):
+        await run("scale", {**base, "replicas": 1 + i % 2}, ctx=ctx)
+    stamps = kube.get(path)["metadata"]["annotations"]["kurative/step"].split(",")
+    assert stamps == [c.idempotency_key for c in steps[-STAMP_HISTORY:]]
+    assert await run.check("scale", base, steps[2]) is Effect.DONE
+    assert await run.check("scale", base, steps[1]) is Effect.NOT_DONE  # dropped: the oldest go first
+
+
+def _set_image(kube: Kube, path: str, image: str) -> None:
+    kube.patch(
+        path,
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}},
+        "application/strategic-merge-patch+json",
+    )
+
+
+async def test_rollback_follows_the_replicaset_revisions_through_several_changes(
+    kube: Kube, run: Runner
+) -> None:
+    kube.deployment("web", replicas=1)
+    path = kube.wait_revision("web", "1")
+    for revision, image in (("2", "nginx:1.26"), ("3", "nginx:1.27")):
+        _set_image(kube, path, image)
+        kube.wait_revision("web", revision)
+    out = await run("rollback_deployment", {"namespace": kube.namespace, "name": "web"})
+    assert (out["from_revision"], out["to_revision"]) == (3, 2)
+    assert kube.get(path)["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.26"
+    kube.wait_revision("web", "4")
+
+
+async def test_rollback_before_the_deployment_shows_the_new_revision_does_as_kubectl(
+    fake_kube: FakeCluster, fake_run: Runner, fake: Kube
+) -> None:
+    """The controller made ReplicaSet revision 3 but has not written it to the Deployment yet.
+
+    `kubectl rollout undo` reads the ReplicaSets: the newest is 3, so it returns to 2. Only the fake
+    can be asked to hold that moment (on a real cluster it lasts between two controller writes).
+    """
+    fake.deployment("web", replicas=1)
+    path = fake.wait_revision("web", "1")
+    _set_image(fake, path, "nginx:1.26")
+    fake.wait_revision("web", "2")
+    lag = (fake.namespace, "web")
+    fake_kube.store.lagging_revisions.add(lag)
+    try:
+        _set_image(fake, path, "nginx:1.27")
+        replicasets = fake.request("GET", fake.ns_path("replicasets", group=APPS))["items"]
+        assert sorted(rs["metadata"]["annotations"][REVISION] for rs in replicasets) == ["1", "2", "3"]
+        assert fake.get(path)["metadata"]["annotations"][REVISION] == "2"
+        out = await fake_run("rollback_deployment", {"namespace": fake.namespace, "name": "web"})
+    finally:
+        fake_kube.store.lagging_revisions.discard(lag)
+    assert (out["from_revision"], out["to_revision"]) == (3, 2)
+    assert fake.get(path)["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.26"

@@ -277,6 +277,10 @@ class Store:
         self._rv = 1000
         self.logs: dict[tuple[str, str, str], str] = {}
         self._reconciling = False
+        # Deployments (namespace, name) whose controller lags, for tests only: it has made the new
+        # ReplicaSet but not yet written that revision to the Deployment (on a real cluster these are
+        # two writes, and a reader can come in between).
+        self.lagging_revisions: set[tuple[str, str]] = set()
         for name in ("default", "kube-system", "kube-public"):
             self.create(
                 BY_KIND["Namespace"],
@@ -482,6 +486,9 @@ class Store:
                 updated.pop("status", None)
         meta = updated.setdefault("metadata", {})
         old_meta = current["metadata"]
+        if meta.get("uid") and meta["uid"] != old_meta["uid"]:
+            # as ValidateObjectMetaUpdate: a write meant for an earlier object of this name fails
+            raise invalid(rt, name, [("metadata.uid", f'Invalid value: "{meta["uid"]}": field is immutable')])
         for key in ("uid", "creationTimestamp", "namespace", "deletionTimestamp", "generation"):
             if key in old_meta:
                 meta[key] = old_meta[key]
@@ -921,7 +928,8 @@ class Store:
                         self._put(rsrt, rs)
             revision = (current["metadata"].get("annotations") or {}).get(REVISION)
             annotations = dep["metadata"].setdefault("annotations", {})
-            if annotations.get(REVISION) != revision:
+            lagging = (dep["metadata"]["namespace"], dep["metadata"]["name"]) in self.lagging_revisions
+            if annotations.get(REVISION) != revision and not lagging:
                 annotations[REVISION] = revision
                 self._put(drt, dep)
             stats = [rs.get("status") or {} for rs in owned]

@@ -14,9 +14,11 @@ What the runner provides (``ActionContext``):
 
 Crash recovery asks :func:`check_effect` whether a step recorded as started already took effect:
 
-- stamped actions (scale, rollout_restart, rollback_deployment, set_resources, trigger_cronjob) write
-  ``kurative/step: <execution-id>/<step>`` in the same request as the change: the annotation on the
-  object means DONE, its absence NOT_DONE;
+- stamped actions (scale, rollout_restart, rollback_deployment, set_resources, trigger_cronjob) add
+  ``<execution-id>/<step>`` to the ``kurative/step`` annotation (a comma-separated list of the 16
+  most recent stamps, so a later step on the same object keeps earlier ones) in the same request
+  as the change, preconditioned on the resourceVersion read: this step among the stamps means DONE,
+  its absence NOT_DONE;
 - preconditioned deletions (delete_pod, evict_pod, delete_job) stamp the object, then delete it with
   its uid as precondition: gone (or terminating) means DONE, still there and stamped NOT_DONE, there
   without our stamp (possibly a replacement of the same name) UNKNOWN;

@@ -21,9 +21,17 @@ from typing import Any, Protocol
 from kurative.actions.base import ActionContext, ActionSpec, RbacRule, RepeatSafety, Risk
 from kurative.actions.registry import declare
 from kurative.actions.schema import JSON, integer, obj, string
-from kurative.errors import GuardRefused, ObjectConflict, ObjectNotFound, PermanentActionError
+from kurative.errors import (
+    GuardRefused,
+    ObjectConflict,
+    ObjectNotFound,
+    PermanentActionError,
+    TemporaryActionError,
+)
 
 STAMP_ANNOTATION = "kurative/step"
+# How many steps' stamps an object keeps: the most recent ones, so the annotation stays small (~2 KB).
+STAMP_HISTORY = 16
 # Where kubectl keeps the revision of a Deployment's ReplicaSets (`kubectl rollout undo` reads it).
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 
@@ -243,12 +251,13 @@ async def patch_read(
 ) -> Any:
     """PATCH ``changes`` onto the object as read (``current``): a 409 if it changed since.
 
-    With ``stamping`` the ``kurative/step`` annotation is written in the same request, so that the
-    check hook can tell whether the change took effect.
+    With ``stamping`` this step joins the ``kurative/step`` stamps in the same request, so that the
+    check hook can tell whether the change took effect; the resourceVersion precondition makes the
+    change and the stamp list one atomic write that loses no other step's stamp.
     """
     metadata: dict[str, Any] = {"resourceVersion": current["metadata"]["resourceVersion"]}
     if stamping:
-        metadata["annotations"] = stamp(ctx)
+        metadata["annotations"] = stamp(ctx, current)
     return await patch(ctx, client, path, {"metadata": metadata, **changes}, content_type)
 
 
@@ -283,14 +292,31 @@ async def evict(
     await client.request("POST", f"{path}/eviction", body=body, query=dry_run_query(ctx))
 
 
-def stamp(ctx: ActionContext) -> dict[str, str]:
-    """The annotation a stamped mutation writes, so that a repeat can see that it took effect."""
-    return {STAMP_ANNOTATION: ctx.idempotency_key}
+def stamps_of(obj: Mapping[str, Any] | None) -> list[str]:
+    """The steps (``<execution-id>/<step>``) that stamped ``obj``, oldest first.
+
+    The annotation holds them comma-separated (step names and execution ids have no commas); a
+    single id, as older builds wrote it, reads as a list of one.
+    """
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(STAMP_ANNOTATION)
+    return [part for part in value.split(",") if part] if isinstance(value, str) else []
+
+
+def stamp(ctx: ActionContext, current: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The annotation a stamped mutation of ``current`` writes, so that a repeat can see it took effect.
+
+    This step's id is appended to the stamps ``current`` already carries, so that a later step of
+    another execution on the same object does not erase it; only the :data:`STAMP_HISTORY` most
+    recent are kept, which bounds the annotation (a step is checked soon after it ran: at recovery).
+    """
+    kept = [key for key in stamps_of(current) if key != ctx.idempotency_key]
+    return {STAMP_ANNOTATION: ",".join([*kept, ctx.idempotency_key][-STAMP_HISTORY:])}
 
 
 def stamped(obj: Mapping[str, Any], ctx: ActionContext) -> bool:
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    return bool(annotations.get(STAMP_ANNOTATION) == ctx.idempotency_key)
+    """Whether this step is among the stamps of ``obj``."""
+    return ctx.idempotency_key in stamps_of(obj)
 
 
 # --- "did this step already take effect?" ----------------------------------------------------------
@@ -349,6 +375,49 @@ async def read(client: KubeClient, path: str) -> dict[str, Any]:
     return found
 
 
+async def delete_preconditioned(
+    ctx: ActionContext,
+    client: KubeClient,
+    path: str,
+    meta: Mapping[str, Any],
+    *,
+    evict_version: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> bool:
+    """Delete (or evict) the object ``meta`` describes, preconditioned on its uid; False when gone.
+
+    Gone means a 404, or the 409 of the uid precondition with a new object of that name in its place
+    (a StatefulSet pod comes back under its name): the object acted on no longer exists, and the
+    replacement is not ours to delete, so this is done, not a conflict to retry. Any temporary
+    failure is checked the same way (v1.20 retries an eviction's uid conflict for 10 s before its
+    409, which can outlast the read timeout). While the same object is still there (a lost race on
+    a PodDisruptionBudget, a 429), the error is the temporary one it says.
+    """
+    uid = str(meta["uid"])
+    found = delete_options(ctx, uid, options)
+    try:
+        if evict_version is not None:
+            await evict(ctx, client, path, evict_version, meta, found)
+        else:
+            await delete(ctx, client, path, found)
+    except ObjectNotFound:
+        return False
+    except TemporaryActionError:
+        if await _replaced(client, path, uid):
+            return False
+        raise
+    return True
+
+
+async def _replaced(client: KubeClient, path: str, uid: str) -> bool:
+    """Whether the object with ``uid`` is gone from ``path`` (absent, or another object by that name)."""
+    try:
+        current = await read(client, path)
+    except ObjectNotFound:
+        return True
+    return bool(current["metadata"].get("uid") != uid)
+
+
 async def stamp_then_delete(
     ctx: ActionContext,
     client: KubeClient,
@@ -356,32 +425,40 @@ async def stamp_then_delete(
     *,
     evict_version: str | None = None,
     options: Mapping[str, Any] | None = None,
-) -> tuple[str | None, Mapping[str, Any] | None]:
+) -> tuple[str, bool]:
     """Delete (or evict) the object at ``path`` preconditioned on the uid read first.
 
     Before a real deletion the object is stamped with ``kurative/step``, so that crash recovery can
     tell "never deleted" (stamped object still there) from "already replaced" (a new, unstamped
-    object of the same name). Returns (uid, the object as read) or (None, None) when already gone.
+    object of the same name). The stamp is preconditioned on the uid and resourceVersion read, so
+    it never lands on a replacement nor drops another step's stamp. Returns (uid of the object acted
+    on, whether this step deleted it): ("", False) when it was gone already, (uid, False) when it
+    was replaced meanwhile.
     """
-    try:
-        current = await read(client, path)
-    except ObjectNotFound:
-        return None, None
-    uid = str(current["metadata"]["uid"])
-    if not ctx.dry_run and not stamped(current, ctx):
+    uid = ""
+    for tries in range(1, CONFLICT_ATTEMPTS + 1):
         try:
-            await patch(ctx, client, path, {"metadata": {"uid": uid, "annotations": stamp(ctx)}})
+            current = await read(client, path)
         except ObjectNotFound:
-            return None, None
-    options = delete_options(ctx, uid, options)
-    try:
-        if evict_version is not None:
-            await evict(ctx, client, path, evict_version, current["metadata"], options)
-        else:
-            await delete(ctx, client, path, options)
-    except ObjectNotFound:
-        return None, None
-    return uid, current
+            return uid, False
+        meta = current["metadata"]
+        if uid and meta["uid"] != uid:
+            return uid, False  # replaced while this step stamped it: the new object is not ours
+        uid = str(meta["uid"])
+        if ctx.dry_run or stamped(current, ctx):
+            break
+        changes = {"uid": uid, "resourceVersion": meta["resourceVersion"], "annotations": stamp(ctx, current)}
+        try:
+            await patch(ctx, client, path, {"metadata": changes})
+            break
+        except ObjectNotFound:
+            return uid, False
+        except ObjectConflict:
+            if tries == CONFLICT_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.05 * tries)
+    sent = await delete_preconditioned(ctx, client, path, meta, evict_version=evict_version, options=options)
+    return uid, sent
 
 
 async def deletion_effect(ctx: ActionContext, client: KubeClient, path: str) -> Effect:

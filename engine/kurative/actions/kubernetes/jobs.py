@@ -168,13 +168,13 @@ async def delete_job(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[s
         raise PermanentActionError(
             f"propagation must be one of {', '.join(PROPAGATION)}, got {propagation!r}"
         )
-    uid, _ = await stamp_then_delete(
+    uid, deleted = await stamp_then_delete(
         ctx,
         client_for(ctx),
         f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
         options={"propagationPolicy": propagation},
     )
-    return {"uid": uid or "", "deleted": uid is not None}
+    return {"uid": uid, "deleted": deleted}
 
 
 @check("kubernetes.delete_job")

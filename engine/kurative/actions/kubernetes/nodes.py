@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -16,8 +17,7 @@ from kurative.actions.kubernetes._common import (
     check_name,
     client_for,
     declare_action,
-    delete_options,
-    evict,
+    delete_preconditioned,
     grace_param,
     guards_for,
     names_output,
@@ -32,7 +32,7 @@ from kurative.actions.kubernetes._common import (
 from kurative.actions.registry import implement
 from kurative.actions.schema import boolean, duration, enum, obj, string
 from kurative.durations import parse_duration
-from kurative.errors import ObjectConflict, ObjectNotFound, PermanentActionError, TemporaryActionError
+from kurative.errors import GuardRefused, ObjectNotFound, PermanentActionError, TemporaryActionError
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _NODE_RULE = rule("", "nodes", "get patch", cluster=True)
@@ -122,6 +122,7 @@ declare_action(
 
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+PROTECTED = "keep:protected namespace"
 log = structlog.get_logger("kurative.actions.kubernetes")
 
 
@@ -168,8 +169,10 @@ def _classify(pod: Mapping[str, Any], params: Mapping[str, Any], protected: tupl
         return None
     if owner is not None and owner.get("kind") == "DaemonSet":
         return "skip:DaemonSet pod"
+    if meta.get("deletionTimestamp"):
+        return None  # going already: never evicted again, only waited for, wherever it is
     if meta.get("namespace") in protected:
-        return "keep:protected namespace"
+        return PROTECTED
     if owner is None and not params.get("force"):
         return "keep:not managed by a controller (set force to evict it)"
     volumes = (pod.get("spec") or {}).get("volumes") or []
@@ -186,17 +189,23 @@ async def _evict_until_gone(
     grace: int | None,
     deadline: float,
 ) -> bool:
-    """Evict one pod, retrying PDB refusals (429) with backoff, then wait until it is gone."""
+    """Evict one pod, retrying PDB refusals (429) with backoff, then wait until it is gone.
+
+    A pod already terminating (evicted by an earlier run) is not evicted again, only waited for:
+    as `kubectl drain` does, the drain is done when each pod is gone or replaced by one with
+    another uid, not when its deletion was merely requested.
+    """
     meta = pod["metadata"]
     path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
-    options = delete_options(ctx, meta["uid"], None if grace is None else {"gracePeriodSeconds": grace})
+    options = None if grace is None else {"gracePeriodSeconds": grace}
     delay = 1.0
-    while True:
+    while not meta.get("deletionTimestamp"):
         try:
-            await evict(ctx, client, path, version, meta, options)
+            if not await delete_preconditioned(
+                ctx, client, path, meta, evict_version=version, options=options
+            ):
+                return True  # gone already, or replaced by a new pod with the same name
             break
-        except (ObjectNotFound, ObjectConflict):
-            return True  # gone already, or replaced by a new pod with the same name
         except TemporaryActionError as exc:
             wait = min(delay if exc.retry_after is None else max(exc.retry_after, 0.5), 5.0)
             await log.ainfo(
@@ -219,26 +228,54 @@ async def _evict_until_gone(
     return False
 
 
+@dataclass(slots=True)
+class _DrainPlan:
+    """The pods on a node, sorted by what a drain does with them."""
+
+    targets: list[Mapping[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # DaemonSet and mirror pods: left in place
+    kept: list[str] = field(default_factory=list)  # block the drain until params or pods change
+    guarded: list[str] = field(default_factory=list)  # in protected namespaces: never evicted
+
+
+async def _plan_drain(
+    ctx: ActionContext, client: KubeClient, node: str, params: Mapping[str, Any]
+) -> _DrainPlan:
+    """Classify the node's pods; refuse (permanently) a drain that protected pods make impossible."""
+    listed = await client.request("GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={node}"})
+    protected = guards_for(ctx).protected_namespaces
+    plan = _DrainPlan()
+    # Terminating pods stay targets: the drain waits until they are gone (see _evict_until_gone).
+    for pod in (listed or {}).get("items") or []:
+        reason = _classify(pod, params, protected)
+        if reason is None:
+            plan.targets.append(pod)
+        elif reason.startswith("skip:"):
+            plan.skipped.append(_pod_name(pod))
+        elif reason == PROTECTED:
+            plan.guarded.append(_pod_name(pod))
+        else:
+            plan.kept.append(f"{_pod_name(pod)} ({reason[5:]})")
+    if plan.guarded:
+        raise GuardRefused(
+            f"cannot drain node {node}: pod(s) {', '.join(sorted(plan.guarded))} are in a protected "
+            "namespace, and kurative does not evict pods there (configure protected namespaces in the "
+            "daemon settings, or move those pods off the node first)"
+        )
+    return plan
+
+
 @implement("kubernetes.drain")
 async def drain(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
     node, path = _node_path(params)
     client = client_for(ctx)
     deadline = time.monotonic() + parse_duration(params.get("timeout", "5m"))
+    # Refused before anything changes when protected pods make the drain impossible (no retry helps);
+    # planned again after cordoning, so that a pod placed in between is not missed.
+    await _plan_drain(ctx, client, node, params)
     await _set_unschedulable(ctx, client, path, True)
-    listed = await client.request("GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={node}"})
-    pods = [p for p in (listed or {}).get("items") or [] if not p["metadata"].get("deletionTimestamp")]
-    protected = guards_for(ctx).protected_namespaces
-    skipped: list[str] = []
-    kept: list[str] = []
-    targets = []
-    for pod in pods:
-        reason = _classify(pod, params, protected)
-        if reason is None:
-            targets.append(pod)
-        elif reason.startswith("skip:"):
-            skipped.append(_pod_name(pod))
-        else:
-            kept.append(f"{_pod_name(pod)} ({reason[5:]})")
+    plan = await _plan_drain(ctx, client, node, params)
+    targets, skipped, kept = plan.targets, plan.skipped, plan.kept
     version = await client.eviction_version()
     grace = params.get("grace_period")
     results = await asyncio.gather(

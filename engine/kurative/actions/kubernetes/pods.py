@@ -41,7 +41,7 @@ declare_action(
     name="delete_pod",
     summary="Delete a pod so that its controller recreates it; preconditioned on the pod's uid.",
     params=_DELETE_PARAMS,
-    output=obj({**_POD_OUT, "deleted": boolean("false when the pod was already gone")}),
+    output=obj({**_POD_OUT, "deleted": boolean("false when the pod was already gone or replaced")}),
     risk=Risk.MEDIUM,
     repeat_safety=RepeatSafety.PRECONDITIONED,
     rbac=(rule("", "pods", "get patch delete"),),
@@ -51,7 +51,7 @@ declare_action(
     name="evict_pod",
     summary="Evict a pod through the Eviction API, so PodDisruptionBudgets are honoured (429 = retry).",
     params=_DELETE_PARAMS,
-    output=obj({**_POD_OUT, "evicted": boolean("false when the pod was already gone")}),
+    output=obj({**_POD_OUT, "evicted": boolean("false when the pod was already gone or replaced")}),
     risk=Risk.MEDIUM,
     repeat_safety=RepeatSafety.PRECONDITIONED,
     rbac=(rule("", "pods", "get patch"), rule("", "pods/eviction", "create")),
@@ -143,8 +143,10 @@ def _grace(params: Mapping[str, Any]) -> dict[str, Any]:
 @implement("kubernetes.delete_pod")
 async def delete_pod(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
     namespace, pod = check_target(ctx, params, "pod", key="pod")
-    uid, _ = await stamp_then_delete(ctx, client_for(ctx), _pod_path(namespace, pod), options=_grace(params))
-    return {"pod": pod, "uid": uid or "", "deleted": uid is not None}
+    uid, deleted = await stamp_then_delete(
+        ctx, client_for(ctx), _pod_path(namespace, pod), options=_grace(params)
+    )
+    return {"pod": pod, "uid": uid, "deleted": deleted}
 
 
 @implement("kubernetes.evict_pod")
@@ -152,10 +154,10 @@ async def evict_pod(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[st
     namespace, pod = check_target(ctx, params, "pod", key="pod")
     client = client_for(ctx)
     version = await client.eviction_version()
-    uid, _ = await stamp_then_delete(
+    uid, evicted = await stamp_then_delete(
         ctx, client, _pod_path(namespace, pod), evict_version=version, options=_grace(params)
     )
-    return {"pod": pod, "uid": uid or "", "evicted": uid is not None}
+    return {"pod": pod, "uid": uid, "evicted": evicted}
 
 
 @check("kubernetes.delete_pod")

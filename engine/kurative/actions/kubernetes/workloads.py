@@ -36,6 +36,7 @@ from kurative.actions.kubernetes._common import (
     rule,
     stamp,
     stamp_effect,
+    stamped,
     target_params,
 )
 from kurative.actions.kubernetes._kinds import KINDS, object_path
@@ -369,10 +370,7 @@ async def scale(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, A
     client = client_for(ctx)
     current_obj = await read(client, path)
     current = int((current_obj.get("spec") or {}).get("replicas", 1))
-    if (
-        delta is not None
-        and current_obj["metadata"].get("annotations", {}).get(STAMP_ANNOTATION) == ctx.idempotency_key
-    ):
+    if delta is not None and stamped(current_obj, ctx):
         # A relative change already applied by this very step (a retry after a lost answer).
         return {"previous": current - delta, "replicas": current, "clamped": False}
     requested = replicas if replicas is not None else current + (delta or 0)
@@ -430,6 +428,33 @@ def _bare_template(template: Mapping[str, Any]) -> dict[str, Any]:
     return copy
 
 
+def _previous_replicaset(
+    owned: list[dict[str, Any]], wanted: int | None, where: str
+) -> tuple[int, dict[str, Any]]:
+    """(newest revision, the ReplicaSet to roll back to), chosen as `kubectl rollout undo` does.
+
+    Only the ReplicaSets' own revisions count, never the Deployment's annotation: until the
+    controller has synced a fresh change, that annotation still names the revision before it. The
+    default target is the ReplicaSet with the highest revision below the newest one.
+    """
+    revisions = sorted(((_revision(rs), rs) for rs in owned), key=lambda pair: pair[0], reverse=True)
+    latest = revisions[0][0] if revisions else 0
+    if wanted is not None:
+        found = next((rs for revision, rs in revisions if revision == wanted), None)
+        if found is None:
+            known = ", ".join(str(r) for r, _rs in reversed(revisions)) or "none"
+            raise PermanentActionError(
+                f"deployment {where} has no revision {wanted} to roll back to (revisions: {known})"
+            )
+        return latest, found
+    if len(revisions) < 2:
+        raise PermanentActionError(
+            f"deployment {where} has no previous revision to roll back to "
+            f"(current revision {latest}, no older ReplicaSet kept)"
+        )
+    return latest, revisions[1][1]
+
+
 @implement("kubernetes.rollback_deployment")
 @retry_conflicts
 async def rollback_deployment(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -446,22 +471,7 @@ async def rollback_deployment(ctx: ActionContext, params: Mapping[str, Any]) -> 
     )
     uid = deployment["metadata"]["uid"]
     owned = [rs for rs in (listed or {}).get("items") or [] if (owner_of(rs) or {}).get("uid") == uid]
-    current_revision = _revision(deployment) or max((_revision(rs) for rs in owned), default=0)
-    if wanted is not None:
-        target = next((rs for rs in owned if _revision(rs) == wanted), None)
-        if target is None:
-            known = ", ".join(str(r) for r in sorted(_revision(rs) for rs in owned)) or "none"
-            raise PermanentActionError(
-                f"deployment {namespace}/{name} has no revision {wanted} to roll back to (revisions: {known})"
-            )
-    else:
-        older = [rs for rs in owned if 0 < _revision(rs) < current_revision]
-        if not older:
-            raise PermanentActionError(
-                f"deployment {namespace}/{name} has no previous revision to roll back to "
-                f"(current revision {current_revision}, no older ReplicaSet kept)"
-            )
-        target = max(older, key=_revision)
+    current_revision, target = _previous_replicaset(owned, wanted, f"{namespace}/{name}")
     template = _bare_template((target.get("spec") or {}).get("template") or {})
     result = {
         "from_revision": current_revision,
@@ -478,11 +488,14 @@ async def rollback_deployment(ctx: ActionContext, params: Mapping[str, Any]) -> 
         },
         {"op": "replace", "path": "/spec/template", "value": template},
     ]
+    stamps = stamp(ctx, deployment)
     if deployment["metadata"].get("annotations"):
         key = STAMP_ANNOTATION.replace("~", "~0").replace("/", "~1")
-        operations.append({"op": "add", "path": f"/metadata/annotations/{key}", "value": ctx.idempotency_key})
+        operations.append(
+            {"op": "add", "path": f"/metadata/annotations/{key}", "value": stamps[STAMP_ANNOTATION]}
+        )
     else:
-        operations.append({"op": "add", "path": "/metadata/annotations", "value": stamp(ctx)})
+        operations.append({"op": "add", "path": "/metadata/annotations", "value": stamps})
     await patch(ctx, client, path, operations, "application/json-patch+json")
     return result
 
