@@ -1,0 +1,1 @@
+"""Running executions: the runner, recovery, and the circuit-breaker policy its adapters share."""
