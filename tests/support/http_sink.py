@@ -129,7 +129,9 @@ class HttpSink:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http-sink", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="http-sink", daemon=True
+        )
         self._thread.start()
 
     def _take(self, recorded: Recorded) -> Rule:
