@@ -299,7 +299,7 @@ class HttpAdapter:
                     chunks: list[bytes] = []
                     size = 0
                     truncated = False
-                    async for chunk in response.aiter_raw():
+                    async for chunk in response.aiter_bytes():
                         if size + len(chunk) > cap:
                             chunks.append(chunk[: cap - size])
                             truncated = True

@@ -198,3 +198,14 @@ async def test_a_secret_url_is_never_named_in_errors(http: HttpAdapter) -> None:
     with pytest.raises(PermanentActionError) as bad:
         await http.request("POST", "http://127.0.0.1:notaport/sekrit-token", shown="<secret slack-webhook>")
     assert "sekrit-token" not in str(bad.value)
+
+
+async def test_a_compressed_answer_is_decoded(http: HttpAdapter, sink: HttpSink) -> None:
+    import gzip
+
+    sink.answer(
+        200,
+        gzip.compress(b'{"status": "success"}'),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
+    assert (await http.request("GET", sink.url)).json() == {"status": "success"}
