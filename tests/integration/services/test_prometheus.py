@@ -17,7 +17,7 @@ from kurative.errors import (
     PermanentActionError,
     TemporaryActionError,
 )
-from kurative.execution.breakers import BreakerPolicy, BreakerSettings
+from kurative.execution.breakers import BreakerPolicy
 from tests.support.http_sink import HttpSink, unused_port
 from tests.support.prometheus import PrometheusServer
 
@@ -122,7 +122,7 @@ async def test_the_step_url_overrides_the_configured_one(
 async def test_without_any_url_it_says_what_to_configure() -> None:
     adapter = PrometheusAdapter()
     try:
-        with pytest.raises(PermanentActionError, match="set prometheus.url in the daemon config"):
+        with pytest.raises(PermanentActionError, match=r"set prometheus\.url in the daemon config"):
             await run(context(adapter), {"query": "vector(1)"})
     finally:
         await adapter.aclose()
