@@ -8,6 +8,8 @@ journal, or the runner deciding whether to retry an action.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class KurativeError(Exception):
     """Root of every error kurative raises deliberately."""
@@ -91,6 +93,20 @@ class TemporaryActionError(ActionError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ExpectationFailed(TemporaryActionError):
+    """A check step's condition (``prometheus.query``'s ``expect``) did not hold.
+
+    The step fails, so ``always`` steps and the execution's outcome show it. It is temporary because
+    the condition may hold later (metrics lag the remediation by a scrape interval or more): a
+    step's ``retry`` turns the check into polling; without one the step fails on the first miss.
+    ``output`` is what the step saw (the result and ``ok: false``) for the journal.
+    """
+
+    def __init__(self, message: str, output: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.output = output
 
 
 class ObjectNotFound(PermanentActionError):

@@ -5,6 +5,10 @@ anything: the params as JSON Schema, the output shape, the RBAC rules, the risk,
 safe to repeat after a crash, and whether it supports server-side dry-run. The implementation is an
 async callable attached to the declaration; a declared action without one fails at run time with
 :class:`~kurative.errors.ActionNotImplemented`, never silently.
+
+:meth:`ActionSpec.run` is the one place where rendered params meet their schema: lint checks literal
+params, but templates are only known at run time, so a label that rendered to a number or a typo in
+a param name fails here, before the implementation runs, with a permanent error naming the param.
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kurative.errors import ActionNotImplemented
+import jsonschema
+
+from kurative.errors import ActionNotImplemented, PermanentActionError
+
+# A schema's own words for a failed oneOf/anyOf ("give replicas or delta"), shown instead of
+# jsonschema's "is not valid under any of the given schemas".
+HINT_KEY = "x-kurative-hint"
+MAX_PARAM_PROBLEMS = 5
 
 
 class Risk(enum.StrEnum):
@@ -78,15 +89,40 @@ class ActionSpec:
     dry_run: bool = False
     rbac: tuple[RbacRule, ...] = ()
     implementation: ActionFunc | None = field(default=None, compare=False, repr=False)
+    _validator: Any = field(init=False, default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_validator", jsonschema.Draft202012Validator(self.params))
 
     @property
     def implemented(self) -> bool:
         return self.implementation is not None
 
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """Raise :class:`PermanentActionError` naming each param (path) that breaks the schema."""
+        if not isinstance(params, Mapping):
+            raise PermanentActionError(f"invalid params for {self.name}: params must be an object")
+        problems = sorted(
+            self._validator.iter_errors(dict(params)), key=lambda e: list(map(str, e.absolute_path))
+        )
+        if problems:
+            details = "; ".join(
+                f"{'.'.join(map(str, e.absolute_path)) or 'params'}: "
+                + (
+                    str(e.schema[HINT_KEY])
+                    if e.validator in ("oneOf", "anyOf") and HINT_KEY in e.schema
+                    else e.message[:200]
+                )
+                for e in problems[:MAX_PARAM_PROBLEMS]
+            )
+            raise PermanentActionError(f"invalid params for {self.name}: {details}")
+
     async def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Check the rendered params against the schema, then run the implementation."""
         if self.implementation is None:
             raise ActionNotImplemented(
                 f"action {self.name} is declared in the catalogue but not implemented in this build; "
                 "the step cannot run"
             )
+        self.check_params(params)
         return await self.implementation(ctx, params)

@@ -1,17 +1,48 @@
-"""Actions beyond Kubernetes: HTTP webhooks, Prometheus checks, human approval, sleep and log."""
+"""Actions beyond Kubernetes: HTTP webhooks, Prometheus checks, human approval, sleep and log.
+
+``http.request`` sends ``Idempotency-Key: <execution id>/<step name>`` (``ActionContext.idempotency_key``)
+with every request: the same on every retry of the step and on its re-run after a crash, so that a
+receiver that honours the header (PagerDuty, Stripe-style APIs, our own sink) can drop the repeat. A
+playbook cannot replace it. Secrets (``{secretRef: name}`` in ``url`` or a header) are resolved when
+the step runs and scrubbed from the output and from every error; a URL that is a secret shows as
+``<secret name>``. The action declares no dry-run support: a webhook cannot be sent "for pretend".
+
+``prometheus.query`` evaluates ``expect`` with the ``jmespath`` library itself: actions sit below
+:mod:`kurative.matching` in the layers, so they cannot use the playbook compiler, and the service
+returns the raw result so that the condition stays with the step. A false ``expect`` fails the step
+with :class:`~kurative.errors.ExpectationFailed` (temporary: a step ``retry`` polls until it holds).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 from collections.abc import Mapping
 from typing import Any
 
+import jmespath
+import jmespath.exceptions
 import structlog
+from jmespath.parser import ParsedResult
 
 from kurative.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
 from kurative.actions.registry import declare, implement
 from kurative.actions.schema import duration, enum, integer, obj, secret_or_string, string
+from kurative.actions.services import (
+    HttpClient,
+    PrometheusClient,
+    ResolvedSecrets,
+    service,
+)
 from kurative.durations import parse_duration
+from kurative.errors import ActionError, BreakerOpen, ExpectationFailed, PermanentActionError
+
+# How much of a text answer ends up in a step's output (and so in the journal).
+MAX_BODY_IN_OUTPUT = 16_384
+# How much of a result ends up in an error message.
+MAX_RESULT_IN_MESSAGE = 400
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 log = structlog.get_logger("kurative.actions")
 
@@ -139,3 +170,98 @@ async def run_log(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str,
     message = str(params["message"])
     await log.alog(_LEVEL_NUMBERS[level], "playbook_log", message=message, step=ctx.step)
     return {"message": message}
+
+
+def _expected(value: Any) -> tuple[frozenset[int], str]:
+    """The accepted statuses and how messages say them (default: any 2xx)."""
+    if value is None:
+        return frozenset(range(200, 300)), "2xx"
+    codes = [value] if isinstance(value, int) else list(value)
+    return frozenset(codes), ", ".join(map(str, codes))
+
+
+def _output_body(answer: Any, secrets: ResolvedSecrets) -> Any:
+    """The answer's body as JSON when it is JSON (and small enough to keep), else truncated text."""
+    if answer.is_json and not answer.truncated and len(answer.content) <= MAX_BODY_IN_OUTPUT:
+        try:
+            return secrets.scrub(answer.json())
+        except ValueError:
+            pass
+    return secrets.scrub(answer.text[:MAX_BODY_IN_OUTPUT])
+
+
+@implement("http.request")
+async def run_http_request(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    if ctx.dry_run:
+        raise PermanentActionError("http.request does not support dry run: the step must be skipped")
+    http: HttpClient = service(ctx, "http", "HTTP client")
+    secrets = ResolvedSecrets(ctx)
+    method = params.get("method", "POST")
+    try:
+        url, shown = await secrets.text(params["url"], "url", url=True)
+        headers: dict[str, str] = {}
+        for name, value in (params.get("headers") or {}).items():
+            if str(name).lower() != IDEMPOTENCY_HEADER.lower():
+                headers[name], _ = await secrets.text(value, f"header {name}")
+        headers[IDEMPOTENCY_HEADER] = ctx.idempotency_key
+        body: dict[str, Any] = {"json_body": params["json"]} if "json" in params else {}
+        if "body" in params:
+            body["content"] = params["body"]
+        timeout = parse_duration(params.get("timeout", "10s"))
+        accepted, wording = _expected(params.get("expect_status"))
+        answer = await http.request(method, url, headers=headers, timeout=timeout, shown=shown, **body)
+        if answer.status not in accepted:
+            raise answer.failure(f"HTTP {answer.status}, expected {wording}")
+        return {"status": answer.status, "body": _output_body(answer, secrets)}
+    except (ActionError, BreakerOpen) as error:
+        raise secrets.scrub_error(error) from None
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_expect(source: str) -> ParsedResult:
+    try:
+        return jmespath.compile(source)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise PermanentActionError(f"expect `{source}` is not valid JMESPath: {exc}") from None
+
+
+def _holds(value: Any) -> bool:
+    """JMESPath truth: everything but null, false, '', [] and {} (0 is true)."""
+    return not (value is None or value is False or value in ("", [], {}))
+
+
+@implement("prometheus.query")
+async def run_prometheus_query(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    prometheus: PrometheusClient = service(ctx, "prometheus", "Prometheus (prometheus.url in the config)")
+    secrets = ResolvedSecrets(ctx)
+    query = params["query"]
+    try:
+        url, shown = (
+            (None, None) if params.get("url") is None else await secrets.text(params["url"], "url", url=True)
+        )
+        found = await prometheus.query(
+            query, url=url, timeout=parse_duration(params.get("timeout", "10s")), shown=shown
+        )
+        result = secrets.scrub(found.result)
+        expect = params.get("expect")
+        if expect is None:
+            return {"result": result, "ok": True}
+        compiled = _compile_expect(expect)
+        try:
+            value = compiled.search(result)
+        except (jmespath.exceptions.JMESPathError, TypeError, ValueError) as exc:
+            raise PermanentActionError(
+                f"expect `{expect}` cannot be evaluated on the result: {exc}"
+            ) from None
+        if not _holds(value):
+            seen = json.dumps(result, separators=(",", ":"), default=str)
+            if len(seen) > MAX_RESULT_IN_MESSAGE:
+                seen = seen[:MAX_RESULT_IN_MESSAGE] + "…"
+            raise ExpectationFailed(
+                f"prometheus.query: expect `{expect}` is {json.dumps(value, default=str)} for "
+                f"`{query}`; the result was {seen}",
+                output={"result": result, "ok": False},
+            )
+        return {"result": result, "ok": True}
+    except (ActionError, BreakerOpen) as error:
+        raise secrets.scrub_error(error) from None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as _k8s_config
 
+from kurative.adapters.breaking import breaker_open
 from kurative.errors import (
     BreakerOpen,
     ConfigError,
@@ -242,19 +242,7 @@ class ClusterClient:
         return result
 
     def _breaker_wait(self) -> float:
-        breaker = self._breaker
-        if breaker is None:
-            return 0.0
-        reset = float(breaker.reset_timeout)
-        opened: datetime.datetime | None = getattr(
-            getattr(breaker, "_state_storage", None), "opened_at", None
-        )
-        if opened is None:
-            return reset
-        if opened.tzinfo is None:
-            opened = opened.replace(tzinfo=datetime.UTC)
-        elapsed = (datetime.datetime.now(datetime.UTC) - opened).total_seconds()
-        return max(0.1, reset - elapsed)
+        return breaker_open(self._breaker).retry_after if self._breaker is not None else 0.0
 
     def _call(
         self,
@@ -420,8 +408,12 @@ class KubernetesAdapter:
         settings: KubeSettings | None = None,
         *,
         breaker_listeners: Sequence[pybreaker.CircuitBreakerListener] = (),
+        breakers: Callable[[str], pybreaker.CircuitBreaker] | None = None,
     ) -> None:
+        """``breakers`` hands out the breaker of a target (``kubernetes/<cluster>``), as the daemon's
+        breaker policy does; without it each cluster gets one built from ``settings``."""
         self.settings = settings or KubeSettings()
+        self._breakers = breakers
         self._executor = ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix="kube")
         self._clients: dict[str | None, ClusterClient] = {}
         self._lock = threading.Lock()
@@ -429,7 +421,9 @@ class KubernetesAdapter:
 
     def _new_client(self, api_client: Any, name: str) -> ClusterClient:
         breaker = None
-        if self.settings.breaker_fail_max > 0:
+        if self._breakers is not None:
+            breaker = self._breakers(f"kubernetes/{name}")
+        elif self.settings.breaker_fail_max > 0:
             breaker = pybreaker.CircuitBreaker(
                 fail_max=self.settings.breaker_fail_max,
                 reset_timeout=self.settings.breaker_reset_timeout,

@@ -1,1 +1,2 @@
-"""Running executions: claiming them, running their steps, deciding retries, recovering after a crash."""
+"""Running executions: claiming them, running their steps, deciding retries and delays, the
+circuit-breaker policy the adapters share, and recovery after a crash."""

@@ -123,6 +123,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ),
     ResourceType("", "v1", "services", "Service", True, ("status",)),
     ResourceType("", "v1", "configmaps", "ConfigMap"),
+    ResourceType("", "v1", "secrets", "Secret"),
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount"),
     ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("status",)),
     ResourceType("", "v1", "persistentvolumes", "PersistentVolume", False, ("status",)),

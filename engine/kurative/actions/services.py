@@ -1,0 +1,170 @@
+"""What the non-Kubernetes actions need from the runner: small protocols over the adapters.
+
+Actions do not import :mod:`kurative.adapters` (the layers contract keeps the two independent); the
+runner puts the adapters into ``ActionContext.services`` and the actions talk to them through these
+protocols, as the Kubernetes actions do through ``KubeClient``:
+
+- ``services["http"]``: :class:`HttpClient` (``kurative.adapters.http.HttpAdapter``);
+- ``services["prometheus"]``: :class:`PrometheusClient` (``kurative.adapters.prometheus``);
+- ``services["secrets"]``: :class:`SecretResolver` (``kurative.adapters.secrets.SecretStore``).
+
+:class:`ResolvedSecrets` resolves the ``{secretRef: name}`` params of one step and remembers every
+value it handed out, so that the step can scrub them from whatever it returns or raises.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from kurative.actions.base import ActionContext
+from kurative.errors import ActionError, PermanentActionError
+
+# Secret values shorter than this are not scrubbed from text: replacing every "1" in an answer would
+# mangle it and hide nothing worth hiding.
+MIN_SCRUBBED_SECRET = 4
+
+
+class SecretValue(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def reveal(self) -> str: ...
+
+
+class SecretResolver(Protocol):
+    async def resolve(self, name: str) -> SecretValue:
+        """The secret ``name``; a permanent error naming the reference (never a value) when missing."""
+        ...
+
+
+class HttpResponse(Protocol):
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Header names in lower case."""
+        ...
+
+    @property
+    def content(self) -> bytes: ...
+
+    @property
+    def truncated(self) -> bool: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def is_json(self) -> bool: ...
+
+    def json(self) -> Any: ...
+
+    def failure(self, why: str = "") -> ActionError:
+        """The error for this status: 4xx permanent, 429 and 5xx temporary with ``Retry-After``."""
+        ...
+
+
+class HttpClient(Protocol):
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = ...,
+        content: str | bytes | None = None,
+        timeout: float | None = None,
+        shown: str | None = None,
+    ) -> HttpResponse:
+        """The answer whatever its status; transport failures raise temporary errors, and
+        ``BreakerOpen`` while the host's breaker is open. ``shown`` is the URL as messages show it."""
+        ...
+
+
+class PrometheusResult(Protocol):
+    @property
+    def result_type(self) -> str: ...
+
+    @property
+    def result(self) -> Any: ...
+
+
+class PrometheusClient(Protocol):
+    async def query(
+        self, query: str, *, url: str | None = None, timeout: float | None = None, shown: str | None = None
+    ) -> PrometheusResult:
+        """An instant query at ``url`` (default: the configured Prometheus)."""
+        ...
+
+
+def service(ctx: ActionContext, name: str, what: str) -> Any:
+    """``ctx.services[name]``, or a permanent error saying that the daemon has no ``what``."""
+    found = ctx.services.get(name)
+    if found is None:
+        raise PermanentActionError(f"no {what} is configured for this step ({name} is missing)")
+    return found
+
+
+def _url_parts(url: str) -> list[str]:
+    """The parts of a URL that carry its secret: path with query, the query, user credentials."""
+    try:
+        split = urllib.parse.urlsplit(url)
+    except ValueError:
+        return []
+    path_query = split.path + (f"?{split.query}" if split.query else "")
+    parts = [path_query, split.path, split.query, split.password or "", split.username or ""]
+    return [part for part in parts if len(part) >= MIN_SCRUBBED_SECRET]
+
+
+class ResolvedSecrets:
+    """The secrets one step resolved, to put them where they are needed and scrub them everywhere else."""
+
+    def __init__(self, ctx: ActionContext) -> None:
+        self._ctx = ctx
+        self._values: dict[str, str] = {}  # value -> name
+
+    async def text(self, value: Any, what: str, *, url: bool = False) -> tuple[str, str]:
+        """(the value to use, how messages show it) of a param that is a string or ``{secretRef}``.
+
+        For a secret ``url`` its path, query and credentials are scrubbed on their own too: an
+        answer or an error may quote the path without the host (a Slack webhook's token is its path).
+        """
+        if isinstance(value, str):
+            return value, value
+        if isinstance(value, Mapping) and set(value) == {"secretRef"} and isinstance(value["secretRef"], str):
+            resolver: SecretResolver = service(self._ctx, "secrets", "secret store")
+            secret = await resolver.resolve(value["secretRef"])
+            revealed = secret.reveal()
+            self._values[revealed] = secret.name
+            if url:
+                for part in _url_parts(revealed):
+                    self._values.setdefault(part, secret.name)
+            return revealed, f"<secret {secret.name}>"
+        raise PermanentActionError(
+            f"{what} must be a string or {{secretRef: name}}, got {type(value).__name__}"
+        )
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` (text, or JSON of any depth) with every resolved secret replaced by its name."""
+        if not self._values:
+            return value
+        if isinstance(value, str):
+            for secret in sorted(self._values, key=len, reverse=True):
+                if len(secret) >= MIN_SCRUBBED_SECRET or value == secret:
+                    value = value.replace(secret, f"<secret {self._values[secret]}>")
+            return value
+        if isinstance(value, Mapping):
+            return {self.scrub(k): self.scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.scrub(v) for v in value]
+        return value
+
+    def scrub_error(self, error: BaseException) -> BaseException:
+        """``error`` with the secrets scrubbed from its message (in place), and no chained cause."""
+        error.args = tuple(self.scrub(arg) if isinstance(arg, str) else arg for arg in error.args)
+        error.__cause__ = None
+        error.__suppress_context__ = True
+        return error

@@ -1,0 +1,109 @@
+"""Running async adapter calls through a pybreaker circuit breaker.
+
+pybreaker 1.x keeps the breaker's state machine (closed, open, half-open, counters, listeners) but
+its own async support is Tornado's (``call_async`` wraps a ``tornado.gen`` coroutine); handing an
+asyncio coroutine function to ``CircuitBreaker.call`` returns the coroutine unawaited and counts a
+success before anything ran. :func:`call_through` therefore keeps pybreaker's state machine and drives
+it in three steps: admit the call (fail fast while open, move to half-open once the reset timeout has
+passed), await the call outside the breaker's lock, then report the outcome to the state the breaker
+is in now (through ``CircuitBreaker.call``, so counters, listeners and transitions stay pybreaker's).
+
+The guarded function raises for what is a failure of the target (refused connection, timeout, 5xx);
+anything the target answered properly (a 4xx included) is a return value, so it counts as a success.
+A cancelled call counts as neither. Breakers are injected by whoever owns the policy (the daemon's
+:mod:`kurative.execution.breakers`); adapters never build their own policy.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import pybreaker
+
+from kurative.errors import BreakerOpen
+
+T = TypeVar("T")
+
+STATE_OPEN = "open"
+STATE_HALF_OPEN = "half-open"
+STATE_CLOSED = "closed"
+
+
+def seconds_to_half_open(breaker: pybreaker.CircuitBreaker) -> float:
+    """Seconds left until an open ``breaker`` lets a trial call through (0 when not open)."""
+    if breaker.current_state != STATE_OPEN:
+        return 0.0
+    reset = float(breaker.reset_timeout)
+    opened: datetime.datetime | None = getattr(getattr(breaker, "_state_storage", None), "opened_at", None)
+    if opened is None:
+        return reset
+    if opened.tzinfo is None:
+        opened = opened.replace(tzinfo=datetime.UTC)
+    elapsed = (datetime.datetime.now(datetime.UTC) - opened).total_seconds()
+    return max(0.0, reset - elapsed)
+
+
+def breaker_open(breaker: pybreaker.CircuitBreaker, target: str | None = None) -> BreakerOpen:
+    """The fail-fast error for ``breaker``, naming its target and the time left until the probe."""
+    # Never 0: a caller sleeping retry_after must not spin while the probe is being decided.
+    return BreakerOpen(target or str(breaker.name), max(0.1, seconds_to_half_open(breaker)))
+
+
+def _admit(breaker: pybreaker.CircuitBreaker, target: str | None) -> None:
+    """Fail fast while open; once the reset timeout passed, move to half-open (one pybreaker step)."""
+    if breaker.current_state != STATE_OPEN:
+        return
+    if seconds_to_half_open(breaker) > 0:
+        raise breaker_open(breaker, target)
+    breaker.half_open()
+
+
+def _success() -> None:
+    return None
+
+
+def _record(breaker: pybreaker.CircuitBreaker, error: BaseException | None) -> None:
+    """Report the outcome of a finished call to the breaker's current state.
+
+    A result that arrives after another call opened the breaker is dropped: the breaker already
+    decided, and the next call after the reset timeout is the probe.
+    """
+    if breaker.current_state == STATE_OPEN:
+        return
+
+    def failure() -> NoReturn:
+        assert error is not None
+        raise error
+
+    try:
+        breaker.call(_success if error is None else failure)
+    except pybreaker.CircuitBreakerError:
+        pass  # the failure tripped a breaker built with throw_new_error_on_trip: the caller re-raises
+    except BaseException as raised:
+        if raised is not error:
+            raise
+
+
+async def call_through(
+    breaker: pybreaker.CircuitBreaker | None,
+    func: Callable[[], Awaitable[T]],
+    *,
+    target: str | None = None,
+) -> T:
+    """Await ``func()`` under ``breaker``; :class:`~kurative.errors.BreakerOpen` while it is open.
+
+    ``target`` names the breaker in the error (default: the breaker's ``name``). Without a breaker
+    the call simply runs.
+    """
+    if breaker is None:
+        return await func()
+    _admit(breaker, target)
+    try:
+        result = await func()
+    except Exception as exc:
+        _record(breaker, exc)
+        raise
+    _record(breaker, None)
+    return result

@@ -1,0 +1,382 @@
+"""The HTTP adapter: webhooks and HTTP APIs through httpx, one connection pool and breaker per host.
+
+Each host (scheme, host, port) gets its own ``httpx.AsyncClient`` with bounded connections, so a
+slow webhook host cannot use up the connections another host needs, and its own circuit breaker
+(``http/<host:port>``; the Prometheus adapter uses the same machinery under ``prometheus/``). Every
+request has a deadline for the whole exchange, not only between bytes, so a server that drips its
+answer still fails the call in time.
+
+Answers come back as :class:`HttpAnswer` whatever their status (an action decides which statuses it
+expects); :meth:`HttpAnswer.failure` maps a status to our error tree: 4xx permanent, 429 and 5xx
+temporary honouring ``Retry-After``. Transport failures raise at once: a refused connection, a host
+that does not resolve and a timeout are temporary, a malformed URL or header permanent. Refused
+connections, timeouts and 5xx count against the host's breaker; 4xx do not.
+
+Callers pass ``shown``: the URL as messages and logs may show it. A URL that is a secret (a Slack
+webhook) is shown as ``<secret name>``, and then no message names its host either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import datetime
+import email.utils
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pybreaker
+import structlog
+
+from kurative import __version__
+from kurative.adapters.breaking import call_through
+from kurative.errors import PermanentActionError, TemporaryActionError
+
+log = structlog.get_logger("kurative.adapters.http")
+
+# How much of a remote body ends up in a message (and so in logs and the journal).
+MAX_BODY_IN_MESSAGE = 400
+# How much of a text body ends up in a step's output.
+MAX_BODY_IN_OUTPUT = 16_384
+# What is read of an answer at most; the rest is dropped and the answer marked truncated.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_BAD_VALUE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class HttpRequestInvalid(PermanentActionError):
+    """The request cannot be sent as given (malformed URL, method or header, body not JSON)."""
+
+
+class HttpClientError(PermanentActionError):
+    """A 4xx answer (or another status the caller did not expect): the request itself is wrong."""
+
+
+class HttpThrottled(TemporaryActionError):
+    """429: the host asks to slow down; retry after its ``Retry-After``."""
+
+
+class HttpServerError(TemporaryActionError):
+    """A 5xx answer: the host failed; retrying later may help."""
+
+
+class HttpTimeout(TemporaryActionError):
+    """The host did not answer within the request's timeout."""
+
+
+class HttpUnreachable(TemporaryActionError):
+    """The host could not be reached (refused connection, name not resolved, connection dropped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """Connection pools and timeouts of the HTTP adapter. Frozen: built once from the daemon config."""
+
+    timeout: float = 10.0
+    """Seconds a request may take in all (connect, send, answer) unless the caller gives its own."""
+    connect_timeout: float = 5.0
+    """Seconds to establish a connection (never more than the request's timeout)."""
+    max_connections_per_host: int = 10
+    """Connections open at once to one host; further requests wait for one (within their timeout)."""
+    max_keepalive_per_host: int = 5
+    """Idle connections kept open per host for reuse."""
+    keepalive_expiry: float = 30.0
+    """Seconds an idle connection is kept."""
+    max_response_bytes: int = MAX_RESPONSE_BYTES
+    """Bytes of an answer read at most; the rest is dropped."""
+    verify_tls: bool = True
+    """Verify the certificates of https hosts against the system's trust store."""
+    user_agent: str = f"kurative/{__version__}"
+    """The ``User-Agent`` header sent with every request."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """One answer: its status, headers (lower-case names), body (at most ``max_response_bytes``)."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes = field(repr=False)
+    truncated: bool = False
+    what: str = ""
+    """The request as messages show it (``POST <secret slack-webhook>``)."""
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self._charset(), errors="replace")
+
+    def _charset(self) -> str:
+        match = re.search(r"charset=\"?([\w.:-]+)", self.headers.get("content-type", ""))
+        if match:
+            with contextlib.suppress(LookupError):
+                return codecs.lookup(match.group(1)).name
+        return "utf-8"
+
+    @property
+    def is_json(self) -> bool:
+        kind = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        return kind == "application/json" or kind.endswith("+json")
+
+    def json(self) -> Any:
+        """The body decoded as JSON; ``ValueError`` when it is not (or was truncated)."""
+        return json.loads(self.content)
+
+    @property
+    def retry_after(self) -> float | None:
+        return parse_retry_after(self.headers.get("retry-after"))
+
+    def failure(self, why: str = "") -> PermanentActionError | TemporaryActionError:
+        """The error of our tree for this answer's status; ``why`` replaces the default wording."""
+        body = " ".join(self.text.split())[:MAX_BODY_IN_MESSAGE]
+        text = f"{self.what}: {why or f'HTTP {self.status}'}" + (f": {body}" if body else "")
+        if self.status == 429:
+            return HttpThrottled(text, retry_after=self.retry_after)
+        if self.status >= 500:
+            return HttpServerError(text, retry_after=self.retry_after)
+        return HttpClientError(text)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds of a ``Retry-After`` header (a number of seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
+class _FailedAnswer(Exception):
+    """A 5xx answer, raised only inside the breaker so that it counts as a failure."""
+
+    def __init__(self, answer: HttpAnswer) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
+
+
+_NO_JSON = object()
+_Origin = tuple[str, str, int]
+
+
+class HttpAdapter:
+    """HTTP clients by origin, each with its own connection pool and circuit breaker.
+
+    ``breakers`` hands out the breaker of a target (``http/<host:port>``), as the daemon's breaker
+    policy does; without it no breaker guards the calls. ``kind`` is the first part of the target
+    names (the Prometheus adapter uses ``prometheus``).
+    """
+
+    def __init__(
+        self,
+        settings: HttpSettings | None = None,
+        *,
+        breakers: Callable[[str], pybreaker.CircuitBreaker] | None = None,
+        kind: str = "http",
+    ) -> None:
+        self.settings = settings or HttpSettings()
+        self._breakers = breakers
+        self._kind = kind
+        self._clients: dict[_Origin, httpx.AsyncClient] = {}
+        self._closed = False
+
+    def target(self, url: str, shown: str | None = None) -> str:
+        """The breaker target of ``url``: ``http/<host:port>``."""
+        _, host, port = self._origin(self._parse(url, shown or url))
+        return f"{self._kind}/{host}:{port}"
+
+    @staticmethod
+    def _parse(url: str, shown: str) -> httpx.URL:
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError, UnicodeError) as exc:
+            reason = str(exc) if shown == url else "malformed"
+            raise HttpRequestInvalid(f"URL {shown} is not a valid URL ({reason})") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise HttpRequestInvalid(
+                f"URL {shown} must be an absolute http:// or https:// URL with a host"
+            ) from None
+        return parsed
+
+    @staticmethod
+    def _origin(parsed: httpx.URL) -> _Origin:
+        return parsed.scheme, parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+    def _client(self, origin: _Origin) -> httpx.AsyncClient:
+        found = self._clients.get(origin)
+        if found is None:
+            settings = self.settings
+            found = self._clients[origin] = httpx.AsyncClient(
+                limits=httpx.Limits(
+                    max_connections=settings.max_connections_per_host,
+                    max_keepalive_connections=settings.max_keepalive_per_host,
+                    keepalive_expiry=settings.keepalive_expiry,
+                ),
+                verify=settings.verify_tls,
+                follow_redirects=False,
+                headers={"User-Agent": settings.user_agent},
+            )
+        return found
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = _NO_JSON,
+        content: str | bytes | None = None,
+        timeout: float | None = None,
+        shown: str | None = None,
+    ) -> HttpAnswer:
+        """Send one request and return the answer, whatever its status.
+
+        Raises :class:`HttpRequestInvalid` for what cannot be sent, :class:`HttpUnreachable` and
+        :class:`HttpTimeout` for transport failures, and :class:`~kurative.errors.BreakerOpen` while
+        the host's breaker is open. ``shown`` is the URL as messages may show it (default: ``url``).
+        """
+        shown = url if shown is None else shown
+        what = f"{method} {shown}"
+        if self._closed:
+            raise TemporaryActionError(f"{what}: the HTTP adapter is shutting down")
+        if not isinstance(method, str) or not _TOKEN.match(method):
+            raise HttpRequestInvalid(f"{what}: {method!r} is not an HTTP method")
+        parsed = self._parse(url, shown)
+        sent_headers = _check_headers(headers or {}, what)
+        body = _encode_body(json_body, content, sent_headers, what)
+        limit = self.settings.timeout if timeout is None else timeout
+        if not limit > 0:
+            raise HttpRequestInvalid(f"{what}: timeout must be positive, got {limit}")
+        origin = self._origin(parsed)
+        target = f"{self._kind}/{origin[1]}:{origin[2]}"
+        client = self._client(origin)
+        breaker = self._breakers(target) if self._breakers is not None else None
+
+        async def attempt() -> HttpAnswer:
+            answer = await self._send(client, method, parsed, sent_headers, body, limit, what, url != shown)
+            if answer.status >= 500:
+                raise _FailedAnswer(answer)
+            return answer
+
+        try:
+            answer = await call_through(breaker, attempt, target=target)
+        except _FailedAnswer as failed:
+            answer = failed.answer
+        if answer.status >= 500 or answer.status == 429:
+            await log.awarning("http_error", request=what, status=answer.status, target=target)
+        return answer
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: httpx.URL,
+        headers: Mapping[str, bytes],
+        body: bytes | None,
+        limit: float,
+        what: str,
+        secret_url: bool,
+    ) -> HttpAnswer:
+        cap = self.settings.max_response_bytes
+        timeout = httpx.Timeout(limit, connect=min(self.settings.connect_timeout, limit))
+        try:
+            async with asyncio.timeout(limit):
+                raw = {name.encode("ascii"): value for name, value in headers.items()}
+                request = client.build_request(method, url, headers=raw, content=body, timeout=timeout)
+                response = await client.send(request, stream=True)
+                try:
+                    chunks: list[bytes] = []
+                    size = 0
+                    truncated = False
+                    async for chunk in response.aiter_bytes():
+                        if size + len(chunk) > cap:
+                            chunks.append(chunk[: cap - size])
+                            truncated = True
+                            break
+                        chunks.append(chunk)
+                        size += len(chunk)
+                finally:
+                    await response.aclose()
+        except (TimeoutError, httpx.TimeoutException):
+            raise HttpTimeout(f"{what}: no answer within {limit:g}s") from None
+        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise HttpRequestInvalid(
+                f"{what}: cannot send the request: {_reason(exc, url, secret_url)}"
+            ) from None
+        except httpx.ConnectError as exc:
+            raise HttpUnreachable(f"{what}: cannot connect: {_reason(exc, url, secret_url)}") from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise HttpUnreachable(f"{what}: the connection failed: {_reason(exc, url, secret_url)}") from None
+        answer_headers = {key.lower(): value for key, value in response.headers.items()}
+        return HttpAnswer(response.status_code, answer_headers, b"".join(chunks), truncated, what)
+
+    async def aclose(self) -> None:
+        """Close every connection pool; later requests fail with a temporary error."""
+        self._closed = True
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+def _reason(exc: Exception, url: httpx.URL, secret_url: bool) -> str:
+    """The exception's words, without the URL or host when the URL is a secret."""
+    text = str(exc) or type(exc).__name__
+    if secret_url:
+        for part in (str(url), url.host, str(url.raw_path.decode("ascii", "replace"))):
+            if part and part != "/":
+                text = text.replace(part, "<secret>")
+    return text[:MAX_BODY_IN_MESSAGE]
+
+
+def _check_headers(headers: Mapping[str, str], what: str) -> dict[str, bytes]:
+    """Headers as bytes, refusing names that are not tokens and values that could split a header."""
+    checked: dict[str, bytes] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise HttpRequestInvalid(f"{what}: header name {str(name)[:80]!r} is not a valid HTTP token")
+        if not isinstance(value, str):
+            raise HttpRequestInvalid(f"{what}: header {name} must be a string")
+        if _BAD_VALUE_CHARS.search(value):
+            raise HttpRequestInvalid(f"{what}: header {name} contains a line break or control character")
+        try:
+            checked[name] = value.strip().encode("latin-1")
+        except UnicodeEncodeError:
+            raise HttpRequestInvalid(
+                f"{what}: header {name} has characters outside Latin-1; HTTP headers cannot carry them"
+            ) from None
+    return checked
+
+
+def _encode_body(
+    json_body: Any, content: str | bytes | None, headers: dict[str, bytes], what: str
+) -> bytes | None:
+    has_type = any(name.lower() == "content-type" for name in headers)
+    if json_body is not _NO_JSON:
+        if content is not None:
+            raise HttpRequestInvalid(f"{what}: give a JSON body or a raw body, not both")
+        try:
+            encoded = json.dumps(json_body, allow_nan=False, ensure_ascii=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise HttpRequestInvalid(f"{what}: the JSON body cannot be encoded: {exc}") from None
+        if not has_type:
+            headers["Content-Type"] = b"application/json"
+        return encoded
+    if content is None:
+        return None
+    if isinstance(content, str):
+        if not has_type:
+            headers["Content-Type"] = b"text/plain; charset=utf-8"
+        return content.encode("utf-8", errors="replace")
+    return content

@@ -1,0 +1,149 @@
+"""A real Prometheus for tests: Debian's ``prometheus`` on 127.0.0.1, a free port, stopped by PID.
+
+    with start_prometheus() as server:       # or the ``prometheus_server`` session fixture
+        server.url                           # http://127.0.0.1:PORT
+
+It scrapes itself every second (so ``up`` has a series soon after start) and keeps its TSDB in a
+temporary directory. Without the binary the caller skips, except with ``CI`` set: then
+:func:`require_prometheus` installs the package with apt-get, or fails.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.debian import require_debian_tool
+from tests.support.postgres import free_port
+
+START_TIMEOUT = 60.0
+CONFIG = """\
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ["127.0.0.1:{port}"]
+"""
+
+
+def find_prometheus() -> str | None:
+    return shutil.which("prometheus")
+
+
+def require_prometheus() -> str:
+    return require_debian_tool(find_prometheus, "prometheus", "the prometheus binary")
+
+
+@dataclass
+class PrometheusServer:
+    binary: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def logfile(self) -> Path:
+        return self.workdir / "prometheus.log"
+
+    def start(self) -> None:
+        config = self.workdir / "prometheus.yml"
+        config.write_text(CONFIG.format(port=self.port))
+        with self.logfile.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    self.binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={self.workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        atexit.register(self.stop)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"prometheus exited with {self.process.returncode}: {self.log_tail()}")
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer,
+            ):
+                if answer.status == 200:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"prometheus was not ready within {START_TIMEOUT:g}s: {self.log_tail()}")
+
+    def query(self, expr: str) -> Any:
+        """The ``data.result`` of an instant query (for waiting on series in tests)."""
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return json.load(answer)["data"]["result"]
+
+    def wait_for_series(self, expr: str, timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.query(expr)
+            if found:
+                return found
+            time.sleep(0.2)
+        raise AssertionError(f"no series for {expr} within {timeout:g}s")
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def start_prometheus() -> Iterator[PrometheusServer]:
+    binary = require_prometheus()
+    with tempfile.TemporaryDirectory(prefix="kurative-prometheus-") as workdir:
+        server = PrometheusServer(binary, Path(workdir))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus_server() -> Iterator[PrometheusServer]:
+    """One real Prometheus for the whole session."""
+    with start_prometheus() as server:
+        yield server

@@ -1,0 +1,188 @@
+"""The breaker policy: one breaker per target, thresholds with overrides, and the async guard."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pybreaker
+import pytest
+from structlog.testing import capture_logs
+
+from kurative.adapters.breaking import call_through, seconds_to_half_open
+from kurative.errors import BreakerOpen, ConfigError, PermanentActionError, TemporaryActionError
+from kurative.execution.breakers import BreakerPolicy, BreakerSettings, BreakerThresholds
+
+
+async def failing() -> None:
+    raise TemporaryActionError("HTTP 503")
+
+
+async def refusing() -> None:
+    raise PermanentActionError("HTTP 404")
+
+
+async def working() -> str:
+    return "ok"
+
+
+async def wait_for_half_open(breaker: pybreaker.CircuitBreaker) -> None:
+    while seconds_to_half_open(breaker) > 0:
+        await asyncio.sleep(0.01)
+
+
+def test_one_breaker_per_target() -> None:
+    policy = BreakerPolicy()
+    assert policy.for_target("http/a:80") is policy.for_target("http/a:80")
+    assert policy.for_target("http/a:80") is not policy.for_target("http/b:80")
+    assert policy.for_target("journal").name == "journal"
+
+
+@pytest.mark.parametrize("name", ["", "http/", "http", "smtp/mail:25", "kubernetes"])
+def test_a_target_that_is_none_of_the_kinds_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match="is not one of kubernetes/<cluster>"):
+        BreakerPolicy().for_target(name)
+
+
+def test_overrides_exact_beats_prefix_and_longer_prefix_beats_shorter() -> None:
+    settings = BreakerSettings(
+        fail_max=5,
+        reset_timeout=30.0,
+        overrides={
+            "http/": BreakerThresholds(fail_max=2),
+            "http/slow:443": BreakerThresholds(reset_timeout=300.0),
+            "kubernetes/": BreakerThresholds(fail_max=10, reset_timeout=5.0),
+            "kubernetes/prod": BreakerThresholds(fail_max=3),
+        },
+    )
+    assert settings.thresholds_for("http/hooks:443") == (2, 30.0)
+    assert settings.thresholds_for("http/slow:443") == (2, 300.0)
+    assert settings.thresholds_for("kubernetes/prod") == (3, 5.0)
+    assert settings.thresholds_for("kubernetes/dev") == (10, 5.0)
+    assert settings.thresholds_for("journal") == (5, 30.0)
+    breaker = BreakerPolicy(settings).for_target("http/slow:443")
+    assert (breaker.fail_max, breaker.reset_timeout) == (2, 300.0)
+
+
+def test_bad_settings_say_what_to_fix() -> None:
+    with pytest.raises(ConfigError, match="failMax must be at least 1, got 0"):
+        BreakerSettings(fail_max=0)
+    with pytest.raises(ConfigError, match=r"'http' names no target.*prefix ending in '/'"):
+        BreakerSettings(overrides={"http": BreakerThresholds(fail_max=1)})
+
+
+async def test_opens_after_fail_max_failures_then_fails_fast_with_the_time_left() -> None:
+    policy = BreakerPolicy(BreakerSettings(fail_max=3, reset_timeout=60.0))
+    breaker = policy.for_target("http/down:80")
+    for _ in range(2):
+        with pytest.raises(TemporaryActionError):
+            await call_through(breaker, failing)
+    assert breaker.current_state == "closed"
+    assert policy.snapshot()[0].failures == 2
+    with pytest.raises(TemporaryActionError):  # the call that trips reports its own error
+        await call_through(breaker, failing)
+    assert breaker.current_state == "open"
+
+    ran: list[bool] = []
+
+    async def probe() -> None:
+        ran.append(True)
+
+    with pytest.raises(BreakerOpen) as caught:
+        await call_through(breaker, probe)
+    assert ran == []
+    assert caught.value.target == "http/down:80"
+    assert 0 < caught.value.retry_after <= 60.0
+    (snap,) = policy.snapshot()
+    assert (snap.target, snap.state, snap.failures) == ("http/down:80", "open", 3)
+    assert 0 < snap.retry_after <= 60.0
+
+
+async def test_half_opens_after_the_reset_timeout_and_closes_on_a_good_probe() -> None:
+    policy = BreakerPolicy(BreakerSettings(fail_max=1, reset_timeout=0.05))
+    breaker = policy.for_target("prometheus/p:9090")
+    with capture_logs() as logs:
+        with pytest.raises(TemporaryActionError):
+            await call_through(breaker, failing)
+        assert breaker.current_state == "open"
+        await wait_for_half_open(breaker)
+        assert await call_through(breaker, working) == "ok"
+    assert breaker.current_state == "closed"
+    transitions = [(e["target"], e["old"], e["new"]) for e in logs if e["event"] == "breaker_state_changed"]
+    assert transitions == [
+        ("prometheus/p:9090", "closed", "open"),
+        ("prometheus/p:9090", "open", "half-open"),
+        ("prometheus/p:9090", "half-open", "closed"),
+    ]
+
+
+async def test_a_failed_probe_opens_again() -> None:
+    breaker = BreakerPolicy(BreakerSettings(fail_max=1, reset_timeout=0.05)).for_target("journal")
+    with pytest.raises(TemporaryActionError):
+        await call_through(breaker, failing)
+    await wait_for_half_open(breaker)
+    with pytest.raises(TemporaryActionError):
+        await call_through(breaker, failing)
+    assert breaker.current_state == "open"
+    with pytest.raises(BreakerOpen):
+        await call_through(breaker, working)
+
+
+async def test_permanent_errors_do_not_count_and_a_success_resets_the_count() -> None:
+    policy = BreakerPolicy(BreakerSettings(fail_max=2, reset_timeout=60.0))
+    breaker = policy.for_target("http/h:80")
+    for _ in range(5):
+        with pytest.raises(PermanentActionError):
+            await call_through(breaker, refusing)
+    assert (breaker.current_state, breaker.fail_counter) == ("closed", 0)
+    with pytest.raises(TemporaryActionError):
+        await call_through(breaker, failing)
+    assert await call_through(breaker, working) == "ok"
+    assert breaker.fail_counter == 0
+    with pytest.raises(TemporaryActionError):
+        await call_through(breaker, failing)
+    assert breaker.current_state == "closed"
+
+
+async def test_a_coroutine_is_awaited_before_its_outcome_counts() -> None:
+    """pybreaker's own call() would count the unawaited coroutine as a success."""
+    breaker = BreakerPolicy(BreakerSettings(fail_max=1, reset_timeout=60.0)).for_target("http/h:80")
+
+    async def slow_failure() -> None:
+        await asyncio.sleep(0)
+        raise TemporaryActionError("timed out")
+
+    with pytest.raises(TemporaryActionError):
+        await call_through(breaker, slow_failure)
+    assert breaker.current_state == "open"
+
+
+async def test_a_cancelled_call_counts_as_nothing() -> None:
+    breaker = BreakerPolicy(BreakerSettings(fail_max=1, reset_timeout=60.0)).for_target("http/h:80")
+    started = asyncio.Event()
+
+    async def hang() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(call_through(breaker, hang))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (breaker.current_state, breaker.fail_counter) == ("closed", 0)
+
+
+def test_the_kubernetes_adapter_takes_its_breakers_from_the_policy() -> None:
+    from kubernetes import client as k8s_client
+
+    from kurative.adapters.kubernetes import KubernetesAdapter
+
+    policy = BreakerPolicy(BreakerSettings(fail_max=7))
+    adapter = KubernetesAdapter(breakers=policy.for_target)
+    try:
+        made = adapter.add_client("prod", k8s_client.ApiClient(k8s_client.Configuration()))
+        assert made.breaker is policy.for_target("kubernetes/prod")
+        assert made.breaker is not None
+        assert made.breaker.fail_max == 7
+    finally:
+        adapter.close()
