@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from kurative.actions.kubernetes import KubeGuards
-from kurative.adapters.kubernetes import KubeSettings
+from kurative.adapters.kube_settings import KubeSettings
+from kurative.adapters.prometheus import PrometheusSettings
+from kurative.adapters.secrets import EnvSecret, FileSecret, KubernetesSecret, SecretSettings, SecretSource
 from kurative.diagnostics import Diagnostic, has_errors
 from kurative.durations import parse_duration
 from kurative.errors import ConfigError, UsageError
+from kurative.execution.breakers import BreakerSettings, BreakerThresholds
 from kurative.execution.settings import RunnerSettings
 from kurative.ingress.settings import IngressSettings
 from kurative.journal.settings import JournalSettings
@@ -79,12 +82,12 @@ class Settings:
     runner: RunnerSettings = field(default_factory=RunnerSettings)
     guards: KubeGuards = field(default_factory=KubeGuards)
     kubernetes: KubeSettings = field(default_factory=KubeSettings)
-    secrets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """Secret name -> where its value is (``{env: VAR}``, ``{file: path}``, ``{kubernetes: {...}}``)."""
-    breakers: Mapping[str, Any] = field(default_factory=dict)
-    """The ``breakers`` section as written (failMax, resetTimeout, overrides), already validated."""
-    prometheus_url: str | None = None
-    """Default Prometheus for ``prometheus.query`` steps."""
+    secrets: SecretSettings = field(default_factory=SecretSettings)
+    """Secret name -> where its value is (environment variable, file, Kubernetes Secret key)."""
+    breakers: BreakerSettings = field(default_factory=BreakerSettings)
+    """Circuit-breaker thresholds, with per-target overrides."""
+    prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
+    """The default Prometheus of ``prometheus.query`` steps."""
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str | None = None
     """The config file these settings came from, if any."""
@@ -165,6 +168,15 @@ def _relative(base: Path | None, path: str | None) -> str | None:
     return str(base / path)
 
 
+def _secret_source(source: Mapping[str, Any], base: Path | None) -> SecretSource:
+    if "env" in source:
+        return EnvSecret(source["env"])
+    if "file" in source:
+        return FileSecret(_relative(base, source["file"]) or source["file"])
+    where = source["kubernetes"]
+    return KubernetesSecret(where["namespace"], where["name"], where["key"])
+
+
 def _from_file(data: Mapping[str, Any], base: Path | None) -> Settings:
     listen = data.get("listen", {})
     tls = listen.get("tls", {})
@@ -175,10 +187,7 @@ def _from_file(data: Mapping[str, Any], base: Path | None) -> Settings:
     safety = data.get("safety", {})
     clusters = data.get("clusters", {})
     defaults = Settings()
-    secrets = {
-        name: ({"file": _relative(base, source["file"])} if "file" in source else dict(source))
-        for name, source in data.get("secrets", {}).items()
-    }
+    breakers = data.get("breakers", {})
     return Settings(
         listen=IngressSettings(
             host=listen.get("host", defaults.listen.host),
@@ -225,9 +234,21 @@ def _from_file(data: Mapping[str, Any], base: Path | None) -> Settings:
             contexts=dict(clusters.get("contexts", {})),
             default_context=clusters.get("default"),
         ),
-        secrets=secrets,
-        breakers=dict(data.get("breakers", {})),
-        prometheus_url=data.get("prometheus", {}).get("url"),
+        secrets=SecretSettings(
+            {name: _secret_source(source, base) for name, source in data.get("secrets", {}).items()}
+        ),
+        breakers=BreakerSettings(
+            fail_max=breakers.get("failMax", defaults.breakers.fail_max),
+            reset_timeout=_seconds(breakers, "resetTimeout", defaults.breakers.reset_timeout),
+            overrides={
+                target: BreakerThresholds(
+                    fail_max=values.get("failMax"),
+                    reset_timeout=_seconds(values, "resetTimeout", 0.0) or None,
+                )
+                for target, values in breakers.get("overrides", {}).items()
+            },
+        ),
+        prometheus=PrometheusSettings(url=data.get("prometheus", {}).get("url")),
         logging=LoggingSettings(**data.get("logging", {})),
     )
 

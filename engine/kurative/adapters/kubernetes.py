@@ -22,7 +22,6 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import pybreaker
@@ -32,6 +31,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as _k8s_config
 
 from kurative.adapters.breaking import breaker_open
+from kurative.adapters.kube_settings import KubeSettings
 from kurative.errors import (
     BreakerOpen,
     ConfigError,
@@ -88,28 +88,6 @@ class _FailedAnswer(Exception):
 
 class ClusterConfigError(ConfigError, PermanentActionError):
     """No usable kubeconfig or in-cluster config for the cluster a step names."""
-
-
-@dataclass(frozen=True, slots=True)
-class KubeSettings:
-    """How to reach the clusters. Frozen: built once from the daemon config."""
-
-    kubeconfig: str | None = None
-    """Path of the kubeconfig; None: ``$KUBECONFIG``, then ``~/.kube/config``, then in-cluster."""
-    contexts: Mapping[str, str] = field(default_factory=dict)
-    """Cluster name (as steps and alert labels say it) -> kubeconfig context."""
-    default_context: str | None = None
-    """Context for steps without ``cluster:``; None: the kubeconfig's current context."""
-    connect_timeout: float = 5.0
-    """Seconds to establish a connection."""
-    read_timeout: float = 30.0
-    """Seconds to wait for an answer: a hanging API server fails the call after this long."""
-    max_workers: int = 8
-    """Threads shared by all clusters for blocking client calls."""
-    breaker_fail_max: int = 5
-    """Consecutive failures (refused, timed out, 5xx) that open a cluster's circuit breaker; 0: none."""
-    breaker_reset_timeout: float = 30.0
-    """Seconds an open breaker fails fast before it lets one call try again."""
 
 
 def _status_message(body: str) -> tuple[str, str, Any]:

@@ -20,10 +20,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kurative.adapters.kubernetes import KubernetesAdapter
 from kurative.errors import ObjectNotFound, PermanentActionError
+
+if TYPE_CHECKING:
+    from kurative.adapters.kubernetes import KubernetesAdapter
 
 
 class Secret:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from kurative.adapters.secrets import EnvSecret, FileSecret
 from kurative.config import Overrides, load_settings
 from kurative.errors import ConfigError, UsageError
 
@@ -31,8 +32,10 @@ def test_the_example_config_with_paths_relative_to_its_folder() -> None:
     assert settings.kubernetes.default_context == "kind-kurative"
     assert settings.auth.bearer_tokens == ("alertmanager-token",)
     assert settings.journal.retention_seconds == 30 * 86400
-    assert settings.secrets["slack-webhook"] == {"file": "/var/run/secrets/kurative/slack-webhook"}
-    assert settings.breakers == {"failMax": 5, "resetTimeout": "30s"}
+    assert settings.secrets.sources["slack-webhook"] == FileSecret("/var/run/secrets/kurative/slack-webhook")
+    assert settings.secrets.sources["alertmanager-token"] == EnvSecret("KURATIVE_ALERTMANAGER_TOKEN")
+    assert (settings.breakers.fail_max, settings.breakers.reset_timeout) == (5, 30.0)
+    assert settings.prometheus.url == "http://127.0.0.1:9090"
 
 
 def test_flags_beat_the_environment_which_beats_the_file() -> None:
