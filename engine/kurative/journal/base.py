@@ -157,4 +157,6 @@ class Journal(Protocol):
     async def prune(self, older_than: float, *, batch: int = 1000) -> PruneReport:
         """Delete finished executions (with their steps and approvals) that finished more than
         ``older_than`` seconds ago, then alerts no execution refers to, expired dedupe keys and
-        limit counts; in transactions of at most ``batch`` rows. Unfinished work is never pruned."""
+        limit counts; in transactions of at most ``batch`` rows. Unfinished work is never pruned, and
+        neither is the dedupe key of an execution still in the journal (a key without a window lives
+        until its execution is pruned and it was last seen more than ``older_than`` seconds ago)."""

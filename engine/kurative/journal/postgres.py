@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from kurative.errors import ExecutionNotFound, JournalError, JournalUnavailable
 from kurative.journal import rows
 from kurative.journal.backend import (
+    DEDUPE_KEY_HELD,
     JournalBackend,
     alert_not_found,
     already_finished,
@@ -146,8 +147,9 @@ _PRUNE = (
     (
         "dedupe_keys",
         "DELETE FROM dedupe_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM dedupe_keys WHERE "
-        "(expires_at IS NOT NULL AND expires_at <= now()) OR "
-        "(expires_at IS NULL AND last_seen_at < now() - make_interval(secs => %(age)s)) LIMIT %(batch)s))",
+        "((expires_at IS NOT NULL AND expires_at <= now()) OR "
+        "(expires_at IS NULL AND last_seen_at < now() - make_interval(secs => %(age)s))) "
+        f"AND NOT {DEDUPE_KEY_HELD} LIMIT %(batch)s))",
     ),
     (
         "limit_hits",

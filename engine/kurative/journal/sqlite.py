@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from kurative.errors import JournalError, JournalUnavailable
 from kurative.journal import rows
 from kurative.journal.backend import (
+    DEDUPE_KEY_HELD,
     JournalBackend,
     alert_not_found,
     already_finished,
@@ -667,8 +668,8 @@ class SQLiteJournal(JournalBackend):
             (
                 "dedupe_keys",
                 "DELETE FROM dedupe_keys WHERE rowid IN (SELECT rowid FROM dedupe_keys WHERE "
-                "(expires_at IS NOT NULL AND expires_at <= :now) OR "
-                "(expires_at IS NULL AND last_seen_at < :cutoff) LIMIT :batch)",
+                "((expires_at IS NOT NULL AND expires_at <= :now) OR "
+                f"(expires_at IS NULL AND last_seen_at < :cutoff)) AND NOT {DEDUPE_KEY_HELD} LIMIT :batch)",
             ),
             (
                 "limit_hits",
