@@ -108,6 +108,10 @@ class StoredAlert:
     source: str
     received_at: datetime
     sanitized: bool = False
+    starts_at: datetime | None = None
+    """The start of the firing episode the journal gave the alert: its own ``startsAt``, or, when it
+    sent none, the start of its fingerprint's open episode (or its receipt, opening one); ``None``
+    for alerts stored before the journal kept episodes."""
 
 
 # -- ruleset versions -----------------------------------------------------------------------------------
@@ -323,6 +327,7 @@ class PruneReport:
     alerts: int = 0
     dedupe_keys: int = 0
     limit_hits: int = 0
+    episodes: int = 0
 
     def __add__(self, other: PruneReport) -> PruneReport:
         return PruneReport(
@@ -330,6 +335,7 @@ class PruneReport:
             self.alerts + other.alerts,
             self.dedupe_keys + other.dedupe_keys,
             self.limit_hits + other.limit_hits,
+            self.episodes + other.episodes,
         )
 
 

@@ -23,6 +23,7 @@ from kurative.errors import ExecutionNotFound, JournalError, JournalUnavailable
 from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
+    EPISODE_FORGOTTEN,
     JournalBackend,
     alert_not_found,
     already_finished,
@@ -35,6 +36,7 @@ from kurative.journal.backend import (
     step_twice,
 )
 from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
+from kurative.journal.episodes import join_episodes
 from kurative.journal.models import (
     FINISHED_STATES,
     Approval,
@@ -74,10 +76,24 @@ def _to_time(value: Any) -> datetime:
 CODEC = rows.Codec(time=_to_time, json=lambda value: value)
 
 _INSERT_ALERTS = """
-INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, sanitized)
+INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, sanitized, starts_at)
 SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]::jsonb[],
-                     %b::text[]::json[], %b::text[], %b::bool[])
+                     %b::text[]::json[], %b::text[], %b::bool[], %b::timestamptz[])
 ON CONFLICT (id) DO NOTHING
+"""
+
+# Every fingerprint of the batch gets its episode row first (in one order, so that concurrent commits
+# cannot deadlock), then the rows are locked: replicas committing the same fingerprint take turns.
+_LOCK_EPISODES = (
+    "INSERT INTO alert_episodes (fingerprint) SELECT fp FROM unnest(%b::text[]) AS fp ORDER BY fp "
+    "ON CONFLICT (fingerprint) DO NOTHING",
+    "SELECT fingerprint, starts_at, now() AS now FROM alert_episodes WHERE fingerprint = ANY(%b::text[]) "
+    "ORDER BY fingerprint FOR UPDATE",
+)
+_STORE_EPISODES = """
+UPDATE alert_episodes e SET starts_at = u.starts_at, seen_at = now()
+FROM unnest(%b::text[], %b::timestamptz[]) AS u(fingerprint, starts_at)
+WHERE e.fingerprint = u.fingerprint
 """
 
 _CLAIM = f"""
@@ -150,6 +166,11 @@ _PRUNE = (
         "((expires_at IS NOT NULL AND expires_at <= now()) OR "
         "(expires_at IS NULL AND last_seen_at < now() - make_interval(secs => %(age)s))) "
         f"AND NOT {DEDUPE_KEY_HELD} LIMIT %(batch)s))",
+    ),
+    (
+        "episodes",
+        "DELETE FROM alert_episodes WHERE ctid = ANY(ARRAY(SELECT ctid FROM alert_episodes WHERE "
+        f"seen_at < now() - make_interval(secs => %(age)s) AND {EPISODE_FORGOTTEN} LIMIT %(batch)s))",
     ),
     (
         "limit_hits",
@@ -309,7 +330,7 @@ class PostgresJournal(JournalBackend):
     # -- alert inbox --------------------------------------------------------------------------------
 
     async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
-        params = (
+        params = [
             [a.id for a in prepared],
             [a.fingerprint for a in prepared],
             [a.status for a in prepared],
@@ -318,12 +339,20 @@ class PostgresJournal(JournalBackend):
             [a.payload_json for a in prepared],
             [a.source for a in prepared],
             [a.sanitized for a in prepared],
-        )
+        ]
+        fingerprints = sorted({a.fingerprint for a in prepared})
 
         async def insert(conn: Conn) -> None:
-            # one statement in autocommit is one transaction; ON CONFLICT makes the retry safe.
+            # ON CONFLICT makes the retry safe: a retried alert keeps the start it was stored with.
             # Binary parameters: text arrays of JSON would be escaped character by character.
-            await conn.execute(_INSERT_ALERTS, params)
+            async with conn.transaction():
+                await conn.execute(_LOCK_EPISODES[0], (fingerprints,))
+                cur = await conn.execute(_LOCK_EPISODES[1], (fingerprints,))
+                found = await cur.fetchall()
+                open_starts = {r["fingerprint"]: r["starts_at"] for r in found}
+                starts, episodes = join_episodes(prepared, open_starts, _to_time(found[0]["now"]))
+                await conn.execute(_INSERT_ALERTS, (*params, starts))
+                await conn.execute(_STORE_EPISODES, (list(episodes), list(episodes.values())))
 
         await self._run(insert, retry=True)
 
