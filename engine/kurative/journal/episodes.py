@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from kurative.alerts import Alert
 from kurative.journal.base import Journal
@@ -46,10 +46,14 @@ class EpisodeTracker:
 
     _open: dict[str, datetime] = field(default_factory=dict)
 
-    def join(self, alert: Alert, received_at: datetime) -> Alert:
-        """``alert`` with the start :func:`episode_start` gives it; remembers the episode it leaves open."""
+    def join(self, alert: Alert, received_at: datetime | None = None) -> Alert:
+        """``alert`` with the start :func:`episode_start` gives it; remembers the episode it leaves open.
+
+        ``received_at`` defaults to the start the parser gave a start-less alert: its time of receipt.
+        """
         given = alert.starts_at if alert.starts_at_given else None
-        start, still_open = episode_start(alert.status, given, self._open.get(alert.fingerprint), received_at)
+        receipt = received_at or alert.starts_at or datetime.now(UTC)
+        start, still_open = episode_start(alert.status, given, self._open.get(alert.fingerprint), receipt)
         if still_open is None:
             self._open.pop(alert.fingerprint, None)
         else:
