@@ -7,11 +7,12 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from kurative.alerts import Alert, parse_notification
-from kurative.journal import CreationStatus, ExecutionRequest, IncomingAlert, Journal
+from kurative.journal import CreationStatus, ExecutionRequest, IncomingAlert, Journal, open_journal
 from kurative.journal.episodes import commit_and_join
+from kurative.journal.schema import load_migrations
 from kurative.matching.planning import default_dedupe_key
 
-from .helpers import alert
+from .helpers import alert, raw_sql
 
 STARTS = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 
@@ -77,3 +78,39 @@ async def test_an_alert_with_its_own_start_is_handed_back_unchanged(journal: Jou
     sent = Alert.make({"alertname": "DiskFull"}, starts_at=STARTS)
     ((_, joined),) = await commit_and_join(journal, [sent], "alertmanager")
     assert joined is sent
+
+
+async def test_prune_keeps_an_open_episode_while_its_fingerprint_has_executions(
+    journal: Journal, journal_url: str, backend: str
+) -> None:
+    (held,) = await journal.commit_alerts([startless()])
+    (outcome,) = await journal.create_executions(held, [ExecutionRequest("p", 1, "h", "k", None)])
+    assert outcome.status is CreationStatus.CREATED
+    await journal.commit_alerts([startless("fp-idle"), startless("fp-closed")])
+    await journal.commit_alerts([startless("fp-closed", "resolved")])
+    shift = "86400 * 2" if backend == "sqlite" else "interval '2 days'"
+    raw_sql(journal_url, f"UPDATE alert_episodes SET seen_at = seen_at - {shift}")
+
+    report = await journal.prune(86400.0)
+    assert report.episodes == 2  # the closed one and the open one no execution needs
+    (repeat,) = await starts(journal, [startless()])
+    assert repeat == (await journal.get_alert(held)).starts_at  # fp-1 still joins its episode
+
+
+async def test_alerts_stored_before_migration_2_have_no_episode_start(journal_url: str, backend: str) -> None:
+    journal = await open_journal(journal_url, check_schema=False)
+    try:
+        initial = load_migrations("sqlite" if backend == "sqlite" else "postgresql")[:1]
+        assert await journal._apply_migrations(initial) == (1,)  # type: ignore[attr-defined]
+        received = "1.0" if backend == "sqlite" else "now()"
+        raw_sql(
+            journal_url,
+            "INSERT INTO alerts (id, fingerprint, status, labels, payload, source, received_at) "
+            f"VALUES ('old', 'fp-1', 'firing', '{{}}', '{{}}', 'am', {received})",
+        )
+        assert (await journal.migrate()).applied == (2,)
+        assert (await journal.get_alert("old")).starts_at is None
+        (fresh,) = await starts(journal, [startless()])
+        assert fresh is not None
+    finally:
+        await journal.close()
