@@ -65,7 +65,10 @@ class Journal(Protocol):
         """Commit a batch of received alerts in one transaction; return their ids, in order, once the
         commit is durable. Oversized or malformed alerts raise :class:`kurative.errors.AlertError`
         before the database is touched. Concurrent calls may share one transaction (group commit);
-        each call's batch is still all or nothing."""
+        each call's batch is still all or nothing. Each alert gets the start of its firing episode
+        (:mod:`kurative.journal.episodes`, kept as ``StoredAlert.starts_at``): a payload without
+        ``startsAt`` joins its fingerprint's open episode; :func:`kurative.journal.episodes.commit_and_join`
+        commits parsed alerts and hands them back with that start, ready to plan."""
 
     async def get_alert(self, alert_id: str) -> StoredAlert:
         """One inbox record; :class:`kurative.errors.ExecutionNotFound` when unknown or pruned."""

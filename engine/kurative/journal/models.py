@@ -85,7 +85,9 @@ class IncomingAlert:
 
     ``payload`` is the alert's JSON object exactly as the sender wrote it (annotations, startsAt, ...);
     ``labels`` is repeated out of it because matching and filtering need it. ``source`` says which
-    endpoint or sender delivered it (``alertmanager``, ``prometheus``, ``cli``).
+    endpoint or sender delivered it (``alertmanager``, ``prometheus``, ``cli``). A payload without
+    ``startsAt`` (or with null or Go's zero time) joins the open firing episode of its fingerprint
+    (:func:`kurative.journal.episodes.incoming_alert` builds one from a parsed alert).
     """
 
     fingerprint: str

@@ -10,15 +10,16 @@ never counts against a limit); neither a duplicate nor a limited attempt is reco
 attempt leaves its dedupe key free.
 
 Every window is half-open, ``(now - length, now]``: a run exactly ``window`` or ``per`` ago no longer
-counts. That is how the journal already stores them (a key or a limit hit carries its expiry, and
+counts. That is how the journal stores them (a key or a limit hit carries its expiry, and
 expired means ``expires_at <= now``, which retention deletes), how Prometheus 3 range selectors count,
 and it makes ``max: 1, per: 1h`` mean "one per hour" to the second: a run at 12:00 frees the next one
 at 13:00, not a moment after.
 
 This module is what ``kurative test`` runs (:class:`MemoryAdmissionStore`, one per test case; times
 are plain seconds). The daemon does not use it: the journal enforces the same rules in SQL inside
-``create_executions`` (unique keys, counts under a row lock) so that replicas agree, written once per
-backend. The three are held to one table of cases by ``tests/integration/journal/test_parity.py``.
+``create_executions`` (unique keys, counts that concurrent creators take in turn) so that replicas
+agree, once per backend. The three are held to one table of cases by
+``tests/integration/journal/test_parity.py``.
 """
 
 from __future__ import annotations
