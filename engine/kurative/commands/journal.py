@@ -55,6 +55,6 @@ async def _prune(url: str, age: float, batch: int) -> int:
     print(
         f"journal {redact_url(url)}: deleted {report.executions} finished executions, "
         f"{report.alerts} alerts, {report.dedupe_keys} expired dedupe keys, "
-        f"{report.limit_hits} expired limit counts, {report.episodes} old alert episodes"
+        f"{report.limit_hits} expired limit counts"
     )
     return EXIT_OK

@@ -52,14 +52,6 @@ from kurative.journal.validation import check_lease_seconds, check_page_limit, c
 PRUNE_BATCH_MAX = 100_000
 
 DEDUPE_KEY_HELD = "EXISTS (SELECT 1 FROM executions e WHERE e.id = dedupe_keys.execution_id)"
-EPISODE_FORGOTTEN = (
-    "(alert_episodes.starts_at IS NULL OR NOT EXISTS "
-    "(SELECT 1 FROM executions e WHERE e.alert_fingerprint = alert_episodes.fingerprint))"
-)
-"""SQL true for an episode row prune may drop once it was last seen before the cutoff: a closed one, or
-an open one whose fingerprint has no execution left (while one is, a start-less repeat must still
-join the episode, or it would get a new dedupe key and run again)."""
-
 """SQL true while the execution holding a dedupe key is in the journal. Prune keeps such a key whatever
 its age: dropping the key of an execution still waiting (for approval, a lease, its retry) or finished
 within the retention would let the next repeat of the same firing episode start a second execution."""

@@ -10,10 +10,13 @@ first when it has no start of its own. With no episode open, a start-less alert 
 receipt. An episode stays open until a resolved notification of its fingerprint arrives.
 
 :func:`episode_start` is that rule, written once. The journal applies it in ``commit_alerts``, in the
-transaction that stores the alerts, over the episodes it keeps (``StoredAlert.starts_at`` holds the
-result), so that every replica and a restart agree; :class:`EpisodeTracker` applies it in memory for
-``kurative simulate`` and ``kurative test``. :func:`commit_and_join` is the ingress's way in: it
-commits parsed alerts and hands them back with the start the journal gave them, ready to plan.
+transaction that stores the alerts (``StoredAlert.starts_at`` holds the result): the inbox itself
+records the episodes — the open episode of a fingerprint is the start of its newest alert when that
+one is firing — so alerts that carry ``startsAt`` cost nothing more, and only a batch with a
+start-less alert reads the inbox, serialized per fingerprint so that replicas agree.
+:class:`EpisodeTracker` applies the rule in memory for ``kurative simulate`` and ``kurative test``.
+:func:`commit_and_join` is the ingress's way in: it commits parsed alerts and hands them back with the
+start the journal gave them, ready to plan.
 """
 
 from __future__ import annotations
@@ -61,12 +64,22 @@ class EpisodeTracker:
         return alert.with_start(start)
 
 
+def joining(batch: Sequence[PreparedAlert]) -> list[str]:
+    """The fingerprints whose open episode a backend must read (sorted): those of start-less alerts."""
+    return sorted({alert.fingerprint for alert in batch if alert.starts_at is None})
+
+
+def open_episode(status: str, starts_at: datetime | None) -> datetime | None:
+    """The open episode's start, given the newest stored alert of a fingerprint (none once resolved)."""
+    return starts_at if status == "firing" else None
+
+
 def join_episodes(
     batch: Sequence[PreparedAlert], open_starts: Mapping[str, datetime | None], received_at: datetime
-) -> tuple[list[datetime], dict[str, datetime | None]]:
-    """:func:`episode_start` over a batch in order: each alert's start, and every touched fingerprint's
-    episode afterwards (``None``: closed), for a backend to store in the transaction that read
-    ``open_starts``."""
+) -> list[datetime]:
+    """:func:`episode_start` over a batch in order: each alert's start. ``open_starts`` holds the open
+    episode of (at least) every fingerprint of :func:`joining`, read in the transaction that stores
+    the batch."""
     episodes = dict(open_starts)
     starts: list[datetime] = []
     for alert in batch:
@@ -74,7 +87,7 @@ def join_episodes(
             alert.status, alert.starts_at, episodes.get(alert.fingerprint), received_at
         )
         starts.append(start)
-    return starts, {fp: episodes[fp] for fp in dict.fromkeys(a.fingerprint for a in batch)}
+    return starts
 
 
 def incoming_alert(alert: Alert, source: str) -> IncomingAlert:

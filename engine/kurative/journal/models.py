@@ -329,7 +329,6 @@ class PruneReport:
     alerts: int = 0
     dedupe_keys: int = 0
     limit_hits: int = 0
-    episodes: int = 0
 
     def __add__(self, other: PruneReport) -> PruneReport:
         return PruneReport(
@@ -337,7 +336,6 @@ class PruneReport:
             self.alerts + other.alerts,
             self.dedupe_keys + other.dedupe_keys,
             self.limit_hits + other.limit_hits,
-            self.episodes + other.episodes,
         )
 
 

@@ -23,7 +23,6 @@ from kurative.errors import ExecutionNotFound, JournalError, JournalUnavailable
 from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
-    EPISODE_FORGOTTEN,
     JournalBackend,
     alert_not_found,
     already_finished,
@@ -36,7 +35,7 @@ from kurative.journal.backend import (
     step_twice,
 )
 from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
-from kurative.journal.episodes import join_episodes
+from kurative.journal.episodes import join_episodes, joining, open_episode
 from kurative.journal.models import (
     FINISHED_STATES,
     Approval,
@@ -76,24 +75,22 @@ def _to_time(value: Any) -> datetime:
 CODEC = rows.Codec(time=_to_time, json=lambda value: value)
 
 _INSERT_ALERTS = """
-INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, sanitized, starts_at)
-SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]::jsonb[],
-                     %b::text[]::json[], %b::text[], %b::bool[], %b::timestamptz[])
+INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, sanitized, starts_at,
+                    received_at)
+SELECT *, coalesce(%b::timestamptz, now())
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]::jsonb[], %b::text[]::json[],
+            %b::text[], %b::bool[], %b::timestamptz[])
 ON CONFLICT (id) DO NOTHING
 """
 
-# Every fingerprint of the batch gets its episode row first (in one order, so that concurrent commits
-# cannot deadlock), then the rows are locked: replicas committing the same fingerprint take turns.
-_LOCK_EPISODES = (
-    "INSERT INTO alert_episodes (fingerprint) SELECT fp FROM unnest(%b::text[]) AS fp ORDER BY fp "
-    "ON CONFLICT (fingerprint) DO NOTHING",
-    "SELECT fingerprint, starts_at, now() AS now FROM alert_episodes WHERE fingerprint = ANY(%b::text[]) "
-    "ORDER BY fingerprint FOR UPDATE",
-)
-_STORE_EPISODES = """
-UPDATE alert_episodes e SET starts_at = u.starts_at, seen_at = now()
-FROM unnest(%b::text[], %b::timestamptz[]) AS u(fingerprint, starts_at)
-WHERE e.fingerprint = u.fingerprint
+# A start-less alert reads the newest alert of its fingerprint: commits that do so for one fingerprint
+# take turns (a transaction-scoped advisory lock per fingerprint, taken in sorted order), so that two
+# replicas cannot both open an episode. On a tie in time (one batch), a resolved alert counts as newer.
+_EPISODE_LOCK = 0x65706973  # "epis": the class of the two-key advisory locks, apart from _MIGRATION_LOCK
+_NEWEST_ALERTS = """
+SELECT DISTINCT ON (fingerprint) fingerprint, status, starts_at
+FROM alerts WHERE fingerprint = ANY(%b::text[])
+ORDER BY fingerprint, received_at DESC, (status = 'resolved') DESC
 """
 
 _CLAIM = f"""
@@ -166,11 +163,6 @@ _PRUNE = (
         "((expires_at IS NOT NULL AND expires_at <= now()) OR "
         "(expires_at IS NULL AND last_seen_at < now() - make_interval(secs => %(age)s))) "
         f"AND NOT {DEDUPE_KEY_HELD} LIMIT %(batch)s))",
-    ),
-    (
-        "episodes",
-        "DELETE FROM alert_episodes WHERE ctid = ANY(ARRAY(SELECT ctid FROM alert_episodes WHERE "
-        f"seen_at < now() - make_interval(secs => %(age)s) AND {EPISODE_FORGOTTEN} LIMIT %(batch)s))",
     ),
     (
         "limit_hits",
@@ -340,19 +332,29 @@ class PostgresJournal(JournalBackend):
             [a.source for a in prepared],
             [a.sanitized for a in prepared],
         ]
-        fingerprints = sorted({a.fingerprint for a in prepared})
+        fingerprints = joining(prepared)
 
         async def insert(conn: Conn) -> None:
             # ON CONFLICT makes the retry safe: a retried alert keeps the start it was stored with.
             # Binary parameters: text arrays of JSON would be escaped character by character.
+            if not fingerprints:  # every alert has its start: one statement, one transaction
+                await conn.execute(_INSERT_ALERTS, (None, *params, [a.starts_at for a in prepared]))
+                return
             async with conn.transaction():
-                await conn.execute(_LOCK_EPISODES[0], (fingerprints,))
-                cur = await conn.execute(_LOCK_EPISODES[1], (fingerprints,))
-                found = await cur.fetchall()
-                open_starts = {r["fingerprint"]: r["starts_at"] for r in found}
-                starts, episodes = join_episodes(prepared, open_starts, _to_time(found[0]["now"]))
-                await conn.execute(_INSERT_ALERTS, (*params, starts))
-                await conn.execute(_STORE_EPISODES, (list(episodes), list(episodes.values())))
+                for fingerprint in fingerprints:
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_EPISODE_LOCK, fingerprint)
+                    )
+                # received after the locks, not at the transaction's start: after what it waited for
+                cur = await conn.execute("SELECT clock_timestamp() AS now")
+                row = await cur.fetchone()
+                assert row is not None
+                cur = await conn.execute(_NEWEST_ALERTS, (fingerprints,))
+                open_starts = {
+                    r["fingerprint"]: open_episode(r["status"], r["starts_at"]) for r in await cur.fetchall()
+                }
+                starts = join_episodes(prepared, open_starts, _to_time(row["now"]))
+                await conn.execute(_INSERT_ALERTS, (row["now"], *params, starts))
 
         await self._run(insert, retry=True)
 

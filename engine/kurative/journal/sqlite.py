@@ -24,7 +24,6 @@ from kurative.errors import JournalError, JournalUnavailable
 from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
-    EPISODE_FORGOTTEN,
     JournalBackend,
     alert_not_found,
     already_finished,
@@ -37,7 +36,7 @@ from kurative.journal.backend import (
     step_twice,
 )
 from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
-from kurative.journal.episodes import join_episodes
+from kurative.journal.episodes import join_episodes, joining, open_episode
 from kurative.journal.models import (
     FINISHED_STATES,
     Approval,
@@ -229,21 +228,23 @@ class SQLiteJournal(JournalBackend):
     # -- alert inbox --------------------------------------------------------------------------------
 
     async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
-        fingerprints = list(dict.fromkeys(a.fingerprint for a in prepared))
+        fingerprints = joining(prepared)
 
         def insert(conn: sqlite3.Connection) -> None:
             now = _now()
             with self._transaction(conn):
                 open_starts: dict[str, datetime | None] = {}
-                for chunk in range(0, len(fingerprints), 500):
-                    part = fingerprints[chunk : chunk + 500]
-                    for row in conn.execute(
-                        "SELECT fingerprint, starts_at FROM alert_episodes WHERE fingerprint IN "
-                        f"({', '.join('?' for _ in part)})",
-                        part,
-                    ):
-                        open_starts[row[0]] = None if row[1] is None else _to_time(row[1])
-                starts, episodes = join_episodes(prepared, open_starts, _to_time(now))
+                for fingerprint in fingerprints:  # one transaction at a time: nobody commits meanwhile
+                    newest = conn.execute(
+                        "SELECT status, starts_at FROM alerts WHERE fingerprint = ? "
+                        "ORDER BY received_at DESC, rowid DESC LIMIT 1",
+                        (fingerprint,),
+                    ).fetchone()
+                    if newest is not None and newest["starts_at"] is not None:
+                        open_starts[fingerprint] = open_episode(
+                            newest["status"], _to_time(newest["starts_at"])
+                        )
+                starts = join_episodes(prepared, open_starts, _to_time(now))
                 conn.executemany(
                     "INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, "
                     "sanitized, received_at, starts_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -263,12 +264,6 @@ class SQLiteJournal(JournalBackend):
                         )
                         for a, start in zip(prepared, starts, strict=True)
                     ],
-                )
-                conn.executemany(
-                    "INSERT INTO alert_episodes (fingerprint, starts_at, seen_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (fingerprint) DO UPDATE SET starts_at = excluded.starts_at, "
-                    "seen_at = excluded.seen_at",
-                    [(fp, _epoch(start), now) for fp, start in episodes.items()],
                 )
 
         await self._run(insert)
@@ -692,11 +687,6 @@ class SQLiteJournal(JournalBackend):
                 "DELETE FROM dedupe_keys WHERE rowid IN (SELECT rowid FROM dedupe_keys WHERE "
                 "((expires_at IS NOT NULL AND expires_at <= :now) OR "
                 f"(expires_at IS NULL AND last_seen_at < :cutoff)) AND NOT {DEDUPE_KEY_HELD} LIMIT :batch)",
-            ),
-            (
-                "episodes",
-                "DELETE FROM alert_episodes WHERE rowid IN (SELECT rowid FROM alert_episodes WHERE "
-                f"seen_at < :cutoff AND {EPISODE_FORGOTTEN} LIMIT :batch)",
             ),
             (
                 "limit_hits",

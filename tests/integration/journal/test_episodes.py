@@ -80,21 +80,19 @@ async def test_an_alert_with_its_own_start_is_handed_back_unchanged(journal: Jou
     assert joined is sent
 
 
-async def test_prune_keeps_an_open_episode_while_its_fingerprint_has_executions(
+async def test_an_episode_outlives_pruned_repeats_while_its_execution_is_kept(
     journal: Journal, journal_url: str, backend: str
 ) -> None:
     (held,) = await journal.commit_alerts([startless()])
     (outcome,) = await journal.create_executions(held, [ExecutionRequest("p", 1, "h", "k", None)])
     assert outcome.status is CreationStatus.CREATED
-    await journal.commit_alerts([startless("fp-idle"), startless("fp-closed")])
-    await journal.commit_alerts([startless("fp-closed", "resolved")])
+    await journal.commit_alerts([startless(), startless()])  # repeats, matched by nothing new
     shift = "86400 * 2" if backend == "sqlite" else "interval '2 days'"
-    raw_sql(journal_url, f"UPDATE alert_episodes SET seen_at = seen_at - {shift}")
+    raw_sql(journal_url, f"UPDATE alerts SET received_at = received_at - {shift}")
 
-    report = await journal.prune(86400.0)
-    assert report.episodes == 2  # the closed one and the open one no execution needs
+    assert (await journal.prune(86400.0)).alerts == 2  # the repeats go, the execution's alert stays
     (repeat,) = await starts(journal, [startless()])
-    assert repeat == (await journal.get_alert(held)).starts_at  # fp-1 still joins its episode
+    assert repeat == (await journal.get_alert(held)).starts_at  # so the next repeat still joins
 
 
 async def test_alerts_stored_before_migration_2_have_no_episode_start(journal_url: str, backend: str) -> None:
