@@ -92,6 +92,9 @@ class Alert:
     ends_at: datetime | None = None
     generator_url: str = ""
     fingerprint: str = ""
+    starts_at_given: bool = True
+    """False when the sender gave no ``startsAt``: ``starts_at`` is then the time of receipt, until the
+    alert joins the open firing episode of its fingerprint (:meth:`with_start`)."""
     # The JSON view expressions read (``alert`` in the context). Built once; never handed out mutable.
     _document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -106,6 +109,7 @@ class Alert:
         ends_at: datetime | None = None,
         generator_url: str = "",
         given_fingerprint: str | None = None,
+        starts_at_given: bool = True,
     ) -> Alert:
         """Build an alert from already-checked values; the fingerprint is computed when not given."""
         label_dict = dict(labels)
@@ -128,7 +132,23 @@ class Alert:
             ends_at=ends_at,
             generator_url=generator_url,
             fingerprint=fp,
+            starts_at_given=starts_at_given,
             _document=document,
+        )
+
+    def with_start(self, starts_at: datetime) -> Alert:
+        """This alert with ``starts_at`` as its start: the start of the firing episode it joins."""
+        if starts_at == self.starts_at:
+            return self
+        return Alert.make(
+            self.labels,
+            status=self.status,
+            annotations=self.annotations,
+            starts_at=starts_at,
+            ends_at=self.ends_at,
+            generator_url=self.generator_url,
+            given_fingerprint=self.fingerprint,
+            starts_at_given=self.starts_at_given,
         )
 
     def __hash__(self) -> int:
@@ -324,6 +344,7 @@ def _alert_from(raw: Mapping[str, Any], where: str, status: AlertStatus | None, 
             raise AlertError(f"{where}.{key}: names must be strings, not {_short(odd[0])}")
     starts_at = _timestamp(raw, "startsAt", where)
     ends_at = _timestamp(raw, "endsAt", where)
+    starts_at_given = starts_at is not None
     if starts_at is None:
         starts_at = now  # as Alertmanager does for an alert without a start
     if status is None:
@@ -337,6 +358,7 @@ def _alert_from(raw: Mapping[str, Any], where: str, status: AlertStatus | None, 
         ends_at=ends_at,
         generator_url=str(raw.get("generatorURL") or ""),
         given_fingerprint=str(raw.get("fingerprint") or "") or None,
+        starts_at_given=starts_at_given,
     )
 
 

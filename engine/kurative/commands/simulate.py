@@ -20,6 +20,7 @@ from typing import Any
 from kurative.alerts import format_timestamp, parse_notification
 from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument, ruleset_or_report
 from kurative.errors import AlertError, UsageError
+from kurative.journal.episodes import EpisodeTracker
 from kurative.matching.simulation import format_text, simulate
 
 
@@ -85,13 +86,14 @@ def run(args: argparse.Namespace) -> int:
     if ruleset is None:
         return EXIT_FAILURE
     reports = []
+    episodes = EpisodeTracker()  # a start-less alert joins its episode across the files, in order
     for name in args.files:
         payload = read_payload(name)
         try:
             notification = parse_notification(payload)
         except AlertError as exc:
             raise UsageError(f"{name}: {exc}") from None
-        reports.extend(simulate(ruleset, notification, explain=args.explain, source=name))
+        reports.extend(simulate(ruleset, notification, explain=args.explain, source=name, episodes=episodes))
     if args.format == "json":
         sys.stdout.write(json.dumps(reports, indent=2, ensure_ascii=False) + "\n")
     else:

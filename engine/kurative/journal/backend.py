@@ -51,6 +51,11 @@ from kurative.journal.validation import check_lease_seconds, check_page_limit, c
 
 PRUNE_BATCH_MAX = 100_000
 
+DEDUPE_KEY_HELD = "EXISTS (SELECT 1 FROM executions e WHERE e.id = dedupe_keys.execution_id)"
+"""SQL true while the execution holding a dedupe key is in the journal. Prune keeps such a key whatever
+its age: dropping the key of an execution still waiting (for approval, a lease, its retry) or finished
+within the retention would let the next repeat of the same firing episode start a second execution."""
+
 
 @dataclass(frozen=True, slots=True)
 class CleanStart:

@@ -65,7 +65,10 @@ class Journal(Protocol):
         """Commit a batch of received alerts in one transaction; return their ids, in order, once the
         commit is durable. Oversized or malformed alerts raise :class:`kurative.errors.AlertError`
         before the database is touched. Concurrent calls may share one transaction (group commit);
-        each call's batch is still all or nothing."""
+        each call's batch is still all or nothing. Each alert gets the start of its firing episode
+        (:mod:`kurative.journal.episodes`, kept as ``StoredAlert.starts_at``): a payload without
+        ``startsAt`` joins its fingerprint's open episode; :func:`kurative.journal.episodes.commit_and_join`
+        commits parsed alerts and hands them back with that start, ready to plan."""
 
     async def get_alert(self, alert_id: str) -> StoredAlert:
         """One inbox record; :class:`kurative.errors.ExecutionNotFound` when unknown or pruned."""
@@ -157,4 +160,6 @@ class Journal(Protocol):
     async def prune(self, older_than: float, *, batch: int = 1000) -> PruneReport:
         """Delete finished executions (with their steps and approvals) that finished more than
         ``older_than`` seconds ago, then alerts no execution refers to, expired dedupe keys and
-        limit counts; in transactions of at most ``batch`` rows. Unfinished work is never pruned."""
+        limit counts; in transactions of at most ``batch`` rows. Unfinished work is never pruned, and
+        neither is the dedupe key of an execution still in the journal (a key without a window lives
+        until its execution is pruned and it was last seen more than ``older_than`` seconds ago)."""

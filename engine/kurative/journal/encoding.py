@@ -15,8 +15,10 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from kurative.alerts import parse_timestamp
 from kurative.errors import AlertError, RecordRejected
 from kurative.journal.models import AlertStatus, IncomingAlert, JSONValue
 
@@ -53,6 +55,8 @@ class PreparedAlert:
     payload_json: str
     source: str
     sanitized: bool
+    starts_at: datetime | None = None
+    """The sender's ``startsAt``; ``None`` when it sent none (the alert joins its episode)."""
 
 
 def new_id() -> str:
@@ -203,6 +207,9 @@ def prepare_alerts(alerts: Sequence[IncomingAlert], limits: JournalLimits) -> li
         except RecordRejected as exc:
             raise AlertError(str(exc)) from None
         alertname = labels.get("alertname", "")
+        starts_at = alert.payload.get("startsAt")
+        if starts_at is not None and not isinstance(starts_at, str):
+            raise AlertError(f"{where} startsAt must be an RFC 3339 time as text, got {starts_at!r}")
         prepared.append(
             PreparedAlert(
                 id=new_id(),
@@ -213,6 +220,7 @@ def prepare_alerts(alerts: Sequence[IncomingAlert], limits: JournalLimits) -> li
                 payload_json=payload_json,
                 source=source or "",
                 sanitized=labels_sanitized or payload_sanitized,
+                starts_at=parse_timestamp(starts_at, f"{where} startsAt") if starts_at else None,
             )
         )
     return prepared

@@ -85,7 +85,9 @@ class IncomingAlert:
 
     ``payload`` is the alert's JSON object exactly as the sender wrote it (annotations, startsAt, ...);
     ``labels`` is repeated out of it because matching and filtering need it. ``source`` says which
-    endpoint or sender delivered it (``alertmanager``, ``prometheus``, ``cli``).
+    endpoint or sender delivered it (``alertmanager``, ``prometheus``, ``cli``). A payload without
+    ``startsAt`` (or with null or Go's zero time) joins the open firing episode of its fingerprint
+    (:func:`kurative.journal.episodes.incoming_alert` builds one from a parsed alert).
     """
 
     fingerprint: str
@@ -108,6 +110,10 @@ class StoredAlert:
     source: str
     received_at: datetime
     sanitized: bool = False
+    starts_at: datetime | None = None
+    """The start of the firing episode the journal gave the alert: its own ``startsAt``, or, when it
+    sent none, the start of its fingerprint's open episode (or its receipt, opening one); ``None``
+    for alerts stored before the journal kept episodes."""
 
 
 # -- ruleset versions -----------------------------------------------------------------------------------

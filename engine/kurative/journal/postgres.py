@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from kurative.errors import ExecutionNotFound, JournalError, JournalUnavailable
 from kurative.journal import rows
 from kurative.journal.backend import (
+    DEDUPE_KEY_HELD,
     JournalBackend,
     alert_not_found,
     already_finished,
@@ -34,6 +35,7 @@ from kurative.journal.backend import (
     step_twice,
 )
 from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
+from kurative.journal.episodes import join_episodes, joining, open_episode
 from kurative.journal.models import (
     FINISHED_STATES,
     Approval,
@@ -73,10 +75,22 @@ def _to_time(value: Any) -> datetime:
 CODEC = rows.Codec(time=_to_time, json=lambda value: value)
 
 _INSERT_ALERTS = """
-INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, sanitized)
-SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]::jsonb[],
-                     %b::text[]::json[], %b::text[], %b::bool[])
+INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, sanitized, starts_at,
+                    received_at)
+SELECT *, coalesce(%b::timestamptz, now())
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]::jsonb[], %b::text[]::json[],
+            %b::text[], %b::bool[], %b::timestamptz[])
 ON CONFLICT (id) DO NOTHING
+"""
+
+# A start-less alert reads the newest alert of its fingerprint: commits that do so for one fingerprint
+# take turns (a transaction-scoped advisory lock per fingerprint, taken in sorted order), so that two
+# replicas cannot both open an episode. On a tie in time (one batch), a resolved alert counts as newer.
+_EPISODE_LOCK = 0x65706973  # "epis": the class of the two-key advisory locks, apart from _MIGRATION_LOCK
+_NEWEST_ALERTS = """
+SELECT DISTINCT ON (fingerprint) fingerprint, status, starts_at
+FROM alerts WHERE fingerprint = ANY(%b::text[])
+ORDER BY fingerprint, received_at DESC, (status = 'resolved') DESC
 """
 
 _CLAIM = f"""
@@ -146,8 +160,9 @@ _PRUNE = (
     (
         "dedupe_keys",
         "DELETE FROM dedupe_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM dedupe_keys WHERE "
-        "(expires_at IS NOT NULL AND expires_at <= now()) OR "
-        "(expires_at IS NULL AND last_seen_at < now() - make_interval(secs => %(age)s)) LIMIT %(batch)s))",
+        "((expires_at IS NOT NULL AND expires_at <= now()) OR "
+        "(expires_at IS NULL AND last_seen_at < now() - make_interval(secs => %(age)s))) "
+        f"AND NOT {DEDUPE_KEY_HELD} LIMIT %(batch)s))",
     ),
     (
         "limit_hits",
@@ -307,7 +322,7 @@ class PostgresJournal(JournalBackend):
     # -- alert inbox --------------------------------------------------------------------------------
 
     async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
-        params = (
+        params = [
             [a.id for a in prepared],
             [a.fingerprint for a in prepared],
             [a.status for a in prepared],
@@ -316,12 +331,30 @@ class PostgresJournal(JournalBackend):
             [a.payload_json for a in prepared],
             [a.source for a in prepared],
             [a.sanitized for a in prepared],
-        )
+        ]
+        fingerprints = joining(prepared)
 
         async def insert(conn: Conn) -> None:
-            # one statement in autocommit is one transaction; ON CONFLICT makes the retry safe.
+            # ON CONFLICT makes the retry safe: a retried alert keeps the start it was stored with.
             # Binary parameters: text arrays of JSON would be escaped character by character.
-            await conn.execute(_INSERT_ALERTS, params)
+            if not fingerprints:  # every alert has its start: one statement, one transaction
+                await conn.execute(_INSERT_ALERTS, (None, *params, [a.starts_at for a in prepared]))
+                return
+            async with conn.transaction():
+                for fingerprint in fingerprints:
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_EPISODE_LOCK, fingerprint)
+                    )
+                # received after the locks, not at the transaction's start: after what it waited for
+                cur = await conn.execute("SELECT clock_timestamp() AS now")
+                row = await cur.fetchone()
+                assert row is not None
+                cur = await conn.execute(_NEWEST_ALERTS, (fingerprints,))
+                open_starts = {
+                    r["fingerprint"]: open_episode(r["status"], r["starts_at"]) for r in await cur.fetchall()
+                }
+                starts = join_episodes(prepared, open_starts, _to_time(row["now"]))
+                await conn.execute(_INSERT_ALERTS, (row["now"], *params, starts))
 
         await self._run(insert, retry=True)
 

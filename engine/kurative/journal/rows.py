@@ -40,7 +40,7 @@ STEP_COLUMNS = (
     "id, execution_id, step_index, name, action, attempt, status, params, output, error, "
     "idempotency_key, started_at, finished_at, lease_attempt"
 )
-ALERT_COLUMNS = "id, fingerprint, status, labels, payload, source, received_at, sanitized"
+ALERT_COLUMNS = "id, fingerprint, status, labels, payload, source, received_at, sanitized, starts_at"
 APPROVAL_COLUMNS = "execution_id, decision, who, reason, decided_at"
 
 
@@ -119,6 +119,7 @@ def alert_from_row(row: Row, codec: Codec) -> StoredAlert:
         source=row["source"],
         received_at=codec.time(row["received_at"]),
         sanitized=bool(row["sanitized"]),
+        starts_at=None if row["starts_at"] is None else codec.time(row["starts_at"]),
     )
 
 

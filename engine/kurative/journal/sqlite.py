@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from kurative.errors import JournalError, JournalUnavailable
 from kurative.journal import rows
 from kurative.journal.backend import (
+    DEDUPE_KEY_HELD,
     JournalBackend,
     alert_not_found,
     already_finished,
@@ -35,6 +36,7 @@ from kurative.journal.backend import (
     step_twice,
 )
 from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
+from kurative.journal.episodes import join_episodes, joining, open_episode
 from kurative.journal.models import (
     FINISHED_STATES,
     Approval,
@@ -226,12 +228,27 @@ class SQLiteJournal(JournalBackend):
     # -- alert inbox --------------------------------------------------------------------------------
 
     async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
+        fingerprints = joining(prepared)
+
         def insert(conn: sqlite3.Connection) -> None:
             now = _now()
             with self._transaction(conn):
+                open_starts: dict[str, datetime | None] = {}
+                for fingerprint in fingerprints:  # one transaction at a time: nobody commits meanwhile
+                    newest = conn.execute(
+                        "SELECT status, starts_at FROM alerts WHERE fingerprint = ? "
+                        "ORDER BY received_at DESC, rowid DESC LIMIT 1",
+                        (fingerprint,),
+                    ).fetchone()
+                    if newest is not None and newest["starts_at"] is not None:
+                        open_starts[fingerprint] = open_episode(
+                            newest["status"], _to_time(newest["starts_at"])
+                        )
+                starts = join_episodes(prepared, open_starts, _to_time(now))
                 conn.executemany(
                     "INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, "
-                    "sanitized, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    "sanitized, received_at, starts_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO NOTHING",
                     [
                         (
                             a.id,
@@ -243,8 +260,9 @@ class SQLiteJournal(JournalBackend):
                             a.source,
                             int(a.sanitized),
                             now,
+                            _epoch(start),
                         )
-                        for a in prepared
+                        for a, start in zip(prepared, starts, strict=True)
                     ],
                 )
 
@@ -667,8 +685,8 @@ class SQLiteJournal(JournalBackend):
             (
                 "dedupe_keys",
                 "DELETE FROM dedupe_keys WHERE rowid IN (SELECT rowid FROM dedupe_keys WHERE "
-                "(expires_at IS NOT NULL AND expires_at <= :now) OR "
-                "(expires_at IS NULL AND last_seen_at < :cutoff) LIMIT :batch)",
+                "((expires_at IS NOT NULL AND expires_at <= :now) OR "
+                f"(expires_at IS NULL AND last_seen_at < :cutoff)) AND NOT {DEDUPE_KEY_HELD} LIMIT :batch)",
             ),
             (
                 "limit_hits",

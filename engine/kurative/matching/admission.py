@@ -1,20 +1,25 @@
-"""Dedupe and limits: whether a planned execution may start, as pure functions over a state store.
+"""Dedupe and limits in process: whether a planned execution may start, over an in-memory store.
 
 Alertmanager re-sends a firing alert every ``repeat_interval``; that must not re-run a playbook. So each
 execution is remembered under (playbook, dedupe key): by default the key is the alert's fingerprint and
-``startsAt`` (one execution per firing episode, for ever); ``dedupe.key`` replaces the key and
-``dedupe.window`` makes a key free again once that long has passed since its last execution. ``limits``
-cap the blast radius: at most ``max`` executions of the playbook per value of ``key`` within ``per``.
+``startsAt`` (one execution per firing episode); ``dedupe.key`` replaces the key (then the key, not the
+episode, runs once: a later episode with the same key is a duplicate) and ``dedupe.window`` makes a key
+free again once that long has passed since its run. ``limits`` cap the blast radius: at most ``max``
+executions of the playbook per value of ``key`` within ``per``. Duplicates are decided first (a repeat
+never counts against a limit); neither a duplicate nor a limited attempt is recorded, so a limited
+attempt leaves its dedupe key free.
 
-Duplicates are decided first (a repeat never counts against a limit); neither a duplicate nor a limited
-attempt is recorded. The store is a :class:`AdmissionStore`: the journal implements it with unique keys
-and counters in the database so that replicas agree; :class:`MemoryAdmissionStore` serves ``kurative
-test`` and unit tests. Times are plain seconds (any monotonic or epoch clock, as long as one is used).
+Every window is half-open, ``(now - length, now]``: a run exactly ``window`` or ``per`` ago no longer
+counts. That is how the journal stores them (a key or a limit hit carries its expiry, and
+expired means ``expires_at <= now``, which retention deletes), how Prometheus 3 range selectors count,
+and it makes ``max: 1, per: 1h`` mean "one per hour" to the second: a run at 12:00 frees the next one
+at 13:00, not a moment after.
 
-:func:`decide` only reads and :func:`admit` reads then records. With several replicas the journal must
-make that one step — run ``admit`` inside one transaction, or give (playbook, dedupe key) a unique
-constraint so that ``record_started`` fails for the second replica — so that two replicas never both
-start the same execution.
+This module is what ``kurative test`` runs (:class:`MemoryAdmissionStore`, one per test case; times
+are plain seconds). The daemon does not use it: the journal enforces the same rules in SQL inside
+``create_executions`` (unique keys, counts that concurrent creators take in turn) so that replicas
+agree, once per backend. The three are held to one table of cases by
+``tests/integration/journal/test_parity.py``.
 """
 
 from __future__ import annotations
@@ -38,8 +43,8 @@ class AdmissionStore(Protocol):
         ...
 
     def count_started(self, playbook: str, limit: str, value: str, since: float) -> int:
-        """How many executions of ``playbook`` with limit key ``limit`` = ``value`` started at or after
-        ``since``."""
+        """How many executions of ``playbook`` with limit key ``limit`` = ``value`` started after
+        ``since`` (one that started exactly at ``since`` has left the window)."""
         ...
 
     def record_started(
@@ -125,7 +130,7 @@ class MemoryAdmissionStore:
         return self._dedupe.get((playbook, dedupe_key))
 
     def count_started(self, playbook: str, limit: str, value: str, since: float) -> int:
-        return sum(1 for at in self._starts.get((playbook, limit, value), ()) if at >= since)
+        return sum(1 for at in self._starts.get((playbook, limit, value), ()) if at > since)
 
     def record_started(
         self, playbook: str, dedupe_key: str, limits: Sequence[tuple[str, str]], at: float

@@ -4,7 +4,9 @@ The format (``schemas/playbook-test.v1.json``, documented in docs/testing-playbo
 playbook repository what ``promtool test rules`` files are to Prometheus rules. A case sends its
 alerts one after another through the same path as the daemon — match, plan, admit — with an in-memory
 dedupe/limits store that lives for the case, so repeated notifications and limits can be pinned too.
-Each alert's ``startsAt`` defaults to a fixed time so that expected dedupe keys never change.
+An alert without ``startsAt`` joins the open firing episode of its fingerprint in the case, as the
+journal does, or opens one at its arrival (a fixed ``2000-01-01T00:00:00Z`` plus its ``at``), so that
+expected dedupe keys never change.
 
 Loading reports every problem of a test file as ``path:line:column: message``; running a case compares
 only what the expectation states and explains a failure with a diff and the reason each missing
@@ -17,7 +19,7 @@ import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -29,12 +31,12 @@ import jsonschema
 from kurative.alerts import Alert, AlertGroup, parse_notification
 from kurative.durations import parse_duration
 from kurative.errors import AlertError, TemplateRenderError
+from kurative.journal.episodes import EpisodeTracker
 from kurative.matching.admission import MemoryAdmissionStore, admit
 from kurative.matching.planning import Plan, plan_for
 from kurative.matching.ruleset import Ruleset
 from kurative.playbooks.yamlload import Document, load_yaml_bytes
 
-DEFAULT_STARTS_AT = "2000-01-01T00:00:00Z"
 _FIXED_NOW = datetime(2000, 1, 1, tzinfo=UTC)
 _MISSING = "(not rendered: no such param)"
 
@@ -121,7 +123,6 @@ def _alert(raw: Mapping[str, Any], where: str) -> tuple[Alert, str | None]:
     full = "labels" in raw  # otherwise the mapping is the labels (the shortcut)
     item: dict[str, Any] = {k: v for k, v in raw.items() if k != "at"} if full else {"labels": dict(raw)}
     item.setdefault("status", "firing")
-    item.setdefault("startsAt", DEFAULT_STARTS_AT)
     try:
         (alert,) = parse_notification(item, _FIXED_NOW).alerts
     except AlertError as exc:
@@ -222,8 +223,10 @@ def _actual_steps(expected: Mapping[str, Any], plans: Mapping[str, Plan]) -> dic
 def run_case(ruleset: Ruleset, case: TestCase) -> CaseResult:
     """Send the case's alerts through match, plan and admit; compare with what the case expects."""
     store = MemoryAdmissionStore()
+    episodes = EpisodeTracker()
     failures: list[Failure] = []
-    for index, (alert, at, expect) in enumerate(zip(case.alerts, case.arrivals, case.expect, strict=True)):
+    for index, (sent, at, expect) in enumerate(zip(case.alerts, case.arrivals, case.expect, strict=True)):
+        alert = episodes.join(sent, _FIXED_NOW + timedelta(seconds=at))
         runs: list[str] = []
         duplicates: list[str] = []
         limited: list[str] = []

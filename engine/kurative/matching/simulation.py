@@ -3,7 +3,10 @@
 For each alert, the playbooks it starts in run order, why each matched, the dedupe key and every step
 with its params rendered (params that read ``steps`` or ``execution`` stay as written, because they
 only exist at run time), and with ``explain`` why every other playbook did not match. No store, no
-network, no clock beyond the one that fills a missing ``startsAt``.
+network, no clock beyond the one that fills a missing ``startsAt``. An alert without ``startsAt``
+joins the open firing episode of its fingerprint among the alerts simulated before it (pass one
+:class:`~kurative.journal.episodes.EpisodeTracker` for all the inputs of a run), as the journal does,
+so that its dedupe key is the one the daemon would use.
 
 :func:`simulate` returns plain JSON values. Their shape is a stable interface that CI scripts parse
 (``kurative simulate --format json``): a list with one object per input alert holding ``alert``
@@ -22,6 +25,7 @@ from typing import Any
 from kurative.alerts import Alert, AlertGroup, Notification
 from kurative.durations import format_duration
 from kurative.errors import TemplateRenderError
+from kurative.journal.episodes import EpisodeTracker
 from kurative.matching.planning import plan_for
 from kurative.matching.ruleset import Ruleset
 
@@ -73,11 +77,19 @@ def simulate_alert(
 
 
 def simulate(
-    ruleset: Ruleset, notification: Notification, *, explain: bool = False, source: str = ""
+    ruleset: Ruleset,
+    notification: Notification,
+    *,
+    explain: bool = False,
+    source: str = "",
+    episodes: EpisodeTracker | None = None,
 ) -> list[dict[str, Any]]:
-    """Reports for every alert of one notification (one input file), in input order."""
+    """Reports for every alert of one notification (one input file), in input order; ``episodes``
+    carries the open firing episodes over from the inputs simulated before (default: none)."""
+    episodes = EpisodeTracker() if episodes is None else episodes
     reports = []
-    for index, alert in enumerate(notification.alerts):
+    for index, sent in enumerate(notification.alerts):
+        alert = episodes.join(sent)
         report = simulate_alert(ruleset, alert, notification.group, explain=explain)
         report["source"] = {"file": source, "index": index}
         reports.append(report)

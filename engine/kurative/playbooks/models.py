@@ -65,7 +65,8 @@ class Trigger:
 
 @dataclass(frozen=True, slots=True)
 class Dedupe:
-    """``key`` is a JMESPath expression; ``window`` is in seconds (None: one run per firing episode)."""
+    """``key`` is a JMESPath expression (None: the alert's firing episode); ``window`` is in seconds
+    (None: a key runs once — with a custom key, a later episode with the same key is a duplicate)."""
 
     key: str | None = None
     window: float | None = None

@@ -489,3 +489,49 @@ async def test_prune_removes_only_finished_work_in_batches(journal: Journal) -> 
         await journal.get_alert(lonely)
     with pytest.raises(RecordRejected):
         await journal.prune(0.0, batch=0)
+
+
+def _age_dedupe_keys(journal_url: str, backend: str, days: int) -> None:
+    """Make every dedupe key look last seen ``days`` ago (a quiet alert: no repeat since)."""
+    shift = f"{days * 86400}" if backend == "sqlite" else f"interval '{days} days'"
+    raw_sql(journal_url, f"UPDATE dedupe_keys SET last_seen_at = last_seen_at - {shift}")
+
+
+async def test_prune_keeps_the_dedupe_key_of_every_execution_still_in_the_journal(
+    journal: Journal, journal_url: str, backend: str
+) -> None:
+    (alert_id,) = await journal.commit_alerts([alert()])
+
+    async def create(key: str, *, approval: bool = False) -> str:
+        (outcome,) = await journal.create_executions(alert_id, [request(key=key, approval=approval)])
+        assert outcome.status is CreationStatus.CREATED
+        assert outcome.execution_id is not None
+        return outcome.execution_id
+
+    held = {"waiting": await create("waiting", approval=True)}
+    held["running"], held["done"] = await create("running"), await create("done")
+    claims = {c.execution.id: c for c in await journal.claim_executions("replica-a", limit=10)}
+    assert set(claims) == {held["running"], held["done"]}
+    await journal.release_execution(claims[held["done"]].lease, ExecutionState.SUCCEEDED)
+    held["pending"] = await create("pending")
+    _age_dedupe_keys(journal_url, backend, days=2)
+
+    # every key was last seen two days ago, but its execution is still in the journal (unfinished, or
+    # finished within the retention): a repeat of the same episode must still be a duplicate
+    report = await journal.prune(86400.0)
+    assert report.dedupe_keys == 0
+    for key, execution_id in held.items():
+        (repeat,) = await journal.create_executions(alert_id, [request(key=key)])
+        assert (repeat.status, repeat.execution_id) == (CreationStatus.DEDUPLICATED, execution_id), key
+
+    # once its execution is pruned, a key not seen within the retention goes with it
+    await journal.release_execution(claims[held["running"]].lease, ExecutionState.FAILED)
+    await asyncio.sleep(0.01)
+    _age_dedupe_keys(journal_url, backend, days=2)
+    report = await journal.prune(0.0)
+    assert (report.executions, report.dedupe_keys) == (2, 2)
+    for key in ("waiting", "pending"):
+        (repeat,) = await journal.create_executions(alert_id, [request(key=key)])
+        assert (repeat.status, repeat.execution_id) == (CreationStatus.DEDUPLICATED, held[key]), key
+    (rerun,) = await journal.create_executions(alert_id, [request(key="done")])
+    assert rerun.status is CreationStatus.CREATED

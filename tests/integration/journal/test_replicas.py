@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from kurative.journal import CreationStatus, Journal, LimitRequest, open_journal
+from kurative.journal import CreationStatus, IncomingAlert, Journal, LimitRequest, open_journal
 from tests.support.postgres import PostgresServer
 
 from .helpers import alert, eventually, request, running
@@ -112,3 +112,18 @@ async def test_leases_use_the_database_clock_not_the_replicas(
     finally:
         await honest.close()
         await skewed.close()
+
+
+async def test_replicas_committing_one_start_less_alert_open_one_episode(
+    replicas: tuple[Journal, Journal],
+) -> None:
+    # a script posts the same alert, without startsAt, to both replicas at once, again and again
+    a, b = replicas
+    sent = alert("fp-script")
+    startless = IncomingAlert(
+        sent.fingerprint, "firing", sent.labels, {"labels": dict(sent.labels)}, "prometheus"
+    )
+    rounds = await asyncio.gather(*(j.commit_alerts([startless]) for _ in range(10) for j in (a, b)))
+    starts = {(await a.get_alert(alert_id)).starts_at for (alert_id,) in rounds}
+    assert len(starts) == 1
+    assert None not in starts

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kurative.alerts import fingerprint as alert_fingerprint
 from kurative.cli import main
 
 RESTART = """\
@@ -322,3 +323,58 @@ def test_kurative_test_finds_test_files_in_directories(
     empty.mkdir()
     assert main(["test", "--rules", str(rules), str(empty)]) == 2
     assert "no test files" in capsys.readouterr().err
+
+
+DISK = {"alertname": "DiskFull", "severity": "critical", "namespace": "db"}
+
+
+def test_simulate_repeats_without_starts_at_join_one_episode(
+    rules: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A script posts the same alert without startsAt, again and again, then resolves it."""
+    files = []
+    for name, alert in (
+        ("first.json", {"labels": DISK}),
+        ("repeat.json", {"labels": DISK}),
+        ("resolved.json", {"labels": DISK, "endsAt": "2024-05-01T12:05:00Z"}),
+    ):
+        files.append(tmp_path / name)
+        files[-1].write_text(json.dumps([alert]))
+    assert main(["simulate", "--rules", str(rules), "--format", "json", *map(str, files)]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    keys = [report["matches"][0]["dedupe_key"] for report in reports]
+    starts = [report["alert"]["startsAt"] for report in reports]
+    fingerprint = reports[0]["alert"]["fingerprint"]
+    assert starts == [starts[0]] * 3  # the repeat and the resolution join the first one's episode
+    assert keys == [f"{fingerprint}@{starts[0]}"] * 2 + [f"{fingerprint}@{starts[0]}/resolved"]
+
+
+def test_kurative_test_repeats_without_starts_at_run_once_per_episode(
+    rules: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = "{alertname: DiskFull, severity: critical, namespace: db}"
+    key = f"{alert_fingerprint(DISK)}@2000-01-01T"
+
+    def ran(start: str) -> str:
+        return f'{{playbooks: [page-on-critical], dedupe_keys: {{page-on-critical: "{key}{start}"}}}}'
+
+    path = write_test(
+        tmp_path,
+        f"""\
+        tests:
+          - name: a script's repeats without startsAt
+            alerts:
+              - {labels}
+              - {{labels: {labels}, at: 4h}}
+              - {{labels: {labels}, status: resolved, at: 5h}}
+              - {{labels: {labels}, at: 6h}}
+              - {{labels: {labels}, at: 10h}}
+            expect:
+              - {ran("00:00:00Z")}
+              - {{playbooks: [], duplicates: [page-on-critical]}}
+              - {ran("00:00:00Z/resolved")}
+              - {ran("06:00:00Z")}
+              - {{playbooks: [], duplicates: [page-on-critical]}}
+        """,
+    )
+    assert main(["test", "--rules", str(rules), str(path)]) == 0, capsys.readouterr().out

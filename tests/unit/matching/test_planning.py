@@ -165,6 +165,26 @@ def test_limits_cap_executions_per_key_and_period() -> None:
     )
 
 
+def test_limit_and_dedupe_windows_are_half_open() -> None:
+    playbook = Playbook(
+        "hourly",
+        1,
+        (Step("log", "log", {"message": "x"}),),
+        Trigger(("KubePodCrashLooping",)),
+        dedupe=Dedupe("labels.pod", 600.0),
+        limits=(Limit("labels.namespace", 1, 3600.0),),
+    )
+    ruleset = Ruleset.compile([playbook])
+    store = MemoryAdmissionStore()
+    (a,) = plan(ruleset, alert({"namespace": "shop", "pod": "a"}))
+    (b,) = plan(ruleset, alert({"namespace": "shop", "pod": "b"}))
+    assert admit(a, store, now=0).decision == "run"
+    assert decide(a, store, now=599.5).decision == "duplicate"
+    assert decide(a, store, now=600).decision == "limited"  # the key is free: a window is half-open
+    assert admit(b, store, now=3599.5).decision == "limited"
+    assert admit(b, store, now=3600).decision == "run"  # the run exactly `per` ago no longer counts
+
+
 def test_a_duplicate_does_not_count_against_limits() -> None:
     playbook = Playbook(
         "limited",

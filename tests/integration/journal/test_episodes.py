@@ -1,0 +1,114 @@
+"""Firing episodes in the journal: an alert sent without ``startsAt`` joins its fingerprint's open
+episode, so that a script's repeats share one default dedupe key and run once (both backends)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from kurative.alerts import Alert, parse_notification
+from kurative.journal import CreationStatus, ExecutionRequest, IncomingAlert, Journal, open_journal
+from kurative.journal.episodes import commit_and_join
+from kurative.journal.schema import load_migrations
+from kurative.matching.planning import default_dedupe_key
+
+from .helpers import alert, raw_sql
+
+STARTS = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+
+
+def startless(fingerprint: str = "fp-1", status: str = "firing") -> IncomingAlert:
+    sent = alert(fingerprint, status)
+    payload = {k: v for k, v in sent.payload.items() if k != "startsAt"}
+    return IncomingAlert(sent.fingerprint, sent.status, sent.labels, payload, "prometheus")
+
+
+async def starts(journal: Journal, alerts: list[IncomingAlert]) -> list[datetime | None]:
+    return [(await journal.get_alert(i)).starts_at for i in await journal.commit_alerts(alerts)]
+
+
+async def test_repeats_without_starts_at_join_the_open_episode(journal: Journal) -> None:
+    (first,) = await starts(journal, [startless()])
+    assert first is not None
+    await asyncio.sleep(0.01)
+    again = await starts(journal, [startless(), startless("fp-2"), startless()])
+    assert again[0] == again[2] == first  # one episode, whatever the batch
+    assert again[1] is not None
+    assert again[1] > first
+    concurrent = await asyncio.gather(*(starts(journal, [startless()]) for _ in range(5)))
+    assert {s for (s,) in concurrent} == {first}
+
+    # a resolved notification joins the episode and closes it: the next firing opens a new one
+    (resolved,) = await starts(journal, [startless(status="resolved")])
+    assert resolved == first
+    await asyncio.sleep(0.01)
+    (reopened,) = await starts(journal, [startless()])
+    assert reopened is not None
+    assert reopened > first
+
+
+async def test_a_sent_starts_at_is_kept_and_becomes_the_open_episode(journal: Journal) -> None:
+    assert await starts(journal, [alert()]) == [STARTS]  # the helper's alert starts at 06:00
+    ids = await journal.commit_alerts([startless(), alert("fp-1", "resolved"), startless()])
+    stored = [await journal.get_alert(i) for i in ids]
+    assert [s.starts_at for s in stored[:2]] == [STARTS, STARTS]
+    assert stored[2].starts_at == stored[2].received_at  # closed: a new episode starts at receipt
+
+
+async def test_a_scripted_repeat_without_starts_at_runs_once(journal: Journal) -> None:
+    """What the daemon does: parse, commit, plan the default key, create; a repeat is a duplicate."""
+    body = [{"labels": {"alertname": "DiskFull", "instance": "db-1"}}]  # no startsAt, as scripts send
+    outcomes = []
+    for minutes in (0, 5, 240):
+        notification = parse_notification(body, STARTS + timedelta(minutes=minutes))
+        ((alert_id, joined),) = await commit_and_join(journal, notification.alerts, "prometheus")
+        assert not joined.starts_at_given
+        request = ExecutionRequest("disk", 1, "sha256:disk", default_dedupe_key(joined), None)
+        (outcome,) = await journal.create_executions(alert_id, [request])
+        outcomes.append(outcome)
+    assert [o.status for o in outcomes] == [
+        CreationStatus.CREATED,
+        CreationStatus.DEDUPLICATED,
+        CreationStatus.DEDUPLICATED,
+    ]
+    assert outcomes[1].execution_id == outcomes[2].execution_id == outcomes[0].execution_id
+
+
+async def test_an_alert_with_its_own_start_is_handed_back_unchanged(journal: Journal) -> None:
+    sent = Alert.make({"alertname": "DiskFull"}, starts_at=STARTS)
+    ((_, joined),) = await commit_and_join(journal, [sent], "alertmanager")
+    assert joined is sent
+
+
+async def test_an_episode_outlives_pruned_repeats_while_its_execution_is_kept(
+    journal: Journal, journal_url: str, backend: str
+) -> None:
+    (held,) = await journal.commit_alerts([startless()])
+    (outcome,) = await journal.create_executions(held, [ExecutionRequest("p", 1, "h", "k", None)])
+    assert outcome.status is CreationStatus.CREATED
+    await journal.commit_alerts([startless(), startless()])  # repeats, matched by nothing new
+    shift = "86400 * 2" if backend == "sqlite" else "interval '2 days'"
+    raw_sql(journal_url, f"UPDATE alerts SET received_at = received_at - {shift}")
+
+    assert (await journal.prune(86400.0)).alerts == 2  # the repeats go, the execution's alert stays
+    (repeat,) = await starts(journal, [startless()])
+    assert repeat == (await journal.get_alert(held)).starts_at  # so the next repeat still joins
+
+
+async def test_alerts_stored_before_migration_2_have_no_episode_start(journal_url: str, backend: str) -> None:
+    journal = await open_journal(journal_url, check_schema=False)
+    try:
+        initial = load_migrations("sqlite" if backend == "sqlite" else "postgresql")[:1]
+        assert await journal._apply_migrations(initial) == (1,)  # type: ignore[attr-defined]
+        received = "1.0" if backend == "sqlite" else "now()"
+        raw_sql(
+            journal_url,
+            "INSERT INTO alerts (id, fingerprint, status, labels, payload, source, received_at) "
+            f"VALUES ('old', 'fp-1', 'firing', '{{}}', '{{}}', 'am', {received})",
+        )
+        assert (await journal.migrate()).applied == (2,)
+        assert (await journal.get_alert("old")).starts_at is None
+        (fresh,) = await starts(journal, [startless()])
+        assert fresh is not None
+    finally:
+        await journal.close()
