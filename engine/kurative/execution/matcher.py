@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import structlog
 
 from kurative.errors import JournalError, KurativeError
-from kurative.execution.runner import alert_of
 from kurative.journal import (
     CreationStatus,
     ExecutionRequest,
@@ -26,6 +25,7 @@ from kurative.journal import (
     LimitRequest,
     StoredAlert,
 )
+from kurative.journal.inbox import inbox_alert
 from kurative.matching.context import alert_context, playbook_context
 from kurative.matching.planning import compute_dedupe_key, compute_limit_keys, needs_approval
 from kurative.matching.ruleset import Ruleset
@@ -45,7 +45,7 @@ class ActiveRuleset:
 
 def requests_for(stored: StoredAlert, active: ActiveRuleset, dry_run: bool) -> list[ExecutionRequest]:
     """One execution request per playbook the alert starts, in run order."""
-    alert, group = alert_of(stored)
+    alert, group = inbox_alert(stored)
     requests: list[ExecutionRequest] = []
     base = alert_context(alert, group)
     for compiled in active.ruleset.match(alert, group):

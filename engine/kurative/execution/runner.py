@@ -29,7 +29,6 @@ import structlog
 
 from kurative.actions.base import ActionContext, ActionSpec
 from kurative.actions.registry import get_action
-from kurative.alerts import Alert, AlertGroup, parse_notification
 from kurative.errors import (
     ActionError,
     BreakerOpen,
@@ -54,9 +53,9 @@ from kurative.journal import (
     StepRecord,
     StepStart,
     StepStatus,
-    StoredAlert,
 )
 from kurative.journal.backoff import retry_until
+from kurative.journal.inbox import inbox_alert
 from kurative.matching.conditions import Condition, compile_condition
 from kurative.matching.context import build_context
 from kurative.matching.planning import render_step
@@ -115,23 +114,6 @@ def _prepare(playbook: Playbook) -> LoadedPlaybook:
 def playbook_record_body(playbook: Playbook) -> str:
     """What the journal keeps of a playbook version: its parsed document as JSON (content, not format)."""
     return json.dumps(playbook.body, sort_keys=True, ensure_ascii=False)
-
-
-def alert_of(stored: StoredAlert) -> tuple[Alert, AlertGroup | None]:
-    """The alert (and its group, when the inbox kept it) as matching and templates read it."""
-    payload = dict(stored.payload)
-    group_json = payload.pop("group", None)
-    notification = parse_notification(payload)
-    group = None
-    if isinstance(group_json, Mapping):
-        group = AlertGroup(
-            receiver=str(group_json.get("receiver", "")),
-            group_key=str(group_json.get("groupKey", "")),
-            group_labels=dict(group_json.get("groupLabels") or {}),
-            common_labels=dict(group_json.get("commonLabels") or {}),
-            external_url=str(group_json.get("externalURL", "")),
-        )
-    return notification.alerts[0], group
 
 
 @dataclass
@@ -290,7 +272,7 @@ class ExecutionRunner:
                 execution.playbook_name, execution.playbook_version, execution.playbook_hash
             )
             detail = await self._journal.get_execution(execution.id)
-            alert, group = alert_of(await self._journal.get_alert(execution.alert_id))
+            alert, group = inbox_alert(await self._journal.get_alert(execution.alert_id))
         except JournalUnavailable as exc:
             raise Stop(f"the journal is unavailable: {exc}") from None
         except (KurativeError, IndexError) as exc:

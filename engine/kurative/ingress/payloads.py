@@ -12,6 +12,7 @@ from typing import Literal
 from kurative.alerts import Notification, parse_json
 from kurative.errors import AlertError
 from kurative.journal import IncomingAlert
+from kurative.journal.inbox import inbox_record
 
 Endpoint = Literal["alertmanager", "prometheus"]
 
@@ -30,14 +31,5 @@ def parse_body(body: bytes, endpoint: Endpoint) -> Notification:
 
 
 def inbox_records(notification: Notification, endpoint: Endpoint) -> list[IncomingAlert]:
-    """One inbox record per alert; the payload is the alert as matching reads it after a restart."""
-    return [
-        IncomingAlert(
-            fingerprint=alert.fingerprint,
-            status=alert.status,
-            labels=dict(alert.labels),
-            payload=alert.to_json(),
-            source=endpoint,
-        )
-        for alert in notification.alerts
-    ]
+    """One inbox record per alert, with the group it came in."""
+    return [inbox_record(alert, endpoint, notification.group) for alert in notification.alerts]

@@ -37,6 +37,7 @@ from kurative.journal.models import (
     ExecutionState,
     IncomingAlert,
     Lease,
+    MatchResult,
     Page,
     PlaybookVersion,
     PruneReport,
@@ -44,12 +45,15 @@ from kurative.journal.models import (
     StepFinish,
     StepStart,
     StepStatus,
+    StoredAlert,
 )
 from kurative.journal.rows import EXECUTION_COLUMNS
 from kurative.journal.schema import Migration, check_version, load_migrations
 from kurative.journal.validation import check_lease_seconds, check_page_limit, check_release, check_request
 
 PRUNE_BATCH_MAX = 100_000
+RESOLVED_REASON = "the alert resolved"
+"""Why :meth:`match_alerts` cancels an execution that waited for approval."""
 
 DEDUPE_KEY_HELD = "EXISTS (SELECT 1 FROM executions e WHERE e.id = dedupe_keys.execution_id)"
 """SQL true while the execution holding a dedupe key is in the journal. Prune keeps such a key whatever
@@ -115,6 +119,14 @@ class JournalBackend(abc.ABC):
     async def _create_executions(
         self, alert_id: str, requests: Sequence[ExecutionRequest]
     ) -> tuple[CreationOutcome, ...]: ...
+
+    @abc.abstractmethod
+    async def _match_alerts(
+        self, matches: Sequence[tuple[str, Sequence[ExecutionRequest]]], ruleset: str
+    ) -> MatchResult: ...
+
+    @abc.abstractmethod
+    async def _unmatched_alerts(self, limit: int) -> tuple[StoredAlert, ...]: ...
 
     @abc.abstractmethod
     async def _claim_executions(
@@ -187,6 +199,20 @@ class JournalBackend(abc.ABC):
         for request in requests:
             check_request(request, self._limits)
         return await self._create_executions(alert_id, requests)
+
+    async def match_alerts(
+        self, matches: Sequence[tuple[str, Sequence[ExecutionRequest]]], ruleset: str
+    ) -> MatchResult:
+        for _, requests in matches:
+            for request in requests:
+                check_request(request, self._limits)
+        if not matches:
+            return MatchResult(())
+        return await self._match_alerts(matches, self._clean(ruleset, "ruleset") or "")
+
+    async def unmatched_alerts(self, *, limit: int = 500) -> tuple[StoredAlert, ...]:
+        check_page_limit(limit)
+        return await self._unmatched_alerts(limit)
 
     async def claim_executions(
         self, owner: str, *, limit: int = 1, lease_seconds: float = 30.0

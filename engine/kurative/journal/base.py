@@ -25,6 +25,7 @@ from kurative.journal.models import (
     ExecutionState,
     IncomingAlert,
     Lease,
+    MatchResult,
     Page,
     PlaybookVersion,
     PlaybookVersionConflict,
@@ -73,6 +74,18 @@ class Journal(Protocol):
     async def get_alert(self, alert_id: str) -> StoredAlert:
         """One inbox record; :class:`kurative.errors.ExecutionNotFound` when unknown or pruned."""
 
+    async def unmatched_alerts(self, *, limit: int = 500) -> tuple[StoredAlert, ...]:
+        """Committed alerts not matched yet (oldest first): those just received, and those of a replica
+        that died between its 200 and the match."""
+
+    async def match_alerts(
+        self, matches: Sequence[tuple[str, Sequence[ExecutionRequest]]], ruleset: str
+    ) -> MatchResult:
+        """In one transaction: mark each alert matched against ``ruleset`` and create its executions
+        (as :meth:`create_executions` does), and cancel the executions still awaiting approval of
+        every resolved alert's fingerprint. An alert already matched (by another replica) is left as
+        it is and gets no outcomes, so matching twice never creates twice."""
+
     # -- ruleset versions ---------------------------------------------------------------------------
 
     async def record_playbooks(
@@ -96,7 +109,8 @@ class Journal(Protocol):
         the id of the execution that holds it); then every limit is counted (one at its ``max``
         means ``rate_limited``, and the dedupe key is not consumed, so a later notification may run
         once the budget frees). Replicas racing on the same alert create exactly one execution.
-        Requests that need approval start in ``awaiting_approval``, the others in ``pending``."""
+        Requests that need approval start in ``awaiting_approval``, the others in ``pending``. The
+        alert counts as matched from then on (see :meth:`match_alerts`, the daemon's batch form)."""
 
     async def claim_executions(
         self, owner: str, *, limit: int = 1, lease_seconds: float = 30.0

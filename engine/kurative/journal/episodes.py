@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from kurative.alerts import Alert
 from kurative.journal.base import Journal
 from kurative.journal.encoding import PreparedAlert
-from kurative.journal.models import IncomingAlert
+from kurative.journal.inbox import inbox_record
 
 
 def episode_start(
@@ -90,21 +90,12 @@ def join_episodes(
     return starts
 
 
-def incoming_alert(alert: Alert, source: str) -> IncomingAlert:
-    """A parsed alert as the journal's inbox takes it; a start the parser filled in is left out, so
-    that the journal joins the alert to its episode."""
-    payload = alert.to_json()
-    if not alert.starts_at_given:
-        payload["startsAt"] = None
-    return IncomingAlert(alert.fingerprint, alert.status, dict(alert.labels), payload, source)
-
-
 async def commit_and_join(
     journal: Journal, alerts: Sequence[Alert], source: str
 ) -> tuple[tuple[str, Alert], ...]:
     """Commit ``alerts`` in one batch; return each one's id with the alert as it must be planned (an
     alert that came without ``startsAt`` carries its episode's start, read back from the journal)."""
-    ids = await journal.commit_alerts([incoming_alert(alert, source) for alert in alerts])
+    ids = await journal.commit_alerts([inbox_record(alert, source) for alert in alerts])
     joined: list[tuple[str, Alert]] = []
     for alert_id, sent in zip(ids, alerts, strict=True):
         start = None if sent.starts_at_given else (await journal.get_alert(alert_id)).starts_at

@@ -87,7 +87,7 @@ class IncomingAlert:
     ``labels`` is repeated out of it because matching and filtering need it. ``source`` says which
     endpoint or sender delivered it (``alertmanager``, ``prometheus``, ``cli``). A payload without
     ``startsAt`` (or with null or Go's zero time) joins the open firing episode of its fingerprint
-    (:func:`kurative.journal.episodes.incoming_alert` builds one from a parsed alert).
+    (:func:`kurative.journal.inbox.inbox_record` builds one from a parsed alert).
     """
 
     fingerprint: str
@@ -185,6 +185,16 @@ class CreationOutcome:
     status: CreationStatus
     execution_id: str | None = None
     limit: LimitRequest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    """What :meth:`~kurative.journal.base.Journal.match_alerts` did: per alert (in the order given) the
+    outcome of each request, empty for an alert another replica matched first; and the executions
+    that resolved alerts cancelled while they waited for approval."""
+
+    outcomes: tuple[tuple[CreationOutcome, ...], ...]
+    cancelled: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from kurative.errors import ExecutionNotFound, JournalError, JournalUnavailable
 from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
+    RESOLVED_REASON,
     JournalBackend,
     alert_not_found,
     already_finished,
@@ -49,6 +50,7 @@ from kurative.journal.models import (
     ExecutionState,
     Lease,
     LimitRequest,
+    MatchResult,
     Page,
     PlaybookVersion,
     PlaybookVersionConflict,
@@ -154,7 +156,7 @@ _PRUNE = (
     (
         "alerts",
         "DELETE FROM alerts WHERE id IN (SELECT a.id FROM alerts a "
-        "WHERE a.received_at < now() - make_interval(secs => %(age)s) "
+        "WHERE a.received_at < now() - make_interval(secs => %(age)s) AND a.matched_at IS NOT NULL "
         "AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.alert_id = a.id) LIMIT %(batch)s)",
     ),
     (
@@ -422,7 +424,11 @@ class PostgresJournal(JournalBackend):
         async def create(conn: Conn) -> tuple[CreationOutcome, ...]:
             outcomes: list[CreationOutcome] = []
             async with conn.transaction():
-                cur = await conn.execute("SELECT fingerprint FROM alerts WHERE id = %s", (alert_id,))
+                cur = await conn.execute(
+                    "UPDATE alerts SET matched_at = coalesce(matched_at, now()), "
+                    "ruleset = coalesce(ruleset, '') WHERE id = %s RETURNING fingerprint",
+                    (alert_id,),
+                )
                 alert = await cur.fetchone()
                 if alert is None:
                     raise alert_not_found(alert_id)
@@ -436,6 +442,52 @@ class PostgresJournal(JournalBackend):
             if isinstance(exc.__cause__, psycopg.errors.ForeignKeyViolation):
                 raise ExecutionNotFound(f"no alert {alert_id!r} in the journal (pruned meanwhile)") from exc
             raise
+
+    async def _unmatched_alerts(self, limit: int) -> tuple[StoredAlert, ...]:
+        async def read(conn: Conn) -> tuple[StoredAlert, ...]:
+            cur = await conn.execute(
+                f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE matched_at IS NULL "
+                "ORDER BY received_at, id LIMIT %s",
+                (limit,),
+            )
+            return tuple(rows.alert_from_row(row, CODEC) for row in await cur.fetchall())
+
+        return await self._run(read, retry=True)
+
+    async def _match_alerts(
+        self, matches: Sequence[tuple[str, Sequence[ExecutionRequest]]], ruleset: str
+    ) -> MatchResult:
+        async def match(conn: Conn) -> MatchResult:
+            outcomes: list[tuple[CreationOutcome, ...]] = []
+            cancelled: list[str] = []
+            async with conn.transaction():
+                for alert_id, requests in matches:
+                    # The row lock makes a racing replica wait, then find the alert matched: it skips it.
+                    cur = await conn.execute(
+                        "UPDATE alerts SET matched_at = now(), ruleset = %s WHERE id = %s "
+                        "AND matched_at IS NULL RETURNING fingerprint, status",
+                        (ruleset, alert_id),
+                    )
+                    alert = await cur.fetchone()
+                    if alert is None:
+                        outcomes.append(())
+                        continue
+                    created = [
+                        await self._create_one(conn, alert_id, alert["fingerprint"], request)
+                        for request in requests
+                    ]
+                    outcomes.append(tuple(created))
+                    if alert["status"] == "resolved":
+                        cur = await conn.execute(
+                            "UPDATE executions SET state = 'cancelled', finished_at = now(), "
+                            "updated_at = now(), error = %s WHERE alert_fingerprint = %s "
+                            "AND state = 'awaiting_approval' RETURNING id",
+                            (RESOLVED_REASON, alert["fingerprint"]),
+                        )
+                        cancelled.extend(r["id"] for r in await cur.fetchall())
+            return MatchResult(tuple(outcomes), tuple(sorted(cancelled)))
+
+        return await self._run(match)
 
     async def _create_one(
         self, conn: Conn, alert_id: str, fingerprint: str, request: ExecutionRequest

@@ -24,6 +24,7 @@ from kurative.errors import JournalError, JournalUnavailable
 from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
+    RESOLVED_REASON,
     JournalBackend,
     alert_not_found,
     already_finished,
@@ -49,6 +50,7 @@ from kurative.journal.models import (
     ExecutionRequest,
     ExecutionState,
     Lease,
+    MatchResult,
     Page,
     PlaybookVersion,
     PlaybookVersionConflict,
@@ -330,15 +332,64 @@ class SQLiteJournal(JournalBackend):
         def create(conn: sqlite3.Connection) -> tuple[CreationOutcome, ...]:
             outcomes: list[CreationOutcome] = []
             with self._transaction(conn):
-                alert = conn.execute("SELECT fingerprint FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+                now = _now()
+                alert = conn.execute(
+                    "UPDATE alerts SET matched_at = coalesce(matched_at, ?), ruleset = coalesce(ruleset, '') "
+                    "WHERE id = ? RETURNING fingerprint",
+                    (now, alert_id),
+                ).fetchone()
                 if alert is None:
                     raise alert_not_found(alert_id)
-                now = _now()
                 for request in requests:
                     outcomes.append(self._create_one(conn, alert_id, alert[0], request, now))
             return tuple(outcomes)
 
         return await self._run(create)
+
+    async def _unmatched_alerts(self, limit: int) -> tuple[StoredAlert, ...]:
+        def read(conn: sqlite3.Connection) -> tuple[StoredAlert, ...]:
+            found = conn.execute(
+                f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE matched_at IS NULL "
+                "ORDER BY received_at, id LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return tuple(rows.alert_from_row(row, CODEC) for row in found)
+
+        return await self._run(read)
+
+    async def _match_alerts(
+        self, matches: Sequence[tuple[str, Sequence[ExecutionRequest]]], ruleset: str
+    ) -> MatchResult:
+        def match(conn: sqlite3.Connection) -> MatchResult:
+            outcomes: list[tuple[CreationOutcome, ...]] = []
+            cancelled: list[str] = []
+            now = _now()
+            with self._transaction(conn):
+                for alert_id, requests in matches:
+                    alert = conn.execute(
+                        "UPDATE alerts SET matched_at = ?, ruleset = ? WHERE id = ? AND matched_at IS NULL "
+                        "RETURNING fingerprint, status",
+                        (now, ruleset, alert_id),
+                    ).fetchone()
+                    if alert is None:
+                        outcomes.append(())
+                        continue
+                    outcomes.append(
+                        tuple(
+                            self._create_one(conn, alert_id, alert[0], request, now) for request in requests
+                        )
+                    )
+                    if alert[1] == "resolved":
+                        found = conn.execute(
+                            "UPDATE executions SET state = 'cancelled', finished_at = ?, updated_at = ?, "
+                            "error = ? WHERE alert_fingerprint = ? AND state = 'awaiting_approval' "
+                            "RETURNING id",
+                            (now, now, RESOLVED_REASON, alert[0]),
+                        ).fetchall()
+                        cancelled.extend(r[0] for r in found)
+            return MatchResult(tuple(outcomes), tuple(sorted(cancelled)))
+
+        return await self._run(match)
 
     def _create_one(
         self, conn: sqlite3.Connection, alert_id: str, fingerprint: str, request: ExecutionRequest, now: float
@@ -680,6 +731,7 @@ class SQLiteJournal(JournalBackend):
             (
                 "alerts",
                 "DELETE FROM alerts WHERE id IN (SELECT a.id FROM alerts a WHERE a.received_at < :cutoff "
+                "AND a.matched_at IS NOT NULL "
                 "AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.alert_id = a.id) LIMIT :batch)",
             ),
             (

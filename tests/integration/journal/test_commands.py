@@ -16,9 +16,9 @@ def test_migrate_status_then_migrate_then_up_to_date(
     journal_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["migrate", "--status", "--journal", journal_url]) == 1
-    assert "schema version 0, this kurative needs 2" in capsys.readouterr().out
+    assert "schema version 0, this kurative needs 3" in capsys.readouterr().out
     assert main(["migrate", "--journal", journal_url]) == 0
-    assert "applied migration 0001, 0002; schema version 2" in capsys.readouterr().out
+    assert "applied migration 0001, 0002, 0003; schema version 3" in capsys.readouterr().out
     assert main(["migrate", "--journal", journal_url]) == 0
     assert "is up to date" in capsys.readouterr().out
     assert main(["migrate", "--status", "--journal", journal_url]) == 0

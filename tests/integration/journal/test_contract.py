@@ -471,6 +471,8 @@ async def test_prune_removes_only_finished_work_in_batches(journal: Journal) -> 
         await new_execution(journal, key="waiting", approval=True),
     ]
     (lonely,) = await journal.commit_alerts([alert("fp-lonely")])
+    (unmatched,) = await journal.commit_alerts([alert("fp-unmatched")])
+    await journal.match_alerts([(lonely, [])], "ruleset-1")
 
     kept = await journal.prune(3600.0)
     assert kept.executions == kept.alerts == 0
@@ -487,6 +489,7 @@ async def test_prune_removes_only_finished_work_in_batches(journal: Journal) -> 
         await journal.get_alert(detail.execution.alert_id)
     with pytest.raises(ExecutionNotFound):
         await journal.get_alert(lonely)
+    assert (await journal.get_alert(unmatched)).id == unmatched  # not matched yet: unfinished work
     with pytest.raises(RecordRejected):
         await journal.prune(0.0, batch=0)
 

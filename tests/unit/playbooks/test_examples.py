@@ -88,7 +88,8 @@ def test_a_broken_daemon_config_gets_config_diagnostics_not_playbook_ones(tmp_pa
     path = tmp_path / "config.yaml"
     assert lines == [
         f"{path}:15:3: E102 unknown field 'wtach' in playbooks (hint: did you mean 'watch'?)",
-        f"{path}:23:21: E103 breakers.failMax must be an integer, not a string (hint: see kurative schema config)",
+        f"{path}:23:21: E103 breakers.failMax must be an integer, not a string "
+        "(hint: see kurative schema config)",
     ]
     assert result.loaded == ()
 

@@ -1,0 +1,64 @@
+"""Matching that survives a crash: the inbox knows which alerts are matched, and matching is one
+transaction per batch, so a second pass (after a crash, or on another replica) never creates twice."""
+
+from __future__ import annotations
+
+import asyncio
+
+from kurative.journal import CreationStatus, ExecutionState, Journal, open_journal
+
+from .helpers import alert, request
+
+
+async def test_unmatched_alerts_are_listed_oldest_first_until_matched(journal: Journal) -> None:
+    ids = [(await journal.commit_alerts([alert(f"fp-{i}")]))[0] for i in range(3)]
+    assert [a.id for a in await journal.unmatched_alerts()] == ids
+    assert [a.id for a in await journal.unmatched_alerts(limit=2)] == ids[:2]
+    result = await journal.match_alerts([(ids[0], [request("restart", key="k0")]), (ids[1], [])], "ruleset-1")
+    (created,), () = result.outcomes
+    assert created.status is CreationStatus.CREATED
+    assert [a.id for a in await journal.unmatched_alerts()] == [ids[2]]
+
+
+async def test_matching_an_alert_twice_creates_nothing_the_second_time(journal: Journal) -> None:
+    (alert_id,) = await journal.commit_alerts([alert()])
+    first = await journal.match_alerts([(alert_id, [request(key=None)])], "ruleset-1")
+    again = await journal.match_alerts([(alert_id, [request(key=None)])], "ruleset-1")
+    assert [o.status for o in first.outcomes[0]] == [CreationStatus.CREATED]
+    assert again.outcomes == ((),)
+    assert len((await journal.list_executions()).items) == 1
+
+
+async def test_a_resolved_alert_cancels_its_waiting_approvals_in_the_matching_transaction(
+    journal: Journal,
+) -> None:
+    (firing,) = await journal.commit_alerts([alert("fp-1")])
+    (other,) = await journal.commit_alerts([alert("fp-2")])
+    waiting = await journal.match_alerts(
+        [(firing, [request(key="a", approval=True)]), (other, [request(key="b", approval=True)])], "r"
+    )
+    (resolved,) = await journal.commit_alerts([alert("fp-1", status="resolved")])
+    result = await journal.match_alerts([(resolved, [])], "r")
+    cancelled_id = waiting.outcomes[0][0].execution_id
+    assert result.cancelled == (cancelled_id,)
+    detail = await journal.get_execution(cancelled_id or "")
+    assert detail.execution.state is ExecutionState.CANCELLED
+    assert detail.execution.error == "the alert resolved"
+    kept = await journal.get_execution(waiting.outcomes[1][0].execution_id or "")
+    assert kept.execution.state is ExecutionState.AWAITING_APPROVAL
+
+
+async def test_replicas_matching_the_same_batch_create_each_execution_once(journal_url: str) -> None:
+    a = await open_journal(journal_url, migrate=True)
+    b = await open_journal(journal_url)
+    try:
+        ids = await a.commit_alerts([alert(f"fp-{i}") for i in range(20)])
+        batch = [(i, [request(key=None)]) for i in ids]
+        results = await asyncio.gather(*(j.match_alerts(batch, "r") for j in (a, b, a, b)))
+        created = [o for r in results for per_alert in r.outcomes for o in per_alert]
+        assert len(created) == 20
+        assert len((await a.list_executions(limit=100)).items) == 20
+        assert await b.unmatched_alerts() == ()
+    finally:
+        await a.close()
+        await b.close()
