@@ -220,7 +220,8 @@ def _from_file(data: Mapping[str, Any], base: Path | None) -> Settings:
             shutdown_timeout=_seconds(runner, "shutdownTimeout", defaults.runner.shutdown_timeout),
             poll_interval=_seconds(runner, "pollInterval", defaults.runner.poll_interval),
             dry_run=safety.get("dryRun", defaults.runner.dry_run),
-            cluster_label=clusters.get("label", defaults.runner.cluster_label),
+            # the label picks a cluster only where the config maps clusters to contexts
+            cluster_label=clusters.get("label", "cluster") if clusters.get("contexts") else None,
         ),
         guards=replace(
             defaults.guards,

@@ -382,8 +382,9 @@ class ExecutionRunner:
             error = f"unknown action {step.action!r}"
             return await settle(StepStatus.FAILED, None, error)
         cluster = rendered.cluster if isinstance(rendered.cluster, str) and rendered.cluster else None
-        if cluster is None and step.action.startswith("kubernetes."):
-            cluster = context.get("labels", {}).get(self._settings.cluster_label) or None
+        label = self._settings.cluster_label
+        if cluster is None and label is not None and step.action.startswith("kubernetes."):
+            cluster = context.get("labels", {}).get(label) or None
         dry_run = execution.dry_run or self._settings.dry_run
         ctx = ActionContext(
             execution_id=execution.id,

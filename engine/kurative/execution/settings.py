@@ -19,5 +19,6 @@ class RunnerSettings:
     """How often idle workers and the matcher look for work that another replica left."""
     dry_run: bool = False
     """Global dry-run: every step runs as a dry run (Kubernetes with ``dryRun=All``)."""
-    cluster_label: str = "cluster"
-    """The alert label whose value names the cluster when a step says nothing else."""
+    cluster_label: str | None = None
+    """The alert label whose value names the cluster when a step says nothing else (set when the
+    config maps clusters to kubeconfig contexts); None: such steps go to the default cluster."""

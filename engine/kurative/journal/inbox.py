@@ -20,9 +20,9 @@ GROUP_KEY = "group"
 
 def inbox_record(alert: Alert, source: str, group: AlertGroup | None = None) -> IncomingAlert:
     """A parsed alert (of ``group``) as the inbox takes it."""
-    payload = alert.to_json()
+    payload = {key: value for key, value in alert.to_json().items() if value is not None}
     if not alert.starts_at_given:
-        payload["startsAt"] = None
+        payload.pop("startsAt", None)
     if group is not None:
         payload[GROUP_KEY] = dict(group.document)
     return IncomingAlert(alert.fingerprint, alert.status, dict(alert.labels), payload, source)

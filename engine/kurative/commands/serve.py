@@ -1,0 +1,87 @@
+"""``kurative serve``: run the daemon (ingress, matcher, workers) until SIGTERM or SIGINT.
+
+Settings come from flags, then ``KURATIVE_*`` environment variables, then ``--config``, then defaults
+(see :mod:`kurative.config`). An invalid config prints every positioned problem and exits 2 without
+starting. The first SIGTERM or SIGINT stops in order (readiness off, ingress closed, steps finish
+within ``runner.shutdownTimeout``, leases released); a second one exits at once, and recovery on the
+next start picks up what was left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
+
+from kurative.commands import EXIT_OK, EXIT_USAGE
+
+EXIT_SIGNALLED_TWICE = 130
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve", help="run the daemon: receive alerts, match them, run the playbooks"
+    )
+    parser.add_argument("--config", metavar="FILE", help="daemon config (kind: Config); $KURATIVE_CONFIG")
+    parser.add_argument(
+        "--rules", action="append", default=[], metavar="PATH", help="playbook folder or file (repeatable)"
+    )
+    parser.add_argument("--journal", metavar="URL", help="journal URL (default: sqlite:///./kurative.db)")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="ingress address (default: 127.0.0.1:9095)")
+    parser.add_argument(
+        "--dry-run", action="store_true", default=None, help="run every step as a dry run (nothing changes)"
+    )
+    parser.add_argument("--migrate", action="store_true", default=None, help="apply journal migrations first")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kurative.config import Overrides, load_settings
+    from kurative.errors import ConfigError
+    from kurative.logging import Redactor, configure_logging
+
+    overrides = Overrides(
+        config=args.config,
+        rules=tuple(args.rules),
+        journal=args.journal,
+        listen=args.listen,
+        dry_run=args.dry_run,
+        migrate=args.migrate,
+    )
+    try:
+        settings = load_settings(overrides)
+    except ConfigError as exc:
+        for diagnostic in exc.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        print(f"kurative serve: {exc}; not starting", file=sys.stderr)
+        return EXIT_USAGE
+    if not settings.rules.paths:
+        print("kurative serve: no playbooks: pass --rules PATH or set playbooks.paths", file=sys.stderr)
+        return EXIT_USAGE
+    redactor = Redactor()
+    configure_logging(settings.logging, redactor)
+    return asyncio.run(_serve(settings, redactor))
+
+
+async def _serve(settings: Any, redactor: Any) -> int:
+    from kurative.daemon import Daemon
+
+    daemon = Daemon(settings, redactor=redactor)
+    loop = asyncio.get_running_loop()
+    signalled = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signalled
+        signalled += 1
+        if signalled > 1:
+            print("kurative serve: second signal, exiting now", file=sys.stderr)
+            os._exit(EXIT_SIGNALLED_TWICE)
+        daemon.request_stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await daemon.run()
+    return EXIT_OK

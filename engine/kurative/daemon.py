@@ -1,0 +1,302 @@
+"""The daemon's lifecycle: start every part in order, run them as named guarded tasks, stop in order.
+
+``kurative serve`` builds :class:`Daemon` from the settings and runs it; tests run it in-process and
+stop it with :meth:`Daemon.request_stop`. Start: secrets for the credentials, the journal (waiting for
+it with backoff), the playbooks (recorded in the journal's ruleset history), the adapters, the ingress
+socket; then one task group runs the ingress server, the matcher, the workers and the pruner. A task
+that crashes is logged and stops the daemon (in-flight work is recovered on the next start). Stop:
+``/readyz`` answers 503 at once, the ingress stops accepting and finishes what it has, the matcher
+stops, running executions get ``runner.shutdownTimeout`` to finish their step, leases are released,
+and the journal is closed last so that every commit is flushed.
+
+The official Kubernetes client takes long to import, so the daemon builds the Kubernetes adapter on
+the first step or secret that needs a cluster; a daemon without Kubernetes configuration says so once
+at start, and its Kubernetes steps fail with that message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
+from typing import Any
+
+import structlog
+
+from kurative import __version__
+from kurative.adapters.breaking import call_through
+from kurative.adapters.http import HttpAdapter
+from kurative.adapters.kube_settings import KubeSettings
+from kurative.adapters.prometheus import PrometheusAdapter
+from kurative.adapters.secrets import SecretStore
+from kurative.config import Settings
+from kurative.diagnostics import Severity
+from kurative.errors import ConfigError, JournalUnavailable, KurativeError
+from kurative.execution.breakers import BreakerPolicy
+from kurative.execution.matcher import ActiveRuleset, Matcher
+from kurative.execution.runner import ExecutionRunner, PlaybookCache, playbook_record_body
+from kurative.execution.services import Services
+from kurative.execution.workers import ClusterSlots, WorkerPool
+from kurative.ingress.app import IngressHooks, create_app
+from kurative.ingress.server import IngressServer, bind
+from kurative.ingress.settings import Credentials
+from kurative.journal import IncomingAlert, Journal, PlaybookVersion, open_journal, prune_periodically
+from kurative.linting.rulesets import load_ruleset
+from kurative.logging import Redactor
+from kurative.matching.ruleset import Ruleset
+
+log = structlog.get_logger("kurative.daemon")
+
+READY_PROBE_TIMEOUT = 2.0
+
+
+class LazyKubernetes:
+    """The Kubernetes adapter, imported and built on first use; ``client(cluster)`` as the adapter's."""
+
+    def __init__(self, settings: KubeSettings, breakers: BreakerPolicy) -> None:
+        self._settings = settings
+        self._breakers = breakers
+        self._adapter: Any = None
+
+    def _get(self) -> Any:
+        if self._adapter is None:
+            from kurative.adapters.kubernetes import KubernetesAdapter
+
+            self._adapter = KubernetesAdapter(self._settings, breakers=self._breakers.for_target)
+        return self._adapter
+
+    def client(self, cluster: str | None) -> Any:
+        return self._get().client(cluster)
+
+    def configured(self) -> str | None:
+        """None when the default cluster can be reached in principle, else why not."""
+        from kurative.adapters.kubernetes import ClusterConfigError
+
+        try:
+            self.client(None)
+        except ClusterConfigError as exc:
+            return str(exc)
+        return None
+
+    def close(self) -> None:
+        if self._adapter is not None:
+            self._adapter.close()
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, redactor: Redactor | None = None) -> None:
+        self.settings = settings
+        self.redactor = redactor or Redactor()
+        self.url: str | None = None
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._active: ActiveRuleset | None = None
+        self._journal: Journal | None = None
+        self.ready = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Begin the ordered shutdown (SIGTERM, SIGINT, a crashed task, a test)."""
+        if not self._stopping:
+            log.info("shutdown_requested")
+        self._stopping = True
+        self._stop.set()
+
+    # -- start ----------------------------------------------------------------------------------------
+
+    async def _credentials(self, secrets: SecretStore) -> Credentials:
+        auth = self.settings.auth
+        try:
+            tokens = [(await secrets.resolve(name)).reveal() for name in auth.bearer_tokens]
+            basic = [(user, (await secrets.resolve(ref)).reveal()) for user, ref in auth.basic]
+        except KurativeError as exc:
+            raise ConfigError(f"auth: {exc}") from None
+        for value in (*tokens, *(password for _, password in basic)):
+            self.redactor.add(value)
+        return Credentials(tuple(tokens), tuple(basic))
+
+    async def _load_playbooks(self, journal: Journal, cache: PlaybookCache) -> ActiveRuleset:
+        loaded = load_ruleset(self.settings.rules.paths)
+        for diagnostic in loaded.diagnostics:
+            level = "error" if diagnostic.severity is Severity.ERROR else "warning"
+            getattr(log, level)(
+                "playbook_problem", where=f"{diagnostic.path}:{diagnostic.line}:{diagnostic.column}",
+                code=diagnostic.code, message=diagnostic.message, hint=diagnostic.hint,
+            )  # fmt: skip
+        playbooks = [compiled.playbook for compiled in loaded.ruleset.playbooks]
+        conflicts = await journal.record_playbooks(
+            [PlaybookVersion(p.name, p.version, p.content_hash, playbook_record_body(p)) for p in playbooks]
+        )
+        refused = {(c.name, c.version) for c in conflicts}
+        for conflict in conflicts:
+            log.error(
+                "playbook_refused",
+                playbook=conflict.name,
+                version=conflict.version,
+                reason="its content changed but metadata.version did not: raise the version",
+            )
+        kept = [p for p in playbooks if (p.name, p.version) not in refused]
+        for playbook in kept:
+            cache.remember(playbook)
+        ruleset = Ruleset.compile(kept) if refused else loaded.ruleset
+        active = ActiveRuleset(ruleset, loaded.version)
+        log.info(
+            "playbooks_loaded",
+            playbooks=len(kept),
+            refused=len(refused),
+            errors=sum(d.severity is Severity.ERROR for d in loaded.diagnostics),
+            files=len(loaded.files),
+            ruleset=active.version,
+        )
+        return active
+
+    def _commit(self, journal: Journal, breakers: BreakerPolicy) -> Callable[
+        [Sequence[IncomingAlert]], Awaitable[tuple[str, ...]]
+    ]:  # fmt: skip
+        """Commits through the journal's breaker: only an unreachable database counts against it."""
+        breaker = breakers.for_target("journal")
+
+        async def commit(records: Sequence[IncomingAlert]) -> tuple[str, ...]:
+            async def attempt() -> tuple[tuple[str, ...], KurativeError | None]:
+                try:
+                    return await journal.commit_alerts(records), None
+                except JournalUnavailable:
+                    raise
+                except KurativeError as exc:
+                    return (), exc
+
+            ids, refused = await call_through(breaker, attempt, target="journal")
+            if refused is not None:
+                raise refused
+            return ids
+
+        return commit
+
+    async def _readiness(self) -> list[str]:
+        reasons = []
+        if self._stopping:
+            reasons.append("shutting down")
+        if self._active is None:
+            reasons.append("no ruleset loaded")
+        if self._journal is not None:
+            try:
+                async with asyncio.timeout(READY_PROBE_TIMEOUT):
+                    await self._journal.now()
+            except (KurativeError, TimeoutError) as exc:
+                reasons.append(f"journal unreachable: {exc or 'timed out'}")
+        return reasons
+
+    async def _guard(self, name: str, work: Coroutine[Any, Any, Any]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task_crashed", task=name)
+            self.request_stop()
+
+    # -- run ------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Start, serve until :meth:`request_stop`, stop in order."""
+        settings = self.settings
+        log.info("starting", version=__version__, config=settings.source, dry_run=settings.runner.dry_run)
+        breakers = BreakerPolicy(settings.breakers)
+        kubernetes = LazyKubernetes(settings.kubernetes, breakers)
+        secrets = SecretStore(settings.secrets, kubernetes=kubernetes)  # type: ignore[arg-type]
+        listen = replace(settings.listen, credentials=await self._credentials(secrets))
+        listen.check()
+        if not listen.credentials:
+            log.warning("no_credentials", hint="anyone on this host can post alerts; configure auth")
+        # An embedded SQLite journal belongs to this one process: bring its schema up to date itself.
+        embedded = settings.journal.url.lower().startswith("sqlite:")
+        journal = await open_journal(
+            settings.journal.url,
+            migrate=settings.journal.migrate or embedded,
+            wait=settings.journal.wait_seconds,
+            limits=settings.journal.limits,
+        )
+        self._journal = journal
+        http = HttpAdapter(breakers=breakers.for_target)
+        prometheus = PrometheusAdapter(settings.prometheus, breakers=breakers.for_target)
+        try:
+            cache = PlaybookCache(journal)
+            self._active = await self._load_playbooks(journal, cache)
+            services = Services(
+                kubernetes=kubernetes,
+                guards=settings.guards,
+                http=http,
+                prometheus=prometheus,
+                secrets=secrets,
+            )
+            slots = ClusterSlots(settings.runner.per_cluster)
+            runner = ExecutionRunner(journal, services, settings.runner, cache, slots.slot)
+            workers = WorkerPool(journal, runner, settings.runner)
+            matcher = Matcher(
+                journal,
+                lambda: self._active,
+                dry_run=settings.runner.dry_run,
+                poll_interval=settings.runner.poll_interval,
+                created=workers.wake,
+            )
+            hooks = IngressHooks(
+                commit=self._commit(journal, breakers),
+                readiness=self._readiness,
+                committed=matcher.wake,
+            )
+            server = IngressServer(create_app(listen, hooks), listen, bind(listen))
+            self.url = server.url
+            await self._serve(server, matcher, workers, kubernetes)
+        finally:
+            await http.aclose()
+            await prometheus.aclose()
+            kubernetes.close()
+            await journal.close()
+            self._journal = None
+            log.info("stopped")
+
+    async def _serve(
+        self, server: IngressServer, matcher: Matcher, workers: WorkerPool, kubernetes: LazyKubernetes
+    ) -> None:
+        settings = self.settings
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._guard("ingress", server.serve()), name="ingress")
+            tasks.create_task(self._guard("matcher", matcher.run()), name="matcher")
+            tasks.create_task(self._guard("workers", workers.run()), name="workers")
+            pruner = tasks.create_task(
+                self._guard(
+                    "pruner",
+                    prune_periodically(
+                        self._journal,  # type: ignore[arg-type]
+                        older_than=settings.journal.retention_seconds,
+                        on_report=lambda report: log.info("journal_pruned", **dataclasses.asdict(report)),
+                        on_error=lambda exc: log.warning("journal_prune_failed", error=str(exc)),
+                    ),
+                ),
+                name="pruner",
+            )
+            while not server.started and not self._stop.is_set():
+                await asyncio.sleep(0.01)
+            log.info("ready", url=self.url, owner=workers.owner, pid=os.getpid())
+            self.ready.set()
+            checking = asyncio.create_task(asyncio.to_thread(self._check_kubernetes, kubernetes))
+            await self._stop.wait()
+            # Ordered shutdown: stop taking alerts, stop matching, let steps finish, release leases.
+            server.stop()
+            matcher.stop()
+            await workers.stop(settings.runner.shutdown_timeout)
+            pruner.cancel()
+            await asyncio.wait([checking])
+
+    def _check_kubernetes(self, kubernetes: LazyKubernetes) -> None:
+        uses = any(
+            step.action.startswith("kubernetes.")
+            for compiled in (self._active.ruleset.playbooks if self._active else ())
+            for step in compiled.playbook.steps
+        )
+        if not uses:
+            return
+        problem = kubernetes.configured()
+        if problem is not None:
+            log.warning("kubernetes_not_configured", reason=problem, effect="Kubernetes steps will fail")
