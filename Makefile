@@ -13,9 +13,16 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+LISTEN ?= 127.0.0.1:9095
+JOURNAL ?= sqlite:///./kurative.db
+
+# The daemon on the example playbooks, in dry-run, with the embedded SQLite journal (no server needed).
 run: $(BIN)/.installed
-	$(BIN)/kurative lint examples/playbooks
-	$(BIN)/kurative lint rules/
+	@echo "kurative serve on http://$(LISTEN) (dry-run, journal $(JOURNAL)); stop it with Ctrl-C."
+	@echo "Send it an alert:   curl -s -H 'Content-Type: application/json' --data @examples/alerts/crashlooping.json http://$(LISTEN)/api/v1/alerts"
+	@echo "See what it did:    $(BIN)/kurative executions list --journal $(JOURNAL)"
+	@echo "                    $(BIN)/kurative executions show --journal $(JOURNAL) <ID>"
+	$(BIN)/kurative serve --rules examples/playbooks --dry-run --listen $(LISTEN) --journal $(JOURNAL)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
