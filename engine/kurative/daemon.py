@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -86,8 +86,15 @@ class LazyKubernetes:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, redactor: Redactor | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redactor: Redactor | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = settings
+        self._environ = os.environ if environ is None else environ
         self.redactor = redactor or Redactor()
         self.url: str | None = None
         self._stop = asyncio.Event()
@@ -204,7 +211,7 @@ class Daemon:
         log.info("starting", version=__version__, config=settings.source, dry_run=settings.runner.dry_run)
         breakers = BreakerPolicy(settings.breakers)
         kubernetes = LazyKubernetes(settings.kubernetes, breakers)
-        secrets = SecretStore(settings.secrets, kubernetes=kubernetes)  # type: ignore[arg-type]
+        secrets = SecretStore(settings.secrets, kubernetes=kubernetes, environ=self._environ)  # type: ignore[arg-type]
         listen = replace(settings.listen, credentials=await self._credentials(secrets))
         listen.check()
         if not listen.credentials:
