@@ -126,7 +126,7 @@ async def test_kill_during_a_slow_step_and_during_a_webhook_repeats_nothing_unsa
     setup: Setup, serve: tuple[Serve, str]
 ) -> None:
     process, url = serve
-    setup.sink.answer(200, delay=3.0, path="/slow", times=1)  # the first slow hook is cut by the kill
+    setup.sink.answer(200, delay=3.0, path="/slow", times=2)  # both first slow hooks are cut by the kill
     process.start()
     await ready(url)
     await post(url, "p1", "p2")
