@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import enum
 import getpass
 import io
 import json
@@ -105,6 +106,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
