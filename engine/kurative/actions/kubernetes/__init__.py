@@ -1,7 +1,7 @@
 """The Kubernetes actions of the catalogue, one module per family, each action real.
 
-Importing this package declares every ``kubernetes.*`` action, attaches its implementation and
-wraps it so that the rendered params are checked against the declared schema before it runs.
+Importing this package declares every ``kubernetes.*`` action and attaches its implementation; the
+rendered params are checked against the declared schema before any action runs (``ActionSpec.run``).
 
 What the runner provides (``ActionContext``):
 
@@ -28,13 +28,10 @@ Crash recovery asks :func:`check_effect` whether a step recorded as started alre
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
-import jsonschema
-
-from kurative.actions.base import ActionContext, ActionFunc, RepeatSafety
+from kurative.actions.base import ActionContext, RepeatSafety
 from kurative.actions.kubernetes import (  # noqa: F401  (importing declares the actions)
     generic,
     jobs,
@@ -53,42 +50,7 @@ from kurative.actions.kubernetes._common import (
     KubeClients,
     KubeGuards,
 )
-from kurative.actions.registry import all_actions, get_action, implement
-from kurative.errors import PermanentActionError
-
-HINT_KEY = "x-kurative-hint"  # a schema's own words for a oneOf/anyOf failure ("give replicas or delta")
-
-
-def _validating(name: str, schema: Mapping[str, Any], func: ActionFunc) -> ActionFunc:
-    """Check the rendered params against the declared schema before the action runs.
-
-    Lint checks literal params; templates are only known at run time, so a label that rendered to a
-    number, or a typo in a param name, is caught here with a clear permanent error.
-    """
-    validator = jsonschema.Draft202012Validator(schema)
-
-    @functools.wraps(func)
-    async def run(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-        problems = sorted(validator.iter_errors(dict(params)), key=lambda e: list(map(str, e.absolute_path)))
-        if problems:
-            details = "; ".join(
-                f"{'.'.join(map(str, e.absolute_path)) or 'params'}: "
-                + (
-                    e.schema.get(HINT_KEY)
-                    if e.validator in ("oneOf", "anyOf") and HINT_KEY in e.schema
-                    else e.message
-                )
-                for e in problems[:5]
-            )
-            raise PermanentActionError(f"invalid params for {name}: {details}")
-        return await func(ctx, params)
-
-    return run
-
-
-for _spec in list(all_actions()):
-    if _spec.name.startswith("kubernetes.") and _spec.implementation is not None:
-        implement(_spec.name)(_validating(_spec.name, _spec.params, _spec.implementation))
+from kurative.actions.registry import get_action
 
 __all__ = ["STAMP_ANNOTATION", "Effect", "KubeClient", "KubeClients", "KubeGuards", "check_effect"]
 
