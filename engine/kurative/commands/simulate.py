@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kurative.alerts import MAX_PAYLOAD_BYTES, load_json, parse_notification
-from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument
+from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument, require_paths
 from kurative.diagnostics import has_errors
 from kurative.errors import AlertError, UsageError
 from kurative.linting.lint import lint_paths
@@ -111,7 +111,8 @@ def load_ruleset(paths: list[str]) -> Ruleset | None:
     """The ruleset of ``paths``, or ``None`` after printing the load errors to stderr.
 
     The playbooks get every lint check, so an alert is never simulated against a ruleset the daemon
-    would refuse."""
+    would refuse. A path that does not exist is a usage error."""
+    require_paths(paths, "--rules: ")
     result = lint_paths(paths)
     for diagnostic in result.diagnostics:
         print(diagnostic.format(), file=sys.stderr)
