@@ -56,6 +56,8 @@ _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
+_MAX_INT_BITS = 14_284  # at most 4,300 decimal digits: what JSON accepts, and what Python will print
+_LOG10_2 = 0.30103
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -289,37 +291,47 @@ def _short(value: Any, depth: int = 0) -> str:
         text = json.dumps(value)
     elif isinstance(value, int):
         text = (
-            str(value) if value.bit_length() < 200 else f"a number of {len(str(value.bit_length()))}+ digits"
+            str(value)
+            if value.bit_length() < 200
+            else f"a number of about {int(value.bit_length() * _LOG10_2) + 1} digits"
         )
     else:
         text = type(value).__name__
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_depth(payload: Any) -> None:
-    """Refuse values nested deeper than any alert input is, before anything recurses into them."""
+def _check_shape(payload: Any) -> None:
+    """Refuse values nested deeper than any alert input is, and integers too long to print (a Python
+    caller's; JSON stops at 4,300 digits), before anything recurses into them or formats them."""
     # entries: value, depth, parent entry, key in the parent (the path is rebuilt only for the message)
     stack: list[tuple[Any, int, Any, Any]] = [(payload, 0, None, None)]
     while stack:
         entry = stack.pop()
         value, depth = entry[0], entry[1]
-        if depth > MAX_DEPTH:
-            path: list[str | int] = []
-            while entry[2] is not None:
-                key = entry[3]
-                path.append(key if isinstance(key, str | int) and not isinstance(key, bool) else _short(key))
-                entry = entry[2]
-            raise AlertError(f"{_where('', path[::-1][:MAX_DEPTH])}: nested deeper than {MAX_DEPTH} levels")
-        items = (
-            value.items()
-            if isinstance(value, dict)
-            else enumerate(value)
-            if isinstance(value, list | tuple)
-            else ()
-        )
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list | tuple):
+            items = enumerate(value)
+        else:
+            continue
         for key, item in items:
             if isinstance(item, dict | list | tuple):
+                if depth + 1 > MAX_DEPTH:
+                    raise AlertError(
+                        f"{_path_of((item, depth + 1, entry, key))}: nested deeper than {MAX_DEPTH} levels"
+                    )
                 stack.append((item, depth + 1, entry, key))
+            elif isinstance(item, int) and item.bit_length() > _MAX_INT_BITS:
+                raise AlertError(f"{_path_of((item, depth + 1, entry, key))}: {_short(item)} is too large")
+
+
+def _path_of(entry: tuple[Any, int, Any, Any]) -> str:
+    path: list[str | int] = []
+    while entry[2] is not None:
+        key = entry[3]
+        path.append(key if isinstance(key, str | int) and not isinstance(key, bool) else _short(key))
+        entry = entry[2]
+    return _where("", path[::-1][:MAX_DEPTH])
 
 
 def _is_label_set(value: Any) -> bool:
@@ -446,7 +458,7 @@ def parse_notification(payload: Any, now: datetime | None = None) -> Notificatio
     ``endsAt`` is set is already resolved. Raises :class:`AlertError` naming the bad field.
     """
     moment = now or datetime.now(UTC)
-    _check_depth(payload)
+    _check_shape(payload)
     if isinstance(payload, list):
         _validate(payload, "prometheusAlerts", "")
         alerts = tuple(_alert_from(raw, f"[{i}]", None, moment) for i, raw in enumerate(payload))

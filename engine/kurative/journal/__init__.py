@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import urllib.parse
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from kurative.errors import UsageError
 from kurative.journal.backoff import Backoff, retry_until
@@ -64,6 +64,7 @@ __all__ = [
     "IncomingAlert",
     "Journal",
     "JournalLimits",
+    "JournalTarget",
     "Lease",
     "LimitRequest",
     "Page",
@@ -77,6 +78,7 @@ __all__ = [
     "StepStatus",
     "StoredAlert",
     "open_journal",
+    "parse_journal_url",
     "prune_periodically",
     "redact_url",
 ]
@@ -142,6 +144,27 @@ def _check_url_text(url: object) -> str:
     return url
 
 
+class JournalTarget(NamedTuple):
+    """Where a journal URL points: the backend, its target (a file path or a libpq URL), the URL shown."""
+
+    backend: Literal["sqlite", "postgresql"]
+    target: str
+    shown: str
+
+
+def parse_journal_url(url: str) -> JournalTarget:
+    """Check a journal URL without connecting; every problem is a :class:`UsageError` (exit 2)."""
+    url = _check_url_text(url)
+    scheme = url.split(":", 1)[0].lower()
+    shown = redact_url(url)
+    if scheme == "sqlite":
+        return JournalTarget("sqlite", _sqlite_path(url), shown)
+    if scheme in ("postgresql", "postgres"):
+        _check_postgres_url(url, shown)
+        return JournalTarget("postgresql", url, shown)
+    raise UsageError(f"unsupported journal URL {shown!r}: use sqlite:///path.db or postgresql://user@host/db")
+
+
 def _check_wait(wait: float) -> float:
     if isinstance(wait, bool) or not isinstance(wait, int | float) or not math.isfinite(wait) or wait < 0:
         raise UsageError(f"wait: {wait!r} is not a number of seconds (a finite number, 0 or more)")
@@ -172,21 +195,15 @@ async def open_journal(
     from kurative.journal.postgres import PostgresJournal
     from kurative.journal.sqlite import SQLiteJournal
 
-    url = _check_url_text(url)
+    target = parse_journal_url(url)
     wait = _check_wait(wait)
-    scheme = url.split(":", 1)[0].lower()
-    shown = redact_url(url)
+    shown = target.shown
     journal: SQLiteJournal | PostgresJournal
-    if scheme == "sqlite":
-        journal = SQLiteJournal(
-            _sqlite_path(url), url=shown, limits=limits, group_commit=group_commit, **options
-        )
-    elif scheme in ("postgresql", "postgres"):
-        _check_postgres_url(url, shown)
-        journal = PostgresJournal(url, url_shown=shown, limits=limits, group_commit=group_commit, **options)
+    if target.backend == "sqlite":
+        journal = SQLiteJournal(target.target, url=shown, limits=limits, group_commit=group_commit, **options)
     else:
-        raise UsageError(
-            f"unsupported journal URL {shown!r}: use sqlite:///path.db or postgresql://user@host/db"
+        journal = PostgresJournal(
+            target.target, url_shown=shown, limits=limits, group_commit=group_commit, **options
         )
 
     async def connect() -> None:
