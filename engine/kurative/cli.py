@@ -75,14 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: one line, or the traceback when asked for
-        if _debugging(args):
+        debugging = _debugging(args)
+        if debugging:
             traceback.print_exc()
         where = f"kurative {args.command}" if args is not None else "kurative"
-        detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        detail = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0][:300]
+        hint = "" if debugging else f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
         print(
-            f"{where}: internal error (a bug in kurative, please report it): {detail} "
-            f"(run with --debug or {DEBUG_ENV}=1 for the traceback)",
-            file=sys.stderr,
+            f"{where}: internal error (a bug in kurative, please report it): {detail}{hint}", file=sys.stderr
         )
         return EXIT_SOFTWARE
 
