@@ -58,6 +58,7 @@ _RFC3339 = re.compile(
 )
 _MAX_INT_BITS = 14_284  # at most 4,300 decimal digits: what JSON accepts, and what Python will print
 _LOG10_2 = 0.30103
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -271,7 +272,8 @@ _LABEL_SETS = frozenset({"labels", "annotations", "groupLabels", "commonLabels",
 def _where(prefix: str, path: Sequence[str | int]) -> str:
     out = prefix
     for part in path:
-        name = clean_text(part) if isinstance(part, str) else _short(part)
+        # other names are quoted as JMESPath quotes them: labels."app.kubernetes.io/name"
+        name = part if isinstance(part, str) and _IDENTIFIER.fullmatch(part) else _short(part)
         out += f"[{part}]" if isinstance(part, int) else (f".{name}" if out else name)
     return out or "payload"
 
@@ -437,6 +439,8 @@ def _alert_from(raw: Mapping[str, Any], where: str, status: AlertStatus | None, 
     ends_at = _timestamp(raw, "endsAt", where)
     if starts_at is None:
         starts_at = now  # as Alertmanager does for an alert without a start
+    # Only Alertmanager's webhook carries a fingerprint; Alertmanager ignores one in a posted alert.
+    given = str(raw.get("fingerprint") or "") or None if status is not None else None
     if status is None:
         # Prometheus sends no status: an alert whose end lies in the past is resolved.
         status = "resolved" if ends_at is not None and ends_at <= now else "firing"
@@ -447,7 +451,7 @@ def _alert_from(raw: Mapping[str, Any], where: str, status: AlertStatus | None, 
         starts_at=starts_at,
         ends_at=ends_at,
         generator_url=str(raw.get("generatorURL") or ""),
-        given_fingerprint=str(raw.get("fingerprint") or "") or None,
+        given_fingerprint=given,
     )
 
 

@@ -81,7 +81,7 @@ def read_payload(name: str) -> Any:
     if loaded.diagnostics:
         if looks_like_json and suffix not in (".yaml", ".yml"):
             raise UsageError(str(json_error)) from None
-        problem = loaded.diagnostics[0].format()
+        problem = " ".join(loaded.diagnostics[0].format().split())  # one line, whatever the parser said
         raise UsageError(problem if suffix in (".yaml", ".yml") else f"neither JSON nor YAML: {problem}")
     if len(loaded.documents) != 1:
         raise UsageError(f"{name}: {len(loaded.documents)} YAML documents; write one payload per file")

@@ -138,7 +138,7 @@ def _check_url_text(url: object) -> str:
     try:
         url.encode("utf-8")
     except UnicodeEncodeError:
-        raise UsageError(f"invalid journal URL {url!r}: not valid UTF-8 text") from None
+        raise UsageError(f"invalid journal URL {redact_url(url)!r}: not valid UTF-8 text") from None
     if "\x00" in url:
         raise UsageError(f"invalid journal URL {redact_url(url)!r}: it contains a NUL byte")
     return url

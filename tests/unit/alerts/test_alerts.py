@@ -448,3 +448,10 @@ def test_a_payload_over_the_size_limit_is_refused_before_it_is_parsed() -> None:
 
     with pytest.raises(AlertError, match=r"^payload: 16\.0 MiB is more than the 16 MiB"):
         parse_json(b" " * (MAX_PAYLOAD_BYTES + 1), NOW)
+
+
+def test_a_fingerprint_in_a_posted_alert_is_ignored_as_alertmanager_ignores_it() -> None:
+    labels = {"alertname": "A"}
+    (posted,) = parse_notification([{"labels": labels, "fingerprint": "0"}], NOW).alerts
+    (single,) = parse_notification({"labels": labels, "fingerprint": "0"}, NOW).alerts
+    assert posted.fingerprint == single.fingerprint == fingerprint(labels)
