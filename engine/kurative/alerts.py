@@ -58,6 +58,7 @@ _RFC3339 = re.compile(
 )
 _MAX_INT_BITS = 14_284  # at most 4,300 decimal digits: what JSON accepts, and what Python will print
 _LOG10_2 = 0.30103
+_MAX_UINT64 = 2**64 - 1  # truncatedAlerts is a uint64 in Alertmanager
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -375,7 +376,7 @@ def _certainly_valid(payload: Any, definition: str) -> bool:
         if key in payload and not _is_label_set(payload[key]):
             return False
     if "truncatedAlerts" in payload and not (
-        type(payload["truncatedAlerts"]) is int and payload["truncatedAlerts"] >= 0
+        type(payload["truncatedAlerts"]) is int and 0 <= payload["truncatedAlerts"] <= _MAX_UINT64
     ):
         return False
     alerts = payload.get("alerts")
@@ -384,7 +385,8 @@ def _certainly_valid(payload: Any, definition: str) -> bool:
 
 def _validate(payload: Any, definition: str, prefix: str) -> None:
     if _certainly_valid(payload, definition):
-        return
+        return  # nothing but the fields read below, all plain; unknown fields are never looked at
+    _check_shape(payload)
     try:
         errors = sorted(_validator(definition).iter_errors(payload), key=lambda e: list(e.absolute_path))
     except (ValueError, RecursionError, TypeError):
@@ -409,6 +411,8 @@ def _validate(payload: Any, definition: str, prefix: str) -> None:
         message = "label names must not be empty"
     elif error.validator == "minimum":
         message = f"{_short(error.instance)} is less than the minimum of {error.validator_value}"
+    elif error.validator == "maximum":
+        message = f"{_short(error.instance)} is more than the maximum of {error.validator_value}"
     else:
         message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
@@ -422,19 +426,24 @@ def _timestamp(raw: Mapping[str, Any], key: str, where: str) -> datetime | None:
     return parse_timestamp(str(value), f"{where}.{key}")
 
 
-def _label_set(value: Mapping[Any, str] | None, where: str, *, labels: bool) -> dict[str, str]:
-    """A checked label or annotation set, normalised as Alertmanager does (see the module docstring)."""
+def _checked_names(value: Mapping[Any, str] | None, where: str) -> Mapping[str, str]:
     odd = [name for name in value or {} if not isinstance(name, str)]
     if odd:  # only YAML can say this; JSON keys are always strings
         raise AlertError(f"{where}: names must be strings, not {_short(odd[0])}")
+    return value or {}
+
+
+def _label_set(value: Mapping[Any, str] | None, where: str, *, labels: bool) -> dict[str, str]:
+    """A checked group label or annotation set, normalised as :meth:`Alert.make` normalises an alert's."""
+    value = _checked_names(value, where)
     return {
         clean_text(name): clean_text(text) for name, text in (value or {}).items() if text != "" or not labels
     }
 
 
 def _alert_from(raw: Mapping[str, Any], where: str, status: AlertStatus | None, now: datetime) -> Alert:
-    labels = _label_set(raw["labels"], f"{where}.labels", labels=True)
-    annotations = _label_set(raw.get("annotations"), f"{where}.annotations", labels=False)
+    labels = _checked_names(raw["labels"], f"{where}.labels")
+    annotations = _checked_names(raw.get("annotations"), f"{where}.annotations")
     starts_at = _timestamp(raw, "startsAt", where)
     ends_at = _timestamp(raw, "endsAt", where)
     if starts_at is None:
@@ -462,7 +471,6 @@ def parse_notification(payload: Any, now: datetime | None = None) -> Notificatio
     ``endsAt`` is set is already resolved. Raises :class:`AlertError` naming the bad field.
     """
     moment = now or datetime.now(UTC)
-    _check_shape(payload)
     if isinstance(payload, list):
         _validate(payload, "prometheusAlerts", "")
         alerts = tuple(_alert_from(raw, f"[{i}]", None, moment) for i, raw in enumerate(payload))

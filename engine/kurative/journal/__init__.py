@@ -127,6 +127,8 @@ def _check_postgres_url(url: str, shown: str) -> None:
     except ProgrammingError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "not a connection URL"
         raise UsageError(f"{invalid}: {reason}") from None
+    except UnicodeDecodeError:  # %ed%a0%80: percent-encoded bytes that are not UTF-8
+        raise UsageError(f"{invalid}: a percent-encoded part is not UTF-8 text") from None
     for port in str(params.get("port") or "").split(","):
         if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
             raise UsageError(f"{invalid}: port {port!r} is not a number from 1 to 65535")

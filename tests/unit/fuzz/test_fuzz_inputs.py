@@ -431,6 +431,7 @@ url_parts = st.tuples(
 @example(url="postgresql://u@my db/j")
 @example(url="postgresql://u@db/\udcff")
 @example(url="postgres://%00@db/j")
+@example(url="postgresql://db/%ed%a0%80")
 def test_journal_urls_give_a_target_or_a_usage_error(url: str) -> None:
     shown = redact_url(url)  # total: used in every message about the URL
     with_password = url.startswith(("postgresql://u:s3cret@", "postgres://u:s3cret@"))

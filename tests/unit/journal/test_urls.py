@@ -68,6 +68,7 @@ async def test_an_in_memory_journal_works() -> None:
         ("postgresql://kurative:secret@[::1/journal", "Invalid IPv6 URL"),
         ("postgresql://kurative@my db/journal", "unexpected spaces"),
         ("postgresql://kurative@db/\udcff", "not valid UTF-8 text"),
+        ("postgresql://kurative@db/%ed%a0%80", "a percent-encoded part is not UTF-8 text"),
         ("sqlite:///\ud800.db", "not valid UTF-8 text"),
     ],
 )
