@@ -10,12 +10,12 @@ JMESPath or ``${…}`` is just text).
 
 When an input carries no ``fingerprint`` it is computed the way Alertmanager computes
 ``model.LabelSet.Fingerprint()``: FNV-1a 64 over the label names in byte order, each name and value
-followed by the separator byte 0xff, printed as 16 lower-case hex digits. So the same alert gets the
-same fingerprint whether it reached us through Alertmanager or straight from Prometheus, labels are
-normalised first the way Alertmanager does before it fingerprints an alert: a label with an empty
-value is dropped (``removeEmptyLabels`` in its ``POST /api/v2/alerts`` handler; what it sends on in a
-webhook therefore never has one), and a lone UTF-16 surrogate (``"\ud800"`` in JSON) becomes U+FFFD,
-as Go's JSON decoder makes it.
+followed by the separator byte 0xff, printed as 16 lower-case hex digits. So that the same alert gets
+the same fingerprint whether it reached us through Alertmanager or straight from Prometheus, labels
+are first normalised the way Alertmanager normalises them before it fingerprints an alert: a label
+with an empty value is dropped (``removeEmptyLabels`` in its ``POST /api/v2/alerts`` handler, so
+what it sends on in a webhook never has one), and a lone UTF-16 surrogate (``"\ud800"`` in JSON)
+becomes U+FFFD, as Go's JSON decoder makes it. tests/e2e checks both against a real Alertmanager.
 
 The parser is total: whatever JSON value (or YAML-loaded value) it is given, of any depth and up to
 :data:`MAX_PAYLOAD_BYTES`, it returns a :class:`Notification` or raises :class:`AlertError`.
@@ -436,9 +436,7 @@ def _checked_names(value: Mapping[Any, str] | None, where: str) -> Mapping[str, 
 def _label_set(value: Mapping[Any, str] | None, where: str, *, labels: bool) -> dict[str, str]:
     """A checked group label or annotation set, normalised as :meth:`Alert.make` normalises an alert's."""
     value = _checked_names(value, where)
-    return {
-        clean_text(name): clean_text(text) for name, text in (value or {}).items() if text != "" or not labels
-    }
+    return {clean_text(name): clean_text(text) for name, text in value.items() if text != "" or not labels}
 
 
 def _alert_from(raw: Mapping[str, Any], where: str, status: AlertStatus | None, now: datetime) -> Alert:
