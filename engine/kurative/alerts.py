@@ -334,7 +334,7 @@ def _path_of(entry: tuple[Any, int, Any, Any]) -> str:
         key = entry[3]
         path.append(key if isinstance(key, str | int) and not isinstance(key, bool) else _short(key))
         entry = entry[2]
-    return _where("", path[::-1][:MAX_DEPTH])
+    return _where("", path[::-1])
 
 
 def _is_label_set(value: Any) -> bool:

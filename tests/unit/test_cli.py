@@ -68,9 +68,10 @@ HOSTILE_FILES: dict[str, tuple[bytes, str]] = {
     "truncated.txt": (b"[" + b'{"labels": {"a": "b"}}, ' * 40_000, "not valid JSON: Expecting value"),
     "deep.json": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     "deep-value.json": (
-        b'[{"labels": {"a": "b"}, "x": ' + b"[" * 500 + b"]" * 500 + b"}]",
-        "nested deeper than 16",
+        b'[{"labels": {"a": ' + b"[" * 500 + b"]" * 500 + b"}}]",
+        "deep-value.json: [0].labels.a" + "[0]" * 14 + ": nested deeper than 16 levels",
     ),
+    "big.yaml": (b"labels: {a: b}\n" + b"# padding\n" * 120_000, "a YAML alerts file may hold"),
     "latin1.json": ('[{"labels": {"a": "é"}}]'.encode("latin-1"), "not UTF-8 text"),
     "empty.json": (b"", "not valid JSON"),
 }

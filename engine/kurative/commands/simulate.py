@@ -70,6 +70,7 @@ def read_payload(name: str) -> Any:
         ) from None
     suffix = Path(name).suffix.lower()
     looks_like_json = text.lstrip()[:1] in ("{", "[")
+    json_error: AlertError | None = None
     if suffix not in (".yaml", ".yml"):
         try:
             return load_json(text, name)
@@ -77,12 +78,17 @@ def read_payload(name: str) -> Any:
             json_error = exc
         if suffix == ".json" or len(raw) > (_FLOW_YAML_BYTES if looks_like_json else MAX_FILE_BYTES):
             raise UsageError(str(json_error)) from None
+    elif len(raw) > MAX_FILE_BYTES:
+        raise UsageError(
+            f"{name}: {len(raw) / 1_048_576:.1f} MiB is more than the {MAX_FILE_BYTES // 1024} KiB a YAML "
+            "alerts file may hold (write large payloads as JSON)"
+        )
     loaded = load_yaml_text(name, text)
     if loaded.diagnostics:
-        if looks_like_json and suffix not in (".yaml", ".yml"):
+        if json_error is not None and looks_like_json:
             raise UsageError(str(json_error)) from None
         problem = " ".join(loaded.diagnostics[0].format().split())  # one line, whatever the parser said
-        raise UsageError(problem if suffix in (".yaml", ".yml") else f"neither JSON nor YAML: {problem}")
+        raise UsageError(problem if json_error is None else f"neither JSON nor YAML: {problem}")
     if len(loaded.documents) != 1:
         raise UsageError(f"{name}: {len(loaded.documents)} YAML documents; write one payload per file")
     return loaded.documents[0].data
