@@ -10,14 +10,23 @@ JMESPath or ``${…}`` is just text).
 
 When an input carries no ``fingerprint`` it is computed the way Alertmanager computes
 ``model.LabelSet.Fingerprint()``: FNV-1a 64 over the label names in byte order, each name and value
-followed by the separator byte 0xff, printed as 16 lower-case hex digits. So the same alert gets the
-same fingerprint whether it reached us through Alertmanager or straight from Prometheus.
+followed by the separator byte 0xff, printed as 16 lower-case hex digits. So that the same alert gets
+the same fingerprint whether it reached us through Alertmanager or straight from Prometheus, labels
+are first normalised the way Alertmanager normalises them before it fingerprints an alert: a label
+with an empty value is dropped (``removeEmptyLabels`` in its ``POST /api/v2/alerts`` handler, so
+what it sends on in a webhook never has one), and a lone UTF-16 surrogate (``"\ud800"`` in JSON)
+becomes U+FFFD, as Go's JSON decoder makes it. tests/e2e checks both against a real Alertmanager.
+
+The parser is total: whatever JSON value (or YAML-loaded value) it is given, of any depth and up to
+:data:`MAX_PAYLOAD_BYTES`, it returns a :class:`Notification` or raises :class:`AlertError`.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +41,11 @@ from kurative.errors import AlertError
 
 AlertStatus = Literal["firing", "resolved"]
 
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+"""The largest alert payload accepted (an HTTP body, an alerts file): 2,000 alerts take about 600 KB."""
+MAX_DEPTH = 16
+"""The deepest nesting accepted; a webhook's label values are four levels down."""
+
 _FNV_OFFSET = 14695981039346656037
 _FNV_PRIME = 1099511628211
 _MASK = (1 << 64) - 1
@@ -39,16 +53,33 @@ _MASK = (1 << 64) - 1
 # Alertmanager and Go write the zero time for "unset".
 _ZERO_TIMES = frozenset({"0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"})
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
+_MAX_INT_BITS = 14_284  # at most 4,300 decimal digits: what JSON accepts, and what Python will print
+_LOG10_2 = 0.30103
+_MAX_UINT64 = 2**64 - 1  # truncatedAlerts is a uint64 in Alertmanager
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD, as Go's JSON decoder does.
+
+    Python's JSON decoder keeps ``"\ud800"`` as a code point no UTF-8 encoder accepts; Alertmanager
+    sees U+FFFD there. Replacing it keeps our fingerprints equal to Alertmanager's and our output
+    encodable."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:
     """Alertmanager's fingerprint of a label set, as 16 lower-case hex digits."""
-    data = b"".join(
-        name.encode("utf-8") + b"\xff" + labels[name].encode("utf-8") + b"\xff"
-        for name in sorted(labels, key=lambda n: n.encode("utf-8"))
-    )
+    encoded = {
+        clean_text(name).encode("utf-8"): clean_text(value).encode("utf-8") for name, value in labels.items()
+    }
+    data = b"".join(name + b"\xff" + encoded[name] + b"\xff" for name in sorted(encoded))
     h = _FNV_OFFSET
     prime = _FNV_PRIME
     mask = _MASK
@@ -61,16 +92,25 @@ def parse_timestamp(text: str, where: str = "timestamp") -> datetime | None:
     """An RFC 3339 time as an aware UTC datetime; Go's zero time means unset (``None``)."""
     if text in _ZERO_TIMES or text.startswith("0001-01-01T00:00:00"):
         return None
-    match = _RFC3339.match(text)
-    if match is None:
+    if _RFC3339.fullmatch(text) is None:
         raise AlertError(
-            f"{where}: invalid timestamp {text!r}: write an RFC 3339 time such as 2024-05-01T12:00:00Z"
+            f"{where}: invalid timestamp {_quoted(text)}: write an RFC 3339 time such as 2024-05-01T12:00:00Z"
         )
     try:
         parsed = datetime.fromisoformat(text.replace("t", "T").replace("z", "Z"))
+        return parsed.astimezone(UTC)
     except ValueError as exc:
-        raise AlertError(f"{where}: invalid timestamp {text!r}: {exc}") from None
-    return parsed.astimezone(UTC)
+        raise AlertError(f"{where}: invalid timestamp {_quoted(text)}: {exc}") from None
+    except OverflowError:
+        # 9999-12-31T23:59:59-01:00 is a valid RFC 3339 time, but lies in the year 10000 in UTC
+        raise AlertError(
+            f"{where}: timestamp {_quoted(text)} is out of range: "
+            "times must lie between the years 0001 and 9999 in UTC"
+        ) from None
+
+
+def _quoted(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
 def format_timestamp(moment: datetime | None) -> str | None:
@@ -111,9 +151,14 @@ class Alert:
         given_fingerprint: str | None = None,
         starts_at_given: bool = True,
     ) -> Alert:
-        """Build an alert from already-checked values; the fingerprint is computed when not given."""
-        label_dict = dict(labels)
-        annotation_dict = dict(annotations or {})
+        """Build an alert from already-checked values; the fingerprint is computed when not given.
+
+        Labels with an empty value are dropped and lone surrogates replaced, as Alertmanager does
+        before it fingerprints an alert (see the module docstring)."""
+        label_dict = {clean_text(name): clean_text(value) for name, value in labels.items() if value != ""}
+        annotation_dict = {clean_text(name): clean_text(value) for name, value in (annotations or {}).items()}
+        generator_url = clean_text(generator_url)
+        given_fingerprint = clean_text(given_fingerprint) if given_fingerprint else None
         fp = given_fingerprint or fingerprint(label_dict)
         document = {
             "status": status,
@@ -248,13 +293,68 @@ _LABEL_SETS = frozenset({"labels", "annotations", "groupLabels", "commonLabels",
 def _where(prefix: str, path: Sequence[str | int]) -> str:
     out = prefix
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        # other names are quoted as JMESPath quotes them: labels."app.kubernetes.io/name"
+        name = part if isinstance(part, str) and _IDENTIFIER.fullmatch(part) else _short(part)
+        out += f"[{part}]" if isinstance(part, int) else (f".{name}" if out else name)
     return out or "payload"
 
 
-def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+def _short(value: Any, depth: int = 0) -> str:
+    """At most 60 characters of ``value`` as JSON, for messages; total on any value of any size."""
+    if isinstance(value, list | tuple):
+        if depth >= 2:
+            return "[...]" if value else "[]"
+        items = [_short(item, depth + 1) for item in itertools.islice(value, 4)]
+        text = "[" + ", ".join(items[:3]) + (", ...]" if len(items) > 3 else "]")
+    elif isinstance(value, dict):
+        text = "{...}" if value else "{}"
+    elif isinstance(value, str):
+        text = json.dumps(clean_text(value[:60]) + ("..." if len(value) > 60 else ""), ensure_ascii=False)
+    elif isinstance(value, bool) or value is None or isinstance(value, float):
+        text = json.dumps(value)
+    elif isinstance(value, int):
+        text = (
+            str(value)
+            if value.bit_length() < 200
+            else f"a number of about {int(value.bit_length() * _LOG10_2) + 1} digits"
+        )
+    else:
+        text = type(value).__name__
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_shape(payload: Any) -> None:
+    """Refuse values nested deeper than any alert input is, and integers too long to print (a Python
+    caller's; JSON stops at 4,300 digits), before anything recurses into them or formats them."""
+    # entries: value, depth, parent entry, key in the parent (the path is rebuilt only for the message)
+    stack: list[tuple[Any, int, Any, Any]] = [(payload, 0, None, None)]
+    while stack:
+        entry = stack.pop()
+        value, depth = entry[0], entry[1]
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list | tuple):
+            items = enumerate(value)
+        else:
+            continue
+        for key, item in items:
+            if isinstance(item, dict | list | tuple):
+                if depth + 1 > MAX_DEPTH:
+                    raise AlertError(
+                        f"{_path_of((item, depth + 1, entry, key))}: nested deeper than {MAX_DEPTH} levels"
+                    )
+                stack.append((item, depth + 1, entry, key))
+            elif isinstance(item, int) and item.bit_length() > _MAX_INT_BITS:
+                raise AlertError(f"{_path_of((item, depth + 1, entry, key))}: {_short(item)} is too large")
+
+
+def _path_of(entry: tuple[Any, int, Any, Any]) -> str:
+    path: list[str | int] = []
+    while entry[2] is not None:
+        key = entry[3]
+        path.append(key if isinstance(key, str | int) and not isinstance(key, bool) else _short(key))
+        entry = entry[2]
+    return _where("", path[::-1])
 
 
 def _is_label_set(value: Any) -> bool:
@@ -296,7 +396,7 @@ def _certainly_valid(payload: Any, definition: str) -> bool:
         if key in payload and not _is_label_set(payload[key]):
             return False
     if "truncatedAlerts" in payload and not (
-        type(payload["truncatedAlerts"]) is int and payload["truncatedAlerts"] >= 0
+        type(payload["truncatedAlerts"]) is int and 0 <= payload["truncatedAlerts"] <= _MAX_UINT64
     ):
         return False
     alerts = payload.get("alerts")
@@ -305,8 +405,13 @@ def _certainly_valid(payload: Any, definition: str) -> bool:
 
 def _validate(payload: Any, definition: str, prefix: str) -> None:
     if _certainly_valid(payload, definition):
-        return
-    errors = sorted(_validator(definition).iter_errors(payload), key=lambda e: list(e.absolute_path))
+        return  # nothing but the fields read below, all plain; unknown fields are never looked at
+    _check_shape(payload)
+    try:
+        errors = sorted(_validator(definition).iter_errors(payload), key=lambda e: list(e.absolute_path))
+    except (ValueError, RecursionError, TypeError):
+        # jsonschema formats its messages eagerly: a Python caller's integer of 10,000 digits, say
+        raise AlertError(f"{prefix or 'payload'}: cannot be checked (a value is too large)") from None
     if not errors:
         return
     error = errors[0]
@@ -324,8 +429,12 @@ def _validate(payload: Any, definition: str, prefix: str) -> None:
         message = f"{_short(error.instance)} is not supported (only {error.validator_value!r})"
     elif error.validator == "minLength":
         message = "label names must not be empty"
+    elif error.validator == "minimum":
+        message = f"{_short(error.instance)} is less than the minimum of {error.validator_value}"
+    elif error.validator == "maximum":
+        message = f"{_short(error.instance)} is more than the maximum of {error.validator_value}"
     else:
-        message = error.message
+        message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
     raise AlertError(f"{where}: {message}{more}")
 
@@ -337,27 +446,40 @@ def _timestamp(raw: Mapping[str, Any], key: str, where: str) -> datetime | None:
     return parse_timestamp(str(value), f"{where}.{key}")
 
 
+def _checked_names(value: Mapping[Any, str] | None, where: str) -> Mapping[str, str]:
+    odd = [name for name in value or {} if not isinstance(name, str)]
+    if odd:  # only YAML can say this; JSON keys are always strings
+        raise AlertError(f"{where}: names must be strings, not {_short(odd[0])}")
+    return value or {}
+
+
+def _label_set(value: Mapping[Any, str] | None, where: str, *, labels: bool) -> dict[str, str]:
+    """A checked group label or annotation set, normalised as :meth:`Alert.make` normalises an alert's."""
+    value = _checked_names(value, where)
+    return {clean_text(name): clean_text(text) for name, text in value.items() if text != "" or not labels}
+
+
 def _alert_from(raw: Mapping[str, Any], where: str, status: AlertStatus | None, now: datetime) -> Alert:
-    for key in ("labels", "annotations"):
-        odd = [name for name in raw.get(key) or {} if not isinstance(name, str)]
-        if odd:  # only YAML can say this; JSON keys are always strings
-            raise AlertError(f"{where}.{key}: names must be strings, not {_short(odd[0])}")
+    labels = _checked_names(raw["labels"], f"{where}.labels")
+    annotations = _checked_names(raw.get("annotations"), f"{where}.annotations")
     starts_at = _timestamp(raw, "startsAt", where)
     ends_at = _timestamp(raw, "endsAt", where)
     starts_at_given = starts_at is not None
     if starts_at is None:
         starts_at = now  # as Alertmanager does for an alert without a start
+    # Only Alertmanager's webhook carries a fingerprint; Alertmanager ignores one in a posted alert.
+    given = str(raw.get("fingerprint") or "") or None if status is not None else None
     if status is None:
         # Prometheus sends no status: an alert whose end lies in the past is resolved.
         status = "resolved" if ends_at is not None and ends_at <= now else "firing"
     return Alert.make(
-        raw["labels"],
+        labels,
         status=status,
-        annotations=raw.get("annotations") or {},
+        annotations=annotations,
         starts_at=starts_at,
         ends_at=ends_at,
         generator_url=str(raw.get("generatorURL") or ""),
-        given_fingerprint=str(raw.get("fingerprint") or "") or None,
+        given_fingerprint=given,
         starts_at_given=starts_at_given,
     )
 
@@ -381,13 +503,17 @@ def parse_notification(payload: Any, now: datetime | None = None) -> Notificatio
     if "alerts" in payload or "version" in payload:
         _validate(payload, "alertmanagerWebhook", "")
         group = AlertGroup(
-            receiver=str(payload.get("receiver") or ""),
-            group_key=str(payload.get("groupKey") or ""),
+            receiver=clean_text(str(payload.get("receiver") or "")),
+            group_key=clean_text(str(payload.get("groupKey") or "")),
             status=payload["status"],
-            group_labels=MappingProxyType(dict(payload.get("groupLabels") or {})),
-            common_labels=MappingProxyType(dict(payload.get("commonLabels") or {})),
-            common_annotations=MappingProxyType(dict(payload.get("commonAnnotations") or {})),
-            external_url=str(payload.get("externalURL") or ""),
+            group_labels=MappingProxyType(_label_set(payload.get("groupLabels"), "groupLabels", labels=True)),
+            common_labels=MappingProxyType(
+                _label_set(payload.get("commonLabels"), "commonLabels", labels=True)
+            ),
+            common_annotations=MappingProxyType(
+                _label_set(payload.get("commonAnnotations"), "commonAnnotations", labels=False)
+            ),
+            external_url=clean_text(str(payload.get("externalURL") or "")),
             truncated_alerts=int(payload.get("truncatedAlerts") or 0),
         )
         alerts = tuple(
@@ -408,8 +534,30 @@ def parse_notification(payload: Any, now: datetime | None = None) -> Notificatio
 
 def parse_json(text: str | bytes, now: datetime | None = None) -> Notification:
     """Parse a JSON document (an HTTP body, a file) into a :class:`Notification`."""
+    if len(text) > MAX_PAYLOAD_BYTES:
+        raise AlertError(
+            f"payload: {len(text) / 1_048_576:.1f} MiB is more than the "
+            f"{MAX_PAYLOAD_BYTES // 1_048_576} MiB an alert payload may hold"
+        )
+    return parse_notification(load_json(text, "payload"), now)
+
+
+def load_json(text: str | bytes, where: str) -> Any:
+    """The JSON value of ``text``; every problem (syntax, encoding, depth, huge numbers) an AlertError."""
     try:
-        payload = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise AlertError(f"payload: not valid JSON: {exc}") from None
-    return parse_notification(payload, now)
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AlertError(
+            f"{where}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise AlertError(f"{where}: not valid JSON: nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise AlertError(f"{where}: not valid JSON: not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            raise AlertError(
+                f"{where}: a number has more than {sys.get_int_max_str_digits()} digits "
+                "(write such values as strings)"
+            ) from None
+        raise AlertError(f"{where}: not valid JSON: {exc}") from None

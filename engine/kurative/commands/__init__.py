@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 
+from kurative.errors import UsageError
 from kurative.linting.rulesets import load_ruleset
 from kurative.matching.ruleset import Ruleset
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and found errors (lint errors, failed tests, journal unreachable)
 EXIT_USAGE = 2  # the command line or an input file was not usable
+EXIT_SOFTWARE = 70  # a bug in kurative (an unexpected exception), as sysexits.h's EX_SOFTWARE
+
+
+def require_paths(paths: Iterable[str], what: str = "") -> None:
+    """Raise :class:`UsageError` (exit 2) naming every path in ``paths`` that does not exist."""
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise UsageError(f"{what}no such file or directory: {', '.join(missing)}")
 
 
 def add_rules_argument(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +40,9 @@ def add_rules_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def ruleset_or_report(paths: list[str]) -> Ruleset | None:
-    """The ruleset of ``paths``, or ``None`` after printing its errors (and warnings) to stderr."""
+    """The ruleset of ``paths``, or ``None`` after printing its errors (and warnings) to stderr.
+    A path that does not exist is a usage error."""
+    require_paths(paths, "--rules: ")
     loaded = load_ruleset(paths)
     for diagnostic in loaded.diagnostics:
         print(diagnostic.format(), file=sys.stderr)

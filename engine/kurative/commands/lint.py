@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from kurative.commands import EXIT_FAILURE, EXIT_OK
+from kurative.commands import EXIT_FAILURE, EXIT_OK, require_paths
 from kurative.diagnostics import has_errors
-from kurative.errors import UsageError
 from kurative.linting.against import compare_versions, playbooks_at
 from kurative.linting.formats import FORMATS, FORMATTERS
 from kurative.linting.lint import lint_paths
@@ -33,9 +31,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    missing = [p for p in args.paths if not Path(p).exists()]
-    if missing:
-        raise UsageError(f"no such file or directory: {', '.join(missing)}")
+    require_paths(args.paths)
     result = lint_paths(args.paths)
     diagnostics = list(result.diagnostics)
     if args.against:

@@ -28,6 +28,20 @@ def add_journal_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+MAX_WAIT_SECONDS = 86_400
+
+
+def wait_seconds(text: str) -> float:
+    """``--wait``: a finite number of seconds from 0 to a day (``nan`` or ``1e400`` would never end)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:  # also false for nan
+        raise argparse.ArgumentTypeError(f"{text!r}: write a number of seconds from 0 to {MAX_WAIT_SECONDS}")
+    return seconds
+
+
 def journal_url(args: argparse.Namespace) -> str:
     url: str | None = args.journal
     if not url:
@@ -45,10 +59,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--wait",
-        type=float,
+        type=wait_seconds,
         default=0.0,
         metavar="SECONDS",
-        help="keep retrying an unreachable database this long, backing off from 1 s (default: 0)",
+        help="keep retrying an unreachable database this long, backing off from 1 s "
+        f"(default: 0, at most {MAX_WAIT_SECONDS})",
     )
     parser.set_defaults(func=run)
 

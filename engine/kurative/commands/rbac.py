@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from kurative.actions.base import RbacRule
 from kurative.actions.kubernetes.rbac import render_manifests, rules_for_step
 from kurative.actions.registry import get_action
-from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument
+from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument, require_paths
 from kurative.diagnostics import has_errors
 from kurative.errors import UsageError
 from kurative.playbooks.loading import load_playbooks
@@ -90,6 +90,7 @@ def dump_yaml(docs: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_paths(args.rules, "--rules: ")
     loaded = load_playbooks(args.rules)
     for problem in loaded.diagnostics:
         print(problem.format(), file=sys.stderr)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument, ruleset_or_report
+from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument, require_paths, ruleset_or_report
 from kurative.errors import UsageError
 from kurative.matching.playbook_tests import load_test_file, run_case
 from kurative.playbooks.loading import files_under, is_test_file
@@ -42,6 +42,7 @@ def _labels(labels: Any) -> str:
 
 def find_test_files(names: list[str]) -> list[str]:
     """The files named, with each directory replaced by the test files under it (sorted)."""
+    require_paths(names)
     found: list[str] = []
     for name in names:
         path = Path(name)

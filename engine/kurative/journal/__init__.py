@@ -8,8 +8,10 @@ backend, waits for the database with backoff, and checks (or applies) the schema
 
 from __future__ import annotations
 
+import math
+import re
 import urllib.parse
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from kurative.errors import UsageError
 from kurative.journal.backoff import Backoff, retry_until
@@ -63,6 +65,7 @@ __all__ = [
     "IncomingAlert",
     "Journal",
     "JournalLimits",
+    "JournalTarget",
     "Lease",
     "LimitRequest",
     "MatchResult",
@@ -77,19 +80,23 @@ __all__ = [
     "StepStatus",
     "StoredAlert",
     "open_journal",
+    "parse_journal_url",
     "prune_periodically",
     "redact_url",
 ]
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for logs and error messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    """``url`` with its password replaced by ``***``, fit for logs and error messages (total)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+    except ValueError:  # a malformed URL (bad port, unclosed bracket): hide whatever looks like a password
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
     netloc = f"{parts.username or ''}:***@{host}"
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
@@ -101,7 +108,71 @@ def _sqlite_path(url: str) -> str:
             f"invalid journal URL {url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
         )
     path = rest[1:]
-    return ":memory:" if path == ":memory:" else urllib.parse.unquote(path.split("?", 1)[0])
+    path = ":memory:" if path == ":memory:" else urllib.parse.unquote(path.split("?", 1)[0])
+    if "\x00" in path:
+        raise UsageError(f"invalid journal URL {url!r}: the path contains a NUL byte (%00)")
+    return path
+
+
+def _check_postgres_url(url: str, shown: str) -> None:
+    """Refuse what libpq would refuse only when connecting, or what would crash before it is asked."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    invalid = f"invalid journal URL {shown!r}"
+    try:
+        urllib.parse.urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed [
+        raise UsageError(f"{invalid}: {exc} (write an IPv6 host as [::1])") from None
+    try:
+        params = conninfo_to_dict(url)
+    except ProgrammingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "not a connection URL"
+        raise UsageError(f"{invalid}: {reason}") from None
+    except UnicodeDecodeError:  # %ed%a0%80: percent-encoded bytes that are not UTF-8
+        raise UsageError(f"{invalid}: a percent-encoded part is not UTF-8 text") from None
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise UsageError(f"{invalid}: port {port!r} is not a number from 1 to 65535")
+
+
+def _check_url_text(url: object) -> str:
+    if not isinstance(url, str):
+        raise UsageError(f"invalid journal URL: expected text, got {type(url).__name__}")
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"invalid journal URL {redact_url(url)!r}: not valid UTF-8 text") from None
+    if "\x00" in url:
+        raise UsageError(f"invalid journal URL {redact_url(url)!r}: it contains a NUL byte")
+    return url
+
+
+class JournalTarget(NamedTuple):
+    """Where a journal URL points: the backend, its target (a file path or a libpq URL), the URL shown."""
+
+    backend: Literal["sqlite", "postgresql"]
+    target: str
+    shown: str
+
+
+def parse_journal_url(url: str) -> JournalTarget:
+    """Check a journal URL without connecting; every problem is a :class:`UsageError` (exit 2)."""
+    url = _check_url_text(url)
+    scheme = url.split(":", 1)[0].lower()
+    shown = redact_url(url)
+    if scheme == "sqlite":
+        return JournalTarget("sqlite", _sqlite_path(url), shown)
+    if scheme in ("postgresql", "postgres"):
+        _check_postgres_url(url, shown)
+        return JournalTarget("postgresql", url, shown)
+    raise UsageError(f"unsupported journal URL {shown!r}: use sqlite:///path.db or postgresql://user@host/db")
+
+
+def _check_wait(wait: float) -> float:
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not math.isfinite(wait) or wait < 0:
+        raise UsageError(f"wait: {wait!r} is not a number of seconds (a finite number, 0 or more)")
+    return float(wait)
 
 
 async def open_journal(
@@ -128,18 +199,15 @@ async def open_journal(
     from kurative.journal.postgres import PostgresJournal
     from kurative.journal.sqlite import SQLiteJournal
 
-    scheme = url.split(":", 1)[0].lower()
-    shown = redact_url(url)
+    target = parse_journal_url(url)
+    wait = _check_wait(wait)
+    shown = target.shown
     journal: SQLiteJournal | PostgresJournal
-    if scheme == "sqlite":
-        journal = SQLiteJournal(
-            _sqlite_path(url), url=shown, limits=limits, group_commit=group_commit, **options
-        )
-    elif scheme in ("postgresql", "postgres"):
-        journal = PostgresJournal(url, url_shown=shown, limits=limits, group_commit=group_commit, **options)
+    if target.backend == "sqlite":
+        journal = SQLiteJournal(target.target, url=shown, limits=limits, group_commit=group_commit, **options)
     else:
-        raise UsageError(
-            f"unsupported journal URL {shown!r}: use sqlite:///path.db or postgresql://user@host/db"
+        journal = PostgresJournal(
+            target.target, url_shown=shown, limits=limits, group_commit=group_commit, **options
         )
 
     async def connect() -> None:

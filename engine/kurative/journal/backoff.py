@@ -61,6 +61,6 @@ async def retry_until(
         except JournalUnavailable as exc:
             elapsed = clock() - started
             remaining = deadline - elapsed
-            if remaining <= 0:
+            if not remaining > 0:  # also a NaN deadline: never wait on what cannot be compared
                 raise JournalUnavailable(f"couldn't reach {what} after {elapsed:.1f} s: {exc}") from exc
             await sleep(min(next(delays), remaining))

@@ -302,3 +302,161 @@ def test_any_input_gives_alerts_or_a_clear_error(payload: object) -> None:
     for alert in notification.alerts:
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in alert.labels.items())
         assert len(alert.fingerprint) > 0
+
+
+# -- Alertmanager's normalisation and hostile input (issue 8, items 3 and 9) ------------------------
+
+
+def test_empty_label_values_are_dropped_before_the_fingerprint_as_alertmanager_does() -> None:
+    # Alertmanager's POST /api/v2/alerts runs removeEmptyLabels before it fingerprints an alert, so a
+    # webhook it sends never has one: straight from Prometheus, the alert must get the same identity.
+    sent = {"alertname": "A", "instance": "x:9100", "pod": ""}
+    direct = parse_notification([{"labels": sent}], NOW).alerts[0]
+    through_alertmanager = parse_notification(
+        {
+            "version": "4",
+            "status": "firing",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "A", "instance": "x:9100"},
+                    "fingerprint": fingerprint({"alertname": "A", "instance": "x:9100"}),
+                }
+            ],
+        },
+        NOW,
+    ).alerts[0]
+    assert dict(direct.labels) == {"alertname": "A", "instance": "x:9100"}
+    assert direct.fingerprint == through_alertmanager.fingerprint
+    assert "pod" not in direct.document["labels"]  # `labels.pod` is null, as for any absent label
+
+
+def test_empty_values_are_dropped_from_every_label_set_but_kept_in_annotations() -> None:
+    notification = parse_notification(
+        {
+            "version": "4",
+            "status": "firing",
+            "groupLabels": {"alertname": "A", "team": ""},
+            "commonLabels": {"alertname": "A", "team": ""},
+            "commonAnnotations": {"summary": ""},
+            "alerts": [
+                {"status": "firing", "labels": {"alertname": "A", "team": ""}, "annotations": {"x": ""}}
+            ],
+        },
+        NOW,
+    )
+    (alert,) = notification.alerts
+    assert notification.group is not None
+    assert (
+        dict(notification.group.group_labels) == dict(notification.group.common_labels) == {"alertname": "A"}
+    )
+    assert dict(notification.group.common_annotations) == {"summary": ""}
+    assert dict(alert.labels) == {"alertname": "A"}
+    assert dict(alert.annotations) == {"x": ""}
+    assert Alert.make({"alertname": "A", "team": ""}).fingerprint == fingerprint({"alertname": "A"})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '[{"labels": {"alertname": "\\ud800"}}]',
+        '[{"labels": {"\\udfff": "x"}, "annotations": {"s": "a\\ud800b"}, "generatorURL": "\\ud800"}]',
+        '{"version": "4", "status": "firing", "receiver": "\\ud800", "groupLabels": {"a": "\\udc00"},'
+        ' "alerts": [{"status": "firing", "labels": {"a": "\\udc00"}, "fingerprint": "\\ud800"}]}',
+    ],
+)
+def test_lone_surrogates_become_the_replacement_character_as_in_go(payload: str) -> None:
+    notification = parse_json(payload, NOW)
+    for alert in notification.alerts:
+        text = json.dumps(alert.to_json(), ensure_ascii=False)
+        text.encode("utf-8")  # output can be written
+        assert "\ufffd" in text
+        assert alert.fingerprint.encode("utf-8")
+    if notification.group is not None:
+        json.dumps(notification.group.to_json(), ensure_ascii=False).encode("utf-8")
+    first = notification.alerts[0]
+    if "alertname" in first.labels:
+        assert first.fingerprint == fingerprint({"alertname": "\ufffd"})
+
+
+def test_fingerprint_of_a_surrogate_is_that_of_the_replacement_character() -> None:
+    assert fingerprint({"a": "\ud800"}) == fingerprint({"a": "\ufffd"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("9999-12-31T23:59:59-01:00", "is out of range"),  # the year 10000 in UTC
+        ("0001-01-01T00:00:01+01:00", "is out of range"),  # before the year 1 in UTC
+        ("2024-05-01T12:00:00Z\n", "invalid timestamp"),
+        ("٢٠٢٤-05-01T12:00:00Z", "invalid timestamp"),  # Arabic-Indic digits are not RFC 3339
+        ("2024-05-01T24:00:00Z", "invalid timestamp"),
+        ("2024-02-30T00:00:00Z", "invalid timestamp"),
+        ("2024-05-01T12:00:60Z", "invalid timestamp"),
+        ("2024-05-01T12:00:00+24:00", "invalid timestamp"),
+        ("2024-05-01T12:00:00.1234567890Z", "invalid timestamp"),
+        ("1" * 10_000, "invalid timestamp"),
+        ("\ud800", "invalid timestamp"),
+    ],
+)
+def test_hostile_timestamps_are_alert_errors(text: str, message: str) -> None:
+    with pytest.raises(AlertError, match=message) as caught:
+        parse_notification([{"labels": {"a": "b"}, "startsAt": text}], NOW)
+    assert len(str(caught.value)) < 300
+    str(caught.value).encode("utf-8")
+
+
+def test_the_last_representable_times_still_parse() -> None:
+    assert parse_timestamp("9999-12-31T23:59:59.999999999Z") == datetime(
+        9999, 12, 31, 23, 59, 59, 999999, UTC
+    )
+    assert parse_timestamp("9999-12-31T23:59:59+01:00") == datetime(9999, 12, 31, 22, 59, 59, tzinfo=UTC)
+
+
+def test_numbers_with_thousands_of_digits_are_alert_errors() -> None:
+    huge = "1" + "0" * 5000
+    with pytest.raises(AlertError, match="more than 4300 digits"):
+        parse_json(f'[{{"labels": {{"a": {huge}}}}}]', NOW)
+    # Python callers (a YAML file, the daemon's own code) can pass integers too long to print
+    with pytest.raises(AlertError, match=r"^truncatedAlerts: a number of about 5001 digits is too large$"):
+        parse_notification({"version": "4", "status": "firing", "alerts": [], "truncatedAlerts": -(10**5000)})
+    with pytest.raises(AlertError, match=r"^\[0\]\.labels\.a: a number of about 5001 digits is too large$"):
+        parse_notification([{"labels": {"a": 10**5000}}], NOW)
+    with pytest.raises(
+        AlertError, match=r"^truncatedAlerts: a number of about 201 digits is less than the min"
+    ):
+        parse_notification({"version": "4", "status": "firing", "alerts": [], "truncatedAlerts": -(10**200)})
+    with pytest.raises(
+        AlertError, match=r"^truncatedAlerts: a number of about 201 digits is more than the max"
+    ):
+        parse_notification({"version": "4", "status": "firing", "alerts": [], "truncatedAlerts": 10**200})
+    assert parse_json(
+        '[{"labels": {"a": "b"}, "x": 1' + "0" * 4000 + "}]", NOW
+    ).alerts  # unknown field: ignored
+
+
+def test_deep_nesting_is_an_alert_error_not_a_recursion_error() -> None:
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(AlertError, match=r"^\[0\]\.labels\.a(\[0\])+: nested deeper than 16 levels$"):
+        parse_notification([{"labels": {"a": deep}}], NOW)
+    with pytest.raises(AlertError, match=r"^\[0\]\.extra(\[0\])+: nested deeper than 16 levels$"):
+        parse_notification([{"labels": {"a": 1}, "extra": deep}], NOW)  # checked when the schema looks
+    assert parse_notification({"labels": {"a": "b"}, "extra": deep}, NOW).alerts  # unknown: never read
+    with pytest.raises(AlertError, match="nested too deeply"):
+        parse_json("[" * 100_000 + "]" * 100_000, NOW)
+
+
+def test_a_payload_over_the_size_limit_is_refused_before_it_is_parsed() -> None:
+    from kurative.alerts import MAX_PAYLOAD_BYTES
+
+    with pytest.raises(AlertError, match=r"^payload: 16\.0 MiB is more than the 16 MiB"):
+        parse_json(b" " * (MAX_PAYLOAD_BYTES + 1), NOW)
+
+
+def test_a_fingerprint_in_a_posted_alert_is_ignored_as_alertmanager_ignores_it() -> None:
+    labels = {"alertname": "A"}
+    (posted,) = parse_notification([{"labels": labels, "fingerprint": "0"}], NOW).alerts
+    (single,) = parse_notification({"labels": labels, "fingerprint": "0"}, NOW).alerts
+    assert posted.fingerprint == single.fingerprint == fingerprint(labels)

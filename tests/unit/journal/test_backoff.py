@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -74,4 +75,15 @@ async def test_no_deadline_means_one_attempt() -> None:
 
     with pytest.raises(JournalUnavailable, match=r"after 0\.0 s"):
         await retry_until(attempt, deadline=0, what="x", sleep=fake.sleep, clock=fake.clock)
+    assert fake.sleeps == []
+
+
+async def test_a_nan_deadline_gives_up_at_once_instead_of_waiting_forever() -> None:
+    fake = FakeTime()
+
+    async def attempt() -> str:
+        raise JournalUnavailable("connection refused")
+
+    with pytest.raises(JournalUnavailable, match=r"after 0\.0 s"):
+        await retry_until(attempt, deadline=math.nan, what="the journal", sleep=fake.sleep, clock=fake.clock)
     assert fake.sleeps == []
