@@ -17,6 +17,7 @@ import jsonschema
 
 from kurative.actions.registry import get_action, suggest_action
 from kurative.diagnostics import Diagnostic
+from kurative.durations import FORMAT_CHECKER
 from kurative.matching.expressions import (
     Expression,
     ExpressionSyntaxError,
@@ -194,7 +195,7 @@ def _is_template(value: Any) -> bool:
 def _validator(action: str) -> jsonschema.Draft202012Validator:
     spec = get_action(action)
     assert spec is not None
-    return jsonschema.Draft202012Validator(dict(spec.params))
+    return jsonschema.Draft202012Validator(dict(spec.params), format_checker=FORMAT_CHECKER)
 
 
 def _param_problem(action: str, error: jsonschema.ValidationError) -> tuple[str, str]:
@@ -212,6 +213,8 @@ def _param_problem(action: str, error: jsonschema.ValidationError) -> tuple[str,
     if error.validator == "enum":
         allowed = ", ".join(str(v) for v in schema.get("enum", []))
         return f"invalid value {error.instance!r}", f"expected one of: {allowed}"
+    if error.validator == "format" and error.cause is not None:
+        return str(error.cause), more
     if error.validator == "type":
         declared = schema.get("type")
         names = [declared] if isinstance(declared, str) else list(declared or [])

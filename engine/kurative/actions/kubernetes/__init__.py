@@ -52,6 +52,7 @@ from kurative.actions.kubernetes._common import (
     KubeGuards,
 )
 from kurative.actions.registry import all_actions, get_action, implement
+from kurative.durations import FORMAT_CHECKER
 from kurative.errors import PermanentActionError
 
 HINT_KEY = "x-kurative-hint"  # a schema's own words for a oneOf/anyOf failure ("give replicas or delta")
@@ -63,7 +64,7 @@ def _validating(name: str, schema: Mapping[str, Any], func: ActionFunc) -> Actio
     Lint checks literal params; templates are only known at run time, so a label that rendered to a
     number, or a typo in a param name, is caught here with a clear permanent error.
     """
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
 
     @functools.wraps(func)
     async def run(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -1,0 +1,110 @@
+"""Hostile playbooks and test files found by fuzzing the CLI: each gives a clear diagnostic, no traceback.
+
+Documents that fail the schema are still modelled and checked for everything else, so that model
+building must tolerate a value of any type where the schema wanted a string or a list.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kurative.cli import main
+
+GOOD = """\
+apiVersion: kurative/v1
+kind: Playbook
+metadata: {name: good, version: 1}
+spec:
+  trigger: {alertname: [Anything]}
+  steps: [{name: say, action: log, params: {message: hello}}]
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def write(tmp_path: Path, old: str, new: str) -> Path:
+    assert old in GOOD
+    path = tmp_path / "rules" / "bad.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(GOOD.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("null", "null"),
+        ("5", "an integer"),
+        ("1.5", "a number"),
+        ("true", "a boolean"),
+        ("{a: b}", "a mapping"),
+    ],
+)
+def test_alertname_of_the_wrong_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, shown: str
+) -> None:
+    path = write(tmp_path, "alertname: [Anything]", f"alertname: {value}")
+    code, out, err = run(capsys, "lint", str(path))
+    assert (code, err) == (1, "")
+    assert out.splitlines()[0] == (
+        f"{path}:5:24: E103 spec.trigger.alertname must be a string or a list, not {shown} "
+        "(hint: write a list: [a, b] or one '- item' per line)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "old", "new", "where"),
+    [
+        ("window", "steps: [", "dedupe: {window: " + "9" * 400 + "s}\n  steps: [", "spec.dedupe.window"),
+        ("digits", "steps: [", "dedupe: {window: " + "9" * 5000 + "d}\n  steps: [", "spec.dedupe.window"),
+        (
+            "timeout",
+            "params: {message: hello}",
+            "params: {message: hello}, timeout: 36501d",
+            "spec.steps[0].timeout",
+        ),
+        (
+            "per",
+            "steps: [",
+            "limits: [{key: x, max: 1, per: 100000000000000000000ms}]\n  steps: [",
+            "spec.limits[0].per",
+        ),
+    ],
+)
+def test_durations_past_the_maximum(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, old: str, new: str, where: str
+) -> None:
+    path = write(tmp_path, old, new)
+    code, out, err = run(capsys, "lint", str(path))
+    assert (code, err) == (1, ""), out
+    (problem,) = out.splitlines()[:-1]
+    assert " E105 duration '" in problem
+    assert f"is longer than the maximum of 36500d (about 100 years) at {where}" in problem
+
+
+def test_action_param_duration_past_the_maximum(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(
+        tmp_path, "action: log, params: {message: hello}", "action: sleep, params: {duration: 99999999d}"
+    )
+    code, out, _ = run(capsys, "lint", str(path))
+    assert code == 1
+    assert " E302 sleep params.duration: duration '99999999d' is longer than the maximum" in out
+
+
+def test_test_file_arrival_past_the_maximum(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = write(tmp_path, "good", "good").parent
+    case = {"name": "t", "alerts": [{"labels": {"alertname": "Anything"}, "at": "9" * 400 + "s"}]}
+    case["expect"] = [{"playbooks": ["good"]}]
+    test_file = tmp_path / "a.test.yaml"
+    test_file.write_text(json.dumps({"tests": [case]}))
+    code, out, err = run(capsys, "test", "--rules", str(rules), str(test_file))
+    assert (code, err) == (1, "")
+    assert "tests[0].alerts[0].at: duration '999" in out
+    assert "is longer than the maximum of 36500d" in out
