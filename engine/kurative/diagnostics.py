@@ -28,6 +28,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "E007": (Severity.ERROR, "nesting-too-deep"),
     "E008": (Severity.ERROR, "empty-document"),
     "E009": (Severity.ERROR, "unsupported-tag"),
+    "E010": (Severity.ERROR, "invalid-character"),
     "E101": (Severity.ERROR, "missing-field"),
     "E102": (Severity.ERROR, "unknown-field"),
     "E103": (Severity.ERROR, "wrong-type"),

@@ -7,10 +7,31 @@ named exit code; it holds no logic of its own that another entry point (the daem
 from __future__ import annotations
 
 import argparse
+from typing import TextIO
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and found errors (lint errors, failed tests, journal unreachable)
 EXIT_USAGE = 2  # the command line or an input file was not usable
+
+
+def printable(text: str) -> str:
+    """``text`` with every lone surrogate written as its ``\\uXXXX`` escape, so that output always encodes.
+
+    File names that are not UTF-8 reach Python as lone surrogates (one per undecodable byte), and so
+    does a ``"\\ud800"`` escape in JSON input; a strict UTF-8 stdout cannot write either. The escape is
+    also valid inside a JSON string, so JSON output stays parseable and means the same.
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class PrintableWriter:
+    """A text stream whose writes go through :func:`printable`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        self.stream.write(printable(text))
 
 
 def add_rules_argument(parser: argparse.ArgumentParser) -> None:

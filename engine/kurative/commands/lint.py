@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kurative.commands import EXIT_FAILURE, EXIT_OK
+from kurative.commands import EXIT_FAILURE, EXIT_OK, printable
 from kurative.diagnostics import has_errors
 from kurative.errors import UsageError
 from kurative.linting.against import compare_versions, playbooks_at
@@ -41,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
     if args.against:
         previous = playbooks_at(args.against, args.paths)
         diagnostics = sorted(diagnostics + compare_versions(args.against, result.loaded, previous))
-    sys.stdout.write(FORMATTERS[args.format](diagnostics, len(result.files)))
+    sys.stdout.write(printable(FORMATTERS[args.format](diagnostics, len(result.files))))
     return EXIT_FAILURE if has_errors(diagnostics) else EXIT_OK

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kurative.alerts import format_timestamp, parse_notification
-from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument
+from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument, printable
 from kurative.diagnostics import has_errors
 from kurative.errors import AlertError, UsageError
 from kurative.linting.lint import lint_paths
@@ -90,7 +90,7 @@ def load_ruleset(paths: list[str]) -> Ruleset | None:
     would refuse."""
     result = lint_paths(paths)
     for diagnostic in result.diagnostics:
-        print(diagnostic.format(), file=sys.stderr)
+        print(printable(diagnostic.format()), file=sys.stderr)
     if has_errors(result.diagnostics):
         return None
     return Ruleset.compile(result.playbooks)
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{name}: {exc}") from None
         reports.extend(simulate(ruleset, notification, explain=args.explain, source=name))
     if args.format == "json":
-        sys.stdout.write(json.dumps(reports, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(printable(json.dumps(reports, indent=2, ensure_ascii=False) + "\n"))
     else:
-        sys.stdout.write(format_text(reports))
+        sys.stdout.write(printable(format_text(reports)))
     return EXIT_OK

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument
+from kurative.commands import EXIT_FAILURE, EXIT_OK, PrintableWriter, add_rules_argument
 from kurative.commands.simulate import load_ruleset
 from kurative.errors import UsageError
 from kurative.matching.playbook_tests import load_test_file, run_case
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     ruleset = load_ruleset(args.rules)
     if ruleset is None:
         return EXIT_FAILURE
-    out = sys.stdout
+    out = PrintableWriter(sys.stdout)
     cases = failed = 0
     broken_files = 0
     for name in files:

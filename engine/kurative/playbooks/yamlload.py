@@ -10,6 +10,7 @@ built).
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,10 @@ from kurative.diagnostics import Diagnostic
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 MAX_EXPANDED_NODES = 100_000
+
+# A \ud800 escape in a quoted scalar yields a lone surrogate: not a character, so it cannot be
+# encoded, hashed or printed as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _CORE_TAGS = {
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
@@ -168,6 +173,18 @@ def _precheck(path: str, yaml: YAML, text: str) -> Diagnostic | None:
         if isinstance(event, AliasEvent):
             size = sizes.get(str(event.anchor), 1)
         elif isinstance(event, ScalarEvent):
+            surrogate = _SURROGATE.search(event.value)
+            if surrogate is not None:
+                return _diag(
+                    path,
+                    line,
+                    column,
+                    "E010",
+                    f"string holds \\u{ord(surrogate.group()):04x}, a lone surrogate, "
+                    "which is not a character",
+                    "remove the escape or write the character itself; for a character outside the basic "
+                    "plane write \\U0001F600, not a \\u surrogate pair",
+                )
             size = 1
             if event.anchor:
                 sizes[str(event.anchor)] = 1

@@ -7,6 +7,7 @@ building must tolerate a value of any type where the schema wanted a string or a
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,70 @@ def test_test_file_arrival_past_the_maximum(tmp_path: Path, capsys: pytest.Captu
     assert (code, err) == (1, "")
     assert "tests[0].alerts[0].at: duration '999" in out
     assert "is longer than the maximum of 36500d" in out
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "position"),
+    [
+        ("message: hello", 'message: "hi \\ud800"', "6:54"),
+        ("name: say", 'name: "\\udfff"', "6:18"),
+        ("name: good", 'name: "good\\ud83d"', "3:18"),
+        ("message: hello", '"\\udc80": hello', "6:45"),
+    ],
+    ids=["param-value", "step-name", "playbook-name", "key"],
+)
+def test_lone_surrogate_in_a_playbook(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, position: str
+) -> None:
+    path = write(tmp_path, old, new)
+    code, out, err = run(capsys, "lint", str(path))
+    assert (code, err) == (1, "")
+    (problem,) = out.splitlines()[:-1]
+    assert problem.startswith(f"{path}:{position}: E010 string holds \\u"), problem
+    assert "a lone surrogate, which is not a character" in problem
+
+
+def test_lone_surrogate_in_a_test_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = write(tmp_path, "good", "good").parent
+    test_file = tmp_path / "a.test.yaml"
+    test_file.write_text(
+        'tests: [{name: "t\\ud800", alerts: [{alertname: Anything}], expect: [{playbooks: [good]}]}]\n'
+    )
+    code, out, err = run(capsys, "test", "--rules", str(rules), str(test_file))
+    assert (code, err) == (1, "")
+    assert f"    {test_file}:1:16: E010 string holds \\ud800, a lone surrogate" in out
+
+
+NOT_UTF8 = os.fsdecode(b"bad-\xff.yaml")
+
+
+def test_file_name_that_is_not_utf8_is_escaped_in_lint_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # capsys's stdout encodes UTF-8 strictly, like a terminal with PYTHONIOENCODING=utf-8
+    (tmp_path / NOT_UTF8).write_text(GOOD.replace("action: log", "action: lgo"))
+    code, out, _ = run(capsys, "lint", str(tmp_path))
+    assert code == 1
+    assert out.startswith(f"{tmp_path}/bad-\\udcff.yaml:6:31: E301 unknown action 'lgo'")
+    code, out, _ = run(capsys, "lint", "--format", "json", str(tmp_path))
+    assert json.loads(out)[0]["path"] == str(tmp_path / NOT_UTF8)
+
+
+def test_file_names_that_are_not_utf8_in_test_and_simulate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = write(tmp_path, "good", "good").parent
+    test_file = tmp_path / os.fsdecode(b"t-\xfe.test.yaml")
+    test_file.write_text(
+        "tests: [{name: t, alerts: [{alertname: Anything}], expect: [{playbooks: [good]}]}]\n"
+    )
+    code, out, _ = run(capsys, "test", "--rules", str(rules), str(test_file))
+    assert code == 0
+    assert out.startswith(f"Unit Testing:  {tmp_path}/t-\\udcfe.test.yaml\n  SUCCESS (1 case)")
+    alert_file = tmp_path / os.fsdecode(b"a-\xfe.json")
+    alert_file.write_text('{"labels": {"alertname": "Anything"}}')
+    code, out, _ = run(capsys, "simulate", "--rules", str(rules), str(alert_file))
+    assert code == 0
+    assert f"[{tmp_path}/a-\\udcfe.json #1]" in out.splitlines()[0]
+    code, out, _ = run(capsys, "simulate", "--format", "json", "--rules", str(rules), str(alert_file))
+    assert json.loads(out)[0]["source"]["file"] == str(alert_file)
