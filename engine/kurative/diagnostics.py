@@ -40,6 +40,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "E201": (Severity.ERROR, "condition-syntax"),
     "E202": (Severity.ERROR, "key-expression-syntax"),
     "E203": (Severity.ERROR, "template-syntax"),
+    "E204": (Severity.ERROR, "expression-too-deep"),
     "E301": (Severity.ERROR, "unknown-action"),
     "E302": (Severity.ERROR, "invalid-action-params"),
     "E303": (Severity.ERROR, "unknown-step-reference"),

@@ -21,12 +21,18 @@ from kurative.durations import FORMAT_CHECKER
 from kurative.matching.expressions import (
     Expression,
     ExpressionSyntaxError,
+    ExpressionTooDeep,
     compile_expression,
     field_chain,
     step_references,
     walk,
 )
-from kurative.matching.templates import TemplateSyntaxError, iter_strings, parse_template
+from kurative.matching.templates import (
+    TemplateSyntaxError,
+    TemplateTooDeep,
+    iter_strings,
+    parse_template,
+)
 from kurative.playbooks.models import JSONPath, Playbook, Step
 from kurative.playbooks.validation import TYPE_NAMES, describe, dotted
 
@@ -58,6 +64,7 @@ class _Checker:
         try:
             return compile_expression(text)
         except ExpressionSyntaxError as exc:
+            code = "E204" if isinstance(exc, ExpressionTooDeep) else code
             self.report(path, code, f"{what}: {exc}", exc.hint, text, exc.offset)
             return None
 
@@ -70,7 +77,8 @@ class _Checker:
             try:
                 template = parse_template(text)
             except TemplateSyntaxError as exc:
-                self.report(sub, "E203", f"template {dotted(sub)}: {exc}", exc.hint, text, exc.offset)
+                code = "E204" if isinstance(exc, TemplateTooDeep) else "E203"
+                self.report(sub, code, f"template {dotted(sub)}: {exc}", exc.hint, text, exc.offset)
                 continue
             compiled.extend((sub, p.expression) for p in template.placeholders)
         return compiled

@@ -17,6 +17,7 @@ from kurative.errors import ExpressionError, TemplateRenderError
 from kurative.matching.expressions import (
     Expression,
     ExpressionSyntaxError,
+    ExpressionTooDeep,
     SyntaxProblem,
     compile_expression,
 )
@@ -24,6 +25,10 @@ from kurative.matching.expressions import (
 
 class TemplateSyntaxError(SyntaxProblem):
     """A template is malformed (unterminated, empty, or holding an expression that does not parse)."""
+
+
+class TemplateTooDeep(TemplateSyntaxError):
+    """A template's expression nests too deeply (:class:`ExpressionTooDeep` inside ``${…}``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +131,9 @@ def parse_template(text: str) -> Template:
             try:
                 expression = compile_expression(source)
             except ExpressionSyntaxError as exc:
-                raise TemplateSyntaxError(
-                    f"in ${{{source}}}: {exc}", text, i + 2 + exc.offset, exc.hint
-                ) from None
+                error = TemplateTooDeep if isinstance(exc, ExpressionTooDeep) else TemplateSyntaxError
+                shown = source if len(source) <= 60 else source[:57] + "..."
+                raise error(f"in ${{{shown}}}: {exc}", text, i + 2 + exc.offset, exc.hint) from None
             if buf:
                 parts.append("".join(buf))
                 buf = []
