@@ -8,6 +8,7 @@ is ``null``, so ``labels.team != 'x'`` is true when the alert has no ``team`` la
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import jmespath.exceptions
 from jmespath.parser import ParsedResult
 
 from kurative.errors import ExpressionError
+from kurative.matching.functions import INTERPRETER
 
 
 class SyntaxProblem(ExpressionError):
@@ -55,7 +57,7 @@ class Expression:
     parsed: ParsedResult = field(repr=False, compare=False)
 
     def search(self, data: Mapping[str, Any]) -> Any:
-        return self.parsed.search(data)
+        return INTERPRETER.visit(self.parsed.parsed, data)  # the engine's functions (kept finite)
 
     @property
     def ast(self) -> dict[str, Any]:
@@ -169,7 +171,27 @@ def compile_expression(source: str) -> Expression:
         raise ExpressionSyntaxError(f"invalid expression: {exc}", source, 0, "") from None
     if _depth(parsed.parsed) > MAX_EXPRESSION_DEPTH:
         raise _too_deep(source)
+    if any(
+        node.get("type") == "literal" and _out_of_range(node.get("value")) for node in walk(parsed.parsed)
+    ):
+        raise ExpressionSyntaxError(
+            "number out of range in a JSON literal",
+            source,
+            max(source.find("`"), 0),
+            "JSON numbers in literals must be finite: `1e308` is the largest",
+        )
     return Expression(source, parsed)
+
+
+def _out_of_range(value: Any) -> bool:
+    """A non-finite number anywhere in a literal (``1e400`` reads as infinity); depth already bounded."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list):
+        return any(_out_of_range(item) for item in value)
+    if isinstance(value, dict):
+        return any(_out_of_range(item) for item in value.values())
+    return False
 
 
 def field_chain(node: Mapping[str, Any]) -> tuple[str, ...] | None:

@@ -71,12 +71,19 @@ class Template:
 
 
 def to_text(value: Any) -> str:
-    """How a value reads inside text: null is empty, strings as they are, the rest as JSON."""
+    """How a value reads inside text: null is empty, strings as they are, the rest as JSON.
+
+    Raises :class:`ExpressionError` for what JSON cannot write: a number that is not finite, an integer
+    of more than 4,300 digits, a structure nested past the recursion limit.
+    """
     if value is None:
         return ""
     if isinstance(value, str):
         return value
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    try:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ExpressionError(f"the value cannot be written as text: {exc}") from None
 
 
 _QUOTES = {"'": "'", '"': '"', "`": "`"}

@@ -10,6 +10,7 @@ built).
 from __future__ import annotations
 
 import datetime
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class Document:
     key_positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
     blocks: dict[Path, tuple[int, int, tuple[int, ...]]] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list, repr=False)
+    # Values plain data cannot hold (found while converting); a document with any is not loaded.
+    problems: list[Diagnostic] = field(default_factory=list, repr=False)
 
     def position(self, path: Path, key: bool = False) -> tuple[int, int]:
         """Position of the node at ``path`` (of its key when ``key``), else of its nearest ancestor."""
@@ -256,6 +259,18 @@ def _plain(node: Any, path: Path, doc: Document) -> Any:
     if isinstance(node, int):
         return int(node)
     if isinstance(node, float):
+        if not math.isfinite(node):
+            line, column = doc.positions.get(path, doc.positions.get((), (1, 1)))
+            doc.problems.append(
+                _diag(
+                    doc.path,
+                    line,
+                    column,
+                    "E104",
+                    f"number out of range: this value reads as {node}, which JSON cannot hold",
+                    "write a finite number, or quote the value to make it a string",
+                )
+            )
         return float(node)
     if isinstance(node, str):
         if isinstance(node, LiteralScalarString | FoldedScalarString) and path in doc.positions:
@@ -325,6 +340,9 @@ def load_yaml_text(path: str, text: str) -> LoadedFile:
             (raw.lc.line + 1, raw.lc.col + 1) if isinstance(raw, CommentedMap | CommentedSeq) else (line, 1)
         )
         doc.data = _plain(raw, (), doc)
+        if doc.problems:
+            diagnostics.extend(doc.problems)
+            continue
         documents.append(doc)
     if not raw_documents:
         diagnostics.append(

@@ -176,3 +176,30 @@ def test_file_names_that_are_not_utf8_in_test_and_simulate(
     assert f"[{tmp_path}/a-\\udcfe.json #1]" in out.splitlines()[0]
     code, out, _ = run(capsys, "simulate", "--format", "json", "--rules", str(rules), str(alert_file))
     assert json.loads(out)[0]["source"]["file"] == str(alert_file)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "position"),
+    [
+        ("message: hello", "message: hello, count: .inf", "6:68"),
+        ("message: hello", "message: [1, -.Inf]", "6:58"),
+        ("message: hello", "message: .nan", "6:54"),
+        ("version: 1}", "version: 1, labels: {}}\n# x", None),
+        ("steps: [", "vars: {big: 1e400}\n  steps: [", "6:15"),
+    ],
+    ids=["inf", "negative-inf-in-list", "nan", "control", "overflowing-number"],
+)
+def test_numbers_json_cannot_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, position: str | None
+) -> None:
+    path = write(tmp_path, old, new)
+    code, out, _ = run(capsys, "lint", str(path))
+    if position is None:
+        assert code == 0, out
+        return
+    assert code == 1
+    (problem,) = out.splitlines()[:-1]
+    assert problem.startswith(f"{path}:{position}: E104 number out of range: this value reads as ")
+    assert problem.endswith(
+        "which JSON cannot hold (hint: write a finite number, or quote the value to make it a string)"
+    )

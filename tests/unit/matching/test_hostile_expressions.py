@@ -6,20 +6,24 @@ never RecursionError, OverflowError or a value that is not JSON.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jmespath.exceptions
 import pytest
 
 from kurative.cli import main
+from kurative.errors import ExpressionError, TemplateRenderError
 from kurative.matching.compiler import compile_closure
 from kurative.matching.expressions import (
     MAX_EXPRESSION_DEPTH,
+    ExpressionSyntaxError,
     ExpressionTooDeep,
     compile_expression,
 )
-from kurative.matching.templates import TemplateTooDeep, parse_template
+from kurative.matching.templates import TemplateTooDeep, parse_template, render_value
 
 NESTINGS: dict[str, Callable[[int], str]] = {
     "and-chain": lambda n: " && ".join(["a"] * n),
@@ -135,3 +139,137 @@ def test_lint_simulate_and_test_report_deep_expressions(
     )
     assert main(["test", "--rules", str(rules), str(test_file)]) == 1
     assert f" {code} " in capsys.readouterr().err
+
+
+# --- numbers out of range -----------------------------------------------------------------------
+
+HUGE = {
+    "v": "1.0e400",
+    "neg": "-1e400",
+    "inf": "inf",
+    "nan": "nan",
+    "infinity": "-Infinity",
+    "digits": "9" * 5000,
+    "max": "1e308",
+    "wide": "9" * 3999,
+}
+
+
+def _both(source: str, document: dict[str, Any]) -> tuple[object, object]:
+    """What the interpreter (templates) and the compiled closure (conditions) give: a value or an error."""
+    expression = compile_expression(source)
+    closure = compile_closure(expression.ast)
+    return _result(lambda: expression.search(document)), _result(lambda: closure(document))
+
+
+def _result(call: Callable[[], object]) -> object:
+    try:
+        return ("value", call())
+    except ExpressionError as exc:  # a KurativeError: the condition fails, the render errs
+        return ("error", str(exc).split(":")[0])
+    except jmespath.exceptions.JMESPathTypeError:
+        return ("type-error",)
+
+
+@pytest.mark.parametrize("label", ["v", "neg", "inf", "nan", "infinity", "digits"])
+def test_to_number_of_no_finite_number_is_null(label: str) -> None:
+    document = {"labels": HUGE}
+    assert _both(f"to_number(labels.{label})", document) == (("value", None), ("value", None))
+    # Functions of it then see null, as they would for any other non-number: a type error, never
+    # OverflowError or ValueError.
+    for function in ("ceil", "floor", "abs"):
+        assert _both(f"{function}(to_number(labels.{label}))", document) == (("type-error",),) * 2
+    assert _both(f"to_number(labels.{label}) > `1`", document) == (("value", None),) * 2
+
+
+@pytest.mark.parametrize(
+    ("source", "function"),
+    [
+        ("sum([to_number(labels.max), to_number(labels.max)])", "sum()"),
+        ("avg([to_number(labels.max), to_number(labels.max)])", "avg()"),
+        ("avg([to_number(labels.wide)]) ", "avg()"),
+        ("ceil(vars.inf)", "ceil()"),
+        ("floor(vars.inf)", "floor()"),
+        ("ceil(vars.nan)", "ceil()"),
+        ("abs(vars.inf)", "abs()"),
+        ("max_by([{n: sum([to_number(labels.max), to_number(labels.max)])}], &n)", "sum()"),
+        ("sum([" + ", ".join(["to_number(labels.wide)"] * 11) + "])", "sum()"),  # past 4,000 digits
+    ],
+)
+def test_a_function_that_overflows_raises_expression_error(source: str, function: str) -> None:
+    document = {"labels": HUGE, "vars": {"inf": math.inf, "nan": math.nan}}
+    assert _both(source, document) == (("error", function),) * 2
+
+
+def test_exact_integers_within_range_stay_exact() -> None:
+    document = {"labels": HUGE}
+    expected = int("9" * 3999) * 2
+    assert (
+        _both("sum([to_number(labels.wide), to_number(labels.wide)])", document) == (("value", expected),) * 2
+    )
+    assert _both("ceil(to_number(labels.max))", document) == (("value", int(1e308)),) * 2
+
+
+@pytest.mark.parametrize("literal", ["`1e400`", "`[1, -1e999]`", '`{"a": 1e400}`'])
+def test_a_literal_out_of_range_does_not_compile(literal: str) -> None:
+    source = f"labels.a == {literal}"
+    with pytest.raises(ExpressionSyntaxError, match="number out of range in a JSON literal") as caught:
+        compile_expression(source)
+    assert caught.value.offset == source.index("`")
+
+
+def test_a_condition_that_overflows_does_not_match(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    when = "sum([to_number(labels.w), to_number(labels.w)]) > `1` || ceil(to_number(labels.v)) > `1`"
+    (rules / "deep.yaml").write_text(
+        PLAYBOOK.replace("WHEN", when).replace("MESSAGE", "${ceil(to_number(labels.w))}")
+    )
+    alert = tmp_path / "alert.json"
+    alert.write_text('{"labels": {"alertname": "Anything", "v": "1.0e400", "w": "1e308"}}')
+    assert main(["simulate", "--explain", "--rules", str(rules), str(alert)]) == 0
+    out = capsys.readouterr().out
+    assert "no playbook matches" in out
+    assert "deep (error): when `" in out
+    assert "sum(): the result inf is out of the range of JSON numbers" in out
+
+
+# --- templates with hostile values ----------------------------------------------------------------
+
+
+def _nested(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (math.inf, "Out of range float values are not JSON compliant"),
+        (math.nan, "Out of range float values are not JSON compliant"),
+        (10**5000, "Exceeds the limit"),
+        (_nested(5000), "maximum recursion depth exceeded"),
+    ],
+    ids=["inf", "nan", "huge-int", "deep"],
+)
+def test_a_value_that_cannot_be_text_is_a_render_error(value: object, reason: str) -> None:
+    with pytest.raises(TemplateRenderError, match=reason):
+        render_value({"message": "x ${vars.a}"}, {"vars": {"a": value}})
+
+
+def test_hostile_strings_render_as_they_are() -> None:
+    context = {"labels": {"s": "\ud800", "t": "${labels.s}", "brace": "}"}, "vars": {"n": _nested(50)}}
+    rendered = render_value(
+        {"a": "${labels.s}", "b": "x ${labels.t} ${labels.brace}", "c": "${vars.n}", "d": "[${vars.n}]"},
+        context,
+    )
+    assert rendered == {
+        "a": "\ud800",
+        "b": "x ${labels.s} }",  # a label value that looks like a template is data
+        "c": _nested(50),
+        "d": "[" * 52 + "]" * 52,  # the template's brackets around the 51 levels of the value
+    }
