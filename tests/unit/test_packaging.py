@@ -20,7 +20,9 @@ def test_the_only_top_level_package_is_kurative() -> None:
 def test_console_script_and_tools_name_the_kurative_package() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert project["project"]["scripts"]["kurative"] == "kurative.cli:main"
-    assert project["tool"]["setuptools"]["packages"]["find"] == {"where": ["engine"], "include": ["kurative*"]}
+    assert project["tool"]["setuptools"]["packages"]["find"] == {
+        "where": ["engine"],
+        "include": ["kurative*"],
+    }
     assert project["tool"]["importlinter"]["root_package"] == "kurative"
     assert project["tool"]["mypy"]["packages"] == ["kurative"]
-
