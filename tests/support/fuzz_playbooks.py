@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import jmespath.exceptions
 from hypothesis import strategies as st
 
 from kurative.cli import main
 from kurative.errors import KurativeError
+from kurative.matching.ruleset import EVALUATION_ERRORS
 
 T = TypeVar("T")
 
@@ -394,11 +394,12 @@ def check_playbook_test(directory: Path, raw: bytes) -> None:
     run_cli("test", "--rules", str(rules), str(test_file))
 
 
-EVALUATION_ERRORS = (jmespath.exceptions.JMESPathError, KurativeError)
-
-
 def evaluation_outcome(call: Callable[[], Any]) -> tuple[str, Any]:
-    """A value JSON can write, or the kind of error; RecursionError, OverflowError and the like fail."""
+    """A value JSON can write, or the kind of error; RecursionError, OverflowError and the like fail.
+
+    The errors allowed are the ones the engine turns into a failed condition or a render error
+    (:data:`EVALUATION_ERRORS`): ours, and the library's type errors (``abs('x')``, ``1 < 'x'``).
+    """
     try:
         with memory_bound():
             value = call()

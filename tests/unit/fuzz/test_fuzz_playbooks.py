@@ -183,6 +183,7 @@ def test_duration_formatter(seconds: float) -> None:
 @example(source="`" + "[" * 500 + "]" * 500 + "`", context={"labels": {}, "vars": {}})
 @example(source="`1e400`", context={"labels": {}, "vars": {}})
 @example(source="labels.s", context={"labels": {"s": "\ud800"}, "vars": {}})
+@example(source="`1` < 'x'", context={"labels": {}, "vars": {}})  # a type error, as in the library
 def test_expression_compiler_and_evaluator(source: str, context: dict[str, Any]) -> None:
     expression = result_or_kurative_error(lambda: compile_expression(source))
     if isinstance(expression, KurativeError):
