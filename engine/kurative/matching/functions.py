@@ -46,8 +46,9 @@ class Functions(jp_functions.Functions):
         except (OverflowError, ValueError) as exc:  # ceil(inf), avg() of a huge integer
             raise ExpressionError(f"{function_name}(): number out of range ({exc})") from None
         if not _finite(result):
+            problem = f"is {result}" if isinstance(result, float) else "has more than 4,000 digits"
             raise ExpressionError(
-                f"{function_name}(): the result {result} is out of the range of JSON numbers"
+                f"{function_name}(): the result {problem}: out of the range of JSON numbers"
             )
         return result
 

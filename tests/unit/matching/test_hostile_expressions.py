@@ -233,7 +233,7 @@ def test_a_condition_that_overflows_does_not_match(
     out = capsys.readouterr().out
     assert "no playbook matches" in out
     assert "deep (error): when `" in out
-    assert "sum(): the result inf is out of the range of JSON numbers" in out
+    assert "sum(): the result is inf: out of the range of JSON numbers" in out
 
 
 # --- templates with hostile values ----------------------------------------------------------------
