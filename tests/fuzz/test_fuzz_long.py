@@ -77,7 +77,7 @@ def test_lint_simulate_and_test() -> None:
     with tempfile.TemporaryDirectory() as directory:
         workdir = Path(directory)
 
-        @BATCH
+        @settings(BATCH, max_examples=5)  # whole CLI commands: small batches, to end near the budget
         @given(playbook=playbook_files, playbook_test=playbook_test_files)
         def batch(playbook: bytes, playbook_test: bytes) -> None:
             check_lint(workdir, playbook)
