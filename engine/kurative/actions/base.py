@@ -20,6 +20,7 @@ from typing import Any
 
 import jsonschema
 
+from kurative.durations import FORMAT_CHECKER
 from kurative.errors import ActionNotImplemented, PermanentActionError
 
 # A schema's own words for a failed oneOf/anyOf ("give replicas or delta"), shown instead of
@@ -92,7 +93,8 @@ class ActionSpec:
     _validator: Any = field(init=False, default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_validator", jsonschema.Draft202012Validator(self.params))
+        validator = jsonschema.Draft202012Validator(self.params, format_checker=FORMAT_CHECKER)
+        object.__setattr__(self, "_validator", validator)
 
     @property
     def implemented(self) -> bool:

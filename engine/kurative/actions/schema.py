@@ -34,7 +34,12 @@ def boolean(description: str, default: bool | None = None) -> JSON:
 
 
 def duration(description: str, default: str | None = None) -> JSON:
-    schema: JSON = {"type": "string", "pattern": DURATION_PATTERN, "description": description}
+    schema: JSON = {
+        "type": "string",
+        "pattern": DURATION_PATTERN,
+        "format": "duration",
+        "description": description,
+    }
     if default is not None:
         schema["default"] = default
     return schema

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TextIO
 
 from kurative.errors import UsageError
 from kurative.linting.rulesets import load_ruleset
@@ -26,6 +27,26 @@ def require_paths(paths: Iterable[str], what: str = "") -> None:
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise UsageError(f"{what}no such file or directory: {', '.join(missing)}")
+
+
+def printable(text: str) -> str:
+    """``text`` with every lone surrogate written as its ``\\uXXXX`` escape, so that output always encodes.
+
+    File names that are not UTF-8 reach Python as lone surrogates (one per undecodable byte), and so
+    does a ``"\\ud800"`` escape in JSON input; a strict UTF-8 stdout cannot write either. The escape is
+    also valid inside a JSON string, so JSON output stays parseable and means the same.
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class PrintableWriter:
+    """A text stream whose writes go through :func:`printable`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        self.stream.write(printable(text))
 
 
 def add_rules_argument(parser: argparse.ArgumentParser) -> None:
@@ -45,5 +66,5 @@ def ruleset_or_report(paths: list[str]) -> Ruleset | None:
     require_paths(paths, "--rules: ")
     loaded = load_ruleset(paths)
     for diagnostic in loaded.diagnostics:
-        print(diagnostic.format(), file=sys.stderr)
+        print(printable(diagnostic.format()), file=sys.stderr)
     return loaded.ruleset if loaded.ok else None

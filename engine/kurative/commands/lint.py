@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from kurative.commands import EXIT_FAILURE, EXIT_OK, require_paths
+from kurative.commands import EXIT_FAILURE, EXIT_OK, printable, require_paths
 from kurative.diagnostics import has_errors
 from kurative.linting.against import compare_versions, playbooks_at
 from kurative.linting.formats import FORMATS, FORMATTERS
@@ -37,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
     if args.against:
         previous = playbooks_at(args.against, args.paths)
         diagnostics = sorted(diagnostics + compare_versions(args.against, result.loaded, previous))
-    sys.stdout.write(FORMATTERS[args.format](diagnostics, len(result.files)))
+    sys.stdout.write(printable(FORMATTERS[args.format](diagnostics, len(result.files))))
     return EXIT_FAILURE if has_errors(diagnostics) else EXIT_OK

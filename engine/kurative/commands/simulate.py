@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kurative.alerts import MAX_PAYLOAD_BYTES, load_json, parse_notification
-from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument, ruleset_or_report
+from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument, printable, ruleset_or_report
 from kurative.errors import AlertError, UsageError
 from kurative.journal.episodes import EpisodeTracker
 from kurative.matching.simulation import format_text, simulate
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{name}: {exc}") from None
         reports.extend(simulate(ruleset, notification, explain=args.explain, source=name, episodes=episodes))
     if args.format == "json":
-        sys.stdout.write(json.dumps(reports, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(printable(json.dumps(reports, indent=2, ensure_ascii=False) + "\n"))
     else:
-        sys.stdout.write(format_text(reports))
+        sys.stdout.write(printable(format_text(reports)))
     return EXIT_OK

@@ -14,7 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument, require_paths, ruleset_or_report
+from kurative.commands import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    PrintableWriter,
+    add_rules_argument,
+    require_paths,
+    ruleset_or_report,
+)
 from kurative.errors import UsageError
 from kurative.matching.playbook_tests import load_test_file, run_case
 from kurative.playbooks.loading import files_under, is_test_file
@@ -65,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     ruleset = ruleset_or_report(args.rules)
     if ruleset is None:
         return EXIT_FAILURE
-    out = sys.stdout
+    out = PrintableWriter(sys.stdout)
     cases = failed = 0
     broken_files = 0
     for name in files:

@@ -17,15 +17,22 @@ import jsonschema
 
 from kurative.actions.registry import get_action, suggest_action
 from kurative.diagnostics import Diagnostic
+from kurative.durations import FORMAT_CHECKER
 from kurative.matching.expressions import (
     Expression,
     ExpressionSyntaxError,
+    ExpressionTooDeep,
     compile_expression,
     field_chain,
     step_references,
     walk,
 )
-from kurative.matching.templates import TemplateSyntaxError, iter_strings, parse_template
+from kurative.matching.templates import (
+    TemplateSyntaxError,
+    TemplateTooDeep,
+    iter_strings,
+    parse_template,
+)
 from kurative.playbooks.models import JSONPath, Playbook, Step
 from kurative.playbooks.validation import TYPE_NAMES, describe, dotted
 
@@ -57,6 +64,7 @@ class _Checker:
         try:
             return compile_expression(text)
         except ExpressionSyntaxError as exc:
+            code = "E204" if isinstance(exc, ExpressionTooDeep) else code
             self.report(path, code, f"{what}: {exc}", exc.hint, text, exc.offset)
             return None
 
@@ -69,7 +77,8 @@ class _Checker:
             try:
                 template = parse_template(text)
             except TemplateSyntaxError as exc:
-                self.report(sub, "E203", f"template {dotted(sub)}: {exc}", exc.hint, text, exc.offset)
+                code = "E204" if isinstance(exc, TemplateTooDeep) else "E203"
+                self.report(sub, code, f"template {dotted(sub)}: {exc}", exc.hint, text, exc.offset)
                 continue
             compiled.extend((sub, p.expression) for p in template.placeholders)
         return compiled
@@ -194,7 +203,7 @@ def _is_template(value: Any) -> bool:
 def _validator(action: str) -> jsonschema.Draft202012Validator:
     spec = get_action(action)
     assert spec is not None
-    return jsonschema.Draft202012Validator(dict(spec.params))
+    return jsonschema.Draft202012Validator(dict(spec.params), format_checker=FORMAT_CHECKER)
 
 
 def _param_problem(action: str, error: jsonschema.ValidationError) -> tuple[str, str]:
@@ -212,6 +221,8 @@ def _param_problem(action: str, error: jsonschema.ValidationError) -> tuple[str,
     if error.validator == "enum":
         allowed = ", ".join(str(v) for v in schema.get("enum", []))
         return f"invalid value {error.instance!r}", f"expected one of: {allowed}"
+    if error.validator == "format" and error.cause is not None:
+        return str(error.cause), more
     if error.validator == "type":
         declared = schema.get("type")
         names = [declared] if isinstance(declared, str) else list(declared or [])

@@ -6,9 +6,10 @@ what :class:`jmespath.visitor.TreeInterpreter` does for each node type, with fus
 playbook conditions are made of (``labels.severity == 'critical'``, ``&&``, ``||``, ``!``,
 ``contains``, ``starts_with``, ``not_null``). Anything without a closure of its own (expression
 references for ``sort_by`` and friends) is handed to the library's interpreter for that subtree, and
-functions outside the fast paths go through the library's own type-checked function table. The result
-must always equal ``jmespath.search``: the unit tests prove it with a differential property test and the
-official compliance suite.
+functions outside the fast paths go through the library's own type-checked function table, as
+:mod:`kurative.matching.functions` adapts it (numbers stay finite). The result must always equal
+``jmespath.search`` (and :meth:`Expression.search`) except where that module says: the unit tests prove
+it with a differential property test and the official compliance suite.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from collections.abc import Callable, Iterable, Mapping
 from numbers import Number
 from typing import Any
 
-from jmespath import functions as jp_functions
-from jmespath.visitor import TreeInterpreter
+from kurative.matching.functions import FUNCTIONS, INTERPRETER
 
 Closure = Callable[[Any], Any]
 
-_INTERPRETER = TreeInterpreter()
+_INTERPRETER = INTERPRETER
 # JMESPath's falsy values besides null and false (compared with ==, as the library does).
 EMPTY_VALUES: tuple[Any, ...] = ("", [], {})
-_FUNCTIONS = jp_functions.Functions()
+_FUNCTIONS = FUNCTIONS
 
 
 def _is_actual_number(x: Any) -> bool:

@@ -8,6 +8,7 @@ is ``null``, so ``labels.team != 'x'`` is true when the alert has no ``team`` la
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import jmespath.exceptions
 from jmespath.parser import ParsedResult
 
 from kurative.errors import ExpressionError
+from kurative.matching.functions import INTERPRETER
 
 
 class SyntaxProblem(ExpressionError):
@@ -38,6 +40,15 @@ class ExpressionSyntaxError(SyntaxProblem):
         return self.text
 
 
+class ExpressionTooDeep(ExpressionSyntaxError):
+    """An expression (or a JSON literal in it) nests deeper than :data:`MAX_EXPRESSION_DEPTH`."""
+
+
+# Parsing, compiling to closures and evaluating all recurse once per level of the syntax tree: a bound
+# well below Python's recursion limit keeps each of them from dying with RecursionError, whoever calls.
+MAX_EXPRESSION_DEPTH = 100
+
+
 @dataclass(frozen=True, slots=True)
 class Expression:
     """A compiled JMESPath expression with its source text."""
@@ -46,7 +57,7 @@ class Expression:
     parsed: ParsedResult = field(repr=False, compare=False)
 
     def search(self, data: Mapping[str, Any]) -> Any:
-        return self.parsed.search(data)
+        return INTERPRETER.visit(self.parsed.parsed, data)  # the engine's functions (kept finite)
 
     @property
     def ast(self) -> dict[str, Any]:
@@ -74,12 +85,69 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
+def _too_deep(source: str, offset: int | None = None) -> ExpressionTooDeep:
+    return ExpressionTooDeep(
+        f"expression nested more than {MAX_EXPRESSION_DEPTH} levels deep",
+        source,
+        offset or 0,
+        "split it into simpler parts, such as a step condition or a var, or flatten the JSON literal",
+    )
+
+
+def _bracket_overflow(source: str) -> int | None:
+    """Where brackets first open past the maximum depth (quoted text skipped), if they do."""
+    depth = 0
+    quote = ""
+    escaped = False
+    for offset, char in enumerate(source):
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+            continue
+        if char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+            if depth > MAX_EXPRESSION_DEPTH:
+                return offset
+        elif char in ")]}":
+            depth -= 1
+    return None
+
+
+def _depth(ast: Mapping[str, Any]) -> int:
+    """Levels of the syntax tree, JSON literals included (iterative: it must not recurse itself)."""
+    deepest = 0
+    stack: list[tuple[Any, int, bool]] = [(ast, 1, True)]  # (value, depth, is a syntax tree node)
+    while stack and deepest <= MAX_EXPRESSION_DEPTH:
+        node, depth, is_node = stack.pop()
+        deepest = max(deepest, depth)
+        if is_node and node.get("type") == "literal":
+            stack.append((node.get("value"), depth + 1, False))
+        elif is_node:
+            children = node.get("children", ())
+            stack.extend((child, depth + 1, True) for child in children if isinstance(child, Mapping))
+        elif isinstance(node, Mapping | list):
+            items = node.values() if isinstance(node, Mapping) else node
+            stack.extend((item, depth + 1, False) for item in items if isinstance(item, Mapping | list))
+    return deepest
+
+
 def compile_expression(source: str) -> Expression:
     """Compile ``source`` or raise :class:`ExpressionSyntaxError` with a position and a hint."""
     if not isinstance(source, str) or not source.strip():
         raise ExpressionSyntaxError("empty expression", str(source), 0, "write a JMESPath expression")
+    overflow = _bracket_overflow(source)
+    if overflow is not None:
+        raise _too_deep(source, overflow)
     try:
         parsed = jmespath.compile(source)
+    except RecursionError:  # a long chain of prefix operators (!!!…): the parser recurses on each
+        raise _too_deep(source) from None
     except jmespath.exceptions.LexerError as exc:
         offset = int(getattr(exc, "lexer_position", 0) or 0)
         value = str(getattr(exc, "lexer_value", ""))
@@ -101,7 +169,29 @@ def compile_expression(source: str) -> Expression:
         ) from None
     except Exception as exc:  # jmespath raises a few bare errors on odd input
         raise ExpressionSyntaxError(f"invalid expression: {exc}", source, 0, "") from None
+    if _depth(parsed.parsed) > MAX_EXPRESSION_DEPTH:
+        raise _too_deep(source)
+    if any(
+        node.get("type") == "literal" and _out_of_range(node.get("value")) for node in walk(parsed.parsed)
+    ):
+        raise ExpressionSyntaxError(
+            "number out of range in a JSON literal",
+            source,
+            max(source.find("`"), 0),
+            "JSON numbers in literals must be finite: `1e308` is the largest",
+        )
     return Expression(source, parsed)
+
+
+def _out_of_range(value: Any) -> bool:
+    """A non-finite number anywhere in a literal (``1e400`` reads as infinity); depth already bounded."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list):
+        return any(_out_of_range(item) for item in value)
+    if isinstance(value, dict):
+        return any(_out_of_range(item) for item in value.values())
+    return False
 
 
 def field_chain(node: Mapping[str, Any]) -> tuple[str, ...] | None:

@@ -29,7 +29,7 @@ from typing import Any
 import jsonschema
 
 from kurative.alerts import Alert, AlertGroup, parse_notification
-from kurative.durations import parse_duration
+from kurative.durations import FORMAT_CHECKER, parse_duration
 from kurative.errors import AlertError, TemplateRenderError
 from kurative.journal.episodes import EpisodeTracker
 from kurative.matching.admission import MemoryAdmissionStore, admit
@@ -89,7 +89,7 @@ class CaseResult:
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
     text = resources.files("kurative").joinpath("schemas/playbook-test.v1.json").read_text(encoding="utf-8")
-    return jsonschema.Draft202012Validator(json.loads(text))
+    return jsonschema.Draft202012Validator(json.loads(text), format_checker=FORMAT_CHECKER)
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
@@ -112,7 +112,7 @@ def _schema_problems(doc: Document) -> list[str]:
                 chosen = inside[0]
         path = tuple(chosen.absolute_path)
         line, column = doc.position(path)
-        message = chosen.message
+        message = str(chosen.cause) if chosen.validator == "format" and chosen.cause else chosen.message
         if chosen.validator == "type" and len(path) >= 2:
             message += " (label values are strings: quote numbers and booleans)"
         problems.append(f"{doc.path}:{line}:{column}: {_dotted(path)}: {message}")

@@ -17,6 +17,7 @@ from kurative.errors import ExpressionError, TemplateRenderError
 from kurative.matching.expressions import (
     Expression,
     ExpressionSyntaxError,
+    ExpressionTooDeep,
     SyntaxProblem,
     compile_expression,
 )
@@ -24,6 +25,10 @@ from kurative.matching.expressions import (
 
 class TemplateSyntaxError(SyntaxProblem):
     """A template is malformed (unterminated, empty, or holding an expression that does not parse)."""
+
+
+class TemplateTooDeep(TemplateSyntaxError):
+    """A template's expression nests too deeply (:class:`ExpressionTooDeep` inside ``${…}``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +71,19 @@ class Template:
 
 
 def to_text(value: Any) -> str:
-    """How a value reads inside text: null is empty, strings as they are, the rest as JSON."""
+    """How a value reads inside text: null is empty, strings as they are, the rest as JSON.
+
+    Raises :class:`ExpressionError` for what JSON cannot write: a number that is not finite, an integer
+    of more than 4,300 digits, a structure nested past the recursion limit.
+    """
     if value is None:
         return ""
     if isinstance(value, str):
         return value
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    try:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ExpressionError(f"the value cannot be written as text: {exc}") from None
 
 
 _QUOTES = {"'": "'", '"': '"', "`": "`"}
@@ -126,9 +138,9 @@ def parse_template(text: str) -> Template:
             try:
                 expression = compile_expression(source)
             except ExpressionSyntaxError as exc:
-                raise TemplateSyntaxError(
-                    f"in ${{{source}}}: {exc}", text, i + 2 + exc.offset, exc.hint
-                ) from None
+                error = TemplateTooDeep if isinstance(exc, ExpressionTooDeep) else TemplateSyntaxError
+                shown = source if len(source) <= 60 else source[:57] + "..."
+                raise error(f"in ${{{shown}}}: {exc}", text, i + 2 + exc.offset, exc.hint) from None
             if buf:
                 parts.append("".join(buf))
                 buf = []

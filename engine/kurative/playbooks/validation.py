@@ -20,7 +20,13 @@ import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
 from kurative.diagnostics import Diagnostic
-from kurative.durations import DURATION_PATTERN, DurationError, parse_duration
+from kurative.durations import (
+    DURATION_PATTERN,
+    FORMAT_CHECKER,
+    MAX_DURATION_DAYS,
+    DurationError,
+    parse_duration,
+)
 from kurative.playbooks.models import Dedupe, Limit, Playbook, Retry, Source, Step, Trigger
 from kurative.playbooks.yamlload import Document
 
@@ -39,7 +45,7 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @functools.cache
 def _validator(name: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(load_schema(name))
+    return jsonschema.Draft202012Validator(load_schema(name), format_checker=FORMAT_CHECKER)
 
 
 TYPE_NAMES = {
@@ -155,6 +161,10 @@ def _explain(
                 "trigger needs an alertname or a when condition",
                 "a playbook without either would run for every alert; write when: '`true`' if you mean that",
             )
+        ]
+    if validator == "format" and schema.get("format") == "duration":
+        return [
+            make("E105", f"{error.cause} at {where}", f"use a shorter duration: at most {MAX_DURATION_DAYS}d")
         ]
     if validator in {"pattern", "type"} and schema.get("pattern") == DURATION_PATTERN:
         return [
@@ -272,7 +282,7 @@ def build_playbook(doc: Document) -> Playbook:
     metadata = _get(data, "metadata", dict, {})
     spec = _get(data, "spec", dict, {})
     trigger = _get(spec, "trigger", dict, {})
-    names = trigger.get("alertname", ())
+    names = _get(trigger, "alertname", (str, list), ())
     dedupe = _get(spec, "dedupe", dict, {})
     raw_steps = _get(spec, "steps", list, [])
     steps = []

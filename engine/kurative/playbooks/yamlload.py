@@ -10,6 +10,8 @@ built).
 from __future__ import annotations
 
 import datetime
+import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,10 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 MAX_EXPANDED_NODES = 100_000
 
+# A \ud800 escape in a quoted scalar yields a lone surrogate: not a character, so it cannot be
+# encoded, hashed or printed as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 _CORE_TAGS = {
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
 }
@@ -57,6 +63,8 @@ class Document:
     key_positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
     blocks: dict[Path, tuple[int, int, tuple[int, ...]]] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list, repr=False)
+    # Values plain data cannot hold (found while converting); a document with any is not loaded.
+    problems: list[Diagnostic] = field(default_factory=list, repr=False)
 
     def position(self, path: Path, key: bool = False) -> tuple[int, int]:
         """Position of the node at ``path`` (of its key when ``key``), else of its nearest ancestor."""
@@ -168,6 +176,18 @@ def _precheck(path: str, yaml: YAML, text: str) -> Diagnostic | None:
         if isinstance(event, AliasEvent):
             size = sizes.get(str(event.anchor), 1)
         elif isinstance(event, ScalarEvent):
+            surrogate = _SURROGATE.search(event.value)
+            if surrogate is not None:
+                return _diag(
+                    path,
+                    line,
+                    column,
+                    "E010",
+                    f"string holds \\u{ord(surrogate.group()):04x}, a lone surrogate, "
+                    "which is not a character",
+                    "remove the escape or write the character itself; for a character outside the basic "
+                    "plane write \\U0001F600, not a \\u surrogate pair",
+                )
             size = 1
             if event.anchor:
                 sizes[str(event.anchor)] = 1
@@ -239,6 +259,18 @@ def _plain(node: Any, path: Path, doc: Document) -> Any:
     if isinstance(node, int):
         return int(node)
     if isinstance(node, float):
+        if not math.isfinite(node):
+            line, column = doc.positions.get(path, doc.positions.get((), (1, 1)))
+            doc.problems.append(
+                _diag(
+                    doc.path,
+                    line,
+                    column,
+                    "E104",
+                    f"number out of range: this value reads as {node}, which JSON cannot hold",
+                    "write a finite number, or quote the value to make it a string",
+                )
+            )
         return float(node)
     if isinstance(node, str):
         if isinstance(node, LiteralScalarString | FoldedScalarString) and path in doc.positions:
@@ -308,6 +340,9 @@ def load_yaml_text(path: str, text: str) -> LoadedFile:
             (raw.lc.line + 1, raw.lc.col + 1) if isinstance(raw, CommentedMap | CommentedSeq) else (line, 1)
         )
         doc.data = _plain(raw, (), doc)
+        if doc.problems:
+            diagnostics.extend(doc.problems)
+            continue
         documents.append(doc)
     if not raw_documents:
         diagnostics.append(
