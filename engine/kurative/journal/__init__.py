@@ -114,28 +114,6 @@ def _sqlite_path(url: str) -> str:
     return path
 
 
-def _check_postgres_url(url: str, shown: str) -> None:
-    """Refuse what libpq would refuse only when connecting, or what would crash before it is asked."""
-    from psycopg import ProgrammingError
-    from psycopg.conninfo import conninfo_to_dict
-
-    invalid = f"invalid journal URL {shown!r}"
-    try:
-        urllib.parse.urlsplit(url)
-    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed [
-        raise UsageError(f"{invalid}: {exc} (write an IPv6 host as [::1])") from None
-    try:
-        params = conninfo_to_dict(url)
-    except ProgrammingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "not a connection URL"
-        raise UsageError(f"{invalid}: {reason}") from None
-    except UnicodeDecodeError:  # %ed%a0%80: percent-encoded bytes that are not UTF-8
-        raise UsageError(f"{invalid}: a percent-encoded part is not UTF-8 text") from None
-    for port in str(params.get("port") or "").split(","):
-        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-            raise UsageError(f"{invalid}: port {port!r} is not a number from 1 to 65535")
-
-
 def _check_url_text(url: object) -> str:
     if not isinstance(url, str):
         raise UsageError(f"invalid journal URL: expected text, got {type(url).__name__}")
@@ -164,7 +142,9 @@ def parse_journal_url(url: str) -> JournalTarget:
     if scheme == "sqlite":
         return JournalTarget("sqlite", _sqlite_path(url), shown)
     if scheme in ("postgresql", "postgres"):
-        _check_postgres_url(url, shown)
+        from kurative.journal.postgres import check_postgres_url
+
+        check_postgres_url(url, shown)
         return JournalTarget("postgresql", url, shown)
     raise UsageError(f"unsupported journal URL {shown!r}: use sqlite:///path.db or postgresql://user@host/db")
 

@@ -10,16 +10,19 @@ explicit transaction, so a failure leaves nothing half-written.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from kurative.errors import ExecutionNotFound, JournalError, JournalUnavailable
+from kurative.errors import ExecutionNotFound, JournalError, JournalUnavailable, UsageError
 from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
@@ -172,6 +175,25 @@ _PRUNE = (
         "WHERE expires_at <= now() LIMIT %(batch)s))",
     ),
 )
+
+
+def check_postgres_url(url: str, shown: str) -> None:
+    """Refuse what libpq would refuse only when connecting, or what would crash before it is asked."""
+    invalid = f"invalid journal URL {shown!r}"
+    try:
+        urllib.parse.urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed [
+        raise UsageError(f"{invalid}: {exc} (write an IPv6 host as [::1])") from None
+    try:
+        params = conninfo_to_dict(url)
+    except ProgrammingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "not a connection URL"
+        raise UsageError(f"{invalid}: {reason}") from None
+    except UnicodeDecodeError:  # %ed%a0%80: percent-encoded bytes that are not UTF-8
+        raise UsageError(f"{invalid}: a percent-encoded part is not UTF-8 text") from None
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise UsageError(f"{invalid}: port {port!r} is not a number from 1 to 65535")
 
 
 class PostgresJournal(JournalBackend):
