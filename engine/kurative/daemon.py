@@ -34,6 +34,7 @@ from kurative.adapters.secrets import SecretStore
 from kurative.config import Settings
 from kurative.diagnostics import Severity
 from kurative.errors import ConfigError, JournalUnavailable, KurativeError
+from kurative.execution.approvals import ApprovalTimer
 from kurative.execution.breakers import BreakerPolicy
 from kurative.execution.matcher import ActiveRuleset, Matcher
 from kurative.execution.runner import ExecutionRunner, PlaybookCache, playbook_record_body
@@ -50,6 +51,8 @@ from kurative.matching.ruleset import Ruleset
 log = structlog.get_logger("kurative.daemon")
 
 READY_PROBE_TIMEOUT = 2.0
+APPROVAL_CHECK_SECONDS = 1.0
+"""Overdue approval steps are looked for at most this often (and at the poll interval if longer)."""
 
 
 class LazyKubernetes:
@@ -254,7 +257,7 @@ class Daemon:
             )
             server = IngressServer(create_app(listen, hooks), listen, bind(listen))
             self.url = server.url
-            await self._serve(server, matcher, workers, kubernetes)
+            await self._serve(journal, server, matcher, workers, kubernetes)
         finally:
             await http.aclose()
             await prometheus.aclose()
@@ -264,18 +267,29 @@ class Daemon:
             log.info("stopped")
 
     async def _serve(
-        self, server: IngressServer, matcher: Matcher, workers: WorkerPool, kubernetes: LazyKubernetes
+        self,
+        journal: Journal,
+        server: IngressServer,
+        matcher: Matcher,
+        workers: WorkerPool,
+        kubernetes: LazyKubernetes,
     ) -> None:
         settings = self.settings
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._guard("ingress", server.serve()), name="ingress")
             tasks.create_task(self._guard("matcher", matcher.run()), name="matcher")
             tasks.create_task(self._guard("workers", workers.run()), name="workers")
+            timer = ApprovalTimer(
+                journal,
+                every=max(APPROVAL_CHECK_SECONDS, settings.runner.poll_interval),
+                expired=workers.wake,
+            )
+            tasks.create_task(self._guard("approvals", timer.run()), name="approvals")
             pruner = tasks.create_task(
                 self._guard(
                     "pruner",
                     prune_periodically(
-                        self._journal,  # type: ignore[arg-type]
+                        journal,
                         older_than=settings.journal.retention_seconds,
                         on_report=lambda report: log.info("journal_pruned", **dataclasses.asdict(report)),
                         on_error=lambda exc: log.warning("journal_prune_failed", error=str(exc)),
@@ -292,6 +306,7 @@ class Daemon:
             # Ordered shutdown: stop taking alerts, stop matching, let steps finish, release leases.
             server.stop()
             matcher.stop()
+            timer.stop()
             await workers.stop(settings.runner.shutdown_timeout)
             pruner.cancel()
             await asyncio.wait([checking])

@@ -22,13 +22,14 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
 from kurative.actions.base import ActionContext, ActionSpec
 from kurative.actions.registry import get_action
+from kurative.durations import format_duration, parse_duration
 from kurative.errors import (
     ActionError,
     BreakerOpen,
@@ -504,10 +505,27 @@ class ExecutionRunner:
         since = open_record.started_at
         decided = [a for a in detail.approvals if since is None or a.decided_at >= since]
         if not decided:
+            timeout = approval_timeout(open_record.params)
+            if since is not None and await self._journal.now() >= since + timedelta(seconds=timeout):
+                error = f"no decision within {format_duration(timeout)}"
+                return await self._finish(
+                    keeper, index, step, open_record.attempt, StepStatus.FAILED, None, error
+                )
             return await self._release(keeper, ExecutionState.AWAITING_APPROVAL)
         last = decided[-1]
         output = {"decision": last.decision.value, "by": last.who, "reason": last.reason}
         return await self._finish(keeper, index, step, open_record.attempt, StepStatus.SUCCEEDED, output)
+
+
+def approval_timeout(params: Any) -> float:
+    """Seconds an ``approval`` step waits for a decision (its ``timeout`` param, or the declared default)."""
+    declared = get_action(APPROVAL)
+    default = declared.params["properties"]["timeout"]["default"] if declared else "1h"
+    given = params.get("timeout", default) if isinstance(params, Mapping) else default
+    try:
+        return parse_duration(given)
+    except KurativeError:
+        return parse_duration(default)
 
 
 def _histories(detail: ExecutionDetail, count: int) -> list[StepHistory]:

@@ -159,6 +159,9 @@ class JournalBackend(abc.ABC):
     async def _cancel_execution(self, execution_id: str, who_text: str, reason_text: str) -> Execution: ...
 
     @abc.abstractmethod
+    async def _expire_approval(self, execution_id: str) -> bool: ...
+
+    @abc.abstractmethod
     async def _cancel_awaiting_approval(
         self, alert_fingerprint: str, reason_text: str | None
     ) -> tuple[str, ...]: ...
@@ -259,6 +262,9 @@ class JournalBackend(abc.ABC):
     async def cancel_execution(self, execution_id: str, who: str, reason: str = "") -> Execution:
         who_text, reason_text = self._who_and_reason(who, reason, "who")
         return await self._cancel_execution(execution_id, who_text, reason_text)
+
+    async def expire_approval(self, execution_id: str) -> bool:
+        return await self._expire_approval(execution_id)
 
     async def cancel_awaiting_approval(self, alert_fingerprint: str, reason: str) -> tuple[str, ...]:
         return await self._cancel_awaiting_approval(

@@ -166,6 +166,10 @@ class Journal(Protocol):
         """Cancel an execution that has not finished. A pending or waiting one is cancelled at once;
         a running one is flagged and its holder sees ``cancel_requested`` on its next renewal."""
 
+    async def expire_approval(self, execution_id: str) -> bool:
+        """Hand an execution whose approval step ran out of time back to the workers (``pending``), so
+        that the step fails and the ``always`` steps run. False when it no longer awaits approval."""
+
     async def cancel_awaiting_approval(self, alert_fingerprint: str, reason: str) -> tuple[str, ...]:
         """Cancel every execution of that alert still waiting for approval (the alert resolved)."""
 

@@ -776,6 +776,17 @@ class PostgresJournal(JournalBackend):
 
         return await self._run(cancel)
 
+    async def _expire_approval(self, execution_id: str) -> bool:
+        async def expire(conn: Conn) -> bool:
+            cur = await conn.execute(
+                "UPDATE executions SET state = 'pending', available_at = now(), updated_at = now() "
+                "WHERE id = %s AND state = 'awaiting_approval' RETURNING id",
+                (execution_id,),
+            )
+            return await cur.fetchone() is not None
+
+        return await self._run(expire)
+
     async def _cancel_awaiting_approval(
         self, alert_fingerprint: str, reason_text: str | None
     ) -> tuple[str, ...]:

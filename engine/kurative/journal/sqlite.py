@@ -704,6 +704,19 @@ class SQLiteJournal(JournalBackend):
 
         return await self._run(cancel)
 
+    async def _expire_approval(self, execution_id: str) -> bool:
+        def expire(conn: sqlite3.Connection) -> bool:
+            now = _now()
+            with self._transaction(conn):
+                found = conn.execute(
+                    "UPDATE executions SET state = 'pending', available_at = ?, updated_at = ? "
+                    "WHERE id = ? AND state = 'awaiting_approval' RETURNING id",
+                    (now, now, execution_id),
+                ).fetchone()
+            return found is not None
+
+        return await self._run(expire)
+
     async def _cancel_awaiting_approval(
         self, alert_fingerprint: str, reason_text: str | None
     ) -> tuple[str, ...]:

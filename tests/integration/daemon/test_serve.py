@@ -159,3 +159,41 @@ async def test_global_dry_run_changes_nothing(setup: Setup, start_daemon: StartD
     deployment = setup.kube.get(setup.kube.ns_path("deployments", "web", group=APPS))
     assert deployment["spec"]["replicas"] == 2
     assert setup.sink.requests == []
+
+
+TIMED = """\
+    apiVersion: kurative/v1
+    kind: Playbook
+    metadata: {name: ask-briefly, version: 1}
+    spec:
+      trigger: {alertname: [AskBriefly]}
+      approval: auto
+      steps:
+        - name: ask
+          action: approval
+          params: {message: "go?", timeout: 1s}
+        - name: act
+          action: log
+          params: {message: "never without a decision"}
+        - name: report
+          action: log
+          always: true
+          params: {message: "ask ended ${steps.ask.status}"}
+"""
+
+
+async def test_an_approval_step_without_a_decision_fails_at_its_timeout_and_always_steps_run(
+    setup: Setup, start_daemon: StartDaemon
+) -> None:
+    setup.playbook("ask", TIMED)
+    async with start_daemon(setup.settings(), setup.env) as running, running.client() as client:
+        await setup.post(client, {"labels": {"alertname": "AskBriefly"}})
+        (execution,) = await running.settle(1, within=30)
+        assert execution.state is ExecutionState.FAILED
+        assert "no decision within 1s" in (execution.error or "")
+        detail = await running.journal.get_execution(execution.id)
+        finals = {s.name: s for s in detail.steps if s.status is not StepStatus.STARTED}
+        assert finals["ask"].status is StepStatus.FAILED
+        assert finals["act"].status is StepStatus.SKIPPED
+        assert finals["report"].status is StepStatus.SUCCEEDED
+        assert finals["report"].output == {"message": "ask ended failed"}
