@@ -129,8 +129,8 @@ class StepHistory:
         for record in reversed(self.records):
             if record.status is StepStatus.STARTED:
                 continue
-            if record.status is StepStatus.FAILED and _retry_pending(record):
-                return None
+            if record.status is StepStatus.FAILED and (_retry_pending(record) or _breaker(record)):
+                return None  # another attempt follows (also after a crash before it was scheduled)
             return record
         return None
 
