@@ -169,6 +169,10 @@ async def test_kill_during_a_slow_step_and_during_a_webhook_repeats_nothing_unsa
     slow = by_path["/slow"]
     assert set(slow) == {f"{k}/slow-hook" for k in keys}
     assert len(slow) >= 3
+    # three processes' logs, and the bearer token the ingress compared is in none of them
+    log = process.log.read_text(errors="replace")
+    assert log.count('"event": "ready"') == 3
+    assert TOKEN not in log
 
 
 async def test_alerts_committed_but_not_matched_before_a_kill_are_matched_after(

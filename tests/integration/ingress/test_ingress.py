@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import ssl
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from kurative.errors import ConfigError, JournalUnavailable
@@ -192,3 +196,30 @@ async def test_a_group_of_2000_alerts_commits_in_one_post(start_ingress: StartIn
         assert answer.status_code == 200
         assert answer.json() == {"received": 2000}
         assert len(set(ingress.committed)) == 2000
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_serves_https_only(start_ingress: StartIngress, tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = _self_signed(tmp_path)
+    async with start_ingress(tls_cert_file=str(cert), tls_key_file=str(key)) as ingress:
+        assert ingress.url.startswith("https://")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        async with httpx.AsyncClient(base_url=ingress.url, verify=trusted, timeout=30) as client:
+            answer = await client.post("/api/v1/alerts", json=webhook())
+            assert answer.status_code == 200
+        plain = ingress.url.replace("https://", "http://")
+        async with httpx.AsyncClient(base_url=plain, timeout=10) as client:
+            with pytest.raises(httpx.HTTPError):
+                await client.post("/api/v1/alerts", json=webhook())
+        assert len(ingress.committed) == 1
