@@ -1,6 +1,8 @@
 """What to do with a step that a dead holder recorded as started but never finished.
 
-Finished steps are never run again. For an open step the action's declared repeat-safety decides:
+Finished steps are never run again. For an open step, and before another attempt of a step whose
+last attempt failed after it may have reached its target (a timeout, a reset connection, a 5xx after
+the change was applied), the action's declared repeat-safety decides:
 idempotent actions run again; stamped and preconditioned Kubernetes actions are asked whether their
 effect is there (the stamp annotation, the object gone): done means it is recorded as succeeded and
 flagged recovered, not done means it runs, unknown parks the execution for review. A stamped action
@@ -16,8 +18,7 @@ from typing import Any
 
 from kurative.actions.base import ActionContext, ActionSpec, RepeatSafety
 from kurative.actions.kubernetes import Effect, check_effect
-from kurative.errors import KurativeError
-from kurative.journal import StepRecord
+from kurative.errors import BreakerOpen, KurativeError
 
 
 class Recovery(enum.StrEnum):
@@ -26,10 +27,10 @@ class Recovery(enum.StrEnum):
     REVIEW = "review"
 
 
-async def recover_step(
-    spec: ActionSpec, ctx: ActionContext, params: Mapping[str, Any], record: StepRecord
-) -> Recovery:
-    """The fate of the open step ``record`` of ``spec``, run as ``ctx`` with ``params``."""
+async def recover_step(spec: ActionSpec, ctx: ActionContext, params: Mapping[str, Any]) -> Recovery:
+    """The fate of a step of ``spec`` that may have taken effect (it was interrupted, or an attempt
+    failed in a way that does not prove nothing happened), run as ``ctx`` with the recorded ``params``.
+    :class:`~kurative.errors.BreakerOpen` while the target cannot even be asked."""
     if spec.repeat_safety is RepeatSafety.IDEMPOTENT:
         return Recovery.RUN
     if spec.repeat_safety is RepeatSafety.UNSAFE:
@@ -37,9 +38,9 @@ async def recover_step(
     if not spec.name.startswith("kubernetes."):
         return Recovery.RUN if spec.repeat_safety is RepeatSafety.STAMPED else Recovery.REVIEW
     try:
-        effect = await check_effect(
-            spec.name, ctx, record.params if isinstance(record.params, Mapping) else params
-        )
+        effect = await check_effect(spec.name, ctx, params)
+    except BreakerOpen:
+        raise
     except KurativeError:
         return Recovery.REVIEW
     return {Effect.DONE: Recovery.DONE, Effect.NOT_DONE: Recovery.RUN}.get(effect, Recovery.REVIEW)

@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from kurative.actions.base import ActionContext, ActionSpec
+from kurative.actions.base import ActionContext, ActionSpec, RepeatSafety
 from kurative.actions.registry import get_action
 from kurative.durations import format_duration, parse_duration
 from kurative.errors import (
@@ -145,6 +145,12 @@ class StepHistory:
     def failures(self) -> int:
         """Failed attempts that count against ``retry.attempts`` (an open breaker does not)."""
         return sum(1 for r in self.records if r.status is StepStatus.FAILED and not _breaker(r))
+
+    @property
+    def last_failure_may_have_acted(self) -> bool:
+        """The step's last attempt failed after reaching for its target (not refused by a breaker)."""
+        finished = [r for r in self.records if r.status is not StepStatus.STARTED]
+        return bool(finished) and finished[-1].status is StepStatus.FAILED and not _breaker(finished[-1])
 
     @property
     def next_attempt(self) -> int:
@@ -401,7 +407,11 @@ class ExecutionRunner:
             return await self._approval(keeper, detail, index, step, history, params)
 
         if open_record is not None:
-            verdict = await recover_step(spec, ctx, params, open_record)
+            recorded = open_record.params if isinstance(open_record.params, Mapping) else params
+            try:
+                verdict = await recover_step(spec, ctx, recorded)
+            except BreakerOpen as exc:
+                return await self._release(keeper, ExecutionState.PENDING, str(exc), exc.retry_after)
             log.info("step_recovered", verdict=verdict.value, attempt=open_record.attempt)
             if verdict is Recovery.DONE:
                 return await settle(StepStatus.SUCCEEDED, {"recovered": True})
@@ -431,8 +441,21 @@ class ExecutionRunner:
     ) -> StepRecord | ExecutionState:
         failures = history.failures
         attempt = history.next_attempt
+        unsure = history.last_failure_may_have_acted
         while True:
             keeper.check()
+            if unsure and spec.repeat_safety is not RepeatSafety.IDEMPOTENT:
+                # The failed attempt may have changed the target after all (its answer was lost): a
+                # stamped change that is there is done. Anything else is retried; a preconditioned
+                # action's retry is itself guarded by the uid it read.
+                try:
+                    verdict = await recover_step(spec, ctx, params)
+                except BreakerOpen as exc:
+                    return await self._release(keeper, ExecutionState.PENDING, str(exc), exc.retry_after)
+                log.info("step_checked_before_retry", verdict=verdict.value, attempt=attempt)
+                if verdict is Recovery.DONE:
+                    found = {"recovered": True}
+                    return await self._finish(keeper, index, step, attempt, StepStatus.SUCCEEDED, found)
             start = StepStart(index, step.name, step.action, attempt, dict(params), ctx.idempotency_key)
 
             async def started(start: StepStart = start) -> Any:
@@ -471,6 +494,7 @@ class ExecutionRunner:
                 )
                 return await self._release(keeper, ExecutionState.PENDING, message, decision.delay)
             failures += 1
+            unsure = True
             if not decision.retry:
                 return await self._finish(keeper, index, step, attempt, StepStatus.FAILED, None, message)
             await self._finish(keeper, index, step, attempt, StepStatus.FAILED, {"retry": True}, message)
