@@ -175,6 +175,26 @@ async def test_drain_does_not_evict_from_protected_namespaces(kube: Kube, run: R
         await run("drain", {"node": node, "timeout": "1s", "force": True})
 
 
+async def test_drain_leaves_finished_pods_of_protected_namespaces_alone(kube: Kube, run: Runner) -> None:
+    node = f"{kube.namespace}-f"
+    kube.node(node)
+    name = f"{kube.namespace}-job"
+    path = f"{CORE}/namespaces/kube-system/pods/{name}"
+    kube.request(
+        "POST",
+        f"{CORE}/namespaces/kube-system/pods",
+        {
+            "metadata": {"name": name},
+            "spec": {"nodeName": node, "containers": [{"name": "j", "image": "busybox"}]},
+        },
+    )
+    kube.cluster_objects.append(path)
+    kube.request("PUT", path + "/status", {**kube.get(path), "status": {"phase": "Succeeded"}})
+    out = await run("drain", {"node": node, "timeout": "10s", "grace_period": 0})
+    assert out["evicted"] == []
+    assert kube.exists(path)  # a finished pod blocks nothing, and kube-system is never touched
+
+
 async def test_drain_run_again_waits_for_the_pods_still_terminating(kube: Kube, run: Runner) -> None:
     """As `kubectl drain`: done when each evicted pod is gone, not when its deletion was asked."""
     node = f"{kube.namespace}-t"

@@ -166,7 +166,8 @@ def _classify(pod: Mapping[str, Any], params: Mapping[str, Any], protected: tupl
     owner = owner_of(pod)
     phase = (pod.get("status") or {}).get("phase")
     if phase in ("Succeeded", "Failed"):
-        return None
+        # finished: nothing runs, so it never blocks a drain; one in a protected namespace stays
+        return "skip:finished pod in a protected namespace" if meta.get("namespace") in protected else None
     if owner is not None and owner.get("kind") == "DaemonSet":
         return "skip:DaemonSet pod"
     if meta.get("deletionTimestamp"):
