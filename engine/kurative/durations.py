@@ -35,7 +35,7 @@ def _shown(text: str) -> str:
 
 def parse_duration(text: str) -> float:
     """Return the duration in seconds; raise :class:`DurationError` with a hint when malformed."""
-    if not isinstance(text, str) or not _WHOLE.match(text):
+    if not isinstance(text, str) or not _WHOLE.fullmatch(text):
         shown = _shown(text) if isinstance(text, str) else repr(text)
         raise DurationError(
             f"invalid duration {shown}: write a number with a unit, such as 500ms, 30s, 5m, 1h or 1h30m"
@@ -75,6 +75,6 @@ FORMAT_CHECKER = jsonschema.FormatChecker(formats=())
 @FORMAT_CHECKER.checks("duration", raises=DurationError)
 def _is_duration(value: object) -> bool:
     """``"format": "duration"``: within range (wrong types and spellings are for ``type`` and ``pattern``)."""
-    if isinstance(value, str) and _WHOLE.match(value):
+    if isinstance(value, str) and _WHOLE.fullmatch(value):
         parse_duration(value)
     return True

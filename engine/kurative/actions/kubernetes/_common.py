@@ -198,7 +198,7 @@ def check_name(value: Any, what: str, *, label: bool = False) -> str:
         raise PermanentActionError(f"{what} must be a non-empty string, got {value!r}")
     pattern = _DNS_LABEL if label else _DNS_SUBDOMAIN
     limit = 63 if label else 253
-    if len(value) > limit or not pattern.match(value):
+    if len(value) > limit or not pattern.fullmatch(value):
         kind, chars = ("DNS-1123 label", "'-'") if label else ("DNS-1123 subdomain", "'-', '.'")
         raise PermanentActionError(
             f"{what} {value!r} is not a valid {kind}: use lower-case letters, digits and {chars}, "
@@ -356,7 +356,7 @@ _FACTORS = {
 def parse_quantity(value: Any, what: str) -> float:
     """A Kubernetes quantity (``500m``, ``2``, ``512Mi``) in base units, or a clear permanent error."""
     text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
-    match = _QUANTITY.match(text)
+    match = _QUANTITY.fullmatch(text)
     if not match:
         raise PermanentActionError(
             f"{what} {value!r} is not a Kubernetes quantity (such as 500m, 2, 512Mi, 20Gi)"

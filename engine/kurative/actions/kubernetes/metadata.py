@@ -69,7 +69,7 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 def check_key(key: str, what: str) -> None:
     prefix, _, name = key.rpartition("/")
-    if (prefix and (len(prefix) > 253 or not _PREFIX.match(prefix))) or not _NAME_PART.match(name):
+    if (prefix and (len(prefix) > 253 or not _PREFIX.fullmatch(prefix))) or not _NAME_PART.fullmatch(name):
         raise PermanentActionError(
             f"{what} key {key!r} is invalid: an optional DNS prefix and '/', then up to 63 letters, digits, "
             "'-', '_' or '.', starting and ending with a letter or digit"
@@ -99,7 +99,7 @@ async def _set_metadata(ctx: ActionContext, params: Mapping[str, Any], field: st
             raise PermanentActionError(
                 f"{field[:-1]} {key}: values are strings (or null to remove), got {value!r}"
             )
-        if field == "labels" and value is not None and not _LABEL_VALUE.match(value):
+        if field == "labels" and value is not None and not _LABEL_VALUE.fullmatch(value):
             raise PermanentActionError(
                 f"label value {value!r} for {key} is invalid: at most 63 letters, digits, '-_.'"
             )

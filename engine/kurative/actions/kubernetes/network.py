@@ -59,7 +59,7 @@ declare_action(
 
 def quarantine_value(pod: str) -> str:
     """The label value marking one pod: its name when that is a valid label value, else a digest."""
-    if _LABEL_VALUE.match(pod):
+    if _LABEL_VALUE.fullmatch(pod):
         return pod
     return "pod-" + hashlib.sha256(pod.encode()).hexdigest()[:16]
 

@@ -55,7 +55,7 @@ declare_action(
 
 def _target_size(size: Any, current_bytes: float) -> tuple[str, float]:
     text = str(size).strip() if isinstance(size, (str, int)) and not isinstance(size, bool) else ""
-    growth = _GROWTH.match(text)
+    growth = _GROWTH.fullmatch(text)
     if growth:
         wanted = current_bytes * (1 + float(growth.group(1)) / 100)
         whole = max(1, math.ceil(wanted / _GiB))
