@@ -35,7 +35,7 @@ from kurative.journal.settings import JournalSettings
 from kurative.logging import FORMATS, LEVELS, LoggingSettings
 from kurative.playbooks.configs import config_diagnostics
 from kurative.playbooks.loading import is_config
-from kurative.playbooks.yamlload import MAX_FILE_BYTES, load_yaml_bytes
+from kurative.playbooks.yamlload import load_yaml_file
 
 ENV_PREFIX = "KURATIVE_"
 TRUE = {"1", "true", "yes", "on"}
@@ -95,15 +95,7 @@ class Settings:
 
 def read_config_file(path: str) -> dict[str, Any]:
     """The validated content of one config file; :class:`ConfigError` with every diagnostic if not."""
-    file = Path(path)
-    try:
-        size = file.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ConfigError(f"{path}: the config file is {size} bytes, more than {MAX_FILE_BYTES}")
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
-    loaded = load_yaml_bytes(path, raw)
+    loaded = load_yaml_file(path)
     diagnostics: list[Diagnostic] = list(loaded.diagnostics)
     configs = [doc for doc in loaded.documents if is_config(doc)]
     if not diagnostics and len(loaded.documents) != 1:

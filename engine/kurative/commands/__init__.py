@@ -23,10 +23,14 @@ EXIT_SOFTWARE = 70  # a bug in kurative (an unexpected exception), as sysexits.h
 
 
 def require_paths(paths: Iterable[str], what: str = "") -> None:
-    """Raise :class:`UsageError` (exit 2) naming every path in ``paths`` that does not exist."""
+    """Raise :class:`UsageError` (exit 2) naming every path in ``paths`` that does not exist or is
+    neither a file nor a folder (a FIFO, a device)."""
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise UsageError(f"{what}no such file or directory: {', '.join(missing)}")
+    odd = [p for p in paths if not (Path(p).is_file() or Path(p).is_dir())]
+    if odd:
+        raise UsageError(f"{what}not a regular file or directory: {', '.join(odd)}")
 
 
 def printable(text: str) -> str:

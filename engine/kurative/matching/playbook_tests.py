@@ -35,7 +35,7 @@ from kurative.journal.episodes import EpisodeTracker
 from kurative.matching.admission import MemoryAdmissionStore, admit
 from kurative.matching.planning import Plan, plan_for
 from kurative.matching.ruleset import Ruleset
-from kurative.playbooks.yamlload import Document, load_yaml_bytes
+from kurative.playbooks.yamlload import Document, load_yaml_file
 
 _FIXED_NOW = datetime(2000, 1, 1, tzinfo=UTC)
 _MISSING = "(not rendered: no such param)"
@@ -146,11 +146,7 @@ def _group(raw: Mapping[str, Any] | None) -> AlertGroup | None:
 def load_test_file(path: str | Path) -> TestFile:
     """Read and check one test file; problems are positioned, and a file with problems has no cases."""
     name = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        return TestFile(name, problems=(f"{name}:0:0: cannot read: {exc.strerror}",))
-    loaded = load_yaml_bytes(name, raw)
+    loaded = load_yaml_file(name)
     problems = [d.format() for d in loaded.diagnostics]
     if not loaded.documents and not problems:
         problems.append(f"{name}:1:1: empty test file (write tests: [...])")

@@ -16,7 +16,7 @@ from kurative.diagnostics import Diagnostic
 from kurative.playbooks.configs import config_diagnostics
 from kurative.playbooks.models import Playbook
 from kurative.playbooks.validation import CONFIG_KIND, build_playbook, schema_diagnostics
-from kurative.playbooks.yamlload import Document, load_yaml_bytes
+from kurative.playbooks.yamlload import Document, LoadedFile, load_yaml_bytes, load_yaml_file
 
 YAML_SUFFIXES = (".yaml", ".yml")
 TEST_SUFFIXES = tuple(f"{mark}{suffix}" for mark in (".test", "_test") for suffix in YAML_SUFFIXES)
@@ -63,8 +63,8 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[Diagnostic]]
         path = Path(given)
         if path.is_dir():
             files.extend(files_under(path, is_playbook_file))
-        elif path.is_file():
-            files.append(path)
+        elif path.exists():
+            files.append(path)  # a FIFO or a device is refused when read, before anything is read
         else:
             problems.append(
                 Diagnostic.make(str(path), 0, 0, "E001", "no such file or directory", "check the path")
@@ -82,8 +82,11 @@ def load_document(doc: Document) -> tuple[Playbook, list[Diagnostic]]:
 
 def load_bytes(path: str, raw: bytes) -> LoadResult:
     """Load every playbook of one file's content (also used for files read from git)."""
-    loaded = load_yaml_bytes(path, raw)
-    result = LoadResult(diagnostics=list(loaded.diagnostics), files=(path,))
+    return _documents(load_yaml_bytes(path, raw))
+
+
+def _documents(loaded: LoadedFile) -> LoadResult:
+    result = LoadResult(diagnostics=list(loaded.diagnostics), files=(loaded.path,))
     playbooks: list[Playbook] = []
     rejected: list[Playbook] = []
     configs: list[Document] = []
@@ -114,16 +117,7 @@ def load_playbooks(paths: Sequence[str | Path]) -> LoadResult:
     rejected: list[Playbook] = []
     configs: list[Document] = []
     for file in files:
-        try:
-            raw = file.read_bytes()
-        except OSError as exc:
-            result.diagnostics.append(
-                Diagnostic.make(
-                    str(file), 0, 0, "E001", f"cannot read file: {exc.strerror}", "check permissions"
-                )
-            )
-            continue
-        loaded = load_bytes(str(file), raw)
+        loaded = _documents(load_yaml_file(file))
         result.diagnostics.extend(loaded.diagnostics)
         playbooks.extend(loaded.playbooks)
         rejected.extend(loaded.rejected)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,17 +91,21 @@ def _diag(path: str, line: int, column: int, code: str, message: str, hint: str 
     return Diagnostic.make(path, line, column, code, message, hint)
 
 
+def _too_big(path: str, size: int) -> Diagnostic:
+    return _diag(
+        path,
+        1,
+        1,
+        "E005",
+        f"file is {size / 1_048_576:.1f} MiB, more than the {MAX_FILE_BYTES // 1024} KiB a playbook "
+        "file may hold",
+        "split it into several files; playbooks are small",
+    )
+
+
 def _decode(path: str, raw: bytes) -> tuple[str | None, Diagnostic | None]:
     if len(raw) > MAX_FILE_BYTES:
-        return None, _diag(
-            path,
-            1,
-            1,
-            "E005",
-            f"file is {len(raw) / 1_048_576:.1f} MiB, more than the {MAX_FILE_BYTES // 1024} KiB a playbook "
-            "file may hold",
-            "split it into several files; playbooks are small",
-        )
+        return None, _too_big(path, len(raw))
     nul = raw.find(b"\x00")
     if nul >= 0:
         line = raw.count(b"\n", 0, nul) + 1
@@ -357,6 +363,25 @@ def _document_starts(text: str) -> Iterator[int]:
     for number, line in enumerate(text.splitlines(), start=1):
         if line.startswith("---") and number > 1:
             yield number
+
+
+def load_yaml_file(path: str | os.PathLike[str]) -> LoadedFile:
+    """Load a YAML file without ever reading more than the limit: a larger file is refused by its
+    size, a FIFO or device is refused before anything is read (it could block, or never end)."""
+    name = str(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return LoadedFile(name, [], [_diag(name, 0, 0, "E001", "not a regular file", "name a file")])
+            if info.st_size > MAX_FILE_BYTES:
+                return LoadedFile(name, [], [_too_big(name, info.st_size)])
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        reason = f"cannot read file: {exc.strerror or exc}"
+        return LoadedFile(name, [], [_diag(name, 0, 0, "E001", reason, "check the path and its permissions")])
+    return load_yaml_bytes(name, raw)
 
 
 def load_yaml_bytes(path: str, raw: bytes) -> LoadedFile:

@@ -99,13 +99,15 @@ def test_files_that_are_no_config(tmp_path: Path, content: str, message: str) ->
 
 
 def test_an_unreadable_or_huge_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read the config file"):
+    with pytest.raises(ConfigError) as missing:
         load_settings(Overrides(config=str(tmp_path / "missing.yaml")), {})
+    assert [(d.code, "cannot read file" in d.message) for d in missing.value.diagnostics] == [("E001", True)]
     huge = tmp_path / "huge.yaml"
     with huge.open("wb") as out:
         out.truncate(50 * 1024 * 1024)
-    with pytest.raises(ConfigError, match="more than"):
+    with pytest.raises(ConfigError) as big:
         load_settings(Overrides(config=str(huge)), {})
+    assert [d.code for d in big.value.diagnostics] == ["E005"]
 
 
 @pytest.mark.parametrize(
