@@ -82,20 +82,24 @@ CODEC = rows.Codec(time=_to_time, json=lambda value: value)
 _INSERT_ALERTS = """
 INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, sanitized, starts_at,
                     received_at)
-SELECT *, coalesce(%b::timestamptz, now())
+SELECT id, fingerprint, status, alertname, labels, payload, source, sanitized, starts_at,
+       coalesce(%b::timestamptz, now())
 FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]::jsonb[], %b::text[]::json[],
             %b::text[], %b::bool[], %b::timestamptz[])
+     WITH ORDINALITY AS batch(id, fingerprint, status, alertname, labels, payload, source, sanitized,
+                              starts_at, position)
+ORDER BY position
 ON CONFLICT (id) DO NOTHING
 """
 
 # A start-less alert reads the newest alert of its fingerprint: commits that do so for one fingerprint
 # take turns (a transaction-scoped advisory lock per fingerprint, taken in sorted order), so that two
-# replicas cannot both open an episode. On a tie in time (one batch), a resolved alert counts as newer.
+# replicas cannot both open an episode. On a tie in time (one batch) the one committed last is newer.
 _EPISODE_LOCK = 0x65706973  # "epis": the class of the two-key advisory locks, apart from _MIGRATION_LOCK
 _NEWEST_ALERTS = """
 SELECT DISTINCT ON (fingerprint) fingerprint, status, starts_at
 FROM alerts WHERE fingerprint = ANY(%b::text[])
-ORDER BY fingerprint, received_at DESC, (status = 'resolved') DESC
+ORDER BY fingerprint, received_at DESC, seq DESC
 """
 
 _CLAIM = f"""
