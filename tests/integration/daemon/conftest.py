@@ -15,9 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
+from kurative.alerts import parse_notification
 from kurative.config import Overrides, Settings, load_settings
 from kurative.daemon import Daemon
+from kurative.execution.matcher import ActiveRuleset, requests_for
+from kurative.execution.runner import PlaybookCache
 from kurative.journal import Execution, ExecutionState, Journal, open_journal
+from kurative.journal.inbox import inbox_record
+from kurative.linting.rulesets import load_ruleset
 from tests.integration.journal.conftest import journal_url  # noqa: F401
 from tests.integration.kube.helpers import Kube, kube_in_namespace
 from tests.support.fakekube import FakeCluster, fake_cluster
@@ -128,6 +133,21 @@ class Running:
 
 
 StartDaemon = Callable[..., contextlib.AbstractAsyncContextManager[Running]]
+
+
+async def matched_alert(journal: Journal, rules: Path, labels: dict[str, str]) -> tuple[str, PlaybookCache]:
+    """Commit one alert with ``labels`` and match it against the playbooks under ``rules``, as the
+    ingress and the matcher would; return its id and a cache holding those playbooks."""
+    loaded = load_ruleset([str(rules)])
+    notification = parse_notification(alert_payload({"labels": labels}))
+    (alert_id,) = await journal.commit_alerts([inbox_record(notification.alerts[0], "alertmanager")])
+    (stored,) = await journal.unmatched_alerts()
+    requests = requests_for(stored, ActiveRuleset(loaded.ruleset, loaded.version), dry_run=False)
+    await journal.match_alerts([(alert_id, requests)], loaded.version)
+    cache = PlaybookCache(journal)
+    for compiled in loaded.ruleset.playbooks:
+        cache.remember(compiled.playbook)
+    return alert_id, cache
 
 
 @pytest.fixture

@@ -8,15 +8,11 @@ import asyncio
 import pytest
 
 from kurative.adapters.http import HttpAdapter
-from kurative.alerts import parse_notification
-from kurative.execution.matcher import ActiveRuleset, requests_for
-from kurative.execution.runner import ExecutionRunner, PlaybookCache
+from kurative.execution.runner import ExecutionRunner
 from kurative.execution.services import Services
 from kurative.execution.settings import RunnerSettings
 from kurative.journal import ExecutionState, StepStatus, open_journal
-from kurative.journal.inbox import inbox_record
-from kurative.linting.rulesets import load_ruleset
-from tests.integration.daemon.conftest import Setup, alert_payload
+from tests.integration.daemon.conftest import Setup, matched_alert
 from tests.integration.journal.helpers import raw_sql
 
 pytestmark = pytest.mark.timeout(120)
@@ -40,18 +36,10 @@ PLAYBOOK = """\
 
 async def test_a_worker_whose_lease_was_taken_stops_before_its_next_step(setup: Setup) -> None:
     setup.playbook("slow", PLAYBOOK.replace("SINK", setup.sink.url))
-    loaded = load_ruleset([str(setup.rules)])
     journal = await open_journal(setup.journal_url, migrate=True)
     http = HttpAdapter()
     try:
-        notification = parse_notification(alert_payload({"labels": {"alertname": "Slowly"}}))
-        (alert_id,) = await journal.commit_alerts([inbox_record(notification.alerts[0], "alertmanager")])
-        (stored,) = await journal.unmatched_alerts()
-        requests = requests_for(stored, ActiveRuleset(loaded.ruleset, loaded.version), dry_run=False)
-        await journal.match_alerts([(alert_id, requests)], loaded.version)
-        cache = PlaybookCache(journal)
-        for compiled in loaded.ruleset.playbooks:
-            cache.remember(compiled.playbook)
+        _, cache = await matched_alert(journal, setup.rules, {"alertname": "Slowly"})
         settings = RunnerSettings(lease_seconds=3.0)
         runner = ExecutionRunner(journal, Services(http=http), settings, cache)
 

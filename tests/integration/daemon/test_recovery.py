@@ -10,12 +10,8 @@ import pytest
 from kurative.actions.base import ActionContext
 from kurative.actions.registry import get_action
 from kurative.adapters.kubernetes import KubernetesAdapter, KubeSettings
-from kurative.alerts import parse_notification
-from kurative.execution.matcher import ActiveRuleset, requests_for
 from kurative.journal import ExecutionState, StepStart, StepStatus, open_journal
-from kurative.journal.inbox import inbox_record
-from kurative.linting.rulesets import load_ruleset
-from tests.integration.daemon.conftest import Setup, StartDaemon, alert_payload
+from tests.integration.daemon.conftest import Setup, StartDaemon, matched_alert
 from tests.integration.kube.helpers import APPS
 from tests.support.fakekube import FakeCluster
 
@@ -44,23 +40,17 @@ async def test_a_stamped_step_that_took_effect_before_the_crash_is_recorded_done
     setup.kube.deployment("web", replicas=1)
     setup.playbook("restart", RESTART)
     settings = setup.settings()
-    loaded = load_ruleset([str(setup.rules)])
-    notification = parse_notification(
-        alert_payload({"labels": {"alertname": "WebStuck", "namespace": setup.kube.namespace}})
-    )
     journal = await open_journal(setup.journal_url, migrate=True)
     adapter = KubernetesAdapter(KubeSettings(read_timeout=10.0))
     adapter.add_client(None, fake_kube.api_client())
     try:
         # A replica that matched the alert, claimed the execution, started the step, restarted the
         # Deployment - and died before writing the step's result.
-        (alert_id,) = await journal.commit_alerts([inbox_record(notification.alerts[0], "alertmanager")])
-        (stored,) = await journal.unmatched_alerts()
-        requests = requests_for(stored, ActiveRuleset(loaded.ruleset, loaded.version), dry_run=False)
-        matched = await journal.match_alerts([(alert_id, requests)], loaded.version)
+        labels = {"alertname": "WebStuck", "namespace": setup.kube.namespace}
+        alert_id, _ = await matched_alert(journal, setup.rules, labels)
         (claim,) = await journal.claim_executions("dead-replica", lease_seconds=1.0)
         execution_id = claim.execution.id
-        assert matched.outcomes[0][0].execution_id == execution_id
+        assert claim.execution.alert_id == alert_id
         params = {"namespace": setup.kube.namespace, "kind": "Deployment", "name": "web"}
         await journal.record_step_started(
             claim.lease,

@@ -9,16 +9,12 @@ from typing import Any
 import pytest
 
 from kurative.adapters.kubernetes import KubernetesAdapter, KubeSettings
-from kurative.alerts import parse_notification
 from kurative.errors import TemporaryActionError
-from kurative.execution.matcher import ActiveRuleset, requests_for
-from kurative.execution.runner import ExecutionRunner, PlaybookCache
+from kurative.execution.runner import ExecutionRunner
 from kurative.execution.services import Services
 from kurative.execution.settings import RunnerSettings
 from kurative.journal import ExecutionState, StepStatus, open_journal
-from kurative.journal.inbox import inbox_record
-from kurative.linting.rulesets import load_ruleset
-from tests.integration.daemon.conftest import Setup, alert_payload
+from tests.integration.daemon.conftest import Setup, matched_alert
 from tests.support.fakekube import FakeCluster
 
 pytestmark = pytest.mark.timeout(120)
@@ -84,20 +80,12 @@ async def test_a_change_whose_answer_was_lost_is_found_done_not_made_twice(
     action, params = PLAYBOOKS[which]
     params = params.replace("NS", setup.kube.namespace)
     setup.playbook(which, TEMPLATE.format(name=which, action=action, params=params))
-    loaded = load_ruleset([str(setup.rules)])
     journal = await open_journal(setup.journal_url, migrate=True)
     adapter = KubernetesAdapter(KubeSettings(read_timeout=10.0))
     adapter.add_client(None, fake_kube.api_client())
     lossy = LostAnswers(adapter)
     try:
-        notification = parse_notification(alert_payload({"labels": {"alertname": "Flaky"}}))
-        (alert_id,) = await journal.commit_alerts([inbox_record(notification.alerts[0], "alertmanager")])
-        (stored,) = await journal.unmatched_alerts()
-        requests = requests_for(stored, ActiveRuleset(loaded.ruleset, loaded.version), dry_run=False)
-        await journal.match_alerts([(alert_id, requests)], loaded.version)
-        cache = PlaybookCache(journal)
-        for compiled in loaded.ruleset.playbooks:
-            cache.remember(compiled.playbook)
+        _, cache = await matched_alert(journal, setup.rules, {"alertname": "Flaky"})
         runner = ExecutionRunner(journal, Services(kubernetes=lossy), RunnerSettings(), cache)  # type: ignore[arg-type]
         (claim,) = await journal.claim_executions("replica-a")
         assert await runner.run(claim) is ExecutionState.SUCCEEDED
