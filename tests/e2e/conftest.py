@@ -103,7 +103,9 @@ class KurativeProcess:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"kurative serve exited with {self.process.returncode}: {self.log_tail()}")
+                raise AssertionError(
+                    f"kurative serve exited with {self.process.returncode}: {self.log_tail()}"
+                )
             with (
                 contextlib.suppress(OSError, urllib.error.URLError),
                 urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as answer,
@@ -147,8 +149,9 @@ class Stack:
     serve: KurativeProcess | None = None
     alertmanager: AlertmanagerServer | None = None
 
-    def start(self) -> None:
-        """Start ``kurative serve`` on the playbooks written so far, then an Alertmanager sending to it."""
+    def start(self, alertmanager_token: str = TOKEN) -> None:
+        """Start ``kurative serve`` on the playbooks written so far, then an Alertmanager sending to it
+        with ``alertmanager_token`` as its bearer token."""
         port = free_port()
         config = {
             "apiVersion": "kurative/v1",
@@ -168,7 +171,7 @@ class Stack:
         self.stops.callback(self.serve.stop)
         self.serve.start()
         self.alertmanager = self.stops.enter_context(
-            start_alertmanager(f"{self.serve.url}/api/v1/alerts", token=TOKEN)
+            start_alertmanager(f"{self.serve.url}/api/v1/alerts", token=alertmanager_token)
         )
 
     @property
@@ -213,7 +216,9 @@ class Stack:
             time.sleep(0.2)
         serve = self.serve.log_tail() if self.serve else ""
         am = self.alertmanager.log_tail() if self.alertmanager else ""
-        raise AssertionError(f"{what}: not reached in {within:g}s\n--- kurative\n{serve}\n--- alertmanager\n{am}")
+        raise AssertionError(
+            f"{what}: not reached in {within:g}s\n--- kurative\n{serve}\n--- alertmanager\n{am}"
+        )
 
 
 @pytest.fixture

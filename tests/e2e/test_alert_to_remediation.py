@@ -27,7 +27,11 @@ SCALE_UP = f"""\
       steps:
         - name: scale
           action: kubernetes.scale
-          params: {{namespace: "${{labels.namespace}}", kind: Deployment, name: "${{labels.deployment}}", replicas: 3}}
+          params:
+            namespace: "${{labels.namespace}}"
+            kind: Deployment
+            name: "${{labels.deployment}}"
+            replicas: 3
         - name: mark
           action: kubernetes.annotate
           params:
@@ -133,7 +137,9 @@ def test_amtool_alerts_wait_for_approval_a_resolved_one_is_cancelled_an_approved
         found = {e["id"] for e in stack.executions() if e["state"] == "awaiting_approval"}
         if len(found) < 2:
             return {}
-        rows = stack.query("SELECT e.id, a.labels->>'node' FROM executions e JOIN alerts a ON a.id = e.alert_id")
+        rows = stack.query(
+            "SELECT e.id, a.labels->>'node' FROM executions e JOIN alerts a ON a.id = e.alert_id"
+        )
         return {node: execution for execution, node in rows if execution in found}
 
     by_node = stack.wait(waiting, "both alerts wait for approval")
@@ -164,9 +170,31 @@ def test_amtool_alerts_wait_for_approval_a_resolved_one_is_cancelled_an_approved
     ]
     finals = [(s["name"], s["status"]) for s in approved["steps"] if s["status"] != "started"]
     assert finals == [("cordon", "succeeded"), ("notify", "succeeded")]
+    # cancelled by the resolved notification Alertmanager sent for it
+    statuses = stack.query(
+        "SELECT a.status FROM alerts a JOIN executions e ON e.alert_fingerprint = a.fingerprint"
+        " WHERE e.id = %s ORDER BY a.received_at",
+        by_node[resolved_node],
+    )
+    assert ("resolved",) in statuses
     cancelled = stack.kurative_json("executions", "show", by_node[resolved_node])
     assert cancelled["steps"] == []
     assert cancelled["approvals"] == []
     (hook,) = stack.sink.requests
     assert hook.json() == {"text": f"cordoned {approved_node}"}
     assert hook.idempotency_key == f"{by_node[approved_node]}/notify"
+
+
+@pytest.mark.parametrize("kube_cluster", ["fake"], indirect=True)
+def test_a_notification_with_the_wrong_token_is_refused_and_commits_nothing(stack: Stack) -> None:
+    stack.playbook("cordon", CORDON)
+    stack.start(alertmanager_token="not-the-token")
+    assert stack.alertmanager is not None
+    stack.alertmanager.add_alert(alertname=UNHEALTHY, node="nowhere", severity="critical")
+    stack.wait(
+        lambda: "unexpected status code 401" in stack.alertmanager.log_tail(20000),
+        "Alertmanager sees the 401",
+        within=30,
+    )
+    assert stack.query("SELECT count(*) FROM alerts") == [(0,)]
+    assert stack.executions() == []

@@ -69,7 +69,9 @@ def find_binaries() -> Binaries | None:
 
 def require_alertmanager() -> Binaries:
     return require_debian_tool(
-        find_binaries, "prometheus-alertmanager", "the Alertmanager binaries (prometheus-alertmanager, amtool)"
+        find_binaries,
+        "prometheus-alertmanager",
+        "the Alertmanager binaries (prometheus-alertmanager, amtool)",
     )
 
 
@@ -155,7 +157,9 @@ class AlertmanagerServer:
             [*command, *args], capture_output=True, text=True, timeout=AMTOOL_TIMEOUT, check=False
         )
 
-    def add_alert(self, *, end: bool = False, annotations: dict[str, str] | None = None, **labels: str) -> None:
+    def add_alert(
+        self, *, end: bool = False, annotations: dict[str, str] | None = None, **labels: str
+    ) -> None:
         """``amtool alert add`` with these labels; ``end=True`` ends it now (a resolved notification)."""
         args = ["alert", "add", *(f"{k}={v}" for k, v in labels.items())]
         for key, value in (annotations or {}).items():
