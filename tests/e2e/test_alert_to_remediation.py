@@ -117,6 +117,7 @@ def test_a_firing_prometheus_rule_becomes_one_execution_that_changes_the_cluster
     assert WEBHOOK_KEY not in repr(detail)  # the secret URL stays out of the journal
     assert stack.serve is not None
     assert stack.serve.stop() == 0
+    assert WEBHOOK_KEY not in stack.serve.log.read_text()  # nor in the daemon's log
 
 
 def test_amtool_alerts_wait_for_approval_a_resolved_one_is_cancelled_an_approved_one_runs(
