@@ -89,7 +89,7 @@ def test_a_firing_prometheus_rule_becomes_one_execution_that_changes_the_cluster
     stack.playbook("scale-up", SCALE_UP)
     stack.start()
     assert stack.alertmanager is not None
-    with start_prometheus(rules=rule(stack.kube.namespace), alertmanagers=[stack.alertmanager.url]):
+    with start_prometheus(rules=rule(stack.kube.namespace), alertmanagers=[stack.alertmanager.url]) as prom:
 
         def finished() -> list[dict[str, Any]]:
             found = stack.executions()
@@ -103,6 +103,14 @@ def test_a_firing_prometheus_rule_becomes_one_execution_that_changes_the_cluster
         # starts a second execution
         stack.wait(lambda: inbox_count(stack, fingerprint) >= 3, "two repeats of the notification")
         assert [e["id"] for e in stack.executions()] == [execution["id"]]
+        # it came from the rule: Prometheus's generatorURL, the group Alertmanager formed
+        ((generator, receiver),) = stack.query(
+            "SELECT payload->>'generatorURL', payload->'group'->>'receiver' FROM alerts"
+            " WHERE id = (SELECT alert_id FROM executions WHERE id = %s)",
+            execution["id"],
+        )
+        assert generator.startswith(prom.url), generator
+        assert receiver == "kurative"
 
     detail = stack.kurative_json("executions", "show", execution["id"])
     finals = [(s["name"], s["status"]) for s in detail["steps"] if s["status"] != "started"]

@@ -99,6 +99,7 @@ class PrometheusServer:
                     f"--config.file={config}",
                     f"--storage.tsdb.path={self.workdir / 'data'}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
+                    f"--web.external-url={self.url}",  # in generatorURL, instead of the host name
                     "--log.level=warn",
                     *flags,
                 ],
