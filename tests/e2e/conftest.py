@@ -149,9 +149,9 @@ class Stack:
     serve: KurativeProcess | None = None
     alertmanager: AlertmanagerServer | None = None
 
-    def start(self, alertmanager_token: str = TOKEN) -> None:
+    def start(self, alertmanager_token: str | None = TOKEN) -> None:
         """Start ``kurative serve`` on the playbooks written so far, then an Alertmanager sending to it
-        with ``alertmanager_token`` as its bearer token."""
+        with ``alertmanager_token`` as its bearer token (None: no Alertmanager)."""
         port = free_port()
         config = {
             "apiVersion": "kurative/v1",
@@ -170,6 +170,8 @@ class Stack:
         self.serve = KurativeProcess(path, self.env, self.folder / "serve.log", f"http://127.0.0.1:{port}")
         self.stops.callback(self.serve.stop)
         self.serve.start()
+        if alertmanager_token is None:
+            return
         self.alertmanager = self.stops.enter_context(
             start_alertmanager(f"{self.serve.url}/api/v1/alerts", token=alertmanager_token)
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import WEBHOOK_KEY, Stack
+from tests.e2e.conftest import TOKEN, WEBHOOK_KEY, Stack
 from tests.integration.kube.helpers import APPS, CORE
 from tests.support.prometheus import start_prometheus
 
@@ -111,6 +111,7 @@ def test_a_firing_prometheus_rule_becomes_one_execution_that_changes_the_cluster
         )
         assert generator.startswith(prom.url), generator
         assert receiver == "kurative"
+        assert stack.query("SELECT DISTINCT source FROM alerts") == [("alertmanager",)]
 
     detail = stack.kurative_json("executions", "show", execution["id"])
     finals = [(s["name"], s["status"]) for s in detail["steps"] if s["status"] != "started"]
@@ -207,3 +208,31 @@ def test_a_notification_with_the_wrong_token_is_refused_and_commits_nothing(stac
     )
     assert stack.query("SELECT count(*) FROM alerts") == [(0,)]
     assert stack.executions() == []
+
+
+@pytest.mark.parametrize("kube_cluster", ["fake"], indirect=True)
+def test_prometheus_posting_its_alert_list_directly_starts_one_execution(stack: Stack) -> None:
+    # kurative serves /api/v2/alerts, the list Prometheus sends to an Alertmanager: Prometheus can
+    # point at it directly (resending every second here), with the bearer token from a file
+    stack.kube.deployment("web", replicas=1)
+    stack.playbook("scale-up", SCALE_UP)
+    stack.start(alertmanager_token=None)
+    assert stack.serve is not None
+    with start_prometheus(
+        rules=rule(stack.kube.namespace), alertmanagers=[stack.serve.url], alertmanager_token=TOKEN
+    ):
+
+        def finished() -> list[dict[str, Any]]:
+            found = stack.executions()
+            return found if found and all(e["state"] in {"succeeded", "failed"} for e in found) else []
+
+        (execution,) = stack.wait(finished, "the alert list Prometheus posts becomes an execution")
+        assert execution["state"] == "succeeded", execution["error"]
+        fingerprint = execution["alert_fingerprint"]
+        stack.wait(lambda: inbox_count(stack, fingerprint) >= 3, "Prometheus resends the alert")
+        assert [e["id"] for e in stack.executions()] == [execution["id"]]
+        assert stack.query("SELECT DISTINCT source FROM alerts") == [("prometheus",)]
+    deployment = stack.kube.get(stack.kube.ns_path("deployments", "web", group=APPS))
+    assert deployment["spec"]["replicas"] == 3
+    (hook,) = stack.sink.requests
+    assert hook.idempotency_key == f"{execution['id']}/notify"

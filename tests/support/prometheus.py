@@ -73,6 +73,8 @@ class PrometheusServer:
     """An alerting/recording rule file (YAML text), evaluated every second."""
     alertmanagers: Sequence[str] = ()
     """Alertmanager URLs (http://host:port) that firing alerts are sent to."""
+    alertmanager_token: str = ""
+    """A bearer token for them, given to Prometheus in a ``credentials_file``."""
 
     @property
     def url(self) -> str:
@@ -90,6 +92,10 @@ class PrometheusServer:
             (self.workdir / "rules.yml").write_text(self.rules)
             targets = [urllib.parse.urlsplit(url).netloc for url in self.alertmanagers]
             text += ALERTING.format(targets=json.dumps(targets))
+            if self.alertmanager_token:
+                token = self.workdir / "alertmanager-token"
+                token.write_text(self.alertmanager_token + "\n")
+                text += f"      authorization: {{credentials_file: {json.dumps(str(token))}}}\n"
             flags.append("--rules.alert.resend-delay=1s")
         config.write_text(text)
         with self.logfile.open("wb") as log:
@@ -156,10 +162,18 @@ class PrometheusServer:
 
 
 @contextlib.contextmanager
-def start_prometheus(rules: str = "", alertmanagers: Sequence[str] = ()) -> Iterator[PrometheusServer]:
+def start_prometheus(
+    rules: str = "", alertmanagers: Sequence[str] = (), alertmanager_token: str = ""
+) -> Iterator[PrometheusServer]:
     binary = require_prometheus()
     with tempfile.TemporaryDirectory(prefix="kurative-prometheus-") as workdir:
-        server = PrometheusServer(binary, Path(workdir), rules=rules, alertmanagers=alertmanagers)
+        server = PrometheusServer(
+            binary,
+            Path(workdir),
+            rules=rules,
+            alertmanagers=alertmanagers,
+            alertmanager_token=alertmanager_token,
+        )
         server.start()
         try:
             yield server
