@@ -194,6 +194,28 @@ def test_amtool_alerts_wait_for_approval_a_resolved_one_is_cancelled_an_approved
     assert hook.json() == {"text": f"cordoned {approved_node}"}
     assert hook.idempotency_key == f"{by_node[approved_node]}/notify"
 
+    # the resolved alert fires again: a new firing episode, a new execution; rejected with the CLI
+    am.add_alert(alertname=UNHEALTHY, node=resolved_node, severity="critical")
+    again = stack.wait(
+        lambda: [e["id"] for e in stack.executions() if e["state"] == "awaiting_approval"],
+        "the new episode waits for approval",
+    )
+    assert len(again) == 1
+    assert again[0] not in by_node.values()
+    reject = stack.kurative(
+        "executions", "reject", "--journal", stack.journal_url, again[0], "--as", "bob", "--reason", "known",
+    )  # fmt: skip
+    assert reject.returncode == 0, reject.stderr
+    stack.wait(
+        lambda: {e["id"]: e["state"] for e in stack.executions()}.get(again[0]) == "cancelled",
+        "the rejected execution is cancelled",
+    )
+    rejected = stack.kurative_json("executions", "show", again[0])
+    assert [(a["decision"], a["who"]) for a in rejected["approvals"]] == [("rejected", "bob")]
+    assert rejected["steps"] == []
+    assert not stack.kube.get(f"{CORE}/nodes/{resolved_node}")["spec"].get("unschedulable")
+    assert len(stack.executions()) == 3
+
 
 @pytest.mark.parametrize("kube_cluster", ["fake"], indirect=True)
 def test_a_notification_with_the_wrong_token_is_refused_and_commits_nothing(stack: Stack) -> None:
