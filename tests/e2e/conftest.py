@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,9 +149,10 @@ class Stack:
     serve: KurativeProcess | None = None
     alertmanager: AlertmanagerServer | None = None
 
-    def start(self, alertmanager_token: str | None = TOKEN) -> None:
+    def start(self, alertmanager_token: str | None = TOKEN, group_by: Sequence[str] = ("...",)) -> None:
         """Start ``kurative serve`` on the playbooks written so far, then an Alertmanager sending to it
-        with ``alertmanager_token`` as its bearer token (None: no Alertmanager)."""
+        with ``alertmanager_token`` as its bearer token (None: no Alertmanager), grouping by
+        ``group_by`` (``...``: every label, one alert per notification)."""
         port = free_port()
         config = {
             "apiVersion": "kurative/v1",
@@ -173,7 +174,7 @@ class Stack:
         if alertmanager_token is None:
             return
         self.alertmanager = self.stops.enter_context(
-            start_alertmanager(f"{self.serve.url}/api/v1/alerts", token=alertmanager_token)
+            start_alertmanager(f"{self.serve.url}/api/v1/alerts", token=alertmanager_token, group_by=group_by)
         )
 
     @property

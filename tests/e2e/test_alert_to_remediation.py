@@ -137,7 +137,8 @@ def test_amtool_alerts_wait_for_approval_a_resolved_one_is_cancelled_an_approved
     for node in (resolved_node, approved_node):
         stack.kube.node(node)
     stack.playbook("cordon", CORDON)
-    stack.start()
+    # one group for both nodes: the resolved alert arrives beside the one still firing
+    stack.start(group_by=["alertname"])
     am = stack.alertmanager
     assert am is not None
     for node in (resolved_node, approved_node):
@@ -187,6 +188,7 @@ def test_amtool_alerts_wait_for_approval_a_resolved_one_is_cancelled_an_approved
         by_node[resolved_node],
     )
     assert ("resolved",) in statuses
+    assert len(stack.query("SELECT DISTINCT payload->'group'->>'groupKey' FROM alerts")) == 1
     cancelled = stack.kurative_json("executions", "show", by_node[resolved_node])
     assert cancelled["steps"] == []
     assert cancelled["approvals"] == []
