@@ -6,6 +6,7 @@ executions that wait for approval, are cancelled by the resolved notification, o
 from __future__ import annotations
 
 import textwrap
+import time
 from typing import Any
 
 import pytest
@@ -260,3 +261,38 @@ def test_prometheus_posting_its_alert_list_directly_starts_one_execution(stack: 
     assert deployment["spec"]["replicas"] == 3
     (hook,) = stack.sink.requests
     assert hook.idempotency_key == f"{execution['id']}/notify"
+
+
+@pytest.mark.parametrize("kube_cluster", ["fake"], indirect=True)
+def test_an_alert_prometheus_resolves_cancels_its_execution_awaiting_approval(stack: Stack) -> None:
+    # Prometheus's own list has no status: a resolved alert is one whose endsAt has passed
+    node = f"e2e-c-{stack.kube.namespace.rsplit('-', 1)[-1]}"
+    stack.kube.node(node)
+    stack.playbook("cordon", CORDON)
+    stack.start(alertmanager_token=None)
+    assert stack.serve is not None
+    end = int(time.time()) + 20  # firing from the first evaluation until then, resolved after
+    rules = textwrap.dedent(
+        f"""\
+        groups:
+          - name: e2e
+            interval: 1s
+            rules:
+              - alert: {UNHEALTHY}
+                expr: vector(1) and on() vector(time()) < {end}
+                labels: {{severity: critical, node: {node}}}
+        """
+    )
+    with start_prometheus(rules=rules, alertmanagers=[stack.serve.url], alertmanager_token=TOKEN):
+        (waiting,) = stack.wait(
+            lambda: [e for e in stack.executions() if e["state"] == "awaiting_approval"],
+            "the firing alert waits for approval",
+        )
+        stack.wait(
+            lambda: [e for e in stack.executions() if e["state"] == "cancelled"],
+            "the resolved alert cancels it",
+        )
+    assert [(e["id"], e["state"]) for e in stack.executions()] == [(waiting["id"], "cancelled")]
+    statuses = {s for (s,) in stack.query("SELECT status FROM alerts")}
+    assert statuses == {"firing", "resolved"}
+    assert not stack.kube.get(f"{CORE}/nodes/{node}")["spec"].get("unschedulable")
