@@ -19,6 +19,7 @@ import structlog
 
 LogFormat = Literal["auto", "json", "console"]
 FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
+QUIET_LIBRARIES = ("httpx", "httpcore")
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -88,3 +89,7 @@ def configure_logging(settings: LoggingSettings, redactor: Redactor, stream: Tex
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(level, logging.INFO))
+    # httpx logs every request with its full URL at INFO; a webhook URL is often the secret itself
+    # (a Slack hook from a secretRef), which the redactor does not know. Steps log their own lines.
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)

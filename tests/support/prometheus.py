@@ -4,7 +4,12 @@
         server.url                           # http://127.0.0.1:PORT
 
 It scrapes itself every second (so ``up`` has a series soon after start) and keeps its TSDB in a
-temporary directory. Without the binary the caller skips, except with ``CI`` set: then
+temporary directory. Given alerting ``rules`` (a rule file's YAML) and Alertmanager URLs it evaluates
+them every second and sends what fires with ``--rules.alert.resend-delay=1s`` (without it the first
+alert takes about a minute):
+
+    with start_prometheus(rules=RULES, alertmanagers=[am.url]) as server: ...
+ Without the binary the caller skips, except with ``CI`` set: then
 :func:`require_prometheus` installs the package with apt-get, or fails.
 """
 
@@ -21,7 +26,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,13 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:{port}"]
 """
+ALERTING = """\
+rule_files: ["rules.yml"]
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: {targets}
+"""
 
 
 def find_prometheus() -> str | None:
@@ -57,6 +69,12 @@ class PrometheusServer:
     workdir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    rules: str = ""
+    """An alerting/recording rule file (YAML text), evaluated every second."""
+    alertmanagers: Sequence[str] = ()
+    """Alertmanager URLs (http://host:port) that firing alerts are sent to."""
+    alertmanager_token: str = ""
+    """A bearer token for them, given to Prometheus in a ``credentials_file``."""
 
     @property
     def url(self) -> str:
@@ -68,7 +86,18 @@ class PrometheusServer:
 
     def start(self) -> None:
         config = self.workdir / "prometheus.yml"
-        config.write_text(CONFIG.format(port=self.port))
+        text = CONFIG.format(port=self.port)
+        flags = []
+        if self.rules:
+            (self.workdir / "rules.yml").write_text(self.rules)
+            targets = [urllib.parse.urlsplit(url).netloc for url in self.alertmanagers]
+            text += ALERTING.format(targets=json.dumps(targets))
+            if self.alertmanager_token:
+                token = self.workdir / "alertmanager-token"
+                token.write_text(self.alertmanager_token + "\n")
+                text += f"      authorization: {{credentials_file: {json.dumps(str(token))}}}\n"
+            flags.append("--rules.alert.resend-delay=1s")
+        config.write_text(text)
         with self.logfile.open("wb") as log:
             self.process = subprocess.Popen(
                 [
@@ -76,7 +105,9 @@ class PrometheusServer:
                     f"--config.file={config}",
                     f"--storage.tsdb.path={self.workdir / 'data'}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
+                    f"--web.external-url={self.url}",  # in generatorURL, instead of the host name
                     "--log.level=warn",
+                    *flags,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -131,10 +162,18 @@ class PrometheusServer:
 
 
 @contextlib.contextmanager
-def start_prometheus() -> Iterator[PrometheusServer]:
+def start_prometheus(
+    rules: str = "", alertmanagers: Sequence[str] = (), alertmanager_token: str = ""
+) -> Iterator[PrometheusServer]:
     binary = require_prometheus()
     with tempfile.TemporaryDirectory(prefix="kurative-prometheus-") as workdir:
-        server = PrometheusServer(binary, Path(workdir))
+        server = PrometheusServer(
+            binary,
+            Path(workdir),
+            rules=rules,
+            alertmanagers=alertmanagers,
+            alertmanager_token=alertmanager_token,
+        )
         server.start()
         try:
             yield server

@@ -1,0 +1,43 @@
+"""The daemon's log setup: library lines go through the same renderer, and never carry a webhook URL."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import structlog
+
+from kurative.logging import LoggingSettings, Redactor, configure_logging
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    out = io.StringIO()
+    try:
+        yield out
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name, value in levels.items():
+            logging.getLogger(name).setLevel(value)
+        structlog.reset_defaults()
+
+
+@pytest.mark.parametrize("level", ["debug", "info"])
+def test_an_http_request_never_logs_its_url(stream: io.StringIO, level: str) -> None:
+    # A webhook URL is often the secret itself (a Slack hook, a secretRef): httpx logs every request's
+    # full URL at INFO, so that line must not be written.
+    configure_logging(LoggingSettings(format="json", level=level), Redactor(), stream)
+    with httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200))) as client:
+        client.post("https://hooks.example/services/T000/B000/s3cr3t-hook-key", json={"text": "hi"})
+    logging.getLogger("uvicorn.error").info("Started server process [1]")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert "s3cr3t-hook-key" not in stream.getvalue()
+    assert [line["event"] for line in lines] == ["Started server process [1]"]
