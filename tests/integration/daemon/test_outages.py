@@ -1,0 +1,177 @@
+"""The daemon through outages of what it depends on: a Kubernetes API server that fails and then hangs
+(breakers open, executions are parked, not failed, and all finish once it recovers), PostgreSQL
+stopped under a stream of alerts (503 with Retry-After, never a 200 for an uncommitted alert, nothing
+acknowledged lost), and a webhook host whose name does not resolve (a clear temporary error, retried
+as configured, with the other executions unaffected)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from kurative.execution.runner import BREAKER_MARK
+from kurative.journal import ExecutionState, StepRecord, StepStatus
+from tests.integration.daemon.conftest import Running, Setup, StartDaemon
+from tests.integration.kube.helpers import APPS
+from tests.support.fakekube import FakeCluster
+
+pytestmark = pytest.mark.timeout(180)
+
+LogEvents = list[MutableMapping[str, Any]]
+
+
+@pytest.fixture
+def journal_url(tmp_path: Path) -> str:
+    """These tests are about the daemon's other dependencies: the SQLite journal is enough."""
+    return f"sqlite:///{tmp_path / 'journal.sqlite'}"
+
+
+@pytest.fixture
+def logs() -> Iterator[LogEvents]:
+    with structlog.testing.capture_logs() as captured:
+        yield captured
+
+
+async def wait_for(what: str, check: Any, within: float = 30.0) -> None:
+    """Poll ``check()`` (sync or async) until it is true."""
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                result = check()
+                if asyncio.iscoroutine(result):
+                    result = await result
+                if result:
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not within {within:g}s") from None
+
+
+def transitions(logs: LogEvents, target: str) -> list[tuple[str, str]]:
+    return [
+        (e["old"], e["new"])
+        for e in list(logs)
+        if e.get("event") == "breaker_state_changed" and target in (e.get("target"), e.get("breaker"))
+    ]
+
+
+async def step_records(running: Running, execution_id: str) -> list[StepRecord]:
+    return list((await running.journal.get_execution(execution_id)).steps)
+
+
+def parked(records: list[StepRecord]) -> list[StepRecord]:
+    return [r for r in records if r.status is StepStatus.FAILED and (r.output or {}).get(BREAKER_MARK)]
+
+
+def counted(records: list[StepRecord]) -> list[StepRecord]:
+    return [r for r in records if r.status is StepStatus.FAILED and not (r.output or {}).get(BREAKER_MARK)]
+
+
+# -- 1. the Kubernetes API server fails, then hangs, then recovers ------------------------------------
+
+ATTEMPTS = 4
+
+SCALE = f"""\
+    apiVersion: kurative/v1
+    kind: Playbook
+    metadata: {{name: scale-through-outage, version: 1}}
+    spec:
+      trigger: {{alertname: [KubeOutage]}}
+      approval: auto
+      steps:
+        - name: scale
+          action: kubernetes.scale
+          retry: {{attempts: {ATTEMPTS}, backoff: 100ms}}
+          params:
+            namespace: "${{labels.namespace}}"
+            kind: Deployment
+            name: "${{labels.deployment}}"
+            replicas: 3
+"""
+
+FAIL_MAX = 3
+DEPLOYMENTS = [f"web-{i}" for i in range(6)]
+
+
+async def test_the_kubernetes_breaker_parks_executions_through_errors_and_a_hang_and_all_finish(
+    setup: Setup, start_daemon: StartDaemon, fake_kube: FakeCluster, logs: LogEvents
+) -> None:
+    """500s open the breaker after failMax failures; the half-open probe fails on a 500, then on the
+    hang (the read timeout); meanwhile every execution that meets the open breaker is parked, not
+    failed, and the parking is not counted against ``retry.attempts``: with K failed probes no
+    execution can count more than 1 + K real failures (< ATTEMPTS), while every execution that
+    tripped the breaker meets it open at least ATTEMPTS - 1 times (so counting it would fail it)."""
+    for name in DEPLOYMENTS:
+        setup.kube.deployment(name, replicas=1)
+    setup.playbook("scale", SCALE)
+    target = "kubernetes/default"  # steps name no cluster: the kubeconfig's current context
+    settings = setup.settings(
+        breakers={"overrides": {"kubernetes/": {"failMax": FAIL_MAX, "resetTimeout": "1s"}}},
+        clusters={"kubeconfig": str(setup.kube_config), "timeout": "1s"},
+    )
+    assert settings.kubernetes.read_timeout == 1.0
+    outage = fake_kube.outage(500)
+    try:
+        async with start_daemon(settings, setup.env) as running, running.client() as client:
+            for name in DEPLOYMENTS:
+                labels = {"alertname": "KubeOutage", "namespace": setup.kube.namespace, "deployment": name}
+                await setup.post(client, {"labels": labels})
+            # 500s: the breaker opens after failMax failures, then a probe meets a 500 and reopens it
+            await wait_for("the breaker opens", lambda: ("closed", "open") in transitions(logs, target))
+            await wait_for(
+                "a half-open probe fails on a 500",
+                lambda: ("half-open", "open") in transitions(logs, target),
+            )
+            assert outage.seen >= FAIL_MAX
+            executions = await running.executions()
+            assert len(executions) == len(DEPLOYMENTS)
+            assert not any(e.state.finished for e in executions), [e.error for e in executions]
+            # the API server now accepts connections but never answers: the probe times out
+            before = len(transitions(logs, target))
+            hang = fake_kube.outage(hang=True)
+            await wait_for(
+                "a half-open probe times out on the hang",
+                lambda: ("half-open", "open") in transitions(logs, target)[before:],
+            )
+            assert hang.seen >= 1
+            executions = await running.executions()
+            assert not any(e.state.finished for e in executions), [e.error for e in executions]
+            fake_kube.recover()
+            finished = await running.settle(len(DEPLOYMENTS), within=60)
+            assert {e.state for e in finished} == {ExecutionState.SUCCEEDED}, [e.error for e in finished]
+            records = {e.id: await step_records(running, e.id) for e in finished}
+    finally:
+        fake_kube.recover()
+
+    for name in DEPLOYMENTS:
+        assert setup.kube.get(setup.kube.ns_path("deployments", name, group=APPS))["spec"]["replicas"] == 3
+    seen = transitions(logs, target)
+    assert seen[0] == ("closed", "open")
+    assert seen.count(("open", "half-open")) >= 3
+    assert seen[-2:] == [("open", "half-open"), ("half-open", "closed")]
+    probes_failed = seen.count(("half-open", "open"))
+    assert probes_failed == 2, seen
+    # parking is journaled as a failed attempt marked breaker_open, with the breaker's message
+    assert all(len(parked(r)) >= 1 for r in records.values())
+    for r in records.values():
+        for record in parked(r):
+            assert f"circuit breaker for {target} is open" in (record.error or ""), record
+    # real failures (500s, the timeout) stay within the bound; the open breaker never counted
+    assert all(len(counted(r)) <= 1 + probes_failed for r in records.values())
+    tripped = [r for r in records.values() if counted(r)]
+    assert tripped
+    assert any(len(counted(r)) + len(parked(r)) >= ATTEMPTS for r in tripped), records
+    errors = {record.error for r in records.values() for record in counted(r)}
+    assert any("HTTP 500" in (e or "") for e in errors), errors
+    assert any("did not answer" in (e or "") for e in errors), errors
+    # a parked execution goes back to pending with a delay until the half-open probe
+    releases = [
+        e for e in list(logs) if e.get("event") == "execution_released" and e.get("state") == "pending"
+    ]
+    assert releases
+    assert all(0 < (e.get("delay") or 0) <= 1.0 for e in releases), releases
