@@ -175,3 +175,66 @@ async def test_the_kubernetes_breaker_parks_executions_through_errors_and_a_hang
     ]
     assert releases
     assert all(0 < (e.get("delay") or 0) <= 1.0 for e in releases), releases
+
+
+# -- 3. a webhook host whose name does not resolve ------------------------------------------------------
+
+NOWHERE = "http://kurative-nowhere.invalid/hooks/alert"
+
+UNRESOLVABLE = f"""\
+    apiVersion: kurative/v1
+    kind: Playbook
+    metadata: {{name: notify-nowhere, version: 1}}
+    spec:
+      trigger: {{alertname: [NotifyNowhere]}}
+      approval: auto
+      steps:
+        - name: notify
+          action: http.request
+          retry: {{attempts: 3, backoff: 100ms}}
+          params: {{method: POST, url: "{NOWHERE}", json: {{text: "${{labels.alertname}}"}}}}
+"""
+
+REACHABLE = """\
+    apiVersion: kurative/v1
+    kind: Playbook
+    metadata: {name: notify-sink, version: 1}
+    spec:
+      trigger: {alertname: [NotifySink]}
+      approval: auto
+      steps:
+        - name: notify
+          action: http.request
+          params: {method: POST, url: {secretRef: webhook}, json: {text: "${labels.n}"}}
+"""
+
+
+async def test_a_webhook_host_that_does_not_resolve_fails_clearly_after_its_retries_and_blocks_nothing(
+    setup: Setup, start_daemon: StartDaemon
+) -> None:
+    """One worker only: if the unresolvable host held it, the other executions would never run."""
+    setup.playbook("nowhere", UNRESOLVABLE)
+    setup.playbook("sink", REACHABLE)
+    settings = setup.settings(runner={"workers": 1, "lease": "3s", "pollInterval": "200ms"})
+    async with start_daemon(settings, setup.env) as running, running.client() as client:
+        await setup.post(client, {"labels": {"alertname": "NotifyNowhere"}})
+        for n in range(3):
+            await setup.post(client, {"labels": {"alertname": "NotifySink", "n": str(n)}})
+        finished = await running.settle(4)
+        by_playbook: dict[str, list[Any]] = {}
+        for execution in finished:
+            by_playbook.setdefault(execution.playbook_name, []).append(execution)
+        (nowhere,) = by_playbook["notify-nowhere"]
+        assert nowhere.state is ExecutionState.FAILED
+        records = await step_records(running, nowhere.id)
+    assert {e.state for e in by_playbook["notify-sink"]} == {ExecutionState.SUCCEEDED}
+    assert sorted(r.json()["text"] for r in setup.sink.requests) == ["0", "1", "2"]
+    # a temporary error: retried as configured (three attempts), then failed with a clear message
+    failures = counted(records)
+    assert [r.attempt for r in failures] == [1, 2, 3]
+    assert [bool((r.output or {}).get("retry")) for r in failures] == [True, True, False]
+    assert not parked(records)
+    message = failures[-1].error or ""
+    assert "kurative-nowhere.invalid" in message
+    assert "cannot connect" in message
+    assert message in (nowhere.error or "")
