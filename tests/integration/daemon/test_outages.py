@@ -11,14 +11,24 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import structlog
 
 from kurative.execution.runner import BREAKER_MARK
 from kurative.journal import ExecutionState, StepRecord, StepStatus
-from tests.integration.daemon.conftest import Running, Setup, StartDaemon
-from tests.integration.kube.helpers import APPS
+from tests.integration.daemon.conftest import (
+    TOKEN,
+    WEBHOOK_KEY,
+    Running,
+    Setup,
+    StartDaemon,
+    alert_payload,
+)
+from tests.integration.kube.helpers import APPS, Kube
 from tests.support.fakekube import FakeCluster
+from tests.support.http_sink import HttpSink
+from tests.support.postgres import PostgresServer, start_postgres
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -238,3 +248,139 @@ async def test_a_webhook_host_that_does_not_resolve_fails_clearly_after_its_retr
     assert "kurative-nowhere.invalid" in message
     assert "cannot connect" in message
     assert message in (nowhere.error or "")
+
+
+# -- 2. PostgreSQL stopped under a stream of alerts ---------------------------------------------------
+
+LOGGED = """\
+    apiVersion: kurative/v1
+    kind: Playbook
+    metadata: {name: note-alert, version: 1}
+    spec:
+      trigger: {alertname: [PgOutage]}
+      approval: auto
+      steps:
+        - name: note
+          action: log
+          params: {message: "alert ${labels.n} handled"}
+"""
+
+OUTAGE_SECONDS = 10.0
+MAX_TRIES = 200
+"""How many times a sender tries one alert before it gives up (Alertmanager also gives up, later)."""
+
+
+class Sender:
+    """Posts alert after alert as Alertmanager would: each until it is acknowledged with a 200,
+    waiting out a 503 for its Retry-After (capped at one second here, to keep the test short)."""
+
+    def __init__(self, client: httpx.AsyncClient, name: str) -> None:
+        self.client = client
+        self.name = name
+        self.acknowledged: list[str] = []
+        self.statuses: list[int] = []
+        self.unavailable: list[httpx.Response] = []
+        self.sending = True
+
+    async def run(self) -> None:
+        n = 0
+        while self.sending:
+            label = f"{self.name}-{n}"
+            payload = alert_payload({"labels": {"alertname": "PgOutage", "n": label}})
+            for _ in range(MAX_TRIES):
+                answer = await self.client.post("/api/v1/alerts", json=payload)
+                self.statuses.append(answer.status_code)
+                if answer.status_code == 200:
+                    self.acknowledged.append(label)
+                    break
+                if answer.status_code != 503:
+                    return  # the test fails on it: only 200 and 503 are right here
+                self.unavailable.append(answer)
+                await asyncio.sleep(min(float(answer.headers.get("Retry-After", "1")), 1.0))
+            n += 1
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A server of this test's own: it is stopped and started again while the daemon uses it."""
+    with start_postgres() as server:
+        yield server
+
+
+@pytest.mark.postgres
+async def test_postgres_stopped_under_load_answers_503_and_loses_no_acknowledged_alert(
+    own_postgres: PostgresServer,
+    tmp_path: Path,
+    kube: Kube,
+    sink: HttpSink,
+    fake_kube: FakeCluster,
+    start_daemon: StartDaemon,
+    logs: LogEvents,
+) -> None:
+    fake_kube.kubeconfig(tmp_path / "kubeconfig")
+    url = own_postgres.create_database("kurative")
+    env = {"TEST_AM_TOKEN": TOKEN, "TEST_WEBHOOK_URL": f"{sink.url}/hooks/{WEBHOOK_KEY}"}
+    setup = Setup(tmp_path, url, kube, sink, env)
+    setup.playbook("note", LOGGED)
+    settings = setup.settings(breakers={"overrides": {"journal": {"failMax": 3, "resetTimeout": "1s"}}})
+    async with start_daemon(settings, setup.env) as running, running.client() as client:
+        senders = [Sender(client, name) for name in ("a", "b")]
+        sending = [asyncio.create_task(s.run()) for s in senders]
+        try:
+            await wait_for("alerts are acknowledged", lambda: all(len(s.acknowledged) >= 5 for s in senders))
+            before = sum(len(s.acknowledged) for s in senders)
+            await asyncio.to_thread(own_postgres.stop, "immediate")
+            # while the journal cannot commit: 503 with Retry-After, and /readyz says not ready
+            await wait_for("a 503 during the outage", lambda: all(s.unavailable for s in senders))
+            stopped_at = asyncio.get_running_loop().time()
+            readiness = await client.get("/readyz")
+            assert readiness.status_code == 503, readiness.text
+            assert any("journal" in reason for reason in readiness.json()["reasons"])
+            acknowledged_at_stop = sum(len(s.acknowledged) for s in senders)
+            await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (asyncio.get_running_loop().time() - stopped_at)))
+            # nothing was acknowledged while nothing could be committed (bar what was in flight)
+            assert sum(len(s.acknowledged) for s in senders) <= acknowledged_at_stop + len(senders)
+            # the daemon keeps serving: alive, not ready, the senders still being answered
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/readyz")).status_code == 503
+            assert not any(task.done() for task in sending)
+            await asyncio.to_thread(own_postgres.start)
+            during = sum(len(s.acknowledged) for s in senders)
+            await wait_for(
+                "alerts are acknowledged again",
+                lambda: (
+                    all(len(s.acknowledged) >= 5 for s in senders)
+                    and sum(len(s.acknowledged) for s in senders) >= during + 10
+                ),
+                within=60,
+            )
+            await wait_for("/readyz is 200 again", lambda: _ready(client), within=30)
+        finally:
+            for sender in senders:
+                sender.sending = False
+            await asyncio.wait_for(asyncio.gather(*sending), 60)
+        statuses = {code for s in senders for code in s.statuses}
+        assert statuses == {200, 503}, statuses
+        for answer in (a for s in senders for a in s.unavailable):
+            assert int(answer.headers["Retry-After"]) >= 1
+            assert answer.headers["content-type"].startswith("application/problem+json")
+        acknowledged = {label for s in senders for label in s.acknowledged}
+        assert len(acknowledged) > before
+        # every acknowledged alert is in the journal and got its execution, once
+        finished = await running.settle(len(acknowledged), within=60)
+        handled: list[str] = []
+        for execution in finished:
+            assert execution.state is ExecutionState.SUCCEEDED, execution.error
+            handled.append((await running.journal.get_alert(execution.alert_id)).labels["n"])
+        assert sorted(handled) == sorted(acknowledged)
+        assert (await client.get("/readyz")).status_code == 200
+    # the commits that failed opened the journal's breaker; a probe closed it once PostgreSQL was back
+    seen = transitions(logs, "journal")
+    assert seen[0] == ("closed", "open"), seen
+    assert seen[-1] == ("half-open", "closed"), seen
+    assert any(e.get("event") == "alerts_not_committed" for e in list(logs))
+
+
+async def _ready(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/readyz")).status_code == 200
