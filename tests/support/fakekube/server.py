@@ -156,7 +156,9 @@ class FakeApiServer:
             outage.seen += 1
             if not outage.hang:
                 reason = {503: "ServiceUnavailable", 504: "Timeout"}.get(outage.status, "InternalError")
-                return self._status(ApiStatus(outage.status, reason, f"injected outage: HTTP {outage.status}"))
+                return self._status(
+                    ApiStatus(outage.status, reason, f"injected outage: HTTP {outage.status}")
+                )
             while not outage.ended.is_set():
                 await asyncio.sleep(0.02)
         token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
