@@ -226,6 +226,7 @@ def _from_file(data: Mapping[str, Any], base: Path | None) -> Settings:
             kubeconfig=_relative(base, clusters.get("kubeconfig")),
             contexts=dict(clusters.get("contexts", {})),
             default_context=clusters.get("default"),
+            read_timeout=_seconds(clusters, "timeout", defaults.kubernetes.read_timeout),
         ),
         secrets=SecretSettings(
             {name: _secret_source(source, base) for name, source in data.get("secrets", {}).items()}

@@ -17,6 +17,7 @@ A cancelled call counts as neither. Breakers are injected by whoever owns the po
 from __future__ import annotations
 
 import datetime
+import threading
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
@@ -29,6 +30,9 @@ T = TypeVar("T")
 STATE_OPEN = "open"
 STATE_HALF_OPEN = "half-open"
 STATE_CLOSED = "closed"
+
+_admitting = threading.Lock()
+"""Admission is a check and a transition: calls from several threads must not both move a breaker."""
 
 
 def seconds_to_half_open(breaker: pybreaker.CircuitBreaker) -> float:
@@ -55,9 +59,12 @@ def _admit(breaker: pybreaker.CircuitBreaker, target: str | None) -> None:
     """Fail fast while open; once the reset timeout passed, move to half-open (one pybreaker step)."""
     if breaker.current_state != STATE_OPEN:
         return
-    if seconds_to_half_open(breaker) > 0:
-        raise breaker_open(breaker, target)
-    breaker.half_open()
+    with _admitting:
+        if breaker.current_state != STATE_OPEN:
+            return
+        if seconds_to_half_open(breaker) > 0:
+            raise breaker_open(breaker, target)
+        breaker.half_open()
 
 
 def _success() -> None:
@@ -102,6 +109,30 @@ async def call_through(
     _admit(breaker, target)
     try:
         result = await func()
+    except Exception as exc:
+        _record(breaker, exc)
+        raise
+    _record(breaker, None)
+    return result
+
+
+def call_through_sync(
+    breaker: pybreaker.CircuitBreaker | None,
+    func: Callable[[], T],
+    *,
+    target: str | None = None,
+) -> T:
+    """:func:`call_through` for a blocking ``func`` (run in a worker thread by the caller).
+
+    pybreaker's own ``CircuitBreaker.call`` holds the breaker's lock for the whole guarded call, so
+    calls to one target would run one at a time and, while one hangs, even an open breaker could not
+    fail fast. Here, as in :func:`call_through`, only admission and the outcome take the lock.
+    """
+    if breaker is None:
+        return func()
+    _admit(breaker, target)
+    try:
+        result = func()
     except Exception as exc:
         _record(breaker, exc)
         raise

@@ -30,10 +30,9 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as _k8s_config
 
-from kurative.adapters.breaking import breaker_open
+from kurative.adapters.breaking import call_through_sync
 from kurative.adapters.kube_settings import KubeSettings
 from kurative.errors import (
-    BreakerOpen,
     ConfigError,
     ObjectConflict,
     ObjectNotFound,
@@ -198,6 +197,7 @@ class ClusterClient:
 
     def _through_breaker(self, func: Callable[[], Answer]) -> Answer:
         """Count refused connections, timeouts and 5xx answers; fail fast while the breaker is open.
+        Calls run outside the breaker's lock, so calls to one cluster run side by side.
 
         4xx answers are the API working as it should (a missing object, a conflict, a PDB saying
         no), so they count as successes.
@@ -212,15 +212,9 @@ class ClusterClient:
             return answer
 
         try:
-            result: Answer = self._breaker.call(attempt)
+            return call_through_sync(self._breaker, attempt, target=f"kubernetes/{self._name}")
         except _FailedAnswer as failed:
             return failed.answer
-        except pybreaker.CircuitBreakerError:
-            raise BreakerOpen(f"kubernetes/{self._name}", self._breaker_wait()) from None
-        return result
-
-    def _breaker_wait(self) -> float:
-        return breaker_open(self._breaker).retry_after if self._breaker is not None else 0.0
 
     def _call(
         self,

@@ -125,7 +125,8 @@ class StepHistory:
 
     @property
     def final(self) -> StepRecord | None:
-        """The record that settles the step: a success, skip or dry run, or a failure not retried."""
+        """The record that settles the step: a success, skip or dry run, or a failure not retried
+        (a step parked at an open breaker is not settled: it runs again once the breaker lets it)."""
         for record in reversed(self.records):
             if record.status is StepStatus.STARTED:
                 continue

@@ -6,6 +6,6 @@
 See :mod:`.store` for the state it keeps and :mod:`.server` for the HTTP side.
 """
 
-from tests.support.fakekube.server import FakeCluster, Fault, fake_cluster, start_fake_cluster
+from tests.support.fakekube.server import FakeCluster, Fault, Outage, fake_cluster, start_fake_cluster
 
-__all__ = ["FakeCluster", "Fault", "fake_cluster", "start_fake_cluster"]
+__all__ = ["FakeCluster", "Fault", "Outage", "fake_cluster", "start_fake_cluster"]

@@ -4,7 +4,9 @@ A Starlette app served by uvicorn in a thread, on 127.0.0.1 and a free port, tha
 ``kubernetes`` client talks to exactly as it talks to a real API server (bearer tokens, JSON, the
 three patch content types, ``dryRun=All``, label and field selectors, subresources). Faults can be
 injected per path (an HTTP status with a ``Retry-After``, or a delay longer than the client's
-timeout) to test how actions react to a failing or hanging server.
+timeout) to test how actions react to a failing or hanging server, and the whole server can be put
+into an :class:`Outage` (every request answers 5xx with a ``Status`` body, or is held unanswered until
+the outage ends) to test breakers and recovery.
 """
 
 from __future__ import annotations
@@ -48,6 +50,21 @@ class Fault:
     retry_after: int | None = None
     times: int | None = None  # None: forever
     seen: int = 0
+
+
+@dataclass
+class Outage:
+    """The whole server is down: every request answers ``status`` or, with ``hang``, is accepted and
+    held without an answer until :meth:`end` (then it is served as the recovered server serves it)."""
+
+    status: int = 500
+    hang: bool = False
+    seen: int = 0
+    """Requests that met the outage."""
+    ended: threading.Event = field(default_factory=threading.Event)
+
+    def end(self) -> None:
+        self.ended.set()
 
 
 @dataclass
@@ -125,6 +142,7 @@ class FakeApiServer:
         self.store = store
         self.tokens = tokens
         self.faults: list[Fault] = []
+        self.outage: Outage | None = None
         self.requests: list[tuple[str, str]] = []
         self.app = Starlette(
             routes=[Route("/{path:path}", self.handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])]
@@ -133,6 +151,16 @@ class FakeApiServer:
     async def handle(self, request: Request) -> Response:
         path = "/" + request.path_params["path"]
         self.requests.append((request.method, path))
+        outage = self.outage
+        if outage is not None and not outage.ended.is_set():
+            outage.seen += 1
+            if not outage.hang:
+                reason = {503: "ServiceUnavailable", 504: "Timeout"}.get(outage.status, "InternalError")
+                return self._status(
+                    ApiStatus(outage.status, reason, f"injected outage: HTTP {outage.status}")
+                )
+            while not outage.ended.is_set():
+                await asyncio.sleep(0.02)
         token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if token not in self.tokens.values():
             return self._status(ApiStatus(401, "Unauthorized", "Unauthorized"))
@@ -389,6 +417,18 @@ class FakeCluster:
 
     def clear_faults(self) -> None:
         self.server.faults.clear()
+
+    def outage(self, status: int = 500, *, hang: bool = False) -> Outage:
+        """Take the whole server down (see :class:`Outage`), ending any outage before it."""
+        self.recover()
+        self.server.outage = made = Outage(status, hang)
+        return made
+
+    def recover(self) -> None:
+        """End the outage: held requests are served, new ones too."""
+        outage, self.server.outage = self.server.outage, None
+        if outage is not None:
+            outage.end()
 
     def set_log(self, namespace: str, pod: str, container: str, text: str, *, previous: bool = False) -> None:
         """What the kubelet would serve as the container's log (nothing runs pods here)."""

@@ -125,3 +125,14 @@ def test_bad_listen_addresses_are_usage_errors(listen: str) -> None:
 def test_bad_environment_values_are_usage_errors(name: str, value: str) -> None:
     with pytest.raises(UsageError, match=name):
         load_settings(Overrides(), {name: value})
+
+
+def test_the_kubernetes_read_timeout_comes_from_clusters_timeout(tmp_path: Path) -> None:
+    assert load_settings(Overrides(), {}).kubernetes.read_timeout == 30.0
+    config = tmp_path / "config.yaml"
+    config.write_text("apiVersion: kurative/v1\nkind: Config\nclusters: {timeout: 1500ms}\n")
+    assert load_settings(Overrides(config=str(config)), {}).kubernetes.read_timeout == 1.5
+    config.write_text("apiVersion: kurative/v1\nkind: Config\nclusters: {timeout: soon}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(Overrides(config=str(config)), {})
+    assert any("timeout" in str(d) for d in caught.value.diagnostics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from kurative.execution.runner import BREAKER_MARK, StepHistory
 from kurative.journal import StepRecord, StepStatus
@@ -41,3 +42,32 @@ def test_a_final_failure_settles_it_and_an_open_attempt_is_found() -> None:
     assert interrupted.open is not None
     assert interrupted.open.attempt == 2
     assert interrupted.failures == 1
+
+
+def _record(attempt: int, status: StepStatus, output: Any = None, error: str | None = None) -> StepRecord:
+    return StepRecord(
+        attempt * 10 + (status is not StepStatus.STARTED), "e-1", 0, "scale", "kubernetes.scale",
+        attempt, status, None, output, error, None, NOW, NOW, 1,
+    )  # fmt: skip
+
+
+def test_a_step_parked_at_an_open_breaker_is_not_settled_and_its_parking_is_not_counted() -> None:
+    history = StepHistory(
+        [
+            _record(1, StepStatus.STARTED),
+            _record(1, StepStatus.FAILED, {"retry": True}, "HTTP 500"),
+            _record(2, StepStatus.STARTED),
+            _record(2, StepStatus.FAILED, {BREAKER_MARK: True}, "circuit breaker is open"),
+        ]
+    )
+    assert history.final is None
+    assert history.open is None
+    assert history.failures == 1
+    assert history.next_attempt == 3
+
+
+def test_a_failure_not_retried_settles_the_step() -> None:
+    failed = _record(1, StepStatus.FAILED, None, "HTTP 404")
+    history = StepHistory([_record(1, StepStatus.STARTED), failed])
+    assert history.final == failed
+    assert history.failures == 1
