@@ -79,8 +79,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_playbooks(folder: Path, count: int) -> Path:
-    rules = folder / f"rules-{count}"
+def write_playbooks(folder: Path, count: int, name: str = "") -> Path:
+    rules = folder / f"rules-{name or count}"
     rules.mkdir()
     for n in range(count):
         (rules / f"bench-{n:04d}.yaml").write_text(PLAYBOOK.format(n=n, team=n % 20))
@@ -161,7 +161,7 @@ def main() -> None:
                     times[count].append(serve.wait_ready())
                 finally:
                     serve.stop()
-        big = write_playbooks(folder, args.rss_playbooks)
+        big = write_playbooks(folder, args.rss_playbooks, "rss")
         serve = Serve(big, folder)
         try:
             ready_big = serve.wait_ready()
