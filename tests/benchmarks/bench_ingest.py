@@ -112,14 +112,17 @@ async def run_backend(url: str, args: argparse.Namespace, profile: cProfile.Prof
     journal = await open_journal(url, migrate=True, limits=settings.journal.limits, **options)
     backend = url.split(":", 1)[0]
     figures: dict[str, Any] = {"backend": backend}
+    flushes = _count_flushes(journal)
     try:
         for per_call, offset in ((1, 0), (100, 100_000_000)):
             rate = await baseline(
                 journal, clients=args.clients, per_call=per_call, seconds=args.seconds, offset=offset
             )
             figures[f"baseline_alerts_per_s_{per_call}"] = round(rate)
+            group = flushes.take()
+            figures[f"baseline_alerts_per_flush_{per_call}"] = group
             print(f"{backend} baseline: commit_alerts x {args.clients} tasks, {per_call}/call: "
-                  f"{rate:,.0f} alerts/s", flush=True)  # fmt: skip
+                  f"{rate:,.0f} alerts/s, {group} alerts per commit", flush=True)  # fmt: skip
 
         listen = IngressSettings(host="127.0.0.1", port=0, credentials=Credentials((TOKEN,)))
         breakers = BreakerPolicy(settings.breakers)
@@ -144,6 +147,8 @@ async def run_backend(url: str, args: argparse.Namespace, profile: cProfile.Prof
                     profile.disable()
                 base = figures[f"baseline_alerts_per_s_{per_post}"]
                 rate = result["alerts_per_s"]
+                group = flushes.take()
+                figures[f"http_alerts_per_flush_{per_post}"] = group
                 figures[f"http_alerts_per_s_{per_post}"] = round(rate)
                 figures[f"http_p50_ms_{per_post}"] = round(result["p50_ms"], 2)
                 figures[f"http_p99_ms_{per_post}"] = round(result["p99_ms"], 2)
@@ -152,7 +157,7 @@ async def run_backend(url: str, args: argparse.Namespace, profile: cProfile.Prof
                 print(
                     f"{backend} HTTP: {args.clients} clients x {per_post} alert(s)/POST: {rate:,.0f} "
                     f"alerts/s ({rate / base:.2f}x baseline), p50 {result['p50_ms']:.2f} ms, "
-                    f"p99 {result['p99_ms']:.2f} ms, non-200 {result['errors']}",
+                    f"p99 {result['p99_ms']:.2f} ms, non-200 {result['errors']}, {group} alerts per commit",
                     flush=True,
                 )
         finally:
@@ -161,6 +166,35 @@ async def run_backend(url: str, args: argparse.Namespace, profile: cProfile.Prof
     finally:
         await journal.close()
     return figures
+
+
+class _Flushes:
+    """Counts the journal's group commits (transactions) and the alerts in them, phase by phase."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+        self.alerts = 0
+
+    def take(self) -> float | None:
+        group = round(self.alerts / self.commits, 1) if self.commits else None
+        self.commits = self.alerts = 0
+        return group
+
+
+def _count_flushes(journal: Journal) -> _Flushes:
+    counts = _Flushes()
+    committer = getattr(journal, "_committer", None)
+    if committer is None:
+        return counts
+    flush = committer._flush
+
+    async def counted(rows: list[Any]) -> None:
+        await flush(rows)
+        counts.commits += 1
+        counts.alerts += len(rows)
+
+    committer._flush = counted
+    return counts
 
 
 def main() -> None:
