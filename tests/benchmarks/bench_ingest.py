@@ -14,8 +14,10 @@ Phases, each for ``--seconds``:
 2. HTTP: 1 alert per POST, then 100 alerts per POST; alerts/s acknowledged, p50/p99 of one POST, and
    the ratio to the baseline of this run.
 
-The last line is one JSON object. Target on PostgreSQL, 1 alert per POST: >= 4,500 alerts/s with
-p99 < 20 ms. Pass ``--profile FILE`` to write a cProfile of the server side of the HTTP phases.
+Each phase also reports the alerts per journal commit (how well concurrent requests share a
+transaction) and, for HTTP, the server's CPU (this process, every thread) per alert and how busy it
+was. The last line is one JSON object. Target on PostgreSQL, 1 alert per POST: >= 4,500 alerts/s with
+p99 < 20 ms. Pass ``--profile FILE`` to write a cProfile of the server side of the 1-alert HTTP phase.
 """
 
 from __future__ import annotations
@@ -138,17 +140,22 @@ async def run_backend(url: str, args: argparse.Namespace, profile: cProfile.Prof
                 await asyncio.sleep(0.01)
             port = int(server.url.rsplit(":", 1)[1])
             for per_post, offset in ((1, 200_000_000), (100, 300_000_000)):
-                if profile is not None:
+                if profile is not None and per_post == 1:
                     profile.enable()
+                cpu = time.process_time()
                 result = await over_http(
                     port, clients=args.clients, per_post=per_post, seconds=args.seconds, offset=offset
                 )
-                if profile is not None:
+                cpu = time.process_time() - cpu  # the server side: this process, every thread
+                if profile is not None and per_post == 1:
                     profile.disable()
                 base = figures[f"baseline_alerts_per_s_{per_post}"]
                 rate = result["alerts_per_s"]
                 group = flushes.take()
                 figures[f"http_alerts_per_flush_{per_post}"] = group
+                busy = cpu / result["elapsed"]
+                figures[f"server_cpu_busy_{per_post}"] = round(busy, 2)
+                figures[f"server_cpu_us_per_alert_{per_post}"] = round(cpu / max(1, result["alerts"]) * 1e6)
                 figures[f"http_alerts_per_s_{per_post}"] = round(rate)
                 figures[f"http_p50_ms_{per_post}"] = round(result["p50_ms"], 2)
                 figures[f"http_p99_ms_{per_post}"] = round(result["p99_ms"], 2)
@@ -157,7 +164,9 @@ async def run_backend(url: str, args: argparse.Namespace, profile: cProfile.Prof
                 print(
                     f"{backend} HTTP: {args.clients} clients x {per_post} alert(s)/POST: {rate:,.0f} "
                     f"alerts/s ({rate / base:.2f}x baseline), p50 {result['p50_ms']:.2f} ms, "
-                    f"p99 {result['p99_ms']:.2f} ms, non-200 {result['errors']}, {group} alerts per commit",
+                    f"p99 {result['p99_ms']:.2f} ms, non-200 {result['errors']}, {group} alerts per commit; "
+                    f"server CPU {busy:.0%} busy, "
+                    f"{figures[f'server_cpu_us_per_alert_{per_post}']} us per alert",
                     flush=True,
                 )
         finally:
