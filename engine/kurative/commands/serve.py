@@ -63,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     redactor = Redactor()
     configure_logging(settings.logging, redactor)
-    return asyncio.run(_serve(settings, redactor))
+    from kurative.ingress.server import run_event_loop
+
+    return run_event_loop(_serve(settings, redactor))
 
 
 async def _serve(settings: Any, redactor: Any) -> int:

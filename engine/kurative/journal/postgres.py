@@ -712,16 +712,21 @@ class PostgresJournal(JournalBackend):
         execution_sql, steps_sql, approvals_sql = rows.detail_queries(self.placeholder)
 
         async def read(conn: Conn) -> ExecutionDetail:
-            async with conn.transaction():
+            # One snapshot, one round trip: the three reads are pipelined (each runner reads its
+            # execution when it starts, so this is on the path of every execution).
+            async with conn.pipeline(), conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                cur = await conn.execute(execution_sql, (execution_id,))
-                row = await cur.fetchone()
-                if row is None:
-                    raise execution_not_found(execution_id)
-                cur = await conn.execute(steps_sql, (execution_id,))
-                steps = await cur.fetchall()
-                cur = await conn.execute(approvals_sql, (execution_id,))
-                approvals = await cur.fetchall()
+                execution_cur = conn.cursor()
+                steps_cur = conn.cursor()
+                approvals_cur = conn.cursor()
+                await execution_cur.execute(execution_sql, (execution_id,))
+                await steps_cur.execute(steps_sql, (execution_id,))
+                await approvals_cur.execute(approvals_sql, (execution_id,))
+                row = await execution_cur.fetchone()
+                steps = await steps_cur.fetchall()
+                approvals = await approvals_cur.fetchall()
+            if row is None:
+                raise execution_not_found(execution_id)
             return rows.detail_from_rows(row, steps, approvals, CODEC)
 
         return await self._run(read, retry=True)

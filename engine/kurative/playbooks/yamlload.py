@@ -2,6 +2,11 @@
 
 ruamel.yaml's round-trip loader keeps the line and column of each key, value and item; we turn the
 documents into plain JSON values (for JSON Schema) plus a map from JSON path to position (for errors).
+That loader is pure Python and slow (about 7 ms for a small playbook, parsed twice), so a plain file
+(no anchors, aliases, tags, directives, duplicate keys, floats or timestamps: what playbooks are) is
+first built straight from libyaml's parser events, with ruamel's own YAML 1.2 resolver deciding what
+each plain scalar is; anything else, and every error, goes the round-trip way, so that diagnostics do
+not change.
 Only plain YAML is accepted: no tags beyond the core schema (so no Python objects), a bounded size, a
 bounded nesting depth and a bounded alias expansion (a "billion laughs" file is refused before it is
 built).
@@ -14,7 +19,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +35,8 @@ from ruamel.yaml.events import (
     NodeEvent,
     ScalarEvent,
 )
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarstring import (
     DoubleQuotedScalarString,
     FoldedScalarString,
@@ -314,8 +321,138 @@ def _make_yaml() -> YAML:
     return yaml
 
 
+class _NotPlain(Exception):
+    """The fast path does not handle this file: load it the round-trip way."""
+
+
+def _libyaml_parser() -> Callable[[str], Any] | None:
+    try:
+        # libyaml, through PyYAML's C extension
+        from yaml._yaml import CParser  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - PyYAML without libyaml
+        return None
+    return CParser  # type: ignore[no-any-return]
+
+
+_CPARSER = _libyaml_parser()
+_RESOLVER = VersionedResolver()
+_DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _plain_scalar(value: str) -> Any:
+    """What ruamel's round-trip loader makes of a plain scalar; :class:`_NotPlain` for the rare kinds."""
+    tag = _RESOLVER.resolve(ScalarNode, value, (True, False))
+    if tag == _STR_TAG:
+        return value
+    if tag == "tag:yaml.org,2002:null":
+        return None
+    if tag == "tag:yaml.org,2002:bool":
+        return value.lower() == "true"
+    if tag == "tag:yaml.org,2002:int" and _DECIMAL.fullmatch(value):
+        return int(value)
+    raise _NotPlain(tag)
+
+
+def _is_empty(event: Any) -> bool:
+    return type(event).__name__ == "ScalarEvent" and event.value == "" and not event.style
+
+
+def _fast_load(path: str, text: str) -> LoadedFile | None:
+    """The documents of a plain file from libyaml's events, or None when it is not plain."""
+    if _CPARSER is None:
+        return None
+    # PyYAML's event classes, for the C parser's events
+    import yaml as pyyaml  # type: ignore[import-untyped]
+
+    parser = _CPARSER(text)
+    documents: list[Document] = []
+    lines = text.splitlines()
+    nodes = 0
+
+    def node(event: Any, path: Path, doc: Document, depth: int) -> Any:
+        nonlocal nodes
+        nodes += 1
+        if nodes > MAX_EXPANDED_NODES or depth > MAX_DEPTH:
+            raise _NotPlain("size")
+        if getattr(event, "anchor", None) is not None or isinstance(event, pyyaml.AliasEvent):
+            raise _NotPlain("anchor")
+        if isinstance(event, pyyaml.ScalarEvent):
+            plain_implicit, quoted_implicit = event.implicit
+            if event.tag is not None and not (plain_implicit or quoted_implicit):
+                raise _NotPlain("tag")
+            if event.style in ('"', "'"):
+                if path in doc.positions:
+                    line, column = doc.positions[path]
+                    doc.positions[path] = (line, column + 1)  # the first character inside the quotes
+                return event.value
+            if event.style in ("|", ">"):
+                if path in doc.positions:
+                    _record_block(doc, path)
+                return event.value
+            return _plain_scalar(event.value)
+        if event.tag is not None and not event.implicit:
+            raise _NotPlain("tag")
+        if isinstance(event, pyyaml.SequenceStartEvent):
+            items: list[Any] = []
+            while not isinstance(item := parser.get_event(), pyyaml.SequenceEndEvent):
+                child: Path = (*path, len(items))
+                doc.positions[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                items.append(node(item, child, doc, depth + 1))
+            return items
+        if isinstance(event, pyyaml.MappingStartEvent):
+            out: dict[str, Any] = {}
+            empty: Path | None = None
+            while True:
+                key = parser.get_event()
+                if empty is not None:  # ruamel places an empty value where the next token starts
+                    doc.positions[empty] = (key.start_mark.line + 1, key.start_mark.column + 1)
+                    empty = None
+                if isinstance(key, pyyaml.MappingEndEvent):
+                    return out
+                if not isinstance(key, pyyaml.ScalarEvent) or key.anchor is not None:
+                    raise _NotPlain("complex key")
+                name = key.value if key.style in ('"', "'", "|", ">") else _plain_scalar(key.value)
+                if not isinstance(name, str) or name in out or name == "<<":
+                    raise _NotPlain("key")  # non-string, duplicate or merge key
+                child = (*path, name)
+                value = parser.get_event()
+                doc.key_positions[child] = (key.start_mark.line + 1, key.start_mark.column + 1)
+                doc.positions[child] = (value.start_mark.line + 1, value.start_mark.column + 1)
+                out[name] = node(value, child, doc, depth + 1)
+                if _is_empty(value):
+                    empty = child
+        raise _NotPlain(type(event).__name__)
+
+    try:
+        while not isinstance(event := parser.get_event(), pyyaml.StreamEndEvent):
+            if isinstance(event, pyyaml.StreamStartEvent | pyyaml.DocumentEndEvent):
+                continue
+            if not isinstance(event, pyyaml.DocumentStartEvent) or event.version or event.tags:
+                raise _NotPlain("directive")
+            root = parser.get_event()
+            if not isinstance(root, pyyaml.MappingStartEvent | pyyaml.SequenceStartEvent):
+                raise _NotPlain("scalar document")
+            nodes = 0
+            doc = Document(path, len(documents), None, lines=lines)
+            doc.positions[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
+            doc.data = node(root, (), doc, 1)
+            documents.append(doc)
+    except (_NotPlain, pyyaml.YAMLError, RecursionError, ValueError, TypeError):
+        return None
+    if not documents:
+        return None
+    return LoadedFile(path, documents, [])
+
+
 def load_yaml_text(path: str, text: str) -> LoadedFile:
     """Parse every document of ``text``; problems come back as diagnostics, never as exceptions."""
+    fast = _fast_load(path, text)
+    return fast if fast is not None else _roundtrip_load(path, text)
+
+
+def _roundtrip_load(path: str, text: str) -> LoadedFile:
+    """The round-trip way, for every file: the reference the fast path must agree with."""
     yaml = _make_yaml()
     try:
         problem = _precheck(path, yaml, text)

@@ -1,0 +1,272 @@
+"""Ingest throughput over HTTP: alerts/s acknowledged by the real ingress, against the journal alone.
+
+Not a test: run it with ``.venv/bin/python tests/benchmarks/bench_ingest.py [--backend postgresql|sqlite]``.
+For each journal (by default a throwaway PostgreSQL with fsync on, then a SQLite file) it builds the
+ingress exactly as ``kurative serve`` does (the journal opened with the daemon's settings, commits
+through the journal's breaker, :func:`kurative.ingress.app.create_app` served by
+:class:`kurative.ingress.server.IngressServer`, bearer authentication on) in this process, and drives
+it from a separate load-generator process (``loadgen.py``: ``--clients`` keep-alive connections, each
+posting Alertmanager webhooks one after the other, every answer a 200 only after the journal commit).
+Phases, each for ``--seconds``:
+
+1. baseline: the same journal's ``commit_alerts`` called directly by ``--clients`` tasks with the same
+   alerts (parsed up front), 1 alert per call, then 100 per call: what the ingress could reach at best;
+2. HTTP: 1 alert per POST, then 100 alerts per POST; alerts/s acknowledged, p50/p99 of one POST, and
+   the ratio to the baseline of this run.
+
+Each phase also reports the alerts per journal commit (how well concurrent requests share a
+transaction) and, for HTTP, the server's CPU (this process, every thread) per alert and how busy it
+was. The last line is one JSON object. Target on PostgreSQL, 1 alert per POST: >= 4,500 alerts/s with
+p99 < 20 ms. Pass ``--profile FILE`` to write a cProfile of the server side of the 1-alert HTTP phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from kurative.config import Settings
+from kurative.daemon import Daemon
+from kurative.execution.breakers import BreakerPolicy
+from kurative.ingress.app import IngressHooks, create_app
+from kurative.ingress.payloads import inbox_records, parse_body
+from kurative.ingress.server import IngressServer, bind, event_loop_name, run_event_loop
+from kurative.ingress.settings import Credentials, IngressSettings
+from kurative.journal import IncomingAlert, Journal, open_journal
+from kurative.logging import LoggingSettings, Redactor, configure_logging
+
+TARGET_ALERTS_PER_S = 4500
+TARGET_P99_MS = 20.0
+USE_UVLOOP = True
+TOKEN = "bench-ingest-token-0001"
+LOADGEN = Path(__file__).with_name("loadgen.py")
+
+sys.path.insert(0, str(LOADGEN.parent))
+import loadgen  # noqa: E402
+
+
+def records(per_call: int, clients: int, offset: int) -> list[list[list[IncomingAlert]]]:
+    """Per client, batches of inbox records parsed from the same webhooks the load generator posts."""
+    return [
+        [
+            inbox_records(parse_body(body, "alertmanager"), "alertmanager")
+            for body in loadgen.bodies(c, per_call, 32, offset)
+        ]
+        for c in range(clients)
+    ]
+
+
+async def baseline(journal: Journal, *, clients: int, per_call: int, seconds: float, offset: int) -> float:
+    pool = records(per_call, clients, offset)
+    stop_at = 0.0
+
+    async def client(batches: list[list[IncomingAlert]]) -> int:
+        done = 0
+        i = 0
+        while time.perf_counter() < stop_at:
+            batch = batches[i % len(batches)]
+            await journal.commit_alerts(batch)
+            done += len(batch)
+            i += 1
+        return done
+
+    await asyncio.gather(*(journal.commit_alerts(batches[0]) for batches in pool))  # warm-up
+    started = time.perf_counter()
+    stop_at = started + seconds
+    totals = await asyncio.gather(*(client(b) for b in pool))
+    return sum(totals) / (time.perf_counter() - started)
+
+
+async def over_http(port: int, *, clients: int, per_post: int, seconds: float, offset: int) -> dict[str, Any]:
+    command = [
+        sys.executable, str(LOADGEN), "--port", str(port), "--token", TOKEN,
+        "--connections", str(clients), "--per-post", str(per_post), "--seconds", str(seconds),
+        "--offset", str(offset),
+    ]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=seconds + 120)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0:
+        raise RuntimeError(f"the load generator failed ({process.returncode})")
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+async def run_backend(url: str, args: argparse.Namespace, profile: cProfile.Profile | None) -> dict[str, Any]:
+    settings = Settings()
+    options = {"max_size": args.clients + 2} if url.startswith("postgres") else {}
+    journal = await open_journal(url, migrate=True, limits=settings.journal.limits, **options)
+    backend = url.split(":", 1)[0]
+    figures: dict[str, Any] = {"backend": backend}
+    flushes = _count_flushes(journal)
+    try:
+        for per_call, offset in ((1, 0), (100, 100_000_000)):
+            rate = await baseline(
+                journal, clients=args.clients, per_call=per_call, seconds=args.seconds, offset=offset
+            )
+            figures[f"baseline_alerts_per_s_{per_call}"] = round(rate)
+            group = flushes.take()
+            figures[f"baseline_alerts_per_flush_{per_call}"] = group
+            print(f"{backend} baseline: commit_alerts x {args.clients} tasks, {per_call}/call: "
+                  f"{rate:,.0f} alerts/s, {group} alerts per commit", flush=True)  # fmt: skip
+
+        listen = IngressSettings(host="127.0.0.1", port=0, credentials=Credentials((TOKEN,)))
+        breakers = BreakerPolicy(settings.breakers)
+        commit = Daemon(settings)._commit(journal, breakers)  # the daemon's own commit path
+
+        async def ready() -> list[str]:
+            return []
+
+        server = IngressServer(create_app(listen, IngressHooks(commit, ready)), listen, bind(listen))
+        serving = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                await asyncio.sleep(0.01)
+            port = int(server.url.rsplit(":", 1)[1])
+            for per_post, offset in ((1, 200_000_000), (100, 300_000_000)):
+                if profile is not None and per_post == 1:
+                    profile.enable()
+                cpu = time.process_time()
+                result = await over_http(
+                    port, clients=args.clients, per_post=per_post, seconds=args.seconds, offset=offset
+                )
+                cpu = time.process_time() - cpu  # the server side: this process, every thread
+                if profile is not None and per_post == 1:
+                    profile.disable()
+                base = figures[f"baseline_alerts_per_s_{per_post}"]
+                rate = result["alerts_per_s"]
+                group = flushes.take()
+                figures[f"http_alerts_per_flush_{per_post}"] = group
+                busy = cpu / result["elapsed"]
+                figures[f"server_cpu_busy_{per_post}"] = round(busy, 2)
+                figures[f"server_cpu_us_per_alert_{per_post}"] = round(cpu / max(1, result["alerts"]) * 1e6)
+                figures[f"http_alerts_per_s_{per_post}"] = round(rate)
+                figures[f"http_p50_ms_{per_post}"] = round(result["p50_ms"], 2)
+                figures[f"http_p99_ms_{per_post}"] = round(result["p99_ms"], 2)
+                figures[f"http_errors_{per_post}"] = result["errors"]
+                figures[f"ratio_to_baseline_{per_post}"] = round(rate / base, 2)
+                print(
+                    f"{backend} HTTP: {args.clients} clients x {per_post} alert(s)/POST: {rate:,.0f} "
+                    f"alerts/s ({rate / base:.2f}x baseline), p50 {result['p50_ms']:.2f} ms, "
+                    f"p99 {result['p99_ms']:.2f} ms, non-200 {result['errors']}, {group} alerts per commit; "
+                    f"server CPU {busy:.0%} busy, "
+                    f"{figures[f'server_cpu_us_per_alert_{per_post}']} us per alert",
+                    flush=True,
+                )
+        finally:
+            server.stop()
+            await asyncio.wait_for(serving, 30)
+    finally:
+        await journal.close()
+    return figures
+
+
+class _Flushes:
+    """Counts the journal's group commits (transactions) and the alerts in them, phase by phase."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+        self.alerts = 0
+
+    def take(self) -> float | None:
+        group = round(self.alerts / self.commits, 1) if self.commits else None
+        self.commits = self.alerts = 0
+        return group
+
+
+def _count_flushes(journal: Journal) -> _Flushes:
+    counts = _Flushes()
+    committer = getattr(journal, "_committer", None)
+    if committer is None:
+        return counts
+    flush = committer._flush
+
+    async def counted(rows: list[Any]) -> None:
+        await flush(rows)
+        counts.commits += 1
+        counts.alerts += len(rows)
+
+    committer._flush = counted
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["postgresql", "sqlite"], action="append")
+    parser.add_argument("--journal", metavar="URL", help="benchmark this journal instead")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each phase")
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the HTTP phases")
+    parser.add_argument("--asyncio", action="store_true", help="serve on asyncio's loop, not uvloop's")
+    args = parser.parse_args()
+    global USE_UVLOOP
+    USE_UVLOOP = not args.asyncio
+    # the daemon's logging, at its default level (a debug line per request would be measured too)
+    configure_logging(LoggingSettings(format="json", level="info"), Redactor())
+    profile = cProfile.Profile() if args.profile else None
+    results: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        urls: list[str] = []
+        if args.journal:
+            urls.append(args.journal)
+        for backend in args.backend or ([] if args.journal else ["postgresql", "sqlite"]):
+            if backend == "postgresql":
+                from tests.support.postgres import find_binaries, start_postgres
+
+                bindir = find_binaries()
+                if bindir is None:
+                    sys.exit("PostgreSQL binaries not found: install postgresql, or pass --journal URL")
+                server = stack.enter_context(start_postgres(fsync=True, bindir=bindir))
+                urls.append(server.create_database(f"bench_{uuid.uuid4().hex[:8]}"))
+            else:
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kurative-bench-")))
+                urls.append(f"sqlite:///{folder / 'journal.db'}")
+        for url in urls:
+            results.append(_run_loop(run_backend(url, args, profile)))
+    if profile is not None:
+        profile.dump_stats(args.profile)
+    first = results[0]
+    summary: dict[str, Any] = {
+        "benchmark": "ingest",
+        "clients": args.clients,
+        "seconds_per_phase": args.seconds,
+        "event_loop": _loop_name(),
+        **first,
+        "target_alerts_per_s": TARGET_ALERTS_PER_S,
+        "target_p99_ms": TARGET_P99_MS,
+    }
+    if first["backend"].startswith("postgres"):
+        summary["target_met"] = (
+            first["http_alerts_per_s_1"] >= TARGET_ALERTS_PER_S and first["http_p99_ms_1"] < TARGET_P99_MS
+        )
+    if len(results) > 1:
+        summary["runs"] = results
+    print(json.dumps(summary))
+
+
+def _loop_name() -> str:
+    return event_loop_name() if USE_UVLOOP else "asyncio"
+
+
+def _run_loop(work: Any) -> Any:
+    return run_event_loop(work) if USE_UVLOOP else asyncio.run(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""Pipeline throughput: alerts in, executions finished per second, through the whole daemon.
+
+Not a test: run it with ``.venv/bin/python tests/benchmarks/bench_pipeline.py [--alerts N]``. It starts
+a throwaway PostgreSQL with fsync on (or uses ``--journal URL``), runs the whole :class:`Daemon`
+in-process (settings loaded the way ``kurative serve`` loads them, its logging written to a file at
+info level) with one playbook of two ``log`` steps, and posts ``--alerts`` distinct alerts over HTTP,
+100 per POST, from ``--senders`` concurrent senders. It waits until every execution has finished and
+reports executions finished per second (first POST to last execution finished) and, from the journal,
+the latency from an alert's receipt to the start of its first step (p50/p99).
+
+Baseline, in the same run on a fresh database of the same server: the journal calls the daemon makes
+for the same work, made directly with the same concurrency (``runner.workers``): commit the alerts 100
+per call, match them in batches of 500, then claim, record two step start+finish pairs and release
+each execution. The ratio says how much the daemon adds to the journal's floor. Durability is the
+daemon's: every step is journaled before and after it runs. The last line is one JSON object.
+Target: >= 1,000 executions/s. ``--profile FILE`` writes a cProfile of the daemon phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+import loadgen
+import psycopg
+
+from kurative.config import Overrides, load_settings
+from kurative.daemon import Daemon
+from kurative.ingress.server import event_loop_name, run_event_loop
+from kurative.journal import (
+    ExecutionRequest,
+    ExecutionState,
+    IncomingAlert,
+    Journal,
+    StepFinish,
+    StepStart,
+    StepStatus,
+    open_journal,
+)
+from kurative.journal.inbox import inbox_record
+from kurative.logging import Redactor, configure_logging
+
+TARGET_EXECUTIONS_PER_S = 1000
+TOKEN = "bench-pipeline-token-01"
+ALERTNAME = "KubePodCrashLooping"
+PLAYBOOK = f"""\
+apiVersion: kurative/v1
+kind: Playbook
+metadata: {{name: bench-two-logs, version: 1}}
+spec:
+  trigger: {{alertname: [{ALERTNAME}]}}
+  approval: auto
+  steps:
+    - name: first
+      action: log
+      params: {{message: "pod ${{labels.pod}} is crash looping"}}
+    - name: second
+      action: log
+      params: {{message: "done with ${{labels.namespace}}/${{labels.pod}}"}}
+"""
+
+
+def payloads(count: int, offset: int) -> list[dict[str, Any]]:
+    alerts = [loadgen.make_alert(offset + i) for i in range(count)]
+    return [loadgen.webhook(alerts[i : i + 100]) for i in range(0, count, 100)]
+
+
+def _pct(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return round(values[0] * 1000, 2) if values else 0.0
+    return round(statistics.quantiles(values, n=100)[q - 1] * 1000, 2)
+
+
+async def _finished(url: str) -> int:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute("SELECT count(*) FROM executions WHERE finished_at IS NOT NULL")
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+async def _first_step_latencies(url: str) -> list[float]:
+    query = """
+        SELECT extract(epoch FROM first.started - a.received_at)
+        FROM executions e JOIN alerts a ON a.id = e.alert_id
+        JOIN (SELECT execution_id, min(started_at) AS started FROM steps
+              WHERE step_index = 0 GROUP BY execution_id) first ON first.execution_id = e.id
+    """
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute(query)
+        return [float(r[0]) for r in await cur.fetchall()]
+
+
+async def through_daemon(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    rules = folder / "rules"
+    rules.mkdir()
+    (rules / "two-logs.yaml").write_text(PLAYBOOK)
+    config = {
+        "apiVersion": "kurative/v1",
+        "kind": "Config",
+        "listen": {"host": "127.0.0.1", "port": loadgen_free_port()},
+        "auth": {"bearerTokens": [{"secretRef": "am-token"}]},
+        "journal": {"url": url, "migrate": True},
+        "playbooks": {"paths": [str(rules)]},
+        "runner": {"pollInterval": "1s"},
+        "secrets": {"am-token": {"env": "BENCH_AM_TOKEN"}},
+        "logging": {"format": "json", "level": "info"},
+    }
+    if args.workers:
+        config["runner"]["workers"] = args.workers  # type: ignore[index]
+    (folder / "config.yaml").write_text(json.dumps(config))
+    env = {"BENCH_AM_TOKEN": TOKEN}
+    settings = load_settings(Overrides(config=str(folder / "config.yaml")), env)
+    redactor = Redactor()
+    log_file = (folder / "daemon.log").open("w")
+    configure_logging(settings.logging, redactor, stream=log_file)
+    daemon = Daemon(settings, redactor=redactor, environ=env)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.ready.wait(), 60)
+        assert daemon.url is not None
+        bodies = payloads(args.alerts, 0)
+        profile = cProfile.Profile() if args.profile else None
+        async with httpx.AsyncClient(
+            base_url=daemon.url, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as client:
+            queue = list(bodies)
+
+            async def sender() -> None:
+                while queue:
+                    body = queue.pop()
+                    answer = await client.post("/api/v1/alerts", json=body)
+                    if answer.status_code != 200:
+                        raise RuntimeError(f"POST answered {answer.status_code}: {answer.text}")
+
+            if profile is not None:
+                profile.enable()
+            started = time.perf_counter()
+            await asyncio.gather(*(sender() for _ in range(args.senders)))
+            posted = time.perf_counter() - started
+            deadline = started + args.timeout
+            done = 0
+            while done < args.alerts and time.perf_counter() < deadline:
+                await asyncio.sleep(0.05)
+                done = await _finished(url)
+            elapsed = time.perf_counter() - started
+            if profile is not None:
+                profile.disable()
+                profile.dump_stats(args.profile)
+        if done < args.alerts:
+            raise RuntimeError(f"only {done} of {args.alerts} executions finished in {args.timeout} s")
+        latencies = await _first_step_latencies(url)
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, 60)
+        log_file.close()
+    return {
+        "executions_per_s": args.alerts / elapsed,
+        "posted_alerts_per_s": args.alerts / posted,
+        "first_step_ms_p50": _pct(latencies, 50),
+        "first_step_ms_p99": _pct(latencies, 99),
+    }
+
+
+def loadgen_free_port() -> int:
+    from tests.support.postgres import free_port
+
+    return free_port()
+
+
+async def journal_floor(url: str, args: argparse.Namespace, workers: int) -> float:
+    """The daemon's journal calls for the same work, made directly with ``workers`` concurrent runners."""
+    journal: Journal = await open_journal(url, migrate=True)
+    try:
+        alerts: list[IncomingAlert] = []
+        for body in payloads(args.alerts, 50_000_000):
+            from kurative.ingress.payloads import parse_body
+
+            notification = parse_body(json.dumps(body).encode(), "alertmanager")
+            alerts.extend(inbox_record(a, "alertmanager", notification.group) for a in notification.alerts)
+        request = ExecutionRequest("bench-two-logs", 1, "sha256:bench", None)
+        started = time.perf_counter()
+        ids: list[str] = []
+        chunks = [alerts[i : i + 100] for i in range(0, len(alerts), 100)]
+        for committed in await asyncio.gather(*(journal.commit_alerts(c) for c in chunks)):
+            ids.extend(committed)
+        for i in range(0, len(ids), 500):
+            await journal.match_alerts([(a, [request]) for a in ids[i : i + 500]], "bench")
+
+        async def runner(n: int) -> None:
+            while claims := await journal.claim_executions(f"bench-{n}", limit=1, lease_seconds=60):
+                lease = claims[0].lease
+                for index, name in enumerate(("first", "second")):
+                    await journal.record_step_started(
+                        lease, StepStart(index, name, "log", 1, {"message": "m"}, None)
+                    )
+                    await journal.record_step_finished(
+                        lease, StepFinish(index, name, StepStatus.SUCCEEDED, 1, output={"message": "m"})
+                    )
+                await journal.release_execution(lease, ExecutionState.SUCCEEDED)
+
+        await asyncio.gather(*(runner(n) for n in range(workers)))
+        return len(ids) / (time.perf_counter() - started)
+    finally:
+        await journal.close()
+
+
+async def run(urls: tuple[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    from kurative.execution.settings import RunnerSettings
+
+    workers = args.workers or RunnerSettings().workers
+    floor = await journal_floor(urls[1], args, workers)
+    print(f"baseline: the journal calls alone, {workers} runners: {floor:,.0f} executions/s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="kurative-bench-") as folder:
+        figures = await through_daemon(urls[0], args, Path(folder))
+    rate = figures["executions_per_s"]
+    print(
+        f"daemon: {args.alerts} alerts -> {rate:,.0f} executions/s finished ({rate / floor:.2f}x baseline); "
+        f"alert to first step p50 {figures['first_step_ms_p50']:.1f} ms, "
+        f"p99 {figures['first_step_ms_p99']:.1f} ms; posted at {figures['posted_alerts_per_s']:,.0f} "
+        "alerts/s",
+        flush=True,
+    )
+    return {
+        "benchmark": "pipeline",
+        "backend": urls[0].split(":", 1)[0],
+        "event_loop": event_loop_name(),
+        "alerts": args.alerts,
+        "workers": workers,
+        "executions_per_s": round(rate),
+        "baseline_executions_per_s": round(floor),
+        "ratio_to_baseline": round(rate / floor, 2),
+        "first_step_ms_p50": figures["first_step_ms_p50"],
+        "first_step_ms_p99": figures["first_step_ms_p99"],
+        "posted_alerts_per_s": round(figures["posted_alerts_per_s"]),
+        "target_executions_per_s": TARGET_EXECUTIONS_PER_S,
+        "target_met": rate >= TARGET_EXECUTIONS_PER_S,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--journal", metavar="URL", help="a PostgreSQL server URL (its database 'postgres')")
+    parser.add_argument("--alerts", type=int, default=2000)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=0, help="runner.workers (default: the daemon's)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the daemon phase")
+    args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        if args.journal:
+            admin = args.journal
+        else:
+            from tests.support.postgres import find_binaries, start_postgres
+
+            bindir = find_binaries()
+            if bindir is None:
+                sys.exit("PostgreSQL binaries not found: install postgresql, or pass --journal URL")
+            admin = stack.enter_context(start_postgres(fsync=True, bindir=bindir)).url()
+        urls = []
+        for _ in range(2):
+            name = f"bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"'.encode())
+            urls.append(admin.rsplit("/", 1)[0] + "/" + name)
+        summary = run_event_loop(run((urls[0], urls[1]), args))
+    summary["fsync"] = not args.journal
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Start to ready: ``kurative serve`` as a process, until ``/readyz`` answers 200, and its memory.
+
+Not a test: run it with ``.venv/bin/python tests/benchmarks/bench_startup.py [--playbooks 200 --runs 7]``.
+It generates ``--playbooks`` distinct playbooks (each a trigger with a ``when`` condition, dedupe and a
+limit, and three steps: a Kubernetes action, a webhook and a log line), starts ``kurative serve`` on
+them with a fresh SQLite journal each run (migrated on start, every playbook recorded), and times from
+the process start to the first 200 of ``/readyz``, polled every 2 ms; then stops it with SIGTERM.
+Baseline, in the same run and interleaved with it: the same with one playbook (the fixed cost of
+start-up), so ``(ready(N) - ready(1)) / (N - 1)`` is the cost of one playbook. Last, the resident memory
+(VmRSS and VmHWM from /proc/PID/status) once ready with ``--rss-playbooks`` playbooks. Prints
+min/median/max; the last line is one JSON object.
+
+Targets: < 0.5 s to ready with 200 playbooks; RSS < 150 MB with 1,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TARGET_READY_S = 0.5
+TARGET_RSS_MB = 150
+KURATIVE = Path(sys.executable).with_name("kurative")
+START_TIMEOUT = 60.0
+
+PLAYBOOK = """\
+apiVersion: kurative/v1
+kind: Playbook
+metadata:
+  name: bench-{n}
+  version: 1
+  description: generated playbook {n} for the start-up benchmark
+  labels: {{team: team-{team}}}
+spec:
+  trigger:
+    alertname: [Bench{n}Failing, Bench{n}Degraded]
+    status: firing
+    when: "labels.severity != 'info' && labels.namespace != 'kube-system'"
+  dedupe:
+    key: "join('/', [labels.namespace, labels.pod])"
+    window: 30m
+  limits:
+    - {{key: "labels.namespace", max: 3, per: 1h}}
+  approval: auto
+  vars:
+    hook: "https://hooks.example.internal/team-{team}"
+  steps:
+    - name: restart
+      action: kubernetes.rollout_restart
+      params: {{namespace: "${{labels.namespace}}", kind: Deployment, name: "web-{n}"}}
+      timeout: 30s
+      retry: {{attempts: 3, backoff: 2s}}
+    - name: tell
+      action: http.request
+      params:
+        url: "${{vars.hook}}"
+        method: POST
+        json: {{text: "restarted web-{n} in ${{labels.namespace}}"}}
+    - name: note
+      action: log
+      always: true
+      params: {{message: "bench-{n}: ${{steps.restart.status}}"}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_playbooks(folder: Path, count: int, name: str = "") -> Path:
+    rules = folder / f"rules-{name or count}"
+    rules.mkdir()
+    for n in range(count):
+        (rules / f"bench-{n:04d}.yaml").write_text(PLAYBOOK.format(n=n, team=n % 20))
+    return rules
+
+
+def ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+class Serve:
+    """One ``kurative serve`` on ``rules`` with a fresh SQLite journal; stopped by its PID."""
+
+    def __init__(self, rules: Path, folder: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        journal = folder / f"journal-{time.monotonic_ns()}.db"
+        self.log = (folder / "serve.log").open("ab")
+        env = {**os.environ, **(extra_env or {})}
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [str(KURATIVE), "serve", "--rules", str(rules), "--journal", f"sqlite:///{journal}",
+             "--listen", f"127.0.0.1:{self.port}", "--dry-run"],
+            stdout=self.log, stderr=self.log, env=env,
+        )  # fmt: skip
+
+    def wait_ready(self) -> float:
+        deadline = self.started + START_TIMEOUT
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"kurative serve exited with {self.process.returncode}; see its log")
+            if ready(self.port):
+                return time.perf_counter() - self.started
+            time.sleep(0.002)
+        raise RuntimeError(f"kurative serve was not ready in {START_TIMEOUT} s")
+
+    def memory(self) -> dict[str, float]:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        return {name: int(fields[name].split()[0]) / 1024 for name in ("VmRSS", "VmHWM")}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--playbooks", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--rss-playbooks", type=int, default=1000)
+    args = parser.parse_args()
+    if not KURATIVE.exists():
+        sys.exit(f"{KURATIVE} not found: run make install")
+    with tempfile.TemporaryDirectory(prefix="kurative-bench-") as name:
+        folder = Path(name)
+        many = write_playbooks(folder, args.playbooks)
+        one = write_playbooks(folder, 1)
+        times: dict[int, list[float]] = {args.playbooks: [], 1: []}
+        for _ in range(args.runs):
+            for count, rules in ((args.playbooks, many), (1, one)):
+                serve = Serve(rules, folder)
+                try:
+                    times[count].append(serve.wait_ready())
+                finally:
+                    serve.stop()
+        big = write_playbooks(folder, args.rss_playbooks, "rss")
+        serve = Serve(big, folder)
+        try:
+            ready_big = serve.wait_ready()
+            time.sleep(1.0)  # let the after-ready work (the Kubernetes configuration check) run
+            memory = serve.memory()
+        finally:
+            serve.stop()
+
+    n_ready = spread(times[args.playbooks])
+    one_ready = spread(times[1])
+    per_playbook_ms = (n_ready["median"] - one_ready["median"]) / max(1, args.playbooks - 1) * 1000
+    print(
+        f"ready with {args.playbooks} playbooks: min {n_ready['min']:.3f} s, median "
+        f"{n_ready['median']:.3f} s, max {n_ready['max']:.3f} s over {args.runs} runs",
+        flush=True,
+    )
+    print(
+        f"baseline, 1 playbook: min {one_ready['min']:.3f} s, median {one_ready['median']:.3f} s, "
+        f"max {one_ready['max']:.3f} s; one playbook costs {per_playbook_ms:.2f} ms "
+        f"({n_ready['median'] / one_ready['median']:.2f}x the baseline)",
+        flush=True,
+    )
+    print(
+        f"with {args.rss_playbooks} playbooks: ready in {ready_big:.3f} s, VmRSS {memory['VmRSS']:.1f} MB, "
+        f"VmHWM {memory['VmHWM']:.1f} MB",
+        flush=True,
+    )
+    summary: dict[str, Any] = {
+        "benchmark": "startup",
+        "playbooks": args.playbooks,
+        "runs": args.runs,
+        "ready_s": {k: round(v, 4) for k, v in n_ready.items()},
+        "baseline_1_playbook_ready_s": {k: round(v, 4) for k, v in one_ready.items()},
+        "ratio_to_baseline": round(n_ready["median"] / one_ready["median"], 2),
+        "per_playbook_ms": round(per_playbook_ms, 3),
+        "rss_playbooks": args.rss_playbooks,
+        "rss_ready_s": round(ready_big, 3),
+        "vm_rss_mb": round(memory["VmRSS"], 1),
+        "vm_hwm_mb": round(memory["VmHWM"], 1),
+        "target_ready_s": TARGET_READY_S,
+        "target_rss_mb": TARGET_RSS_MB,
+        "target_met_ready": n_ready["median"] < TARGET_READY_S,
+        "target_met_rss": memory["VmRSS"] < TARGET_RSS_MB,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
