@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -43,7 +44,14 @@ from kurative.execution.workers import ClusterSlots, WorkerPool
 from kurative.ingress.app import IngressHooks, create_app
 from kurative.ingress.server import IngressServer, bind
 from kurative.ingress.settings import Credentials
-from kurative.journal import IncomingAlert, Journal, PlaybookVersion, open_journal, prune_periodically
+from kurative.journal import (
+    IncomingAlert,
+    Journal,
+    PlaybookVersion,
+    open_journal,
+    prune_periodically,
+    url_secrets,
+)
 from kurative.linting.rulesets import load_ruleset
 from kurative.logging import Redactor
 from kurative.matching.ruleset import Ruleset
@@ -62,13 +70,15 @@ class LazyKubernetes:
         self._settings = settings
         self._breakers = breakers
         self._adapter: Any = None
+        self._lock = threading.Lock()
 
     def _get(self) -> Any:
-        if self._adapter is None:
-            from kurative.adapters.kubernetes import KubernetesAdapter
+        with self._lock:  # the start-up check (a thread) and the first step may both get here
+            if self._adapter is None:
+                from kurative.adapters.kubernetes import KubernetesAdapter
 
-            self._adapter = KubernetesAdapter(self._settings, breakers=self._breakers.for_target)
-        return self._adapter
+                self._adapter = KubernetesAdapter(self._settings, breakers=self._breakers.for_target)
+            return self._adapter
 
     def client(self, cluster: str | None) -> Any:
         return self._get().client(cluster)
@@ -84,8 +94,9 @@ class LazyKubernetes:
         return None
 
     def close(self) -> None:
-        if self._adapter is not None:
-            self._adapter.close()
+        with self._lock:
+            if self._adapter is not None:
+                self._adapter.close()
 
 
 class Daemon:
@@ -105,6 +116,8 @@ class Daemon:
         self._active: ActiveRuleset | None = None
         self._journal: Journal | None = None
         self.ready = asyncio.Event()
+        self.crashed: list[str] = []
+        """The tasks that crashed (each stops the daemon): ``kurative serve`` then exits non-zero."""
 
     def request_stop(self) -> None:
         """Begin the ordered shutdown (SIGTERM, SIGINT, a crashed task, a test)."""
@@ -194,7 +207,8 @@ class Daemon:
                 async with asyncio.timeout(READY_PROBE_TIMEOUT):
                     await self._journal.now()
             except (KurativeError, TimeoutError) as exc:
-                reasons.append(f"journal unreachable: {exc or 'timed out'}")
+                # /readyz needs no credentials: the reason, not the database's words
+                reasons.append(f"journal unreachable ({type(exc).__name__})")
         return reasons
 
     async def _guard(self, name: str, work: Coroutine[Any, Any, Any]) -> None:
@@ -202,8 +216,9 @@ class Daemon:
             await work
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("task_crashed", task=name)
+            self.crashed.append(f"{name}: {type(exc).__name__}: {exc}")
             self.request_stop()
 
     # -- run ------------------------------------------------------------------------------------------
@@ -215,6 +230,8 @@ class Daemon:
         breakers = BreakerPolicy(settings.breakers)
         kubernetes = LazyKubernetes(settings.kubernetes, breakers)
         secrets = SecretStore(settings.secrets, kubernetes=kubernetes, environ=self._environ)  # type: ignore[arg-type]
+        for value in url_secrets(settings.journal.url):
+            self.redactor.add(value)
         listen = replace(settings.listen, credentials=await self._credentials(secrets))
         listen.check()
         if not listen.credentials:
@@ -299,8 +316,9 @@ class Daemon:
             )
             while not server.started and not self._stop.is_set():
                 await asyncio.sleep(0.01)
-            log.info("ready", url=self.url, owner=workers.owner, pid=os.getpid())
-            self.ready.set()
+            if server.started:
+                log.info("ready", url=self.url, owner=workers.owner, pid=os.getpid())
+                self.ready.set()
             checking = asyncio.create_task(asyncio.to_thread(self._check_kubernetes, kubernetes))
             await self._stop.wait()
             # Ordered shutdown: stop taking alerts, stop matching, let steps finish, release leases.
@@ -309,7 +327,7 @@ class Daemon:
             timer.stop()
             await workers.stop(settings.runner.shutdown_timeout)
             pruner.cancel()
-            await asyncio.wait([checking])
+            await asyncio.wait([checking], timeout=5)  # a hanging credential plugin must not hold the stop
 
     def _check_kubernetes(self, kubernetes: LazyKubernetes) -> None:
         uses = any(

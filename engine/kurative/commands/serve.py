@@ -16,7 +16,7 @@ import signal
 import sys
 from typing import Any
 
-from kurative.commands import EXIT_OK, EXIT_USAGE
+from kurative.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 EXIT_SIGNALLED_TWICE = 130
 
@@ -86,4 +86,7 @@ async def _serve(settings: Any, redactor: Any) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     await daemon.run()
+    if daemon.crashed:
+        print(f"kurative serve: stopped because a task crashed: {'; '.join(daemon.crashed)}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK

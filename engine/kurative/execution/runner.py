@@ -38,6 +38,7 @@ from kurative.errors import (
     JournalUnavailable,
     KurativeError,
     LeaseLost,
+    PermanentActionError,
     RecordRejected,
 )
 from kurative.execution.recovery import Recovery, recover_step
@@ -182,6 +183,7 @@ class LeaseKeeper:
         self.lost: str | None = None
         self.acting = False
         """An action is running: its effect is unknown until its final record is written."""
+        self._renewed = time.monotonic()
 
     @property
     def cancel_requested(self) -> bool:
@@ -192,15 +194,26 @@ class LeaseKeeper:
             await asyncio.sleep(self._seconds / 3)
             try:
                 self.lease = await self._journal.renew_lease(self.lease, self._seconds)
+                self._renewed = time.monotonic()
             except LeaseLost as exc:
                 self.lost = str(exc)
                 log.warning("lease_lost", error=str(exc))
             except JournalError as exc:
                 log.warning("lease_renewal_failed", error=str(exc))
+                if time.monotonic() - self._renewed >= self._seconds:
+                    # Unrenewed for a whole lease: another replica may hold it now. Nothing more may
+                    # be done here (the journal would refuse it anyway once it is back).
+                    self.lost = f"not renewed for {self._seconds:g}s: {exc}"
+                    log.warning("lease_lost", error=self.lost)
 
     def check(self) -> None:
         if self.lost is not None:
             raise Stop(f"lease lost: {self.lost}")
+
+    async def refresh(self) -> None:
+        """Renew now, before another attempt: a lost lease or a cancel request is seen at once."""
+        self.lease = await self._journal.renew_lease(self.lease, self._seconds)
+        self._renewed = time.monotonic()
 
 
 class ExecutionRunner:
@@ -235,6 +248,15 @@ class ExecutionRunner:
             return await self._run(claim, keeper)
         except Stop as stop:
             log.info("execution_stopped", reason=str(stop))
+            return None
+        except Exception as exc:  # a bug, or a journal refusal nobody expected: never leave it running
+            log.exception("execution_crashed")
+            if not keeper.acting and keeper.lost is None:
+                reason = f"kurative could not run it: {type(exc).__name__}: {exc}"[:2000]
+                with contextlib.suppress(KurativeError):
+                    await self._journal.release_execution(
+                        keeper.lease, ExecutionState.NEEDS_REVIEW, error=reason
+                    )
             return None
         except asyncio.CancelledError:
             # Shutting down: between steps the execution goes back to pending for any replica;
@@ -457,31 +479,39 @@ class ExecutionRunner:
                 if verdict is Recovery.DONE:
                     found = {"recovered": True}
                     return await self._finish(keeper, index, step, attempt, StepStatus.SUCCEEDED, found)
+            if attempt > history.next_attempt:
+                await self._write(keeper, keeper.refresh)
+            if keeper.cancel_requested:
+                return await self._release(keeper, ExecutionState.CANCELLED, "cancelled while running")
             start = StepStart(index, step.name, step.action, attempt, dict(params), ctx.idempotency_key)
 
             async def started(start: StepStart = start) -> Any:
                 return await self._journal.record_step_started(keeper.lease, start)
 
-            await self._write(keeper, started)
-            log.info("step_started", action=step.action, attempt=attempt, dry_run=ctx.dry_run)
-            begun = time.monotonic()
-            try:
-                keeper.acting = True
-                async with self._cluster_slot(cluster if step.action.startswith("kubernetes.") else None):
-                    async with asyncio.timeout(step.timeout):
-                        output = await spec.run(ctx, params)
-            except TimeoutError:
-                error: BaseException = TimeoutError(f"timed out after {step.timeout:g}s")
-            except ActionError as exc:
-                error = exc
-            except BreakerOpen as exc:
-                error = exc
-            except KurativeError as exc:
-                error = exc
-            except Exception as exc:  # an action's bug must not take the worker down
-                log.exception("step_crashed", action=step.action)
-                error = exc
-            else:
+            kube = step.action.startswith("kubernetes.")
+            error: BaseException | None = None
+            async with self._cluster_slot(cluster if kube else None):
+                # The slot first: a step waiting for its cluster has not started (nothing to recover).
+                keeper.check()
+                try:
+                    await self._write(keeper, started)
+                except RecordRejected as exc:  # its rendered params are too large to journal
+                    error = PermanentActionError(f"the step cannot be journalled: {exc}")
+                else:
+                    log.info("step_started", action=step.action, attempt=attempt, dry_run=ctx.dry_run)
+                    begun = time.monotonic()
+                    keeper.acting = True
+                    try:
+                        async with asyncio.timeout(step.timeout):
+                            output = await spec.run(ctx, params)
+                    except TimeoutError:
+                        error = TimeoutError(f"timed out after {step.timeout:g}s")
+                    except (ActionError, BreakerOpen, KurativeError) as exc:
+                        error = exc
+                    except Exception as exc:  # an action's bug must not take the worker down
+                        log.exception("step_crashed", action=step.action)
+                        error = exc
+            if error is None:
                 keeper.acting = False
                 status = StepStatus.DRY_RUN if ctx.dry_run else StepStatus.SUCCEEDED
                 log.debug("step_took", seconds=round(time.monotonic() - begun, 4))
@@ -531,7 +561,9 @@ class ExecutionRunner:
         decided = [a for a in detail.approvals if since is None or a.decided_at >= since]
         if not decided:
             timeout = approval_timeout(open_record.params)
-            if since is not None and await self._journal.now() >= since + timedelta(seconds=timeout):
+            if since is not None and await self._write(keeper, self._journal.now) >= since + timedelta(
+                seconds=timeout
+            ):
                 error = f"no decision within {format_duration(timeout)}"
                 return await self._finish(
                     keeper, index, step, open_record.attempt, StepStatus.FAILED, None, error

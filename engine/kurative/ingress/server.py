@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import socket
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
@@ -73,10 +72,12 @@ class IngressServer:
     """One uvicorn server for ``app`` on ``sock``; ``serve()`` until ``stop()``."""
 
     def __init__(self, app: Starlette, settings: IngressSettings, sock: socket.socket) -> None:
-        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
         config = uvicorn.Config(
             app,
-            http=http,
+            # h11 bounds what a client may send before its headers end (httptools buffers without
+            # limit: one unauthenticated connection could fill the memory with a header that never ends)
+            http="h11",
+            h11_max_incomplete_event_size=settings.max_header_bytes,
             lifespan="off",
             log_config=None,
             access_log=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 
 from kurative.errors import ConfigError
@@ -42,6 +43,8 @@ class IngressSettings:
     """PEM private key of ``tls_cert_file``."""
     max_body_bytes: int = 10 * 1024 * 1024
     """Largest request body accepted; a larger one is answered 413 before it is read whole."""
+    max_header_bytes: int = 64 * 1024
+    """Largest request line and headers accepted; a client that sends more is disconnected."""
     backlog: int = 2048
     """Listen backlog: 1,000 Alertmanager groups flushing at once must not be refused (the kernel
     caps it at net.core.somaxconn)."""
@@ -59,6 +62,9 @@ class IngressSettings:
             )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("listen.tls needs both certFile and keyFile")
+        for what, path in (("certFile", self.tls_cert_file), ("keyFile", self.tls_key_file)):
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(f"listen.tls.{what}: {path} is not a readable file")
 
 
 def is_loopback(host: str) -> bool:

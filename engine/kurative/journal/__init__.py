@@ -87,11 +87,19 @@ __all__ = [
     "parse_journal_url",
     "prune_periodically",
     "redact_url",
+    "url_secrets",
 ]
 
 
+SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
+"""libpq parameters that carry a secret in a URL's query string."""
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:" + "|".join(sorted(SECRET_QUERY_KEYS)) + r")=)[^&#]*")
+
+
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, fit for logs and error messages (total)."""
+    """``url`` with its password (in the user part or a ``password=`` query parameter) replaced by
+    ``***``, fit for logs and error messages (total)."""
+    url = _SECRET_QUERY.sub(r"\1***", url)
     try:
         parts = urllib.parse.urlsplit(url)
         if parts.password is None:
@@ -103,6 +111,18 @@ def redact_url(url: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
     netloc = f"{parts.username or ''}:***@{host}"
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret values a journal URL carries (its password, in either place), for log redaction."""
+    found = [m.group(0).split("=", 1)[1] for m in _SECRET_QUERY.finditer(url)]
+    try:
+        password = urllib.parse.urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        found.append(urllib.parse.unquote(password))
+    return [urllib.parse.unquote(value) for value in found if value]
 
 
 def _sqlite_path(url: str) -> str:

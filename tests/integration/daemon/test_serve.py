@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+
 import pytest
 
 from kurative.journal import Decision, ExecutionState, StepStatus
@@ -197,3 +202,85 @@ async def test_an_approval_step_without_a_decision_fails_at_its_timeout_and_alwa
         assert finals["act"].status is StepStatus.SKIPPED
         assert finals["report"].status is StepStatus.SUCCEEDED
         assert finals["report"].output == {"message": "ask ended failed"}
+
+
+BIG = """\
+    apiVersion: kurative/v1
+    kind: Playbook
+    metadata: {name: big-params, version: 1}
+    spec:
+      trigger: {alertname: [Big]}
+      approval: auto
+      vars: {twice: "${annotations.big}${annotations.big}"}
+      steps:
+        - name: say
+          action: log
+          params: {message: "${vars.twice}${vars.twice}${annotations.big}"}
+        - name: after
+          action: log
+          always: true
+          params: {message: "after"}
+"""
+
+
+async def test_a_step_too_large_to_journal_fails_instead_of_crash_looping(
+    setup: Setup, start_daemon: StartDaemon
+) -> None:
+    setup.playbook("big", BIG)
+    async with start_daemon(setup.settings(), setup.env) as running, running.client() as client:
+        await setup.post(client, {"labels": {"alertname": "Big"}, "annotations": {"big": "x" * 250_000}})
+        (execution,) = await running.settle(1, within=30)
+        assert execution.state is ExecutionState.FAILED
+        assert "cannot be journalled" in (execution.error or "")
+        detail = await running.journal.get_execution(execution.id)
+        finals = {s.name: s.status for s in detail.steps if s.status is not StepStatus.STARTED}
+        assert finals == {"say": StepStatus.FAILED, "after": StepStatus.SUCCEEDED}
+
+
+FLAKY = """\
+    apiVersion: kurative/v1
+    kind: Playbook
+    metadata: {name: keep-trying, version: 1}
+    spec:
+      trigger: {alertname: [KeepTrying]}
+      approval: auto
+      steps:
+        - name: call
+          action: http.request
+          params: {url: "SINK/busy", json: {}}
+          retry: {attempts: 50, backoff: 100ms}
+"""
+
+
+async def test_cancel_stops_a_step_between_its_retries(setup: Setup, start_daemon: StartDaemon) -> None:
+    setup.sink.answer(503, path="/busy")
+    setup.playbook("flaky", FLAKY.replace("SINK", setup.sink.url))
+    async with start_daemon(setup.settings(), setup.env) as running, running.client() as client:
+        await setup.post(client, {"labels": {"alertname": "KeepTrying"}})
+        async with asyncio.timeout(30):
+            while len(setup.sink.requests) < 2:
+                await asyncio.sleep(0.05)
+        (execution,) = await running.executions()
+        await running.journal.cancel_execution(execution.id, "alice", "stop hammering it")
+        at_cancel = len(setup.sink.requests)
+        (done,) = await running.settle(1, within=30)
+        assert done.state is ExecutionState.CANCELLED
+        # at most the attempt already under way when the cancel came; none after it was seen
+        assert len(setup.sink.requests) <= at_cancel + 1
+
+
+def test_serve_refuses_to_start_without_its_tls_files(setup: Setup) -> None:
+    setup.playbook("scale", SCALE_AND_NOTIFY)
+    tls = {"certFile": "no.pem", "keyFile": "no.key"}
+    config = setup.config(listen={"host": "127.0.0.1", "port": 9, "tls": tls})
+    done = subprocess.run(
+        [sys.executable, "-m", "kurative.cli", "serve", "--config", str(config)],
+        env={**os.environ, **setup.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "listen.tls.certFile" in done.stderr
+    assert '"event": "ready"' not in done.stderr

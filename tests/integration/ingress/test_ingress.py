@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import shutil
@@ -223,3 +224,32 @@ async def test_tls_serves_https_only(start_ingress: StartIngress, tmp_path: Path
             with pytest.raises(httpx.HTTPError):
                 await client.post("/api/v1/alerts", json=webhook())
         assert len(ingress.committed) == 1
+
+
+async def test_a_header_that_never_ends_is_cut_off(start_ingress: StartIngress) -> None:
+    credentials = Credentials(bearer_tokens=("t0ken-for-tests",))
+    async with start_ingress(credentials) as ingress:
+        host, port = ingress.url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        answer = b""
+        try:
+            for _ in range(64):  # 4 MiB offered, far past the 64 KiB limit
+                writer.write(b"a" * 65536)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass  # the server closed the connection on us
+        closed = False
+        try:
+            answer = await asyncio.wait_for(reader.read(), timeout=10)
+            closed = True
+        except ConnectionError:
+            closed = True  # reset: cut off just as well
+        except TimeoutError:
+            pass  # still buffering what it is sent: the failure this test is about
+        writer.close()
+        assert closed
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 400")
+        assert ingress.committed == []
+        async with ingress.client(headers={"Authorization": "Bearer t0ken-for-tests"}) as client:
+            assert (await client.post("/api/v1/alerts", json=webhook())).status_code == 200

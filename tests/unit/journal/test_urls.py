@@ -110,3 +110,16 @@ def test_redaction_works_on_malformed_urls(url: str, shown: str) -> None:
 async def test_a_wait_that_cannot_end_is_a_usage_error(wait: float) -> None:
     with pytest.raises(UsageError, match=r"wait: .* is not a number of seconds"):
         await open_journal("sqlite:///:memory:", wait=wait)
+
+
+def test_a_password_in_the_query_string_is_redacted_and_known_as_a_secret() -> None:
+    from kurative.journal import url_secrets
+
+    url = "postgresql://kurative@db/k?password=s3cr3t%40PW&sslmode=disable&sslpassword=k3y"
+    shown = redact_url(url)
+    assert "s3cr3t" not in shown
+    assert "k3y" not in shown
+    assert shown == "postgresql://kurative@db/k?password=***&sslmode=disable&sslpassword=***"
+    assert sorted(url_secrets(url)) == ["k3y", "s3cr3t@PW"]
+    assert url_secrets("postgresql://u:p%2Fw@db/k") == ["p/w"]
+    assert url_secrets("sqlite:///./kurative.db") == []
