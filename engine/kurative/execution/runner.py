@@ -138,10 +138,15 @@ class StepHistory:
 
     @property
     def open(self) -> StepRecord | None:
-        """A ``started`` record without its final record: the step a dead holder was running."""
-        finished = {r.attempt for r in self.records if r.status is not StepStatus.STARTED}
-        opened = [r for r in self.records if r.status is StepStatus.STARTED and r.attempt not in finished]
-        return opened[-1] if opened else None
+        """The latest attempt's ``started`` record when it has no final record: what a dead holder was
+        running. An older interrupted attempt that a later one replaced is no longer open."""
+        if not self.records:
+            return None
+        latest = max(r.attempt for r in self.records)
+        mine = [r for r in self.records if r.attempt == latest]
+        if any(r.status is not StepStatus.STARTED for r in mine):
+            return None
+        return mine[-1]
 
     @property
     def failures(self) -> int:

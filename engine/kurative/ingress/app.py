@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kurative.errors import AlertError, BreakerOpen, JournalUnavailable, RecordRejected
+from kurative.errors import AlertError, BreakerOpen, JournalError, JournalUnavailable, RecordRejected
 from kurative.ingress.auth import authenticate
 from kurative.ingress.payloads import Endpoint, inbox_records, parse_body
 from kurative.ingress.settings import IngressSettings
@@ -124,6 +124,9 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
             raise _unavailable(f"the journal cannot commit: {exc}", settings.retry_after) from None
         except (RecordRejected, AlertError) as exc:
             raise Problem(400, "Bad Request", str(exc)) from None
+        except JournalError as exc:  # any other refusal: not the sender's fault, so worth a retry
+            log.warning("alerts_not_committed", endpoint=endpoint, alerts=len(records), error=str(exc))
+            raise _unavailable(f"the journal did not commit: {exc}", settings.retry_after) from None
         hooks.committed(ids)
         group = notification.group
         if group is not None and group.truncated_alerts:

@@ -71,3 +71,16 @@ def test_a_failure_not_retried_settles_the_step() -> None:
     history = StepHistory([_record(1, StepStatus.STARTED), failed])
     assert history.final == failed
     assert history.failures == 1
+
+
+def test_an_interrupted_attempt_that_a_later_one_replaced_is_not_open_again() -> None:
+    history = StepHistory(
+        [
+            record(StepStatus.STARTED, 1),  # interrupted by a crash; recovery ran it again as 2
+            record(StepStatus.STARTED, 2),
+            record(StepStatus.FAILED, 2, {"retry": True}),
+        ]
+    )
+    assert history.open is None
+    assert history.final is None
+    assert history.next_attempt == 3
