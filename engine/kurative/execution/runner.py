@@ -279,7 +279,7 @@ class ExecutionRunner:
             loaded = await self._playbooks.get(
                 execution.playbook_name, execution.playbook_version, execution.playbook_hash
             )
-            detail = await self._journal.get_execution(execution.id)
+            detail = await self._history(claim)
             alert, group = inbox_alert(await self._journal.get_alert(execution.alert_id))
         except JournalUnavailable as exc:
             raise Stop(f"the journal is unavailable: {exc}") from None
@@ -320,6 +320,17 @@ class ExecutionRunner:
         if failed is not None:
             return await self._release(keeper, ExecutionState.FAILED, failed)
         return await self._release(keeper, ExecutionState.SUCCEEDED)
+
+    async def _history(self, claim: Claim) -> ExecutionDetail:
+        """The execution's step records and approvals, read only when it may have some to read.
+
+        On its first claim (attempt 1) an execution has no step records: a step is recorded only
+        under a lease, and every claim increments the attempt. Approvals it may have (an approved
+        playbook) matter only to an ``approval`` step already started, so there is nothing to read.
+        """
+        if claim.lease.attempt == 1 and not claim.recovered:
+            return ExecutionDetail(claim.execution, (), ())
+        return await self._journal.get_execution(claim.execution.id)
 
     async def _finish(
         self,
