@@ -40,6 +40,7 @@ from kurative.errors import (
     LeaseLost,
     RecordRejected,
 )
+from kurative.execution.recent import RecentAlerts
 from kurative.execution.recovery import Recovery, recover_step
 from kurative.execution.retrying import decide
 from kurative.execution.services import Services
@@ -213,7 +214,9 @@ class ExecutionRunner:
         settings: RunnerSettings,
         playbooks: PlaybookCache,
         cluster_slot: Callable[[str | None], contextlib.AbstractAsyncContextManager[None]] | None = None,
+        recent: RecentAlerts | None = None,
     ) -> None:
+        self._recent = recent
         self._journal = journal
         self._services = services
         self._settings = settings
@@ -280,7 +283,10 @@ class ExecutionRunner:
                 execution.playbook_name, execution.playbook_version, execution.playbook_hash
             )
             detail = await self._history(claim)
-            alert, group = inbox_alert(await self._journal.get_alert(execution.alert_id))
+            parsed = self._recent.get(execution.alert_id) if self._recent is not None else None
+            if parsed is None:
+                parsed = inbox_alert(await self._journal.get_alert(execution.alert_id))
+            alert, group = parsed
         except JournalUnavailable as exc:
             raise Stop(f"the journal is unavailable: {exc}") from None
         except (KurativeError, IndexError) as exc:
