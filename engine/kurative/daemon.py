@@ -38,6 +38,7 @@ from kurative.errors import ConfigError, JournalUnavailable, KurativeError
 from kurative.execution.approvals import ApprovalTimer
 from kurative.execution.breakers import BreakerPolicy
 from kurative.execution.matcher import ActiveRuleset, Matcher
+from kurative.execution.recent import RecentAlerts
 from kurative.execution.runner import ExecutionRunner, PlaybookCache, playbook_record_body
 from kurative.execution.services import Services
 from kurative.execution.workers import ClusterSlots, WorkerPool
@@ -258,7 +259,8 @@ class Daemon:
                 secrets=secrets,
             )
             slots = ClusterSlots(settings.runner.per_cluster)
-            runner = ExecutionRunner(journal, services, settings.runner, cache, slots.slot)
+            recent = RecentAlerts()
+            runner = ExecutionRunner(journal, services, settings.runner, cache, slots.slot, recent)
             workers = WorkerPool(journal, runner, settings.runner)
             matcher = Matcher(
                 journal,
@@ -266,6 +268,7 @@ class Daemon:
                 dry_run=settings.runner.dry_run,
                 poll_interval=settings.runner.poll_interval,
                 created=workers.wake,
+                recent=recent,
             )
             hooks = IngressHooks(
                 commit=self._commit(journal, breakers),

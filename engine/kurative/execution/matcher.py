@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import structlog
 
 from kurative.errors import JournalError, KurativeError
+from kurative.execution.recent import ParsedAlert, RecentAlerts
 from kurative.journal import (
     CreationStatus,
     ExecutionRequest,
@@ -43,9 +44,12 @@ class ActiveRuleset:
     version: str
 
 
-def requests_for(stored: StoredAlert, active: ActiveRuleset, dry_run: bool) -> list[ExecutionRequest]:
-    """One execution request per playbook the alert starts, in run order."""
-    alert, group = inbox_alert(stored)
+def requests_for(
+    stored: StoredAlert, active: ActiveRuleset, dry_run: bool, parsed: ParsedAlert | None = None
+) -> list[ExecutionRequest]:
+    """One execution request per playbook the alert starts, in run order (``parsed``: the alert of
+    ``stored`` already parsed)."""
+    alert, group = parsed if parsed is not None else inbox_alert(stored)
     requests: list[ExecutionRequest] = []
     base = alert_context(alert, group)
     for compiled in active.ruleset.match(alert, group):
@@ -81,7 +85,9 @@ class Matcher:
         dry_run: bool,
         poll_interval: float,
         created: Callable[[], None] = lambda: None,
+        recent: RecentAlerts | None = None,
     ) -> None:
+        self._recent = recent
         self._journal = journal
         self._ruleset = ruleset
         self._dry_run = dry_run
@@ -120,9 +126,11 @@ class Matcher:
         if not alerts:
             return 0
         batch = []
+        parsed: dict[str, ParsedAlert] = {}
         for stored in alerts:
             try:
-                requests = requests_for(stored, active, self._dry_run)
+                parsed[stored.id] = inbox_alert(stored)
+                requests = requests_for(stored, active, self._dry_run, parsed[stored.id])
             except KurativeError as exc:  # an inbox record that no longer parses: matched to nothing
                 log.warning("alert_not_matchable", alert_id=stored.id, error=str(exc))
                 requests = []
@@ -133,6 +141,8 @@ class Matcher:
             for result in results:
                 if result.status is CreationStatus.CREATED:
                     created += 1
+                    if self._recent is not None and stored.id in parsed:
+                        self._recent.remember(stored.id, parsed[stored.id])
                 log.info(
                     "alert_matched",
                     alert_id=stored.id,

@@ -41,6 +41,7 @@ from kurative.errors import (
     PermanentActionError,
     RecordRejected,
 )
+from kurative.execution.recent import RecentAlerts
 from kurative.execution.recovery import Recovery, recover_step
 from kurative.execution.retrying import decide
 from kurative.execution.services import Services
@@ -231,7 +232,9 @@ class ExecutionRunner:
         settings: RunnerSettings,
         playbooks: PlaybookCache,
         cluster_slot: Callable[[str | None], contextlib.AbstractAsyncContextManager[None]] | None = None,
+        recent: RecentAlerts | None = None,
     ) -> None:
+        self._recent = recent
         self._journal = journal
         self._services = services
         self._settings = settings
@@ -306,8 +309,11 @@ class ExecutionRunner:
             loaded = await self._playbooks.get(
                 execution.playbook_name, execution.playbook_version, execution.playbook_hash
             )
-            detail = await self._journal.get_execution(execution.id)
-            alert, group = inbox_alert(await self._journal.get_alert(execution.alert_id))
+            detail = await self._history(claim)
+            parsed = self._recent.get(execution.alert_id) if self._recent is not None else None
+            if parsed is None:
+                parsed = inbox_alert(await self._journal.get_alert(execution.alert_id))
+            alert, group = parsed
         except JournalUnavailable as exc:
             raise Stop(f"the journal is unavailable: {exc}") from None
         except (KurativeError, IndexError) as exc:
@@ -347,6 +353,17 @@ class ExecutionRunner:
         if failed is not None:
             return await self._release(keeper, ExecutionState.FAILED, failed)
         return await self._release(keeper, ExecutionState.SUCCEEDED)
+
+    async def _history(self, claim: Claim) -> ExecutionDetail:
+        """The execution's step records and approvals, read only when it may have some to read.
+
+        On its first claim (attempt 1) an execution has no step records: a step is recorded only
+        under a lease, and every claim increments the attempt. Approvals it may have (an approved
+        playbook) matter only to an ``approval`` step already started, so there is nothing to read.
+        """
+        if claim.lease.attempt == 1 and not claim.recovered:
+            return ExecutionDetail(claim.execution, (), ())
+        return await self._journal.get_execution(claim.execution.id)
 
     async def _finish(
         self,

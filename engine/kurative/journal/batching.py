@@ -82,3 +82,77 @@ class GroupCommitter(Generic[R]):
                             future.set_result(None)
         finally:
             self._active -= 1
+
+
+W = TypeVar("W")
+T = TypeVar("T")
+
+
+class GroupWriter(Generic[W, T]):
+    """Single writes of concurrent callers (step records, releases) committed in one transaction.
+
+    Unlike :class:`GroupCommitter`, each write has its own outcome: ``flush`` returns one result per
+    write, in order, and a result that is an exception is raised to that write's caller only (a lost
+    lease or a conflict belongs to one execution, not to the group). Each caller still returns only
+    once its own write is durable. An exception raised by ``flush`` itself goes to every caller of
+    the group.
+    """
+
+    def __init__(
+        self,
+        flush: Callable[[list[W]], Awaitable[Sequence[T | BaseException]]],
+        *,
+        max_writes: int = 64,
+        concurrency: int = 1,
+    ) -> None:
+        self._flush = flush
+        self._max_writes = max_writes
+        self._concurrency = concurrency
+        self._pending: list[tuple[W, asyncio.Future[T]]] = []
+        self._active = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, write: W) -> T:
+        """Return ``write``'s result once it is committed; raise its own error or the group's."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((write, future))
+        if self._active < self._concurrency:
+            self._active += 1
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def close(self) -> None:
+        """Wait for queued writes to finish."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                await asyncio.sleep(0)  # let the callers the last flush woke up queue their next writes
+                taken = [(w, f) for w, f in self._pending[: self._max_writes] if not f.done()]
+                del self._pending[: self._max_writes]
+                if not taken:
+                    continue
+                try:
+                    results = await self._flush([write for write, _ in taken])
+                except Exception as exc:
+                    for _, future in taken:
+                        if not future.done():
+                            future.set_exception(exc)
+                except asyncio.CancelledError:
+                    for _, future in taken:
+                        future.cancel()
+                    raise
+                else:
+                    for (_, future), result in zip(taken, results, strict=True):
+                        if future.done():
+                            continue
+                        if isinstance(result, BaseException):
+                            future.set_exception(result)
+                        else:
+                            future.set_result(result)
+        finally:
+            self._active -= 1

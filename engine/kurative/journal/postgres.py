@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -38,6 +39,7 @@ from kurative.journal.backend import (
     rejected_by,
     step_twice,
 )
+from kurative.journal.batching import GroupWriter
 from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
 from kurative.journal.episodes import join_episodes, joining, open_episode
 from kurative.journal.models import (
@@ -138,6 +140,7 @@ SELECT e.id, %(index)s, %(name)s, %(action)s, %(attempt)s, 'started', false, %(p
 FROM executions e
 WHERE e.id = %(id)s AND e.lease_owner = %(owner)s AND e.attempt = %(lease_attempt)s AND e.state = 'running'
 FOR SHARE
+ON CONFLICT DO NOTHING
 RETURNING id
 """
 
@@ -151,8 +154,34 @@ LEFT JOIN steps s
        ON s.execution_id = e.id AND s.step_index = %(index)s AND s.attempt = %(attempt)s AND NOT s.final
 WHERE e.id = %(id)s AND e.lease_owner = %(owner)s AND e.attempt = %(lease_attempt)s AND e.state = 'running'
 FOR SHARE OF e
+ON CONFLICT DO NOTHING
 RETURNING id
 """
+
+# A write that matches no row (nothing inserted, nothing updated) did not happen; a step record then
+# conflicts with an earlier record of its attempt if the lease is still held, and is fenced off if not.
+# Neither raises inside the transaction, so concurrent writers can share one (see _flush_writes).
+_LEASE_HELD = """
+SELECT 1 AS held FROM executions
+WHERE id = %(id)s AND lease_owner = %(owner)s AND attempt = %(lease_attempt)s AND state = 'running'
+"""
+
+_RELEASE = f"""
+UPDATE executions SET state = %(state)s, lease_owner = NULL, lease_expires_at = NULL,
+    error = %(error)s, updated_at = now(), finished_at = CASE WHEN %(finished)s THEN now() END,
+    available_at = now() + make_interval(secs => %(delay)s)
+WHERE id = %(id)s AND lease_owner = %(owner)s AND attempt = %(attempt)s AND state = 'running'
+RETURNING {rows.EXECUTION_COLUMNS}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """One statement of a runner (a step record, a release) that returns one row, or none if fenced."""
+
+    sql: str
+    values: dict[str, Any]
+
 
 _PRUNE = (
     (
@@ -242,6 +271,9 @@ class PostgresJournal(JournalBackend):
             name="kurative-journal",
         )
         self._pool_open = False
+        self._writer: GroupWriter[_Write, DictRow | None] | None = (
+            GroupWriter(self._flush_writes, concurrency=flushers) if group_commit else None
+        )
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -293,6 +325,8 @@ class PostgresJournal(JournalBackend):
     async def close(self) -> None:
         if self._committer is not None:
             await self._committer.close()
+        if self._writer is not None:
+            await self._writer.close()
         if self._pool_open:
             self._pool_open = False
             await self._pool.close()
@@ -624,30 +658,19 @@ class PostgresJournal(JournalBackend):
     async def _release_execution(
         self, lease: Lease, state: ExecutionState, error: str | None, delay: float
     ) -> Execution:
-        async def release(conn: Conn) -> Execution:
-            cur = await conn.execute(
-                "UPDATE executions SET state = %(state)s, lease_owner = NULL, lease_expires_at = NULL, "
-                "error = %(error)s, updated_at = now(), "
-                "finished_at = CASE WHEN %(finished)s THEN now() END, "
-                "available_at = now() + make_interval(secs => %(delay)s) "
-                "WHERE id = %(id)s AND lease_owner = %(owner)s AND attempt = %(attempt)s "
-                f"AND state = 'running' RETURNING {rows.EXECUTION_COLUMNS}",
-                {
-                    "state": state.value,
-                    "error": error,
-                    "finished": state.finished,
-                    "delay": float(delay),
-                    "id": lease.execution_id,
-                    "owner": lease.owner,
-                    "attempt": lease.attempt,
-                },
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise lease_lost(lease)
-            return rows.execution_from_row(row, CODEC)
-
-        return await self._run(release)
+        values = {
+            "state": state.value,
+            "error": error,
+            "finished": state.finished,
+            "delay": float(delay),
+            "id": lease.execution_id,
+            "owner": lease.owner,
+            "attempt": lease.attempt,
+        }
+        row = await self._write(_Write(_RELEASE, values))
+        if row is None:
+            raise lease_lost(lease)
+        return rows.execution_from_row(row, CODEC)
 
     async def record_step_started(self, lease: Lease, step: StepStart) -> int:
         clean = self._clean_start(step)
@@ -675,27 +698,65 @@ class PostgresJournal(JournalBackend):
     ) -> int:
         """Insert one step record only while ``lease`` is held; a second record of one step attempt
         conflicts."""
-        values = {
-            **values,
-            "index": step.index,
-            "name": name,
-            "attempt": step.attempt,
-            "id": lease.execution_id,
-            "owner": lease.owner,
-            "lease_attempt": lease.attempt,
-        }
-
-        async def record(conn: Conn) -> int:
-            try:
-                cur = await conn.execute(sql, values)
-            except psycopg.errors.UniqueViolation:
-                raise step_twice(lease, step.name, step.attempt, what) from None
-            row = await cur.fetchone()
-            if row is None:
-                raise lease_lost(lease)
+        fence = {"id": lease.execution_id, "owner": lease.owner, "lease_attempt": lease.attempt}
+        values = {**values, **fence, "index": step.index, "name": name, "attempt": step.attempt}
+        row = await self._write(_Write(sql, values))
+        if row is not None:
             return int(row["id"])
 
-        return await self._run(record)
+        async def held(conn: Conn) -> bool:
+            cur = await conn.execute(_LEASE_HELD, fence)
+            return await cur.fetchone() is not None
+
+        # nothing inserted: the attempt already has that record, or the lease was gone
+        if await self._run(held, retry=True):
+            raise step_twice(lease, step.name, step.attempt, what)
+        raise lease_lost(lease)
+
+    async def _write(self, write: _Write) -> DictRow | None:
+        """Run one runner write, sharing a transaction with concurrent ones (group commit)."""
+        if self._writer is not None:
+            return await self._writer.submit(write)
+
+        async def one(conn: Conn) -> DictRow | None:
+            cur = await conn.execute(write.sql, write.values)
+            return await cur.fetchone()
+
+        return await self._run(one)
+
+    async def _flush_writes(self, writes: list[_Write]) -> list[DictRow | BaseException | None]:
+        """Commit ``writes`` in one transaction, pipelined: one round trip and one fsync for all.
+
+        None of them raises on a lost lease or a duplicate step record (they return no row), so one
+        caller's fenced write does not spoil the others'. Should the group fail for another reason,
+        each write is committed on its own, so that each caller gets its own outcome."""
+
+        async def group(conn: Conn) -> list[DictRow | BaseException | None]:
+            async with conn.pipeline(), conn.transaction():
+                cursors = [conn.cursor() for _ in writes]
+                for cursor, write in zip(cursors, writes, strict=True):
+                    await cursor.execute(write.sql, write.values)
+                return [await cursor.fetchone() for cursor in cursors]
+
+        try:
+            return await self._run(group)
+        except JournalUnavailable:
+            raise
+        except JournalError:
+            if len(writes) == 1:
+                raise
+        results: list[DictRow | BaseException | None] = []
+        for write in writes:
+
+            async def one(conn: Conn, write: _Write = write) -> DictRow | None:
+                cur = await conn.execute(write.sql, write.values)
+                return await cur.fetchone()
+
+            try:
+                results.append(await self._run(one))
+            except JournalError as exc:
+                results.append(exc)
+        return results
 
     @staticmethod
     def _stored_time(moment: datetime) -> Any:
