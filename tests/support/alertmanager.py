@@ -19,10 +19,8 @@ import atexit
 import contextlib
 import json
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -33,6 +31,7 @@ from typing import Any
 
 from tests.support.debian import require_debian_tool
 from tests.support.postgres import free_port
+from tests.support.processes import log_tail, stop_process, wait_ready
 
 START_TIMEOUT = 30.0
 AMTOOL_TIMEOUT = 30.0
@@ -135,19 +134,7 @@ class AlertmanagerServer:
                 stdin=subprocess.DEVNULL,
             )
         atexit.register(self.stop)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"alertmanager exited with {self.process.returncode}: {self.log_tail()}")
-            with (
-                contextlib.suppress(OSError, urllib.error.URLError),
-                urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer,
-            ):
-                if answer.status == 200:
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"alertmanager was not ready within {START_TIMEOUT:g}s: {self.log_tail()}")
+        wait_ready("alertmanager", f"{self.url}/-/ready", self.process, self.log_tail, START_TIMEOUT)
 
     def amtool(self, *args: str, with_url: bool = True) -> subprocess.CompletedProcess[str]:
         command = [self.binaries.amtool]
@@ -177,21 +164,11 @@ class AlertmanagerServer:
             return found
 
     def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.logfile.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+        return log_tail(self.logfile, chars)
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
 
 
 @contextlib.contextmanager

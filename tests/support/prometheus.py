@@ -19,7 +19,6 @@ import atexit
 import contextlib
 import json
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -35,6 +34,7 @@ import pytest
 
 from tests.support.debian import require_debian_tool
 from tests.support.postgres import free_port
+from tests.support.processes import log_tail, stop_process, wait_ready
 
 START_TIMEOUT = 60.0
 CONFIG = """\
@@ -114,19 +114,7 @@ class PrometheusServer:
                 stdin=subprocess.DEVNULL,
             )
         atexit.register(self.stop)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.process.returncode}: {self.log_tail()}")
-            with (
-                contextlib.suppress(OSError, urllib.error.URLError),
-                urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer,
-            ):
-                if answer.status == 200:
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"prometheus was not ready within {START_TIMEOUT:g}s: {self.log_tail()}")
+        wait_ready("prometheus", f"{self.url}/-/ready", self.process, self.log_tail, START_TIMEOUT)
 
     def query(self, expr: str) -> Any:
         """The ``data.result`` of an instant query (for waiting on series in tests)."""
@@ -144,21 +132,11 @@ class PrometheusServer:
         raise AssertionError(f"no series for {expr} within {timeout:g}s")
 
     def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.logfile.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+        return log_tail(self.logfile, chars)
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
 
 
 @contextlib.contextmanager
