@@ -19,6 +19,7 @@ from kurative.errors import ConfigError, JournalUnavailable
 from kurative.ingress.settings import Credentials, IngressSettings
 from kurative.journal import IncomingAlert
 from tests.integration.ingress.conftest import StartIngress
+from tests.support.debian import require_debian_tool
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -210,8 +211,7 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
 
 async def test_tls_serves_https_only(start_ingress: StartIngress, tmp_path: Path) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
+    require_debian_tool(lambda: shutil.which("openssl"), "openssl", "openssl (to make a test certificate)")
     cert, key = _self_signed(tmp_path)
     async with start_ingress(tls_cert_file=str(cert), tls_key_file=str(key)) as ingress:
         assert ingress.url.startswith("https://")
