@@ -230,7 +230,12 @@ class Daemon:
         log.info("starting", version=__version__, config=settings.source, dry_run=settings.runner.dry_run)
         breakers = BreakerPolicy(settings.breakers)
         kubernetes = LazyKubernetes(settings.kubernetes, breakers)
-        secrets = SecretStore(settings.secrets, kubernetes=kubernetes, environ=self._environ)  # type: ignore[arg-type]
+        secrets = SecretStore(
+            settings.secrets,
+            kubernetes=kubernetes,  # type: ignore[arg-type]
+            environ=self._environ,
+            resolved=self.redactor.add,  # whatever a step resolves never reaches a log line
+        )
         for value in url_secrets(settings.journal.url):
             self.redactor.add(value)
         listen = replace(settings.listen, credentials=await self._credentials(secrets))

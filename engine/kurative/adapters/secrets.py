@@ -17,7 +17,7 @@ import asyncio
 import base64
 import binascii
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,10 +104,13 @@ class SecretStore:
         *,
         kubernetes: KubernetesAdapter | None = None,
         environ: Mapping[str, str] | None = None,
+        resolved: Callable[[str], None] = lambda value: None,
     ) -> None:
+        """``resolved`` is told every value handed out (the daemon's log redactor learns them)."""
         self.settings = settings or SecretSettings()
         self._kubernetes = kubernetes
         self._environ = os.environ if environ is None else environ
+        self._resolved = resolved
 
     def __repr__(self) -> str:
         return f"SecretStore({sorted(self.settings.sources)})"
@@ -134,6 +137,7 @@ class SecretStore:
             raise SecretNotFound(f"secretRef {name!r}: {where} does not exist")
         if not value:
             raise SecretNotFound(f"secretRef {name!r}: {where} is empty")
+        self._resolved(value)
         return Secret(name, value)
 
     async def _read_kubernetes(self, ref: str, source: KubernetesSecret) -> str | None:

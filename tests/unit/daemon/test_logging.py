@@ -41,3 +41,19 @@ def test_an_http_request_never_logs_its_url(stream: io.StringIO, level: str) -> 
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert "s3cr3t-hook-key" not in stream.getvalue()
     assert [line["event"] for line in lines] == ["Started server process [1]"]
+
+
+async def test_a_secret_a_step_resolves_is_blanked_out_of_every_later_log_line(stream: io.StringIO) -> None:
+    from kurative.adapters.secrets import EnvSecret, SecretSettings, SecretStore
+
+    redactor = Redactor()
+    configure_logging(LoggingSettings(format="json", level="info"), redactor, stream)
+    store = SecretStore(
+        SecretSettings({"hook": EnvSecret("HOOK_URL")}),
+        environ={"HOOK_URL": "https://hooks.example/T0/B0/xoxb-secret-part"},
+        resolved=redactor.add,
+    )
+    secret = await store.resolve("hook")
+    structlog.get_logger("kurative.test").info("step_failed", error=f"POST {secret.reveal()}: HTTP 500")
+    assert "xoxb-secret-part" not in stream.getvalue()
+    assert json.loads(stream.getvalue().splitlines()[-1])["error"] == "POST ***: HTTP 500"
