@@ -1,0 +1,435 @@
+"""The live playbooks: loaded file by file, reloaded when their files change, swapped as one ruleset.
+
+:class:`LiveRules` keeps, for every playbook file under the rules paths, a digest of its content and
+the playbooks it gave at its last check. A reload (a watched change, SIGHUP, ``POST /api/v1/reload``)
+lists the files again, reads them, and checks only those whose content changed, completely (schema,
+expressions, actions: what lint checks). Then it builds the next ruleset and swaps it in one
+assignment, so the matcher sees the old ruleset or the new one, never a mix:
+
+- a file that no longer checks keeps the last good version of each of its playbooks active, and its
+  diagnostics are what :meth:`LiveRules.problems` reports until it is fixed;
+- a deleted file removes its playbooks;
+- a name already active from another file is refused (the active one stays), and so is new content
+  under a version that is already active or recorded in the journal (raise ``metadata.version``);
+- every version that becomes active is recorded in the journal's ruleset history first; executions
+  already running finish on the version they started with (the runner reads it by name, version and
+  content hash).
+
+A reload never raises for bad content and never stops the daemon: what it did is returned as a
+:class:`ReloadReport` and logged with what was added, updated, removed and refused.
+
+:func:`watch_roots` says what to watch so that atomic swaps are seen: a Kubernetes ConfigMap volume
+replaces its ``..data`` symlink (inside the watched folder) and git-sync flips a symlink such as
+``current`` that is part of the rules path itself, so the folder holding each symlink on the way is
+watched as well, and the watch is set up again when a symlink points elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from kurative.diagnostics import Diagnostic, Severity, has_errors
+from kurative.execution.matcher import ActiveRuleset
+from kurative.execution.runner import PlaybookCache, playbook_record_body
+from kurative.journal import Journal, PlaybookVersion
+from kurative.linting.checks import check_ruleset
+from kurative.linting.lint import lint_paths
+from kurative.linting.rulesets import ruleset_version
+from kurative.matching.ruleset import Ruleset
+from kurative.playbooks.loading import discover
+from kurative.playbooks.models import Playbook
+from kurative.playbooks.yamlload import MAX_FILE_BYTES
+
+log = structlog.get_logger("kurative.reload")
+
+ACTIVE = "active"
+STALE = "stale"
+"""A playbook whose file no longer checks: its last good version stays active."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybookState:
+    """One active playbook, as the API and ``kurative playbooks`` show it."""
+
+    name: str
+    version: int
+    content_hash: str
+    source: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadReport:
+    trigger: str
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    refused: tuple[Diagnostic, ...] = ()
+    problems: tuple[Diagnostic, ...] = ()
+    """Everything wrong in the files now, refusals included, sorted."""
+    files_checked: int = 0
+    ruleset: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    @property
+    def errors(self) -> int:
+        return sum(d.severity is Severity.ERROR for d in self.problems)
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    digest: str
+    playbooks: tuple[Playbook, ...]
+    """The playbooks of this file that passed every check at its last check."""
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def broken(self) -> bool:
+        return has_errors(self.diagnostics)
+
+
+@dataclass(slots=True)
+class _Scan:
+    files: dict[str, _File] = field(default_factory=dict)
+    missing: list[Diagnostic] = field(default_factory=list)
+    checked: int = 0
+
+
+def _digest(path: str) -> str:
+    """What the file holds now, as a digest; a file that cannot be read gets one that says why (so
+    that it is checked, and reported, when that changes)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+                return f"unreadable:{info.st_mode}:{info.st_size}:{info.st_ino}:{info.st_mtime_ns}"
+            return hashlib.sha256(file.read(MAX_FILE_BYTES + 1)).hexdigest()
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+
+
+def _check_file(path: str, digest: str) -> _File:
+    result = lint_paths([path])
+    if _digest(path) != digest:  # written again while it was read: check it on the next pass
+        digest = "changed-while-read"
+    return _File(digest, result.playbooks, tuple(result.diagnostics))
+
+
+def _scan(paths: Sequence[str], known: dict[str, _File]) -> _Scan:
+    found, missing = discover(paths)
+    scan = _Scan(missing=missing)
+    for file in found:
+        name = str(file)
+        digest = _digest(name)
+        previous = known.get(name)
+        if previous is not None and previous.digest == digest:
+            scan.files[name] = previous
+        else:
+            scan.files[name] = _check_file(name, digest)
+            scan.checked += 1
+    return scan
+
+
+def _refusal(playbook: Playbook, message: str, hint: str) -> Diagnostic:
+    line, column = playbook.source.position(("metadata", "version"))
+    return Diagnostic.make(playbook.source.path, line, column, "E401", message, hint)
+
+
+class LiveRules:
+    """The playbooks under ``paths`` as the daemon runs them; :attr:`active` is what the matcher uses."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        journal: Journal,
+        cache: PlaybookCache,
+        *,
+        swapped: Callable[[ActiveRuleset], None] | None = None,
+    ) -> None:
+        self.paths = tuple(paths)
+        self._journal = journal
+        self._cache = cache
+        self._swapped = swapped
+        self._lock = asyncio.Lock()
+        self._files: dict[str, _File] = {}
+        self._origin: dict[str, str] = {}
+        """Active playbook name -> the file it came from."""
+        self._playbooks: dict[str, Playbook] = {}
+        self._problems: tuple[Diagnostic, ...] = ()
+        self.active: ActiveRuleset | None = None
+        self.last: ReloadReport | None = None
+
+    # -- what is in force ----------------------------------------------------------------------------
+
+    def playbooks(self) -> tuple[PlaybookState, ...]:
+        states = []
+        for name in sorted(self._playbooks):
+            playbook, source = self._playbooks[name], self._origin[name]
+            current = self._files.get(source)
+            stale = current is None or all(p is not playbook for p in current.playbooks)
+            states.append(
+                PlaybookState(
+                    name, playbook.version, playbook.content_hash, source, STALE if stale else ACTIVE
+                )
+            )
+        return tuple(states)
+
+    def problems(self) -> tuple[Diagnostic, ...]:
+        return self._problems
+
+    # -- reload --------------------------------------------------------------------------------------
+
+    async def reload(self, trigger: str) -> ReloadReport:
+        """Check what changed under the paths and swap in the ruleset it gives. Never raises for bad
+        content; a journal that cannot record the new versions keeps the current ruleset (and raises,
+        so that the caller can try again)."""
+        async with self._lock:
+            scan = await asyncio.to_thread(_scan, self.paths, dict(self._files))
+            report = await self._apply(trigger, scan)
+        self.last = report
+        _log_report(report)
+        return report
+
+    async def _apply(self, trigger: str, scan: _Scan) -> ReloadReport:
+        order = _order(scan)
+        # Of a name offered twice, the one already active keeps it; else the first in file order.
+        ordered = sorted(
+            self._offered(scan), key=lambda p: (self._origin.get(p.name) != p.source.path, order(p))
+        )
+        refused = check_ruleset(ordered)
+        kept: dict[str, Playbook] = {}
+        for playbook in ordered:
+            if playbook.name in kept:
+                continue
+            current = self._playbooks.get(playbook.name)
+            if (
+                current is not None
+                and current.version == playbook.version
+                and current.content_hash != playbook.content_hash
+            ):
+                refused.append(
+                    _refusal(
+                        playbook,
+                        f"playbook {playbook.name!r} changed but metadata.version is still "
+                        f"{playbook.version}: version {current.version} stays active",
+                        "raise metadata.version when the content changes",
+                    )
+                )
+                kept[playbook.name] = current
+                continue
+            kept[playbook.name] = playbook
+        fresh = [p for p in kept.values() if self._playbooks.get(p.name) is not p]
+        conflicts = await self._journal.record_playbooks(
+            [PlaybookVersion(p.name, p.version, p.content_hash, playbook_record_body(p)) for p in fresh]
+        )
+        for conflict in conflicts:
+            playbook = kept.pop(conflict.name)
+            refused.append(
+                _refusal(
+                    playbook,
+                    f"playbook {playbook.name!r} version {playbook.version} is already recorded in the "
+                    "journal with other content",
+                    "raise metadata.version when the content changes",
+                )
+            )
+            if conflict.name in self._playbooks:
+                kept[conflict.name] = self._playbooks[conflict.name]
+        return self._swap(trigger, scan, kept, tuple(refused), order)
+
+    def _offered(self, scan: _Scan) -> list[Playbook]:
+        """The playbooks each file offers: those that pass now, and for a file that does not, the last
+        good version of each of its other playbooks."""
+        offered: list[Playbook] = []
+        for path, file in scan.files.items():
+            offered.extend(file.playbooks)
+            if file.broken:
+                passing = {p.name for p in file.playbooks}
+                offered.extend(
+                    self._playbooks[name]
+                    for name, source in self._origin.items()
+                    if source == path and name not in passing
+                )
+        return offered
+
+    def _swap(
+        self,
+        trigger: str,
+        scan: _Scan,
+        kept: dict[str, Playbook],
+        refused: tuple[Diagnostic, ...],
+        order: Callable[[Playbook], tuple[int, int]],
+    ) -> ReloadReport:
+        before = self._playbooks
+        added = tuple(sorted(set(kept) - set(before)))
+        removed = tuple(sorted(set(before) - set(kept)))
+        updated = tuple(sorted(n for n in set(kept) & set(before) if kept[n] is not before[n]))
+        problems = [*scan.missing, *refused]
+        for file in scan.files.values():
+            problems.extend(file.diagnostics)
+        self._files = scan.files
+        self._problems = tuple(sorted(set(problems)))
+        if added or updated or removed or self.active is None:
+            for name in (*added, *updated):
+                self._cache.remember(kept[name])
+            ruleset = Ruleset.compile(sorted(kept.values(), key=order))
+            self._playbooks = kept
+            self._origin = {name: playbook.source.path for name, playbook in kept.items()}
+            self.active = ActiveRuleset(ruleset, ruleset_version(ruleset))
+            if self._swapped is not None:
+                self._swapped(self.active)
+        return ReloadReport(
+            trigger,
+            added,
+            updated,
+            removed,
+            refused,
+            self._problems,
+            scan.checked,
+            self.active.version if self.active else "",
+        )
+
+
+def _order(scan: _Scan) -> Callable[[Playbook], tuple[int, int]]:
+    """Files in the order they were found, playbooks in the order of their file."""
+    rank = {path: i for i, path in enumerate(scan.files)}
+
+    def key(playbook: Playbook) -> tuple[int, int]:
+        return rank.get(playbook.source.path, len(rank)), playbook.source.position(("metadata", "name"))[0]
+
+    return key
+
+
+def _log_report(report: ReloadReport) -> None:
+    for diagnostic in report.problems:
+        level = "error" if diagnostic.severity is Severity.ERROR else "warning"
+        getattr(log, level)(
+            "playbook_problem", where=f"{diagnostic.path}:{diagnostic.line}:{diagnostic.column}",
+            code=diagnostic.code, message=diagnostic.message, hint=diagnostic.hint,
+        )  # fmt: skip
+    if report.changed or report.refused or report.trigger != "watch":
+        log.info(
+            "playbooks_reloaded",
+            trigger=report.trigger,
+            added=list(report.added),
+            updated=list(report.updated),
+            removed=list(report.removed),
+            refused=[f"{d.path}:{d.line}:{d.column} {d.message}" for d in report.refused],
+            errors=report.errors,
+            checked=report.files_checked,
+            ruleset=report.ruleset,
+        )
+
+
+def watch_roots(paths: Iterable[str]) -> tuple[set[Path], set[Path]]:
+    """(folders to watch recursively, folders to watch for a symlink swap): each rules path, or its
+    nearest existing ancestor, and the folder of each symlink on the way to it."""
+    recursive: set[Path] = set()
+    links: set[Path] = set()
+    for given in paths:
+        path = Path(os.path.abspath(given))
+        probe = path
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        recursive.add(probe if probe.is_dir() else probe.parent)
+        walked = Path(path.anchor)
+        for part in path.parts[1:]:
+            walked = walked / part
+            if walked.is_symlink():
+                links.add(walked.parent)
+    return recursive, links - recursive
+
+
+def resolved(paths: Iterable[str]) -> tuple[str, ...]:
+    """Where the rules paths lead now: when this changes, the watch must be set up again."""
+    return tuple(os.path.realpath(p) for p in paths)
+
+
+RETRY_SECONDS = 2.0
+"""A reload the journal could not record is tried again after this long."""
+
+
+class Reloader:
+    """Runs reloads: on a watched change (``watch``), on :meth:`request` (SIGHUP), and again after one
+    the journal could not record. One at a time; a reload in progress is never interrupted."""
+
+    def __init__(self, rules: LiveRules, *, watch: bool, step_ms: int = 50, debounce_ms: int = 400) -> None:
+        self.rules = rules
+        self._watch = watch
+        self._step_ms = step_ms
+        self._debounce_ms = debounce_ms
+        self._requested: asyncio.Queue[str] = asyncio.Queue()
+
+    def request(self, trigger: str) -> None:
+        self._requested.put_nowait(trigger)
+
+    async def reload(self, trigger: str) -> ReloadReport | None:
+        """One reload; None when it failed (logged, and tried again shortly)."""
+        try:
+            return await self.rules.reload(trigger)
+        except Exception as exc:  # a journal outage, a file system error: never stops the daemon
+            log.warning("reload_failed", trigger=trigger, error=f"{type(exc).__name__}: {exc}")
+            asyncio.get_running_loop().call_later(RETRY_SECONDS, self.request, "retry")
+            return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            if self._watch:
+                tasks.create_task(self._watch_files(stop))
+            tasks.create_task(self._serve_requests(stop))
+
+    async def _serve_requests(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            get = asyncio.ensure_future(self._requested.get())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([get, stopped], return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not get.done():
+                get.cancel()
+                return
+            await self.reload(get.result())
+
+    async def _watch_files(self, stop: asyncio.Event) -> None:
+        from watchfiles import awatch
+
+        while not stop.is_set():
+            roots = watch_roots(self.rules.paths)
+            where = resolved(self.rules.paths)
+            watched = sorted(str(p) for p in roots[0] | roots[1])
+            try:
+                async for changes in awatch(
+                    *watched,
+                    watch_filter=_relevant,
+                    step=self._step_ms,
+                    debounce=self._debounce_ms,
+                    stop_event=stop,
+                    recursive=True,
+                    ignore_permission_denied=True,
+                ):
+                    log.debug("rules_changed", changes=len(changes))
+                    await self.reload("watch")
+                    if resolved(self.rules.paths) != where or watch_roots(self.rules.paths) != roots:
+                        break  # a symlink on the way now points elsewhere: watch where it leads
+            except OSError as exc:  # a watched folder vanished under the watch: set it up again
+                log.warning("rules_watch_failed", error=str(exc), folders=watched)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RETRY_SECONDS):
+                        await stop.wait()
+                await self.reload("watch")
+
+
+def _relevant(change: object, path: str) -> bool:
+    """Everything but what happens inside a git repository's own folder (git-sync fetching)."""
+    return ".git" not in Path(path).parts

@@ -1,0 +1,196 @@
+"""Reloading the playbooks file by file against a real journal: what stays, what goes, what is refused."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kurative.execution.reloading import ACTIVE, STALE, LiveRules, watch_roots
+from kurative.execution.runner import PlaybookCache
+from kurative.journal import Journal, open_journal
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def playbook(name: str, version: int = 1, message: str = "hello", alertname: str = "Probe") -> str:
+    return textwrap.dedent(
+        f"""\
+        apiVersion: kurative/v1
+        kind: Playbook
+        metadata: {{name: {name}, version: {version}}}
+        spec:
+          trigger: {{alertname: [{alertname}]}}
+          steps:
+            - {{name: say, action: log, params: {{message: "{message}"}}}}
+        """
+    )
+
+
+@pytest.fixture
+async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
+    opened = await open_journal(f"sqlite:///{tmp_path / 'journal.db'}", migrate=True)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    return folder
+
+
+def live(rules: Path, journal: Journal) -> LiveRules:
+    return LiveRules([str(rules)], journal, PlaybookCache(journal))
+
+
+def versions(live_rules: LiveRules) -> dict[str, tuple[int, str]]:
+    return {s.name: (s.version, s.status) for s in live_rules.playbooks()}
+
+
+async def test_first_load_then_only_changed_files_are_checked(rules: Path, journal: Journal) -> None:
+    for n in range(5):
+        (rules / f"p{n}.yaml").write_text(playbook(f"p{n}"))
+    live_rules = live(rules, journal)
+    first = await live_rules.reload("start")
+    assert first.added == ("p0", "p1", "p2", "p3", "p4")
+    assert first.files_checked == 5
+    assert live_rules.active is not None
+    assert len(live_rules.active.ruleset.playbooks) == 5
+    before = live_rules.active
+    again = await live_rules.reload("watch")
+    assert again.files_checked == 0
+    assert not again.changed
+    assert live_rules.active is before
+
+    (rules / "p2.yaml").write_text(playbook("p2", version=2, message="changed"))
+    report = await live_rules.reload("watch")
+    assert report.files_checked == 1
+    assert report.updated == ("p2",)
+    assert live_rules.active is not before
+    assert live_rules.active.version != before.version
+    assert versions(live_rules)["p2"] == (2, ACTIVE)
+
+
+async def test_a_broken_file_keeps_the_last_good_version(rules: Path, journal: Journal) -> None:
+    (rules / "a.yaml").write_text(playbook("a"))
+    (rules / "b.yaml").write_text(playbook("b"))
+    live_rules = live(rules, journal)
+    await live_rules.reload("start")
+    (rules / "a.yaml").write_text(playbook("a", version=2).replace("action: log", "action: no.such"))
+    report = await live_rules.reload("watch")
+    assert not report.changed
+    assert report.errors >= 1
+    problem = next(d for d in live_rules.problems() if d.path.endswith("a.yaml"))
+    assert problem.line > 0
+    assert problem.column > 0
+    assert "no.such" in problem.message
+    assert versions(live_rules) == {"a": (1, STALE), "b": (1, ACTIVE)}
+    # unparseable YAML: still the last good version
+    (rules / "a.yaml").write_text("metadata: {name: a\n")
+    await live_rules.reload("watch")
+    assert versions(live_rules)["a"] == (1, STALE)
+    (rules / "a.yaml").write_text(playbook("a", version=2))
+    fixed = await live_rules.reload("watch")
+    assert fixed.updated == ("a",)
+    assert not fixed.problems
+    assert versions(live_rules)["a"] == (2, ACTIVE)
+
+
+async def test_deleted_file_removes_its_playbooks(rules: Path, journal: Journal) -> None:
+    (rules / "a.yaml").write_text(playbook("a") + "---\n" + playbook("a2"))
+    (rules / "b.yaml").write_text(playbook("b"))
+    live_rules = live(rules, journal)
+    await live_rules.reload("start")
+    (rules / "a.yaml").unlink()
+    report = await live_rules.reload("watch")
+    assert report.removed == ("a", "a2")
+    assert set(versions(live_rules)) == {"b"}
+
+
+async def test_duplicate_name_in_another_file_is_refused(rules: Path, journal: Journal) -> None:
+    (rules / "b.yaml").write_text(playbook("shared", message="from b"))
+    live_rules = live(rules, journal)
+    await live_rules.reload("start")
+    (rules / "a.yaml").write_text(playbook("shared", version=5, message="from a"))  # sorts first
+    report = await live_rules.reload("watch")
+    assert not report.changed
+    assert [d.code for d in report.refused] == ["E306"]
+    assert report.refused[0].path.endswith("a.yaml")
+    state = live_rules.playbooks()[0]
+    assert state.source.endswith("b.yaml")
+    assert state.version == 1
+
+
+async def test_new_content_under_the_same_version_is_refused(rules: Path, journal: Journal) -> None:
+    (rules / "a.yaml").write_text(playbook("a"))
+    live_rules = live(rules, journal)
+    await live_rules.reload("start")
+    first_hash = live_rules.playbooks()[0].content_hash
+    (rules / "a.yaml").write_text(playbook("a", message="other words"))
+    report = await live_rules.reload("watch")
+    assert not report.changed
+    assert [d.code for d in report.refused] == ["E401"]
+    assert live_rules.playbooks()[0].content_hash == first_hash
+    assert live_rules.playbooks()[0].status == STALE
+
+
+async def test_content_recorded_by_an_earlier_process_is_refused(rules: Path, journal: Journal) -> None:
+    (rules / "a.yaml").write_text(playbook("a"))
+    await live(rules, journal).reload("start")
+    (rules / "a.yaml").write_text(playbook("a", message="edited without a new version"))
+    restarted = live(rules, journal)
+    report = await restarted.reload("start")
+    assert [d.code for d in report.refused] == ["E401"]
+    assert "journal" in report.refused[0].message
+    assert restarted.playbooks() == ()
+    assert restarted.active is not None
+
+
+async def test_new_versions_go_to_the_journal_history(rules: Path, journal: Journal) -> None:
+    (rules / "a.yaml").write_text(playbook("a"))
+    live_rules = live(rules, journal)
+    await live_rules.reload("start")
+    (rules / "a.yaml").write_text(playbook("a", version=2, message="v2"))
+    await live_rules.reload("watch")
+    states = {s.version: s.content_hash for s in live_rules.playbooks()}
+    stored = await journal.get_playbook("a", 2, states[2])
+    assert "v2" in stored.body
+
+
+async def test_configmap_swap_is_one_change(rules: Path, journal: Journal) -> None:
+    """The kubelet's layout: visible symlinks into ..data, which points at a timestamped folder."""
+    first = rules / "..2026_12_01_10_00_00.1"
+    first.mkdir()
+    (first / "a.yaml").write_text(playbook("a"))
+    (rules / "..data").symlink_to(first.name)
+    (rules / "a.yaml").symlink_to("..data/a.yaml")
+    live_rules = live(rules, journal)
+    await live_rules.reload("start")
+    second = rules / "..2026_12_01_10_05_00.2"
+    second.mkdir()
+    (second / "a.yaml").write_text(playbook("a", version=2))
+    (rules / "..data_tmp").symlink_to(second.name)
+    os.replace(rules / "..data_tmp", rules / "..data")
+    for leftover in first.iterdir():
+        leftover.unlink()
+    first.rmdir()
+    report = await live_rules.reload("watch")
+    assert report.updated == ("a",)
+    assert versions(live_rules) == {"a": (2, ACTIVE)}
+    assert not report.problems
+
+
+def test_watch_roots_include_the_folder_of_each_symlink(tmp_path: Path) -> None:
+    worktree = tmp_path / "git" / "worktrees" / "abc"
+    (worktree / "playbooks").mkdir(parents=True)
+    (tmp_path / "git" / "current").symlink_to(worktree)
+    recursive, links = watch_roots([str(tmp_path / "git" / "current" / "playbooks")])
+    assert recursive == {tmp_path / "git" / "current" / "playbooks"}
+    assert links == {tmp_path / "git"}
+    missing, _ = watch_roots([str(tmp_path / "not-yet" / "rules")])
+    assert missing == {tmp_path}
