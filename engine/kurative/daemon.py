@@ -3,7 +3,9 @@
 ``kurative serve`` builds :class:`Daemon` from the settings and runs it; tests run it in-process and
 stop it with :meth:`Daemon.request_stop`. Start: secrets for the credentials, the journal (waiting for
 it with backoff), the playbooks (recorded in the journal's ruleset history), the adapters, the ingress
-socket; then one task group runs the ingress server, the matcher, the workers and the pruner. A task
+socket; then one task group runs the ingress server, the matcher, the workers, the reloader (a watched
+change or SIGHUP checks the playbook files again and swaps the ruleset: execution/reloading.py) and
+the pruner. A task
 that crashes is logged and stops the daemon (in-flight work is recovered on the next start). Stop:
 ``/readyz`` answers 503 at once, the ingress stops accepting and finishes what it has, the matcher
 stops, running executions get ``runner.shutdownTimeout`` to finish their step, leases are released,
@@ -33,13 +35,13 @@ from kurative.adapters.kube_settings import KubeSettings
 from kurative.adapters.prometheus import PrometheusAdapter
 from kurative.adapters.secrets import SecretStore
 from kurative.config import Settings
-from kurative.diagnostics import Severity
 from kurative.errors import ConfigError, JournalUnavailable, KurativeError
 from kurative.execution.approvals import ApprovalTimer
 from kurative.execution.breakers import BreakerPolicy
 from kurative.execution.matcher import ActiveRuleset, Matcher
 from kurative.execution.recent import RecentAlerts
-from kurative.execution.runner import ExecutionRunner, PlaybookCache, playbook_record_body
+from kurative.execution.reloading import LiveRules, Reloader
+from kurative.execution.runner import ExecutionRunner, PlaybookCache
 from kurative.execution.services import Services
 from kurative.execution.workers import ClusterSlots, WorkerPool
 from kurative.ingress.app import IngressHooks, create_app
@@ -48,14 +50,11 @@ from kurative.ingress.settings import Credentials
 from kurative.journal import (
     IncomingAlert,
     Journal,
-    PlaybookVersion,
     open_journal,
     prune_periodically,
     url_secrets,
 )
-from kurative.linting.rulesets import load_ruleset
 from kurative.logging import Redactor
-from kurative.matching.ruleset import Ruleset
 
 log = structlog.get_logger("kurative.daemon")
 
@@ -115,10 +114,24 @@ class Daemon:
         self._stop = asyncio.Event()
         self._stopping = False
         self._active: ActiveRuleset | None = None
+        self._reloader: Reloader | None = None
         self._journal: Journal | None = None
         self.ready = asyncio.Event()
         self.crashed: list[str] = []
         """The tasks that crashed (each stops the daemon): ``kurative serve`` then exits non-zero."""
+
+    def request_reload(self, trigger: str = "sighup") -> None:
+        """Check the playbook files again (SIGHUP); a no-op before the playbooks are first loaded."""
+        if self._reloader is not None:
+            self._reloader.request(trigger)
+
+    @property
+    def ruleset(self) -> ActiveRuleset | None:
+        """The ruleset the matcher uses now."""
+        return self._active
+
+    def _swap_ruleset(self, active: ActiveRuleset) -> None:
+        self._active = active
 
     def request_stop(self) -> None:
         """Begin the ordered shutdown (SIGTERM, SIGINT, a crashed task, a test)."""
@@ -139,41 +152,6 @@ class Daemon:
         for value in (*tokens, *(password for _, password in basic)):
             self.redactor.add(value)
         return Credentials(tuple(tokens), tuple(basic))
-
-    async def _load_playbooks(self, journal: Journal, cache: PlaybookCache) -> ActiveRuleset:
-        loaded = load_ruleset(self.settings.rules.paths)
-        for diagnostic in loaded.diagnostics:
-            level = "error" if diagnostic.severity is Severity.ERROR else "warning"
-            getattr(log, level)(
-                "playbook_problem", where=f"{diagnostic.path}:{diagnostic.line}:{diagnostic.column}",
-                code=diagnostic.code, message=diagnostic.message, hint=diagnostic.hint,
-            )  # fmt: skip
-        playbooks = [compiled.playbook for compiled in loaded.ruleset.playbooks]
-        conflicts = await journal.record_playbooks(
-            [PlaybookVersion(p.name, p.version, p.content_hash, playbook_record_body(p)) for p in playbooks]
-        )
-        refused = {(c.name, c.version) for c in conflicts}
-        for conflict in conflicts:
-            log.error(
-                "playbook_refused",
-                playbook=conflict.name,
-                version=conflict.version,
-                reason="its content changed but metadata.version did not: raise the version",
-            )
-        kept = [p for p in playbooks if (p.name, p.version) not in refused]
-        for playbook in kept:
-            cache.remember(playbook)
-        ruleset = Ruleset.compile(kept) if refused else loaded.ruleset
-        active = ActiveRuleset(ruleset, loaded.version)
-        log.info(
-            "playbooks_loaded",
-            playbooks=len(kept),
-            refused=len(refused),
-            errors=sum(d.severity is Severity.ERROR for d in loaded.diagnostics),
-            files=len(loaded.files),
-            ruleset=active.version,
-        )
-        return active
 
     def _commit(self, journal: Journal, breakers: BreakerPolicy) -> Callable[
         [Sequence[IncomingAlert]], Awaitable[tuple[str, ...]]
@@ -255,7 +233,9 @@ class Daemon:
         prometheus = PrometheusAdapter(settings.prometheus, breakers=breakers.for_target)
         try:
             cache = PlaybookCache(journal)
-            self._active = await self._load_playbooks(journal, cache)
+            rules = LiveRules(settings.rules.paths, journal, cache, swapped=self._swap_ruleset)
+            await rules.reload("start")
+            self._reloader = Reloader(rules, watch=settings.rules.watch)
             services = Services(
                 kubernetes=kubernetes,
                 guards=settings.guards,
@@ -304,6 +284,9 @@ class Daemon:
             tasks.create_task(self._guard("ingress", server.serve()), name="ingress")
             tasks.create_task(self._guard("matcher", matcher.run()), name="matcher")
             tasks.create_task(self._guard("workers", workers.run()), name="workers")
+            if self._reloader is not None:
+                reloading = self._reloader.run(self._stop)
+                tasks.create_task(self._guard("reloader", reloading), name="reloader")
             timer = ApprovalTimer(
                 journal,
                 every=max(APPROVAL_CHECK_SECONDS, settings.runner.poll_interval),

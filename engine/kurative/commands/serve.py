@@ -85,6 +85,7 @@ async def _serve(settings: Any, redactor: Any) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload, "sighup")
     await daemon.run()
     if daemon.crashed:
         print(f"kurative serve: stopped because a task crashed: {'; '.join(daemon.crashed)}", file=sys.stderr)
