@@ -31,8 +31,9 @@ import contextlib
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
@@ -94,6 +95,8 @@ class _File:
     playbooks: tuple[Playbook, ...]
     """The playbooks of this file that passed every check at its last check."""
     diagnostics: tuple[Diagnostic, ...]
+    signature: tuple[int, ...] | None = None
+    """What ``stat`` said of the file when its content was last read, and when that was."""
 
     @property
     def broken(self) -> bool:
@@ -105,6 +108,28 @@ class _Scan:
     files: dict[str, _File] = field(default_factory=dict)
     missing: list[Diagnostic] = field(default_factory=list)
     checked: int = 0
+
+
+SETTLED_NS = 1_000_000_000
+"""A file last modified this long before it was read is not read again while ``stat`` says the same
+(file times are coarse: a file written just before or while it was read may change again without its
+time or size moving, so such a file is read on every pass until it has settled, as git does)."""
+
+
+def _signature(path: str) -> tuple[int, ...] | None:
+    try:
+        info = os.stat(path)  # through symlinks: a ConfigMap swap changes what the path leads to
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, time.time_ns())
+
+
+def _unchanged(previous: _File, now: tuple[int, ...] | None) -> bool:
+    before = previous.signature
+    if before is None or now is None or before[:5] != now[:5]:
+        return False
+    read_at, modified_at = before[5], max(before[3], before[4])
+    return modified_at < read_at - SETTLED_NS
 
 
 def _digest(path: str) -> str:
@@ -121,11 +146,11 @@ def _digest(path: str) -> str:
         return f"unreadable:{exc.errno}"
 
 
-def _check_file(path: str, digest: str) -> _File:
+def _check_file(path: str, digest: str, signature: tuple[int, ...] | None) -> _File:
     result = lint_paths([path])
     if _digest(path) != digest:  # written again while it was read: check it on the next pass
-        digest = "changed-while-read"
-    return _File(digest, result.playbooks, tuple(result.diagnostics))
+        digest, signature = "changed-while-read", None
+    return _File(digest, result.playbooks, tuple(result.diagnostics), signature)
 
 
 def _scan(paths: Sequence[str], known: dict[str, _File]) -> _Scan:
@@ -133,12 +158,16 @@ def _scan(paths: Sequence[str], known: dict[str, _File]) -> _Scan:
     scan = _Scan(missing=missing)
     for file in found:
         name = str(file)
-        digest = _digest(name)
         previous = known.get(name)
-        if previous is not None and previous.digest == digest:
+        signature = _signature(name)
+        if previous is not None and _unchanged(previous, signature):
             scan.files[name] = previous
+            continue
+        digest = _digest(name)
+        if previous is not None and previous.digest == digest:
+            scan.files[name] = replace(previous, signature=signature)
         else:
-            scan.files[name] = _check_file(name, digest)
+            scan.files[name] = _check_file(name, digest, signature)
             scan.checked += 1
     return scan
 
@@ -284,7 +313,8 @@ class LiveRules:
         if added or updated or removed or self.active is None:
             for name in (*added, *updated):
                 self._cache.remember(kept[name])
-            ruleset = Ruleset.compile(sorted(kept.values(), key=order))
+            previous = self.active.ruleset if self.active is not None else None
+            ruleset = Ruleset.compile(sorted(kept.values(), key=order), previous)
             self._playbooks = kept
             self._origin = {name: playbook.source.path for name, playbook in kept.items()}
             self.active = ActiveRuleset(ruleset, ruleset_version(ruleset))
@@ -365,7 +395,7 @@ class Reloader:
     """Runs reloads: on a watched change (``watch``), on :meth:`request` (SIGHUP), and again after one
     the journal could not record. One at a time; a reload in progress is never interrupted."""
 
-    def __init__(self, rules: LiveRules, *, watch: bool, step_ms: int = 50, debounce_ms: int = 400) -> None:
+    def __init__(self, rules: LiveRules, *, watch: bool, step_ms: int = 20, debounce_ms: int = 400) -> None:
         self.rules = rules
         self._watch = watch
         self._step_ms = step_ms

@@ -19,8 +19,9 @@ match; :meth:`Ruleset.explain` says why.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -178,21 +179,31 @@ class Ruleset:
     playbooks: tuple[CompiledPlaybook, ...] = ()
     _buckets: Mapping[str, _Bucket] = field(default_factory=dict, repr=False, compare=False)
     _by_name: Mapping[str, CompiledPlaybook] = field(default_factory=dict, repr=False, compare=False)
+    _plans: Mapping[str, IndexPlan] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def compile(cls, playbooks: Iterable[Playbook]) -> Ruleset:
-        """Compile every playbook and build the index; raises on a bad expression or duplicate name."""
+    def compile(cls, playbooks: Iterable[Playbook], previous: Ruleset | None = None) -> Ruleset:
+        """Compile every playbook and build the index; raises on a bad expression or duplicate name.
+
+        A playbook that ``previous`` holds (the same object) keeps its compiled form: a reload that
+        changes one playbook compiles only that one."""
         ordered = sorted(playbooks, key=lambda p: (-p.priority, p.name))
-        names = [p.name for p in ordered]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(n for n, times in Counter(p.name for p in ordered).items() if times > 1)
         if duplicates:
             raise PlaybookError(f"duplicate playbook names in one ruleset: {', '.join(duplicates)}")
         compiled_all: list[CompiledPlaybook] = []
         tables: dict[str, dict[str, dict[str, list[_Entry]]]] = {"firing": {}, "resolved": {}}
         catch_all: dict[str, list[_Entry]] = {"firing": [], "resolved": []}
+        plans: dict[str, IndexPlan] = {}
         for rank, playbook in enumerate(ordered):
-            compiled, plan = compile_playbook(playbook, rank)
+            known = previous.get(playbook.name) if previous is not None else None
+            if previous is not None and known is not None and known.playbook is playbook:
+                plan = previous._plans[playbook.name]
+                compiled = known if known.rank == rank else replace(known, rank=rank)
+            else:
+                compiled, plan = compile_playbook(playbook, rank)
             compiled_all.append(compiled)
+            plans[playbook.name] = plan
             entry = _Entry(compiled, plan.residual)
             status = playbook.trigger.status
             for bucket in ("firing", "resolved") if status == "any" else (status,):
@@ -214,7 +225,7 @@ class Ruleset:
             )
             for bucket in ("firing", "resolved")
         }
-        return cls(tuple(compiled_all), buckets, {c.name: c for c in compiled_all})
+        return cls(tuple(compiled_all), buckets, {c.name: c for c in compiled_all}, plans)
 
     def __len__(self) -> int:
         return len(self.playbooks)

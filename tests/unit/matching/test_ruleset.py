@@ -277,3 +277,25 @@ def test_context_has_exactly_the_documented_keys() -> None:
     assert context["playbook"] == {"name": "p", "version": 1}
     assert context["vars"] == {"x": "A"}
     assert set(alert_context(alert)) == {"alert", "labels", "annotations", "group", "steps", "execution"}
+
+
+def test_recompiling_reuses_unchanged_playbooks_and_matches_the_same() -> None:
+    crash = pb("crash", alertnames=("KubePodCrashLooping",), when="labels.severity == 'critical'")
+    disk = pb("disk", when="labels.alertname == 'NodeDiskFull'")
+    first = Ruleset.compile([crash, disk])
+    early = pb("early", alertnames=("KubePodCrashLooping",), priority=5)
+    changed = pb("disk", when="labels.alertname == 'NodeDiskFull' && labels.severity == 'page'")
+    second = Ruleset.compile([crash, changed, early], first)
+    fresh = Ruleset.compile([crash, changed, early])
+    reused = second.get("crash")
+    assert reused is not None
+    assert reused.condition is first.get("crash").condition  # type: ignore[union-attr]
+    assert second.get("disk").playbook is changed  # type: ignore[union-attr]
+    assert [(c.name, c.rank) for c in second.playbooks] == [(c.name, c.rank) for c in fresh.playbooks]
+    for labels in (
+        {"alertname": "KubePodCrashLooping", "severity": "critical"},
+        {"alertname": "KubePodCrashLooping", "severity": "warning"},
+        {"alertname": "NodeDiskFull", "severity": "page"},
+        {"alertname": "NodeDiskFull"},
+    ):
+        assert names(second, labels) == names(fresh, labels)
