@@ -64,3 +64,10 @@ def test_bench_pipeline_runs() -> None:
     assert summary["benchmark"] == "pipeline"
     assert summary["alerts"] == 40
     assert summary["executions_per_s"] > 0
+
+
+def test_bench_reload_runs() -> None:
+    summary = run("bench_reload.py", "--changes", "3", "--sizes", "10")
+    assert summary["benchmark"] == "reload"
+    assert summary["file_10_p50_ms"] > 0
+    assert summary["configmap_10_p50_ms"] > 0
