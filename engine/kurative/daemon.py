@@ -35,6 +35,7 @@ from kurative.adapters.kube_settings import KubeSettings
 from kurative.adapters.prometheus import PrometheusAdapter
 from kurative.adapters.secrets import SecretStore
 from kurative.config import Settings
+from kurative.diagnostics import Severity
 from kurative.errors import ConfigError, JournalUnavailable, KurativeError
 from kurative.execution.approvals import ApprovalTimer
 from kurative.execution.breakers import BreakerPolicy
@@ -54,7 +55,9 @@ from kurative.journal import (
     prune_periodically,
     url_secrets,
 )
+from kurative.journal.metered import metered
 from kurative.logging import Redactor
+from kurative.metrics import Metrics, Sources
 
 log = structlog.get_logger("kurative.daemon")
 
@@ -117,6 +120,8 @@ class Daemon:
         self._reloader: Reloader | None = None
         self._journal: Journal | None = None
         self.ready = asyncio.Event()
+        self.metrics = Metrics()
+        """What ``/metrics`` serves."""
         self.crashed: list[str] = []
         """The tasks that crashed (each stops the daemon): ``kurative serve`` then exits non-zero."""
 
@@ -206,7 +211,8 @@ class Daemon:
         """Start, serve until :meth:`request_stop`, stop in order."""
         settings = self.settings
         log.info("starting", version=__version__, config=settings.source, dry_run=settings.runner.dry_run)
-        breakers = BreakerPolicy(settings.breakers)
+        metrics = self.metrics
+        breakers = BreakerPolicy(settings.breakers, changed=metrics.breaker_changed)
         kubernetes = LazyKubernetes(settings.kubernetes, breakers)
         secrets = SecretStore(
             settings.secrets,
@@ -222,12 +228,13 @@ class Daemon:
             log.warning("no_credentials", hint="anyone on this host can post alerts; configure auth")
         # An embedded SQLite journal belongs to this one process: bring its schema up to date itself.
         embedded = settings.journal.url.lower().startswith("sqlite:")
-        journal = await open_journal(
+        opened = await open_journal(
             settings.journal.url,
             migrate=settings.journal.migrate or embedded,
             wait=settings.journal.wait_seconds,
             limits=settings.journal.limits,
         )
+        journal = metered(opened, metrics)
         self._journal = journal
         http = HttpAdapter(breakers=breakers.for_target)
         prometheus = PrometheusAdapter(settings.prometheus, breakers=breakers.for_target)
@@ -235,7 +242,14 @@ class Daemon:
             cache = PlaybookCache(journal)
             rules = LiveRules(settings.rules.paths, journal, cache, swapped=self._swap_ruleset)
             await rules.reload("start")
-            self._reloader = Reloader(rules, watch=settings.rules.watch)
+            self._reloader = Reloader(rules, watch=settings.rules.watch, metrics=metrics)
+            metrics.observe(
+                Sources(
+                    breakers=breakers.snapshot,
+                    playbooks_loaded=lambda: len(self._active.ruleset) if self._active else 0,
+                    playbook_errors=lambda: sum(d.severity is Severity.ERROR for d in rules.problems()),
+                )
+            )
             services = Services(
                 kubernetes=kubernetes,
                 guards=settings.guards,

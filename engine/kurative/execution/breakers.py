@@ -24,7 +24,7 @@ as ``breaker_state_changed`` with the target and the old and new state.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,10 +118,15 @@ def _state_name(state: Any) -> str:
 
 
 class _LogTransitions(pybreaker.CircuitBreakerListener):
+    def __init__(self, changed: Callable[[str, str], None] | None) -> None:
+        self._changed = changed
+
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
         old, new = _state_name(old_state), _state_name(new_state)
         level = log.warning if new == "open" else log.info
         level("breaker_state_changed", target=cb.name, old=old, new=new)
+        if self._changed is not None:
+            self._changed(str(cb.name), new)
 
 
 def _is_permanent(exc: BaseException) -> bool:
@@ -131,11 +136,17 @@ def _is_permanent(exc: BaseException) -> bool:
 class BreakerPolicy:
     """Breakers by target, made on first use with the thresholds the settings give the target."""
 
-    def __init__(self, settings: BreakerSettings | None = None) -> None:
+    def __init__(
+        self,
+        settings: BreakerSettings | None = None,
+        *,
+        changed: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """``changed(target, new_state)`` hears every transition (the metrics count them)."""
         self.settings = settings or BreakerSettings()
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
         self._lock = threading.Lock()
-        self._listener = _LogTransitions()
+        self._listener = _LogTransitions(changed)
 
     def for_target(self, name: str) -> pybreaker.CircuitBreaker:
         """The one breaker of ``name`` (``kubernetes/<cluster>``, ``http/<host:port>``, …)."""

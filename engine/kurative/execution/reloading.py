@@ -46,6 +46,7 @@ from kurative.linting.checks import check_ruleset
 from kurative.linting.lint import lint_paths
 from kurative.linting.rulesets import ruleset_version
 from kurative.matching.ruleset import Ruleset
+from kurative.metrics import Metrics
 from kurative.playbooks.loading import discover
 from kurative.playbooks.models import Playbook
 from kurative.playbooks.yamlload import MAX_FILE_BYTES
@@ -395,8 +396,17 @@ class Reloader:
     """Runs reloads: on a watched change (``watch``), on :meth:`request` (SIGHUP), and again after one
     the journal could not record. One at a time; a reload in progress is never interrupted."""
 
-    def __init__(self, rules: LiveRules, *, watch: bool, step_ms: int = 20, debounce_ms: int = 400) -> None:
+    def __init__(
+        self,
+        rules: LiveRules,
+        *,
+        watch: bool,
+        metrics: Metrics | None = None,
+        step_ms: int = 20,
+        debounce_ms: int = 400,
+    ) -> None:
         self.rules = rules
+        self._metrics = metrics
         self._watch = watch
         self._step_ms = step_ms
         self._debounce_ms = debounce_ms
@@ -408,11 +418,18 @@ class Reloader:
     async def reload(self, trigger: str) -> ReloadReport | None:
         """One reload; None when it failed (logged, and tried again shortly)."""
         try:
-            return await self.rules.reload(trigger)
+            report = await self.rules.reload(trigger)
         except Exception as exc:  # a journal outage, a file system error: never stops the daemon
             log.warning("reload_failed", trigger=trigger, error=f"{type(exc).__name__}: {exc}")
             asyncio.get_running_loop().call_later(RETRY_SECONDS, self.request, "retry")
+            self._count("failed")
             return None
+        self._count("changed" if report.changed else "refused" if report.refused else "unchanged")
+        return report
+
+    def _count(self, result: str) -> None:
+        if self._metrics is not None:
+            self._metrics.reloads.labels(result).inc()
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
