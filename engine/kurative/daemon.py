@@ -22,6 +22,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -42,6 +43,7 @@ from kurative.execution.recent import RecentAlerts
 from kurative.execution.runner import ExecutionRunner, PlaybookCache, playbook_record_body
 from kurative.execution.services import Services
 from kurative.execution.workers import ClusterSlots, WorkerPool
+from kurative.ingress.api import ApiHooks, PlaybookEntry, PlaybooksView
 from kurative.ingress.app import IngressHooks, create_app
 from kurative.ingress.server import IngressServer, bind
 from kurative.ingress.settings import Credentials
@@ -60,6 +62,7 @@ from kurative.matching.ruleset import Ruleset
 log = structlog.get_logger("kurative.daemon")
 
 READY_PROBE_TIMEOUT = 2.0
+REFUSED_REASON = "its content changed but metadata.version did not: raise the version"
 APPROVAL_CHECK_SECONDS = 1.0
 """Overdue approval steps are looked for at most this often (and at the poll interval if longer)."""
 
@@ -116,6 +119,8 @@ class Daemon:
         self._stopping = False
         self._active: ActiveRuleset | None = None
         self._journal: Journal | None = None
+        self._playbooks = PlaybooksView(ruleset="", loaded_at=datetime.now(UTC))
+        self._reloading = asyncio.Lock()
         self.ready = asyncio.Event()
         self.crashed: list[str] = []
         """The tasks that crashed (each stops the daemon): ``kurative serve`` then exits non-zero."""
@@ -138,16 +143,26 @@ class Daemon:
             raise ConfigError(f"auth: {exc}") from None
         for value in (*tokens, *(password for _, password in basic)):
             self.redactor.add(value)
-        return Credentials(tuple(tokens), tuple(basic))
+        return Credentials(tuple(tokens), tuple(basic), auth.bearer_names)
 
-    async def _load_playbooks(self, journal: Journal, cache: PlaybookCache) -> ActiveRuleset:
-        loaded = load_ruleset(self.settings.rules.paths)
+    async def _load_playbooks(
+        self, journal: Journal, cache: PlaybookCache, *, keep_on_error: bool = False
+    ) -> ActiveRuleset:
+        """Load the rules paths, record the versions and return the ruleset to put in force; with
+        ``keep_on_error`` (a reload) a load with errors leaves the ruleset in force as it is."""
+        loaded = await asyncio.to_thread(load_ruleset, self.settings.rules.paths)
         for diagnostic in loaded.diagnostics:
             level = "error" if diagnostic.severity is Severity.ERROR else "warning"
             getattr(log, level)(
                 "playbook_problem", where=f"{diagnostic.path}:{diagnostic.line}:{diagnostic.column}",
                 code=diagnostic.code, message=diagnostic.message, hint=diagnostic.hint,
             )  # fmt: skip
+        if keep_on_error and self._active is not None and not loaded.ok:
+            log.error("reload_refused", errors=sum(d.severity is Severity.ERROR for d in loaded.diagnostics))
+            self._playbooks = replace(
+                self._playbooks, problems=loaded.diagnostics, reloaded=False, loaded_at=datetime.now(UTC)
+            )
+            return self._active
         playbooks = [compiled.playbook for compiled in loaded.ruleset.playbooks]
         conflicts = await journal.record_playbooks(
             [PlaybookVersion(p.name, p.version, p.content_hash, playbook_record_body(p)) for p in playbooks]
@@ -158,13 +173,29 @@ class Daemon:
                 "playbook_refused",
                 playbook=conflict.name,
                 version=conflict.version,
-                reason="its content changed but metadata.version did not: raise the version",
+                reason=REFUSED_REASON,
             )
         kept = [p for p in playbooks if (p.name, p.version) not in refused]
         for playbook in kept:
             cache.remember(playbook)
         ruleset = Ruleset.compile(kept) if refused else loaded.ruleset
         active = ActiveRuleset(ruleset, loaded.version)
+        self._playbooks = PlaybooksView(
+            ruleset=active.version,
+            loaded_at=datetime.now(UTC),
+            playbooks=tuple(
+                PlaybookEntry(
+                    name=p.name,
+                    version=p.version,
+                    content_hash=p.content_hash,
+                    source=f"{p.source.path}:{p.source.line}:{p.source.column}",
+                    status="refused" if (p.name, p.version) in refused else "active",
+                    reason=REFUSED_REASON if (p.name, p.version) in refused else "",
+                )
+                for p in playbooks
+            ),
+            problems=loaded.diagnostics,
+        )
         log.info(
             "playbooks_loaded",
             playbooks=len(kept),
@@ -174,6 +205,12 @@ class Daemon:
             ruleset=active.version,
         )
         return active
+
+    async def _reload(self, journal: Journal, cache: PlaybookCache) -> PlaybooksView:
+        """``POST /api/v1/reload``: load the rules paths again and swap the ruleset the matcher uses."""
+        async with self._reloading:
+            self._active = await self._load_playbooks(journal, cache, keep_on_error=True)
+            return self._playbooks
 
     def _commit(self, journal: Journal, breakers: BreakerPolicy) -> Callable[
         [Sequence[IncomingAlert]], Awaitable[tuple[str, ...]]
@@ -275,10 +312,18 @@ class Daemon:
                 created=workers.wake,
                 recent=recent,
             )
+            api = ApiHooks(
+                journal=journal,
+                playbooks=lambda: self._playbooks,
+                breakers=breakers.snapshot,
+                reload=lambda: self._reload(journal, cache),
+                decided=workers.wake,
+            )
             hooks = IngressHooks(
                 commit=self._commit(journal, breakers),
                 readiness=self._readiness,
                 committed=matcher.wake,
+                api=api,
             )
             server = IngressServer(create_app(listen, hooks), listen, bind(listen))
             self.url = server.url
