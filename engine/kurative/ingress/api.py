@@ -22,7 +22,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Protocol
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -197,12 +197,31 @@ def _states(request: Request) -> tuple[ExecutionState, ...]:
     return tuple(states)
 
 
+async def _body(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Problem(413, "Payload Too Large", f"a decision's body is at most {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise Problem(400, "Bad Request", "the client went away before the body was complete") from None
+    return b"".join(chunks)
+
+
+def _execution_id(request: Request) -> str:
+    execution_id: str = request.path_params["id"]
+    if "\x00" in execution_id:  # no database stores it, so no execution has it
+        raise Problem(404, "Not Found", "no execution has an id with NUL in it")
+    return execution_id
+
+
 async def _reason(request: Request) -> str:
-    body = await request.body()
+    body = await _body(request, MAX_REASON_BYTES)
     if not body.strip():
         return ""
-    if len(body) > MAX_REASON_BYTES:
-        raise Problem(413, "Payload Too Large", f"a decision's body is at most {MAX_REASON_BYTES} bytes")
     if "json" not in request.headers.get("content-type", "application/json"):
         raise Problem(415, "Unsupported Media Type", 'send {"reason": "..."} as application/json')
     try:
@@ -269,7 +288,7 @@ def api_routes(hooks: ApiHooks, identify: Identify, retry_after: float) -> list[
         return {"items": plain(page.items), "next_cursor": page.next_cursor}
 
     async def show_execution(request: Request, who: str) -> Any:
-        detail = await journal.get_execution(request.path_params["id"])
+        detail = await journal.get_execution(_execution_id(request))
         try:
             alert: Any = plain(await journal.get_alert(detail.execution.alert_id))
         except ExecutionNotFound:
@@ -284,7 +303,7 @@ def api_routes(hooks: ApiHooks, identify: Identify, retry_after: float) -> list[
     def decide(decision: Decision) -> Callable[[Request, str], Awaitable[Any]]:
         async def work(request: Request, who: str) -> Any:
             reason = await _reason(request)
-            approval = await journal.record_approval(request.path_params["id"], decision, who, reason)
+            approval = await journal.record_approval(_execution_id(request), decision, who, reason)
             if decision is Decision.APPROVED:
                 hooks.decided()
             return plain(approval)
@@ -293,7 +312,7 @@ def api_routes(hooks: ApiHooks, identify: Identify, retry_after: float) -> list[
 
     async def cancel(request: Request, who: str) -> Any:
         reason = await _reason(request)
-        return plain(await journal.cancel_execution(request.path_params["id"], who, reason))
+        return plain(await journal.cancel_execution(_execution_id(request), who, reason))
 
     async def list_alerts(request: Request, who: str) -> Any:
         page = await journal.list_alerts(

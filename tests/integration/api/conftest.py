@@ -7,6 +7,7 @@ import asyncio
 import json
 import textwrap
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from tests.integration.daemon.conftest import (  # noqa: F401
     start_daemon,
 )
 from tests.integration.journal.conftest import journal_url  # noqa: F401
-from tests.support.postgres import free_port, postgres_server  # noqa: F401
+from tests.support.postgres import PostgresServer, free_port, postgres_server  # noqa: F401
 
 TOKENS = {"alice": "alice-t0ken-for-api-tests", "bob": "bob-t0ken-for-api-tests"}
 """Bearer tokens by the name the config gives them: the name is who approved."""
@@ -75,10 +76,21 @@ class Served:
         return {"Authorization": f"Bearer {TOKENS[who]}"}
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def served_journal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('journal') / 'journal.sqlite'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"api_{uuid.uuid4().hex[:12]}"
+    yield server.create_database(name)
+    server.drop_database(name)
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """``kurative serve`` on SQLite in a thread with its own event loop; one execution waits for
-    approval and one playbook file does not load, so that every route has something to show."""
+def served(tmp_path_factory: pytest.TempPathFactory, served_journal: str) -> Iterator[Served]:
+    """``kurative serve`` on each backend in a thread with its own event loop; one execution waits
+    for approval and one playbook file does not load, so that every route has something to show."""
     folder = tmp_path_factory.mktemp("api")
     rules = folder / "rules"
     rules.mkdir()
@@ -88,7 +100,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "apiVersion": "kurative/v1",
         "kind": "Config",
         "listen": {"host": "127.0.0.1", "port": free_port()},
-        "journal": {"url": f"sqlite:///{folder / 'journal.sqlite'}", "migrate": True},
+        "journal": {"url": served_journal, "migrate": True},
         "playbooks": {"paths": ["rules"]},
         "runner": {"lease": "3s", "pollInterval": "200ms", "shutdownTimeout": "5s"},
         "logging": {"format": "json", "level": "warning"},

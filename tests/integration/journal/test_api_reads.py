@@ -52,7 +52,8 @@ async def test_inbox_pages_newest_first_with_matched_state(journal: Journal) -> 
     everything = {entry.alert.id: entry for entry in (await journal.list_alerts(limit=10)).items}
     assert everything[ids[0]].ruleset == "ruleset-1"
     assert everything[ids[0]].matched_at is not None
-    assert everything[ids[1]].matched_at is None and everything[ids[1]].ruleset is None
+    assert everything[ids[1]].matched_at is None
+    assert everything[ids[1]].ruleset is None
 
     by_name = await journal.list_alerts(alertname="DiskFull")
     assert [entry.alert.id for entry in by_name.items] == [disk]
@@ -68,7 +69,8 @@ async def test_cursors_are_not_interchangeable(journal: Journal) -> None:
         await journal.create_executions(alert_id, [request(key=None)])
     execution_cursor = (await journal.list_executions(limit=1)).next_cursor
     alert_cursor = (await journal.list_alerts(limit=1)).next_cursor
-    assert execution_cursor is not None and alert_cursor is not None
+    assert execution_cursor is not None
+    assert alert_cursor is not None
     with pytest.raises(RecordRejected, match="invalid cursor"):
         await journal.list_alerts(cursor=execution_cursor)
     with pytest.raises(RecordRejected, match="invalid cursor"):
