@@ -9,6 +9,7 @@ import pytest
 
 from kurative.errors import RecordRejected
 from kurative.journal import ExecutionFilter, Journal
+from kurative.journal.encoding import encode_cursor
 from tests.integration.journal.helpers import alert, request
 
 pytestmark = pytest.mark.timeout(60)
@@ -79,3 +80,12 @@ async def test_cursors_are_not_interchangeable(journal: Journal) -> None:
         await journal.list_alerts(cursor="YTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk")  # a beyond any integer
     with pytest.raises(RecordRejected, match="limit"):
         await journal.list_alerts(limit=0)
+
+
+async def test_a_cursor_beyond_any_integer_is_refused_not_a_crash(journal: Journal) -> None:
+    """It used to reach the database: SQLite raised OverflowError, an internal error for the API."""
+    huge = encode_cursor(10**20)
+    with pytest.raises(RecordRejected, match="invalid cursor"):
+        await journal.list_executions(cursor=huge)
+    with pytest.raises(RecordRejected, match="invalid cursor"):
+        await journal.list_executions(cursor=encode_cursor(-5))
