@@ -141,6 +141,13 @@ async def test_approve_over_http_runs_and_records_who_a_resolved_alert_cancels_a
         assert code == 0, err
         assert "Alert name: WebDown" in out
         assert "approved   alice" in out
+        code, out, err = await kurative(
+            "executions", "show", by_pod["web-1"], "-o", "yaml",
+            "--server", url, "--token-file", str(token_file(setup, "bob")),
+        )  # fmt: skip
+        assert code == 0, err
+        assert "who: alice" in out
+        assert "reason: web-1 is stuck" in out
         inbox = (await alice.get("/api/v1/alerts", params={"alertname": "WebDown"})).json()["items"]
         assert [(i["alert"]["status"], i["alert"]["labels"]["pod"]) for i in inbox] == [
             ("resolved", "web-2"),
