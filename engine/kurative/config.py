@@ -57,6 +57,8 @@ class AuthRefs:
     bearer_tokens: tuple[str, ...] = ()
     basic: tuple[tuple[str, str], ...] = ()
     """(username, name of the secret holding the password)."""
+    bearer_names: tuple[str, ...] = ()
+    """Who holds each of ``bearer_tokens`` (``token#N`` when the config names nobody)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +193,10 @@ def _from_file(data: Mapping[str, Any], base: Path | None) -> Settings:
         ),
         auth=AuthRefs(
             bearer_tokens=tuple(ref["secretRef"] for ref in auth.get("bearerTokens", ())),
+            bearer_names=tuple(
+                ref.get("name", f"token#{number}")
+                for number, ref in enumerate(auth.get("bearerTokens", ()), 1)
+            ),
             basic=tuple(
                 (entry["username"], entry["password"]["secretRef"]) for entry in auth.get("basic", ())
             ),

@@ -24,6 +24,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -45,6 +46,7 @@ from kurative.execution.reloading import LiveRules, Reloader
 from kurative.execution.runner import ExecutionRunner, PlaybookCache
 from kurative.execution.services import Services
 from kurative.execution.workers import ClusterSlots, WorkerPool
+from kurative.ingress.api import ApiHooks, PlaybookEntry, PlaybooksView
 from kurative.ingress.app import IngressHooks, create_app
 from kurative.ingress.server import IngressServer, bind
 from kurative.ingress.settings import Credentials
@@ -102,6 +104,22 @@ class LazyKubernetes:
                 self._adapter.close()
 
 
+def playbooks_view(rules: LiveRules) -> PlaybooksView:
+    """What ``GET /api/v1/playbooks`` shows: the playbooks in force, the refused versions, and every
+    problem in the files as last checked."""
+    last = rules.last
+    return PlaybooksView(
+        ruleset=rules.active.version if rules.active else "",
+        loaded_at=last.at if last else datetime.now(UTC),
+        playbooks=tuple(
+            PlaybookEntry(s.name, s.version, s.content_hash, s.source, s.status, s.reason)
+            for s in rules.playbooks()
+        ),
+        problems=rules.problems(),
+        reloaded=last is None or (last.errors == 0 and not last.refused),
+    )
+
+
 class Daemon:
     def __init__(
         self,
@@ -138,6 +156,12 @@ class Daemon:
     def _swap_ruleset(self, active: ActiveRuleset) -> None:
         self._active = active
 
+    async def _reload_now(self, rules: LiveRules) -> PlaybooksView:
+        """``POST /api/v1/reload``: check the files now and answer with what is in force after."""
+        assert self._reloader is not None
+        await self._reloader.reload("api", retry=False)
+        return playbooks_view(rules)
+
     def request_stop(self) -> None:
         """Begin the ordered shutdown (SIGTERM, SIGINT, a crashed task, a test)."""
         if not self._stopping:
@@ -156,7 +180,7 @@ class Daemon:
             raise ConfigError(f"auth: {exc}") from None
         for value in (*tokens, *(password for _, password in basic)):
             self.redactor.add(value)
-        return Credentials(tuple(tokens), tuple(basic))
+        return Credentials(tuple(tokens), tuple(basic), auth.bearer_names)
 
     def _commit(self, journal: Journal, breakers: BreakerPolicy) -> Callable[
         [Sequence[IncomingAlert]], Awaitable[tuple[str, ...]]
@@ -269,10 +293,18 @@ class Daemon:
                 created=workers.wake,
                 recent=recent,
             )
+            api = ApiHooks(
+                journal=journal,
+                playbooks=lambda: playbooks_view(rules),
+                breakers=breakers.snapshot,
+                reload=lambda: self._reload_now(rules),
+                decided=workers.wake,
+            )
             hooks = IngressHooks(
                 commit=self._commit(journal, breakers),
                 readiness=self._readiness,
                 committed=matcher.wake,
+                api=api,
             )
             server = IngressServer(create_app(listen, hooks), listen, bind(listen))
             self.url = server.url

@@ -34,6 +34,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -55,7 +56,10 @@ log = structlog.get_logger("kurative.reload")
 
 ACTIVE = "active"
 STALE = "stale"
-"""A playbook whose file no longer checks: its last good version stays active."""
+"""A playbook whose file no longer says what is active (it does not check, or was refused): the
+last good version stays active."""
+REFUSED = "refused"
+"""A version that was not put in force (a duplicate name, new content under an old version)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,14 @@ class PlaybookState:
     version: int
     content_hash: str
     source: str
+    """``path:line:column`` of the playbook's document."""
     status: str
+    reason: str = ""
+
+
+def _state(playbook: Playbook, status: str, reason: str = "") -> PlaybookState:
+    where = f"{playbook.source.path}:{playbook.source.line}:{playbook.source.column}"
+    return PlaybookState(playbook.name, playbook.version, playbook.content_hash, where, status, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +91,7 @@ class ReloadReport:
     """Everything wrong in the files now, refusals included, sorted."""
     files_checked: int = 0
     ruleset: str = ""
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def changed(self) -> bool:
@@ -199,23 +211,22 @@ class LiveRules:
         """Active playbook name -> the file it came from."""
         self._playbooks: dict[str, Playbook] = {}
         self._problems: tuple[Diagnostic, ...] = ()
+        self._refused: tuple[PlaybookState, ...] = ()
         self.active: ActiveRuleset | None = None
         self.last: ReloadReport | None = None
 
     # -- what is in force ----------------------------------------------------------------------------
 
     def playbooks(self) -> tuple[PlaybookState, ...]:
+        """Every playbook in force (``active``, or ``stale``: its file says something else now), then
+        the versions refused at the last reload."""
         states = []
         for name in sorted(self._playbooks):
-            playbook, source = self._playbooks[name], self._origin[name]
-            current = self._files.get(source)
+            playbook = self._playbooks[name]
+            current = self._files.get(self._origin[name])
             stale = current is None or all(p is not playbook for p in current.playbooks)
-            states.append(
-                PlaybookState(
-                    name, playbook.version, playbook.content_hash, source, STALE if stale else ACTIVE
-                )
-            )
-        return tuple(states)
+            states.append(_state(playbook, STALE if stale else ACTIVE))
+        return (*states, *self._refused)
 
     def problems(self) -> tuple[Diagnostic, ...]:
         return self._problems
@@ -240,9 +251,12 @@ class LiveRules:
             self._offered(scan), key=lambda p: (self._origin.get(p.name) != p.source.path, order(p))
         )
         refused = check_ruleset(ordered)
+        rejected: list[PlaybookState] = []
         kept: dict[str, Playbook] = {}
         for playbook in ordered:
             if playbook.name in kept:
+                if all(playbook is not p for p in self._playbooks.values()):
+                    rejected.append(_state(playbook, REFUSED, "the name is already used by another file"))
                 continue
             current = self._playbooks.get(playbook.name)
             if (
@@ -258,6 +272,7 @@ class LiveRules:
                         "raise metadata.version when the content changes",
                     )
                 )
+                rejected.append(_state(playbook, REFUSED, "content changed under the same version"))
                 kept[playbook.name] = current
                 continue
             kept[playbook.name] = playbook
@@ -267,6 +282,7 @@ class LiveRules:
         )
         for conflict in conflicts:
             playbook = kept.pop(conflict.name)
+            rejected.append(_state(playbook, REFUSED, "the journal holds other content under this version"))
             refused.append(
                 _refusal(
                     playbook,
@@ -277,6 +293,7 @@ class LiveRules:
             )
             if conflict.name in self._playbooks:
                 kept[conflict.name] = self._playbooks[conflict.name]
+        self._refused = tuple(rejected)
         return self._swap(trigger, scan, kept, tuple(refused), order)
 
     def _offered(self, scan: _Scan) -> list[Playbook]:
@@ -415,14 +432,18 @@ class Reloader:
     def request(self, trigger: str) -> None:
         self._requested.put_nowait(trigger)
 
-    async def reload(self, trigger: str) -> ReloadReport | None:
-        """One reload; None when it failed (logged, and tried again shortly)."""
+    async def reload(self, trigger: str, *, retry: bool = True) -> ReloadReport | None:
+        """One reload. When it fails (a journal outage, a file system error) it is logged and, with
+        ``retry``, tried again shortly and None returned; without, the error is raised to the caller
+        (``POST /api/v1/reload`` answers it)."""
         try:
             report = await self.rules.reload(trigger)
-        except Exception as exc:  # a journal outage, a file system error: never stops the daemon
+        except Exception as exc:
             log.warning("reload_failed", trigger=trigger, error=f"{type(exc).__name__}: {exc}")
-            asyncio.get_running_loop().call_later(RETRY_SECONDS, self.request, "retry")
             self._count("failed")
+            if not retry:
+                raise
+            asyncio.get_running_loop().call_later(RETRY_SECONDS, self.request, "retry")
             return None
         self._count("changed" if report.changed else "refused" if report.refused else "unchanged")
         return report

@@ -6,6 +6,7 @@ parsed (400 naming the JSON path and the problem), committed to the journal in o
 only then answered 200. While the journal cannot commit (unreachable, or its breaker open) the answer
 is 503 with ``Retry-After``, and Alertmanager retries. Errors are ``application/problem+json``
 (RFC 9457). ``/healthz`` says the process serves; ``/readyz`` whether it should get traffic.
+The REST API (:mod:`kurative.ingress.api`) is mounted beside them when the daemon hands in its hooks.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kurative.errors import AlertError, BreakerOpen, JournalError, JournalUnavailable, RecordRejected
+from kurative.ingress.api import ApiHooks, api_routes
 from kurative.ingress.auth import authenticate
 from kurative.ingress.payloads import Endpoint, inbox_records, parse_body
+from kurative.ingress.problems import Problem
 from kurative.ingress.settings import IngressSettings
 from kurative.journal import IncomingAlert
 
@@ -35,26 +38,6 @@ Readiness = Callable[[], Awaitable[Sequence[str]]]
 """What keeps the daemon from being ready (journal unreachable, no ruleset, shutting down); empty: ready."""
 
 
-class Problem(Exception):
-    """An answer other than 200, as an RFC 9457 problem document."""
-
-    def __init__(self, status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.headers = headers or {}
-
-    def response(self, instance: str) -> Response:
-        body = {"type": "about:blank", "title": self.title, "status": self.status, "detail": self.detail}
-        return JSONResponse(
-            {**body, "instance": instance},
-            status_code=self.status,
-            headers=self.headers,
-            media_type="application/problem+json",
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class IngressHooks:
     """What the app calls into: the commit, readiness, and who to wake once alerts are committed."""
@@ -62,6 +45,8 @@ class IngressHooks:
     commit: Commit
     readiness: Readiness
     committed: Callable[[tuple[str, ...]], None] = lambda ids: None
+    api: ApiHooks | None = None
+    """What the REST API under ``/api/v1`` reads; None serves the webhooks and health only."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -160,8 +145,10 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
             request.url.path
         )
 
+    api = api_routes(hooks.api, identity, settings.retry_after) if hooks.api is not None else []
     return Starlette(
         routes=[
+            *api,
             Route("/api/v1/alerts", webhook("alertmanager"), methods=["POST"]),
             Route("/api/v2/alerts", webhook("prometheus"), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),

@@ -21,7 +21,8 @@ def _same(given: str, expected: str) -> bool:
 
 
 def authenticate(credentials: Credentials, authorization: str | None) -> str | None:
-    """The caller's identity (``token#N`` or ``basic:user``), or None when the header proves nothing.
+    """The caller's identity (the token's name, ``token#N`` for an unnamed one, or the basic-auth user
+    name), or None when the header proves nothing.
 
     Without any credential configured everyone is ``anonymous`` (the listener is loopback only)."""
     if not credentials:
@@ -34,7 +35,8 @@ def authenticate(credentials: Credentials, authorization: str | None) -> str | N
     if scheme.lower() == "bearer":
         for number, token in enumerate(credentials.bearer_tokens, 1):
             if _same(value, token) and found is None:
-                found = f"token#{number}"
+                names = credentials.bearer_names
+                found = names[number - 1] if number <= len(names) else f"token#{number}"
     elif scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
@@ -45,5 +47,5 @@ def authenticate(credentials: Credentials, authorization: str | None) -> str | N
             return None
         for name, secret in credentials.basic:
             if _same(user, name) & _same(password, secret) and found is None:
-                found = f"basic:{name}"
+                found = name
     return found

@@ -15,10 +15,13 @@ DEFAULT_PORT = 9095
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """Resolved credentials: bearer tokens and (user, password) pairs. Never printed: the repr names
-    how many there are, not what they are."""
+    how many there are, not what they are. Each one has a name, the identity the journal records for
+    approvals: the token's ``name`` from the config, the user name for basic auth."""
 
     bearer_tokens: tuple[str, ...] = ()
     basic: tuple[tuple[str, str], ...] = ()
+    bearer_names: tuple[str, ...] = ()
+    """Who holds each bearer token, in the same order; a token without a name is ``token#N``."""
 
     def __bool__(self) -> bool:
         return bool(self.bearer_tokens or self.basic)

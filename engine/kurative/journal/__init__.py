@@ -19,6 +19,7 @@ from kurative.journal.base import Journal
 from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits
 from kurative.journal.models import (
     FINISHED_STATES,
+    AlertPage,
     AlertStatus,
     Approval,
     Claim,
@@ -30,6 +31,7 @@ from kurative.journal.models import (
     ExecutionFilter,
     ExecutionRequest,
     ExecutionState,
+    InboxEntry,
     IncomingAlert,
     Lease,
     LimitRequest,
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LIMITS",
     "FINISHED_STATES",
+    "AlertPage",
     "AlertStatus",
     "Approval",
     "Backoff",
@@ -66,6 +69,7 @@ __all__ = [
     "ExecutionFilter",
     "ExecutionRequest",
     "ExecutionState",
+    "InboxEntry",
     "IncomingAlert",
     "Journal",
     "JournalLimits",

@@ -27,6 +27,7 @@ from kurative.journal.encoding import (
     truncate_text,
 )
 from kurative.journal.models import (
+    AlertPage,
     Approval,
     Claim,
     CreationOutcome,
@@ -47,7 +48,7 @@ from kurative.journal.models import (
     StepStatus,
     StoredAlert,
 )
-from kurative.journal.rows import EXECUTION_COLUMNS
+from kurative.journal.rows import ALERT_COLUMNS, EXECUTION_COLUMNS
 from kurative.journal.schema import Migration, check_version, load_migrations
 from kurative.journal.validation import check_lease_seconds, check_page_limit, check_release, check_request
 
@@ -89,6 +90,8 @@ class JournalBackend(abc.ABC):
     """The folder of its migrations: ``sqlite`` or ``postgresql``."""
     placeholder: str
     """How its SQL marks a parameter."""
+    alert_order: str
+    """The column that orders the inbox by commit (SQLite's rowid, PostgreSQL's seq)."""
 
     def __init__(self, *, url: str, limits: JournalLimits, group_commit: bool, flushers: int) -> None:
         self._url = url
@@ -165,6 +168,10 @@ class JournalBackend(abc.ABC):
     async def _cancel_awaiting_approval(
         self, alert_fingerprint: str, reason_text: str | None
     ) -> tuple[str, ...]: ...
+
+    @abc.abstractmethod
+    async def _list_alerts(self, sql: str, params: list[Any], limit: int) -> AlertPage:
+        """Run the query of :func:`select_alerts`."""
 
     # -- schema -------------------------------------------------------------------------------------
 
@@ -271,6 +278,19 @@ class JournalBackend(abc.ABC):
             alert_fingerprint, truncate_text(reason, self._limits.max_text_chars)
         )
 
+    async def list_alerts(
+        self,
+        *,
+        alertname: str | None = None,
+        fingerprint: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> AlertPage:
+        sql, params = select_alerts(
+            alertname, fingerprint, cursor, limit, mark=self.placeholder, order=self.alert_order
+        )
+        return await self._list_alerts(sql, params, limit)
+
     # -- arguments, cleaned before any transaction --------------------------------------------------
 
     def _clean(self, text: str | None, what: str) -> str | None:
@@ -362,6 +382,9 @@ def select_executions(
         if value is not None:
             clauses.append(f"{column} {mark}")
             params.append(value)
+    if where.alertname is not None:
+        clauses.append(f"alert_id IN (SELECT id FROM alerts WHERE alertname = {mark})")
+        params.append(where.alertname)
     for column, moment in (("created_at >=", where.created_after), ("created_at <", where.created_before)):
         if moment is not None:
             clauses.append(f"{column} {mark}")
@@ -370,6 +393,38 @@ def select_executions(
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
     sql += f" ORDER BY seq DESC LIMIT {mark}"
+    params.append(limit + 1)
+    return sql, params
+
+
+ALERT_CURSOR = "a"
+"""Marks an inbox cursor, so that an execution cursor passed to the inbox is refused (and back)."""
+
+
+def select_alerts(
+    alertname: str | None,
+    fingerprint: str | None,
+    cursor: str | None,
+    limit: int,
+    *,
+    mark: str,
+    order: str,
+) -> tuple[str, list[Any]]:
+    """The ``list_alerts`` query, one row more than ``limit``; ``order`` is the backend's commit order."""
+    check_page_limit(limit)
+    clauses: list[str] = []
+    params: list[Any] = []
+    if cursor is not None:
+        clauses.append(f"{order} < {mark}")
+        params.append(decode_cursor(cursor, prefix=ALERT_CURSOR))
+    for column, value in (("alertname", alertname), ("fingerprint", fingerprint)):
+        if value is not None:
+            clauses.append(f"{column} = {mark}")
+            params.append(value)
+    sql = f"SELECT {ALERT_COLUMNS}, matched_at, ruleset, {order} AS position FROM alerts"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    sql += f" ORDER BY {order} DESC LIMIT {mark}"
     params.append(limit + 1)
     return sql, params
 

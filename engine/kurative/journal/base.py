@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from kurative.journal.models import (
+    AlertPage,
     Approval,
     Claim,
     CreationOutcome,
@@ -172,6 +173,19 @@ class Journal(Protocol):
 
     async def cancel_awaiting_approval(self, alert_fingerprint: str, reason: str) -> tuple[str, ...]:
         """Cancel every execution of that alert still waiting for approval (the alert resolved)."""
+
+    # -- the REST API's reads ---------------------------------------------------------------------------
+
+    async def list_alerts(
+        self,
+        *,
+        alertname: str | None = None,
+        fingerprint: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> AlertPage:
+        """A page of the alert inbox, newest first, each with whether (and against which ruleset) it
+        was matched; pass ``page.next_cursor`` back for the next one."""
 
     # -- retention ----------------------------------------------------------------------------------
 

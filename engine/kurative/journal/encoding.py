@@ -234,15 +234,18 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"e{seq}".encode()).decode().rstrip("=")
+def encode_cursor(seq: int, *, prefix: str = "e") -> str:
+    return base64.urlsafe_b64encode(f"{prefix}{seq}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> int:
+def decode_cursor(cursor: str, *, prefix: str = "e") -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("e"):
+        if not text.startswith(prefix) or not text[1:].isascii() or not text[1:].isdigit():
             raise ValueError(text)
-        return int(text[1:])
+        seq = int(text[1:])
+        if seq >= 2**63:  # beyond every database's integer
+            raise ValueError(text)
+        return seq
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise RecordRejected(f"invalid cursor {cursor[:64]!r}: pass back a next_cursor unchanged") from None

@@ -323,6 +323,8 @@ class ExecutionFilter:
     alert_fingerprint: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    alertname: str | None = None
+    """Only executions of alerts with this ``alertname`` label."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +332,27 @@ class Page:
     """Newest first. Pass ``next_cursor`` back to get the next page; None means this was the last."""
 
     items: tuple[Execution, ...]
+    next_cursor: str | None
+
+
+# -- the alert inbox, as the REST API lists it ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """One received alert and whether the matcher has seen it: ``matched_at`` is None while it waits,
+    ``ruleset`` the ruleset version it was matched against."""
+
+    alert: StoredAlert
+    matched_at: datetime | None
+    ruleset: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPage:
+    """Newest first, as :class:`Page`: pass ``next_cursor`` back for the next page."""
+
+    items: tuple[InboxEntry, ...]
     next_cursor: str | None
 
 

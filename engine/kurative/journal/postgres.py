@@ -44,6 +44,7 @@ from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAle
 from kurative.journal.episodes import join_episodes, joining, open_episode
 from kurative.journal.models import (
     FINISHED_STATES,
+    AlertPage,
     Approval,
     Claim,
     CreationOutcome,
@@ -234,6 +235,7 @@ class PostgresJournal(JournalBackend):
 
     backend = "postgresql"
     placeholder = "%s"
+    alert_order = "seq"
 
     def __init__(
         self,
@@ -766,6 +768,13 @@ class PostgresJournal(JournalBackend):
         async def read(conn: Conn) -> Page:
             cur = await conn.execute(sql.encode(), params)
             return rows.page_from_rows(await cur.fetchall(), limit, CODEC)
+
+        return await self._run(read, retry=True)
+
+    async def _list_alerts(self, sql: str, params: list[Any], limit: int) -> AlertPage:
+        async def read(conn: Conn) -> AlertPage:
+            cur = await conn.execute(sql.encode(), params)
+            return rows.alert_page_from_rows(await cur.fetchall(), limit, CODEC)
 
         return await self._run(read, retry=True)
 

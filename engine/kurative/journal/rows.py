@@ -14,6 +14,7 @@ from typing import Any
 
 from kurative.journal.encoding import encode_cursor
 from kurative.journal.models import (
+    AlertPage,
     AlertStatus,
     Approval,
     Claim,
@@ -21,6 +22,7 @@ from kurative.journal.models import (
     Execution,
     ExecutionDetail,
     ExecutionState,
+    InboxEntry,
     Lease,
     Page,
     PlaybookVersion,
@@ -184,3 +186,14 @@ def detail_from_rows(
         tuple(step_from_row(s, codec) for s in steps),
         tuple(approval_from_row(a, codec) for a in approvals),
     )
+
+
+def alert_page_from_rows(found: Sequence[Row], limit: int, codec: Codec) -> AlertPage:
+    """A page of the inbox out of the ``limit + 1`` rows of :func:`kurative.journal.backend.select_alerts`."""
+    items = tuple(
+        InboxEntry(alert_from_row(r, codec), codec.maybe_time(r["matched_at"]), r["ruleset"])
+        for r in found[:limit]
+    )
+    more = len(found) > limit
+    next_cursor = encode_cursor(int(found[limit - 1]["position"]), prefix="a") if more else None
+    return AlertPage(items, next_cursor)

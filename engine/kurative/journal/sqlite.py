@@ -40,6 +40,7 @@ from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAle
 from kurative.journal.episodes import join_episodes, joining, open_episode
 from kurative.journal.models import (
     FINISHED_STATES,
+    AlertPage,
     Approval,
     Claim,
     CreationOutcome,
@@ -93,6 +94,7 @@ class SQLiteJournal(JournalBackend):
 
     backend = "sqlite"
     placeholder = "?"
+    alert_order = "rowid"
 
     def __init__(
         self,
@@ -630,6 +632,12 @@ class SQLiteJournal(JournalBackend):
     async def _list_executions(self, sql: str, params: list[Any], limit: int) -> Page:
         def read(conn: sqlite3.Connection) -> Page:
             return rows.page_from_rows(conn.execute(sql, params).fetchall(), limit, CODEC)
+
+        return await self._run(read)
+
+    async def _list_alerts(self, sql: str, params: list[Any], limit: int) -> AlertPage:
+        def read(conn: sqlite3.Connection) -> AlertPage:
+            return rows.alert_page_from_rows(conn.execute(sql, params).fetchall(), limit, CODEC)
 
         return await self._run(read)
 

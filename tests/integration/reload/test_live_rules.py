@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kurative.execution.reloading import ACTIVE, STALE, LiveRules, watch_roots
+from kurative.execution.reloading import ACTIVE, REFUSED, STALE, LiveRules, watch_roots
 from kurative.execution.runner import PlaybookCache
 from kurative.journal import Journal, open_journal
 
@@ -49,7 +49,11 @@ def live(rules: Path, journal: Journal) -> LiveRules:
 
 
 def versions(live_rules: LiveRules) -> dict[str, tuple[int, str]]:
-    return {s.name: (s.version, s.status) for s in live_rules.playbooks()}
+    return {s.name: (s.version, s.status) for s in live_rules.playbooks() if s.status != REFUSED}
+
+
+def refused(live_rules: LiveRules) -> list[tuple[str, int, str]]:
+    return [(s.name, s.version, s.source) for s in live_rules.playbooks() if s.status == REFUSED]
 
 
 async def test_first_load_then_only_changed_files_are_checked(rules: Path, journal: Journal) -> None:
@@ -122,8 +126,11 @@ async def test_duplicate_name_in_another_file_is_refused(rules: Path, journal: J
     assert [d.code for d in report.refused] == ["E306"]
     assert report.refused[0].path.endswith("a.yaml")
     state = live_rules.playbooks()[0]
-    assert state.source.endswith("b.yaml")
+    assert state.source.endswith("b.yaml:1:1")
     assert state.version == 1
+    assert [(name, version, source.rsplit("/", 1)[-1]) for name, version, source in refused(live_rules)] == [
+        ("shared", 5, "a.yaml:1:1")
+    ]
 
 
 async def test_new_content_under_the_same_version_is_refused(rules: Path, journal: Journal) -> None:
@@ -137,6 +144,7 @@ async def test_new_content_under_the_same_version_is_refused(rules: Path, journa
     assert [d.code for d in report.refused] == ["E401"]
     assert live_rules.playbooks()[0].content_hash == first_hash
     assert live_rules.playbooks()[0].status == STALE
+    assert [(n, v) for n, v, _ in refused(live_rules)] == [("a", 1)]
 
 
 async def test_content_recorded_by_an_earlier_process_is_refused(rules: Path, journal: Journal) -> None:
@@ -147,7 +155,8 @@ async def test_content_recorded_by_an_earlier_process_is_refused(rules: Path, jo
     report = await restarted.reload("start")
     assert [d.code for d in report.refused] == ["E401"]
     assert "journal" in report.refused[0].message
-    assert restarted.playbooks() == ()
+    assert versions(restarted) == {}
+    assert [(n, v) for n, v, _ in refused(restarted)] == [("a", 1)]
     assert restarted.active is not None
 
 
