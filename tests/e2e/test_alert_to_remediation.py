@@ -5,8 +5,11 @@ executions that wait for approval, are cancelled by the resolved notification, o
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
+import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,6 +83,11 @@ def rule(namespace: str) -> str:
     )
 
 
+def dashboard_queries() -> list[str]:
+    board = json.loads((Path(__file__).resolve().parents[2] / "deploy/grafana/kurative.json").read_text())
+    return [t["expr"] for panel in board["panels"] for t in panel.get("targets", ())]
+
+
 def inbox_count(stack: Stack, fingerprint: str) -> int:
     (row,) = stack.query("SELECT count(*) FROM alerts WHERE fingerprint = %s", fingerprint)
     return int(row[0])
@@ -90,7 +98,11 @@ def test_a_firing_prometheus_rule_becomes_one_execution_that_changes_the_cluster
     stack.playbook("scale-up", SCALE_UP)
     stack.start()
     assert stack.alertmanager is not None
-    with start_prometheus(rules=rule(stack.kube.namespace), alertmanagers=[stack.alertmanager.url]) as prom:
+    assert stack.serve is not None
+    daemon = urllib.parse.urlsplit(stack.serve.url).netloc
+    with start_prometheus(
+        rules=rule(stack.kube.namespace), alertmanagers=[stack.alertmanager.url], scrape=[daemon]
+    ) as prom:
 
         def finished() -> list[dict[str, Any]]:
             found = stack.executions()
@@ -113,6 +125,14 @@ def test_a_firing_prometheus_rule_becomes_one_execution_that_changes_the_cluster
         assert generator.startswith(prom.url), generator
         assert receiver == "kurative"
         assert stack.query("SELECT DISTINCT source FROM alerts") == [("alertmanager",)]
+        # Prometheus scrapes the daemon: its series are there to query, and so is every dashboard query
+        done = 'kurative_executions_total{job="kurative",playbook="scale-up",outcome="succeeded"}'
+        assert float(prom.wait_for_series(done)[0]["value"][1]) == 1
+        prom.wait_for_series('kurative_alerts_received_total{endpoint="alertmanager",status="firing"}')
+        prom.wait_for_series('kurative_step_duration_seconds_count{action="kubernetes.scale"}')
+        prom.wait_for_series('kurative_playbooks_loaded{job="kurative"} == 1')
+        for expr in dashboard_queries():
+            prom.query(expr.replace("$__rate_interval", "1m"))  # a query Prometheus cannot parse raises
 
     detail = stack.kurative_json("executions", "show", execution["id"])
     finals = [(s["name"], s["status"]) for s in detail["steps"] if s["status"] != "started"]

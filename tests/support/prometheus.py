@@ -75,6 +75,8 @@ class PrometheusServer:
     """Alertmanager URLs (http://host:port) that firing alerts are sent to."""
     alertmanager_token: str = ""
     """A bearer token for them, given to Prometheus in a ``credentials_file``."""
+    scrape: Sequence[str] = ()
+    """More targets (host:port) scraped every second as job ``kurative`` on ``/metrics``."""
 
     @property
     def url(self) -> str:
@@ -87,6 +89,9 @@ class PrometheusServer:
     def start(self) -> None:
         config = self.workdir / "prometheus.yml"
         text = CONFIG.format(port=self.port)
+        if self.scrape:
+            targets = json.dumps(list(self.scrape))
+            text += f"  - job_name: kurative\n    static_configs:\n      - targets: {targets}\n"
         flags = []
         if self.rules:
             (self.workdir / "rules.yml").write_text(self.rules)
@@ -141,7 +146,10 @@ class PrometheusServer:
 
 @contextlib.contextmanager
 def start_prometheus(
-    rules: str = "", alertmanagers: Sequence[str] = (), alertmanager_token: str = ""
+    rules: str = "",
+    alertmanagers: Sequence[str] = (),
+    alertmanager_token: str = "",
+    scrape: Sequence[str] = (),
 ) -> Iterator[PrometheusServer]:
     binary = require_prometheus()
     with tempfile.TemporaryDirectory(prefix="kurative-prometheus-") as workdir:
@@ -151,6 +159,7 @@ def start_prometheus(
             rules=rules,
             alertmanagers=alertmanagers,
             alertmanager_token=alertmanager_token,
+            scrape=scrape,
         )
         server.start()
         try:
