@@ -79,6 +79,8 @@ class IngressServer:
             # httptools, with the bound on a request's head that httptools alone does not keep
             http=bounded_protocol(settings.max_header_bytes),
             lifespan="off",
+            # nothing reads the client's address; and X-Forwarded-* from a local process is not trusted
+            proxy_headers=False,
             log_config=None,
             access_log=False,
             backlog=settings.backlog,
