@@ -7,6 +7,11 @@ only then answered 200. While the journal cannot commit (unreachable, or its bre
 is 503 with ``Retry-After``, and Alertmanager retries. Errors are ``application/problem+json``
 (RFC 9457). ``/healthz`` says the process serves; ``/readyz`` whether it should get traffic.
 The REST API (:mod:`kurative.ingress.api`) is mounted beside them when the daemon hands in its hooks.
+
+The two webhooks are the hot path (one POST per Alertmanager group flush, thousands a second): they
+are plain ASGI handlers that read the three headers they need and the body straight from the
+server, and the app hands a POST to their exact paths to them before Starlette's middleware and
+router. Everything else, and every other method on those paths (405), goes through Starlette.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from typing import Any
 
 import structlog
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from kurative.errors import AlertError, BreakerOpen, JournalError, JournalUnavailable, RecordRejected
 from kurative.ingress.api import ApiHooks, api_routes
@@ -49,22 +55,44 @@ class IngressHooks:
     """What the REST API under ``/api/v1`` reads; None serves the webhooks and health only."""
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         detail = f"the body is {declared} bytes; at most {limit} bytes are accepted"
         raise Problem(413, "Payload Too Large", detail)
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise Problem(413, "Payload Too Large", f"the body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise Problem(400, "Bad Request", "the client went away before the body was complete") from None
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise Problem(400, "Bad Request", "the client went away before the body was complete")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, "Payload Too Large", f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """Authorization, Content-Type and Content-Length (the first of each), as Starlette decodes them."""
+    authorization = content_type = content_length = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = authorization if authorization is not None else value.decode("latin-1")
+        elif name == b"content-type":
+            content_type = content_type if content_type is not None else value.decode("latin-1")
+        elif name == b"content-length":
+            content_length = content_length if content_length is not None else value.decode("latin-1")
+    return authorization, content_type, content_length
+
+
+async def _received(send: Send, count: int) -> None:
+    """The 200 answer, as ``JSONResponse({"received": count})`` writes it."""
+    body = b'{"received":%d}' % count
+    headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _unavailable(detail: str, retry_after: float) -> Problem:
@@ -75,8 +103,8 @@ def _unavailable(detail: str, retry_after: float) -> Problem:
 def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
     """The ingress app; ``settings.check()`` has already refused an unsafe listener."""
 
-    def identity(request: Request) -> str:
-        who = authenticate(settings.credentials, request.headers.get("authorization"))
+    def identity(authorization: str | None) -> str:
+        who = authenticate(settings.credentials, authorization)
         if who is None:
             raise Problem(
                 401,
@@ -86,18 +114,20 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
             )
         return who
 
-    async def receive(request: Request, endpoint: Endpoint) -> dict[str, Any]:
-        who = identity(request)
-        if "json" not in request.headers.get("content-type", "application/json"):
+    async def receive(scope: Scope, receive_message: Receive, endpoint: Endpoint) -> int:
+        """Commit the alerts of one POST; how many were committed."""
+        authorization, content_type, content_length = _headers(scope)
+        who = identity(authorization)
+        if "json" not in (content_type if content_type is not None else "application/json"):
             raise Problem(415, "Unsupported Media Type", "send the alerts as application/json")
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await _read_body(receive_message, content_length, settings.max_body_bytes)
         try:
             notification = parse_body(body, endpoint)
         except AlertError as exc:
             raise Problem(400, "Bad Request", str(exc)) from None
         records = inbox_records(notification, endpoint)
         if not records:
-            return {"received": 0}
+            return 0
         try:
             ids = await hooks.commit(records)
         except BreakerOpen as exc:
@@ -117,14 +147,16 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
         if group is not None and group.truncated_alerts:
             log.warning("alerts_truncated", endpoint=endpoint, truncated=group.truncated_alerts, who=who)
         log.debug("alerts_committed", endpoint=endpoint, alerts=len(ids), who=who)
-        return {"received": len(ids)}
+        return len(ids)
 
-    def webhook(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
-        async def handle(request: Request) -> Response:
+    def webhook(endpoint: Endpoint) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+        async def handle(scope: Scope, receive_message: Receive, send: Send) -> None:
             try:
-                return JSONResponse(await receive(request, endpoint))
+                count = await receive(scope, receive_message, endpoint)
             except Problem as problem:
-                return problem.response(request.url.path)
+                await problem.response(scope["path"])(scope, receive_message, send)
+                return
+            await _received(send, count)
 
         return handle
 
@@ -145,14 +177,46 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
             request.url.path
         )
 
-    api = api_routes(hooks.api, identity, settings.retry_after) if hooks.api is not None else []
-    return Starlette(
+    def request_identity(request: Request) -> str:
+        return identity(request.headers.get("authorization"))
+
+    api = api_routes(hooks.api, request_identity, settings.retry_after) if hooks.api is not None else []
+    webhooks = {"/api/v1/alerts": webhook("alertmanager"), "/api/v2/alerts": webhook("prometheus")}
+    return _IngressApp(
+        webhooks,
         routes=[
             *api,
-            Route("/api/v1/alerts", webhook("alertmanager"), methods=["POST"]),
-            Route("/api/v2/alerts", webhook("prometheus"), methods=["POST"]),
+            *(Route(path, _Endpoint(handle), methods=["POST"]) for path, handle in webhooks.items()),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: not_allowed},
     )
+
+
+class _Endpoint:
+    """An ASGI handler as a Starlette route's endpoint (a class instance: Starlette calls it as ASGI)."""
+
+    def __init__(self, handle: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.handle = handle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handle(scope, receive, send)
+
+
+class _IngressApp(Starlette):
+    """Starlette, with a POST to a webhook's exact path handed straight to its handler."""
+
+    def __init__(
+        self, webhooks: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]], **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self._webhooks = webhooks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handle = self._webhooks.get(scope["path"])
+            if handle is not None:
+                await handle(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

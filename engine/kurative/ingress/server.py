@@ -4,7 +4,8 @@ The daemon owns the process: its signals, its logging and its shutdown order. So
 task of the daemon's task group (``Server.serve``) on a socket the daemon bound itself (the port is
 known before the first request, also when 0 asked for a free one), with uvicorn's own signal handling
 and logging configuration switched off, a listen backlog large enough for Alertmanager's bursts,
-and optional TLS.
+and optional TLS. HTTP/1.1 is parsed by httptools (:mod:`kurative.ingress.protocol` bounds a
+request's line and headers).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from kurative.errors import ConfigError
+from kurative.ingress.protocol import bounded_protocol
 from kurative.ingress.settings import IngressSettings
 
 T = TypeVar("T")
@@ -74,11 +76,11 @@ class IngressServer:
     def __init__(self, app: Starlette, settings: IngressSettings, sock: socket.socket) -> None:
         config = uvicorn.Config(
             app,
-            # h11 bounds what a client may send before its headers end (httptools buffers without
-            # limit: one unauthenticated connection could fill the memory with a header that never ends)
-            http="h11",
-            h11_max_incomplete_event_size=settings.max_header_bytes,
+            # httptools, with the bound on a request's head that httptools alone does not keep
+            http=bounded_protocol(settings.max_header_bytes),
             lifespan="off",
+            # nothing reads the client's address; and X-Forwarded-* from a local process is not trusted
+            proxy_headers=False,
             log_config=None,
             access_log=False,
             backlog=settings.backlog,

@@ -47,7 +47,8 @@ class IngressSettings:
     max_body_bytes: int = 10 * 1024 * 1024
     """Largest request body accepted; a larger one is answered 413 before it is read whole."""
     max_header_bytes: int = 64 * 1024
-    """Largest request line and headers accepted; a client that sends more is disconnected."""
+    """Largest request line and headers accepted; a client that sends more is answered 431 and
+    disconnected (:mod:`kurative.ingress.protocol`)."""
     backlog: int = 2048
     """Listen backlog: 1,000 Alertmanager groups flushing at once must not be refused (the kernel
     caps it at net.core.somaxconn)."""

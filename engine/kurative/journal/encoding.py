@@ -98,8 +98,12 @@ def sanitize(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_STATUSES = {status.value: status.value for status in AlertStatus}
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _ENCODER.encode(value)  # json.dumps with these options, without a new encoder per call
 
 
 def encode_json(value: JSONValue, what: str, max_bytes: int) -> tuple[str, bool]:
@@ -114,19 +118,22 @@ def encode_json(value: JSONValue, what: str, max_bytes: int) -> tuple[str, bool]
     except RecursionError:
         raise RecordRejected(f"{what} is nested too deeply to store as JSON") from None
     sanitized = False
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError:
-        data = b""
-        sanitized = True
+    if text.isascii():  # the usual case: no lone surrogate, and as many bytes as characters
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            size = 0
+            sanitized = True
     if sanitized or ("\\u0000" in text and _ESCAPED_NUL.search(text)):
         clean, _ = sanitize(value)
         text = _dumps(clean)
-        data = text.encode("utf-8")
+        size = len(text.encode("utf-8"))
         sanitized = True
-    if len(data) > max_bytes:
+    if size > max_bytes:
         raise RecordRejected(
-            f"{what} is {_size(len(data))} as JSON, over the journal's limit of {_size(max_bytes)}"
+            f"{what} is {_size(size)} as JSON, over the journal's limit of {_size(max_bytes)}"
         )
     return text, sanitized
 
@@ -180,18 +187,24 @@ def prepare_alerts(alerts: Sequence[IncomingAlert], limits: JournalLimits) -> li
         try:
             fingerprint = clean_text(alert.fingerprint, f"{where} fingerprint", limits.max_text_chars)
             where = f"alert #{position} ({fingerprint})"
-            status = AlertStatus(alert.status).value
+            status = (type(alert.status) is str and _STATUSES.get(alert.status)) or AlertStatus(
+                alert.status
+            ).value
             source = clean_text(alert.source, f"{where} source", limits.max_text_chars)
             if not isinstance(alert.labels, Mapping):
                 raise RecordRejected(f"{where} labels must be an object")
+            text_only = True
             for name, label in alert.labels.items():
+                if type(name) is str and type(label) is str:
+                    continue
                 if not isinstance(name, str | bytes) or not isinstance(label, str | bytes):
                     raise RecordRejected(f"{where} label {name!r} must map a string to a string")
+                text_only = text_only and isinstance(name, str) and isinstance(label, str)
             if not isinstance(alert.payload, Mapping):
                 raise RecordRejected(f"{where} payload must be a JSON object")
             labels: dict[str, Any] = dict(alert.labels)
             labels_sanitized = False
-            if not all(isinstance(name, str) and isinstance(value, str) for name, value in labels.items()):
+            if not text_only:
                 labels, labels_sanitized = sanitize(labels)  # bytes: decode them
             labels_json, labels_had_bad_text = encode_json(labels, f"{where} labels", limits.max_alert_bytes)
             if labels_had_bad_text:

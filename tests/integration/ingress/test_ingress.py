@@ -249,7 +249,20 @@ async def test_a_header_that_never_ends_is_cut_off(start_ingress: StartIngress) 
             pass  # still buffering what it is sent: the failure this test is about
         writer.close()
         assert closed
-        assert answer == b"" or answer.startswith(b"HTTP/1.1 400")
+        # the answer may be lost to the reset when the server closes with unread bytes in its buffer
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
         assert ingress.committed == []
         async with ingress.client(headers={"Authorization": "Bearer t0ken-for-tests"}) as client:
             assert (await client.post("/api/v1/alerts", json=webhook())).status_code == 200
+
+
+async def test_a_head_just_over_the_limit_is_answered_431(start_ingress: StartIngress) -> None:
+    async with start_ingress(max_header_bytes=4096) as ingress:
+        host, port = ingress.url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)  # then the server closes
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        assert ingress.committed == []

@@ -1,0 +1,158 @@
+"""The bounded httptools protocol, driven byte by byte through uvicorn's own machinery.
+
+These tests build the protocol exactly as uvicorn's server does (a loaded ``Config``, a
+``ServerState``) on a transport that records what is written, so they fail when a uvicorn release
+changes the hooks :mod:`kurative.ingress.protocol` relies on (then re-check it and the pin in
+pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from kurative.ingress.protocol import BoundedHttpToolsProtocol, bounded_protocol
+
+pytestmark = pytest.mark.timeout(30)
+
+LIMIT = 1024
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 9095)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _app(scope: Any, receive: Any, send: Any) -> None:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    answer = b"got %d" % len(body)
+    headers = [(b"content-length", str(len(answer)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
+def _protocol() -> tuple[BoundedHttpToolsProtocol, Transport]:
+    protocol_class = bounded_protocol(LIMIT)
+    config = uvicorn.Config(_app, http=protocol_class, lifespan="off", log_config=None, server_header=False)
+    config.load()
+    assert config.http_protocol_class is protocol_class
+    protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
+    transport = Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+def _request(body: bytes = b"{}", extra: bytes = b"") -> bytes:
+    return (
+        b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\n" + extra
+        + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )  # fmt: skip
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def test_the_hooks_it_relies_on_are_uvicorns() -> None:
+    hooks = {
+        "data_received": ["self", "data"],
+        "on_message_begin": ["self"],
+        "on_headers_complete": ["self"],
+        "on_message_complete": ["self"],
+    }
+    for name, parameters in hooks.items():
+        assert list(inspect.signature(getattr(HttpToolsProtocol, name)).parameters) == parameters, name
+    assert BoundedHttpToolsProtocol.__mro__[1] is HttpToolsProtocol
+    assert STATUS_LINE[431] == b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    assert isinstance(ServerState().default_headers, list)
+
+
+async def test_requests_under_the_bound_are_served_also_one_byte_at_a_time() -> None:
+    protocol, transport = _protocol()
+    head_of_limit_size = _request(b"x" * 5000, extra=b"X-Pad: " + b"p" * (LIMIT - 200) + b"\r\n")
+    for byte in range(len(head_of_limit_size)):
+        protocol.data_received(head_of_limit_size[byte : byte + 1])
+    await _settle()
+    assert transport.written.startswith(b"HTTP/1.1 200 OK")
+    assert transport.written.endswith(b"got 5000")
+    assert not transport.closed
+
+
+async def test_many_pipelined_requests_in_one_read_are_not_counted_together() -> None:
+    protocol, transport = _protocol()
+    protocol.data_received(_request(b"y" * 300) * 20)  # 20 heads in one read: far over the bound in all
+    for _ in range(40):
+        await _settle()
+    assert transport.written.count(b"HTTP/1.1 200 OK") == 20
+    assert not transport.closed
+
+
+@pytest.mark.parametrize(
+    "start",
+    [b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nX-Big: ", b"POST /api/v1/alerts?q=", b"POST /"],
+    ids=["header", "query", "path"],
+)
+async def test_a_head_over_the_bound_is_answered_431_and_closed(start: bytes) -> None:
+    protocol, transport = _protocol()
+    protocol.data_received(start)
+    sent = len(start)
+    while not transport.closed:
+        protocol.data_received(b"a" * 100)
+        sent += 100
+        assert sent <= LIMIT + 100
+    assert transport.written.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert b"connection: close" in transport.written
+    protocol.data_received(b"a" * 100_000)  # nothing more is parsed or answered
+    assert transport.written.count(b"HTTP/1.1") == 1
+
+
+async def test_the_bound_applies_again_to_the_next_request_on_the_connection() -> None:
+    protocol, transport = _protocol()
+    protocol.data_received(_request())
+    await _settle()
+    assert transport.written.startswith(b"HTTP/1.1 200 OK")
+    protocol.data_received(b"POST /api/v1/alerts HTTP/1.1\r\nX-Big: ")
+    for _ in range(LIMIT // 100 + 2):
+        protocol.data_received(b"a" * 100)
+    assert transport.closed
+    assert b"HTTP/1.1 431" in transport.written
+
+
+async def test_a_malformed_request_is_still_uvicorns_400() -> None:
+    protocol, transport = _protocol()
+    protocol.data_received(b"NOT HTTP AT ALL\r\n\r\n" + b"a" * (2 * LIMIT))
+    assert transport.closed
+    assert transport.written.startswith(b"HTTP/1.1 400")
+    assert b"431" not in transport.written
