@@ -51,6 +51,7 @@ from kurative.ingress.app import IngressHooks, create_app
 from kurative.ingress.server import IngressServer, bind
 from kurative.ingress.settings import Credentials
 from kurative.journal import (
+    ExecutionState,
     IncomingAlert,
     Journal,
     open_journal,
@@ -204,6 +205,16 @@ class Daemon:
 
         return commit
 
+    async def _count_backlog(self, journal: Journal) -> None:
+        """Before a scrape: the journal's backlog gauges (the last values stay if it cannot say)."""
+        try:
+            async with asyncio.timeout(READY_PROBE_TIMEOUT):
+                counts = await journal.count_unfinished()
+        except (KurativeError, TimeoutError):
+            return
+        self.metrics.executions_awaiting_approval.set(counts[ExecutionState.AWAITING_APPROVAL])
+        self.metrics.executions_pending.set(counts[ExecutionState.PENDING])
+
     async def _readiness(self) -> list[str]:
         reasons = []
         if self._stopping:
@@ -305,6 +316,8 @@ class Daemon:
                 readiness=self._readiness,
                 committed=matcher.wake,
                 api=api,
+                metrics=metrics,
+                scraped=lambda: self._count_backlog(journal),
             )
             server = IngressServer(create_app(listen, hooks), listen, bind(listen))
             self.url = server.url

@@ -157,6 +157,11 @@ class Metrics:
             "Executions waiting for an approval, in the whole journal (the same on every replica).",
             registry=registry,
         )
+        self.executions_pending = Gauge(
+            "kurative_executions_pending",
+            "Executions waiting for a worker, in the whole journal (the same on every replica).",
+            registry=registry,
+        )
         self.step_duration = Histogram(
             "kurative_step_duration_seconds",
             "How long one attempt of one step took, by action and outcome.",

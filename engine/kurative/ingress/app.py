@@ -17,6 +17,7 @@ router. Everything else, and every other method on those paths (405), goes throu
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from kurative.ingress.payloads import Endpoint, inbox_records, parse_body
 from kurative.ingress.problems import Problem
 from kurative.ingress.settings import IngressSettings
 from kurative.journal import IncomingAlert
+from kurative.metrics import CONTENT_TYPE, Metrics
 
 log = structlog.get_logger("kurative.ingress")
 
@@ -53,6 +55,14 @@ class IngressHooks:
     committed: Callable[[tuple[str, ...]], None] = lambda ids: None
     api: ApiHooks | None = None
     """What the REST API under ``/api/v1`` reads; None serves the webhooks and health only."""
+    metrics: Metrics | None = None
+    """What ``/metrics`` serves (no credentials needed, like the health endpoints); None: no route."""
+    scraped: Callable[[], Awaitable[None]] | None = None
+    """Brings the gauges read from elsewhere (the journal's backlog) up to date before a scrape."""
+
+
+REJECTED = {400: "invalid", 401: "unauthorized", 413: "too_large", 415: "unsupported_media_type"}
+"""Why a webhook POST was refused, as the ``reason`` label (503: ``unavailable``)."""
 
 
 async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
@@ -143,6 +153,9 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
             log.warning("alerts_not_committed", endpoint=endpoint, alerts=len(records), error=str(exc))
             raise _unavailable(f"the journal did not commit: {exc}", settings.retry_after) from None
         hooks.committed(ids)
+        if hooks.metrics is not None:
+            for status, count in Counter(str(r.status) for r in records).items():
+                hooks.metrics.alerts_received.labels(endpoint, status).inc(count)
         group = notification.group
         if group is not None and group.truncated_alerts:
             log.warning("alerts_truncated", endpoint=endpoint, truncated=group.truncated_alerts, who=who)
@@ -154,6 +167,9 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
             try:
                 count = await receive(scope, receive_message, endpoint)
             except Problem as problem:
+                if hooks.metrics is not None:
+                    reason = REJECTED.get(problem.status, "unavailable")
+                    hooks.metrics.alerts_rejected.labels(endpoint, reason).inc()
                 await problem.response(scope["path"])(scope, receive_message, send)
                 return
             await _received(send, count)
@@ -168,6 +184,12 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
         if reasons:
             return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
         return JSONResponse({"status": "ready"})
+
+    async def metrics(request: Request) -> Response:
+        assert hooks.metrics is not None
+        if hooks.scraped is not None:
+            await hooks.scraped()
+        return Response(hooks.metrics.render(), media_type=CONTENT_TYPE)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return Problem(404, "Not Found", f"no such endpoint: {request.url.path}").response(request.url.path)
@@ -189,6 +211,7 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
             *(Route(path, _Endpoint(handle), methods=["POST"]) for path, handle in webhooks.items()),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *([Route("/metrics", metrics, methods=["GET"])] if hooks.metrics is not None else []),
         ],
         exception_handlers={404: not_found, 405: not_allowed},
     )

@@ -9,7 +9,7 @@ check, the checking and cleaning of every argument before a transaction starts, 
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -173,6 +173,10 @@ class JournalBackend(abc.ABC):
     async def _list_alerts(self, sql: str, params: list[Any], limit: int) -> AlertPage:
         """Run the query of :func:`select_alerts`."""
 
+    @abc.abstractmethod
+    async def _read_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one read-only query and return its rows as tuples."""
+
     # -- schema -------------------------------------------------------------------------------------
 
     async def schema_status(self) -> SchemaStatus:
@@ -258,6 +262,15 @@ class JournalBackend(abc.ABC):
     ) -> Page:
         sql, params = select_executions(where, cursor, limit, mark=self.placeholder, time=self._stored_time)
         return await self._list_executions(sql, params, limit)
+
+    async def count_unfinished(self) -> Mapping[ExecutionState, int]:
+        states = [state.value for state in ExecutionState if not state.finished]
+        marks = ", ".join([self.placeholder] * len(states))
+        sql = f"SELECT state, count(*) FROM executions WHERE state IN ({marks}) GROUP BY state"
+        found = dict.fromkeys((ExecutionState(s) for s in states), 0)
+        for state, count in await self._read_rows(sql, states):
+            found[ExecutionState(state)] = int(count)
+        return found
 
     async def record_approval(
         self, execution_id: str, decision: Decision, who: str, reason: str = ""

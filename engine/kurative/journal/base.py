@@ -9,7 +9,7 @@ reached; the caller decides whether to retry (the ingress answers 503 so that Al
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -153,6 +153,10 @@ class Journal(Protocol):
         cursor: str | None = None,
     ) -> Page:
         """A page of executions, newest first; pass ``page.next_cursor`` back for the next one."""
+
+    async def count_unfinished(self) -> Mapping[ExecutionState, int]:
+        """How many executions are pending, awaiting approval and running now (every state that is
+        not finished, each present, 0 if none): what the backlog gauges show."""
 
     async def get_execution(self, execution_id: str) -> ExecutionDetail:
         """One execution with its step records (in the order written) and approvals."""

@@ -771,6 +771,15 @@ class PostgresJournal(JournalBackend):
 
         return await self._run(read, retry=True)
 
+    async def _read_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        async def read(conn: Conn) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(sql.encode(), list(params))
+            return [
+                tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in await cur.fetchall()
+            ]
+
+        return await self._run(read, retry=True)
+
     async def _list_alerts(self, sql: str, params: list[Any], limit: int) -> AlertPage:
         async def read(conn: Conn) -> AlertPage:
             cur = await conn.execute(sql.encode(), params)

@@ -635,6 +635,12 @@ class SQLiteJournal(JournalBackend):
 
         return await self._run(read)
 
+    async def _read_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return [tuple(row) for row in conn.execute(sql, list(params)).fetchall()]
+
+        return await self._run(read)
+
     async def _list_alerts(self, sql: str, params: list[Any], limit: int) -> AlertPage:
         def read(conn: sqlite3.Connection) -> AlertPage:
             return rows.alert_page_from_rows(conn.execute(sql, params).fetchall(), limit, CODEC)

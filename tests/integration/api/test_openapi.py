@@ -25,12 +25,13 @@ from kurative.ingress.api import ApiHooks, PlaybooksView, openapi_document
 from kurative.ingress.app import IngressHooks, create_app
 from kurative.ingress.settings import IngressSettings
 from kurative.journal import Journal
+from kurative.metrics import Metrics
 from tests.integration.api.conftest import Served
 
 pytestmark = pytest.mark.timeout(120)
 
 METHODS = {"get", "post", "put", "patch", "delete"}
-UNAUTHENTICATED = {("/healthz", "GET"), ("/readyz", "GET")}
+UNAUTHENTICATED = {("/healthz", "GET"), ("/readyz", "GET"), ("/metrics", "GET")}
 EXAMPLES = 25
 """Examples per operation: 14 operations, well under a minute on two busy cores."""
 
@@ -61,7 +62,8 @@ def test_the_document_names_every_route_and_nothing_else() -> None:
         playbooks=lambda: PlaybooksView("", datetime.now(UTC)),
         reload=reload,
     )
-    app = create_app(IngressSettings(), IngressHooks(commit=lambda r: _nothing(), readiness=_ready, api=api))
+    hooks = IngressHooks(commit=lambda r: _nothing(), readiness=_ready, api=api, metrics=Metrics())
+    app = create_app(IngressSettings(), hooks)
     served = {
         (route.path, method)
         for route in app.routes

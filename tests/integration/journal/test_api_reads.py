@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from kurative.errors import RecordRejected
-from kurative.journal import ExecutionFilter, Journal
+from kurative.journal import ExecutionFilter, ExecutionState, Journal
 from kurative.journal.encoding import encode_cursor
 from tests.integration.journal.helpers import alert, request
 
@@ -89,3 +89,23 @@ async def test_a_cursor_beyond_any_integer_is_refused_not_a_crash(journal: Journ
         await journal.list_executions(cursor=huge)
     with pytest.raises(RecordRejected, match="invalid cursor"):
         await journal.list_executions(cursor=encode_cursor(-5))
+
+
+async def test_unfinished_executions_are_counted_by_state(journal: Journal) -> None:
+    empty = await journal.count_unfinished()
+    assert dict(empty) == {
+        ExecutionState.PENDING: 0,
+        ExecutionState.AWAITING_APPROVAL: 0,
+        ExecutionState.RUNNING: 0,
+    }
+    (first,) = await journal.commit_alerts([alert("fp-count-1")])
+    (second,) = await journal.commit_alerts([alert("fp-count-2")])
+    await journal.create_executions(first, [request("a", key=None), request("b", key=None)])
+    await journal.create_executions(second, [request("c", key=None, approval=True)])
+    (claim,) = await journal.claim_executions("replica-a", limit=1, lease_seconds=30)
+    counts = await journal.count_unfinished()
+    assert counts[ExecutionState.PENDING] == 1
+    assert counts[ExecutionState.RUNNING] == 1
+    assert counts[ExecutionState.AWAITING_APPROVAL] == 1
+    await journal.release_execution(claim.lease, ExecutionState.SUCCEEDED)
+    assert (await journal.count_unfinished())[ExecutionState.RUNNING] == 0
