@@ -34,6 +34,7 @@ from kurative.matching.templates import (
     parse_template,
 )
 from kurative.playbooks.models import JSONPath, Playbook, Step
+from kurative.playbooks.quickcheck import Check, compile_check
 from kurative.playbooks.validation import TYPE_NAMES, describe, dotted
 
 _ORDERING = {"lt", "gt", "lte", "gte"}
@@ -172,9 +173,11 @@ def _check_step(checker: _Checker, path: JSONPath, index: int, step: Step, playb
         hint = f"did you mean {suggestion!r}?" if suggestion else "kurative actions lists the catalogue"
         checker.report((*path, "action"), "E301", f"unknown action {step.action!r}", hint)
         return
-    errors = [
-        e for e in _validator(step.action).iter_errors(dict(step.params)) if not _is_template(e.instance)
-    ]
+    params = dict(step.params)
+    quick = _quick_check(step.action)
+    if quick is not None and quick(params):
+        return  # valid params: no error for jsonschema to find
+    errors = [e for e in _validator(step.action).iter_errors(params) if not _is_template(e.instance)]
     misspelt = {
         close
         for e in errors
@@ -204,6 +207,13 @@ def _validator(action: str) -> jsonschema.Draft202012Validator:
     spec = get_action(action)
     assert spec is not None
     return jsonschema.Draft202012Validator(dict(spec.params), format_checker=FORMAT_CHECKER)
+
+
+@functools.cache
+def _quick_check(action: str) -> Check | None:
+    spec = get_action(action)
+    assert spec is not None
+    return compile_check(dict(spec.params), FORMAT_CHECKER)
 
 
 def _param_problem(action: str, error: jsonschema.ValidationError) -> tuple[str, str]:
