@@ -11,13 +11,11 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from kurative.actions.registry import get_action, suggest_action
 from kurative.diagnostics import Diagnostic
-from kurative.durations import FORMAT_CHECKER
+from kurative.durations import FORMATS, format_checker
 from kurative.matching.expressions import (
     Expression,
     ExpressionSyntaxError,
@@ -36,6 +34,9 @@ from kurative.matching.templates import (
 from kurative.playbooks.models import JSONPath, Playbook, Step
 from kurative.playbooks.quickcheck import Check, compile_check
 from kurative.playbooks.validation import TYPE_NAMES, describe, dotted
+
+if TYPE_CHECKING:
+    import jsonschema
 
 _ORDERING = {"lt", "gt", "lte", "gte"}
 _LABEL_ROOTS = {("labels",), ("annotations",), ("alert", "labels"), ("alert", "annotations")}
@@ -206,14 +207,16 @@ def _is_template(value: Any) -> bool:
 def _validator(action: str) -> jsonschema.Draft202012Validator:
     spec = get_action(action)
     assert spec is not None
-    return jsonschema.Draft202012Validator(dict(spec.params), format_checker=FORMAT_CHECKER)
+    import jsonschema  # only for params that fail the quick check
+
+    return jsonschema.Draft202012Validator(dict(spec.params), format_checker=format_checker())
 
 
 @functools.cache
 def _quick_check(action: str) -> Check | None:
     spec = get_action(action)
     assert spec is not None
-    return compile_check(dict(spec.params), FORMAT_CHECKER)
+    return compile_check(dict(spec.params), FORMATS, ignored=_is_template)  # as the report below
 
 
 def _param_problem(action: str, error: jsonschema.ValidationError) -> tuple[str, str]:

@@ -16,8 +16,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jsonschema
-
 Check = Callable[[Any], bool]
 
 # Keywords that never make a document invalid.
@@ -53,29 +51,47 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
 
 def _same(expected: Any, value: Any) -> bool:
     """Equal and of the same scalar type (1, 1.0 and True are told apart, as jsonschema does)."""
+    if isinstance(expected, str):
+        return isinstance(value, str) and expected == value
     return (
-        type(expected) is type(value) and isinstance(value, str | int | float | bool) and expected == value
+        type(expected) is type(value) and isinstance(value, int | float | bool) and expected == value
     ) or (expected is None and value is None)
 
 
 def compile_check(
-    schema: Mapping[str, Any], format_checker: jsonschema.FormatChecker | None = None
+    schema: Mapping[str, Any],
+    formats: Mapping[str, Callable[[Any], bool]] | None = None,
+    ignored: Callable[[Any], bool] | None = None,
 ) -> Check | None:
-    """A check for ``schema`` (local ``#/$defs/...`` references only), or None if it cannot be had."""
-    defs: dict[str, Check] = {}
+    """A check for ``schema`` (local ``#/$defs/...`` references only), or None if it cannot be had.
+
+    ``formats`` are the format checks jsonschema applies (``FormatChecker.conforms``); any other
+    format is an annotation, as it is to a jsonschema format checker that does not know it.
+    ``ignored`` says which values the caller drops every error *about* (an error whose instance is
+    that value): such a value passes, except inside ``anyOf``, ``oneOf`` and ``not``, whose own
+    error is about the enclosing value.
+    """
+    defs: dict[tuple[str, bool], Check] = {}
     raw_defs = schema.get("$defs", {})
 
-    def reference(ref: str) -> Check:
+    def reference(ref: str, strict: bool) -> Check:
         prefix = "#/$defs/"
         if not ref.startswith(prefix) or ref[len(prefix) :] not in raw_defs:
             raise Unsupported(ref)
-        name = ref[len(prefix) :]
-        if name not in defs:
-            defs[name] = lambda value: True  # a placeholder while a recursive definition compiles
-            defs[name] = build(raw_defs[name])
-        return lambda value: defs[name](value)  # noqa: PLW0108 - bound late, for recursion
+        key = (ref[len(prefix) :], strict)
+        if key not in defs:
+            defs[key] = lambda value: True  # a placeholder while a recursive definition compiles
+            defs[key] = build(raw_defs[key[0]], strict)
+        return lambda value: defs[key](value)  # noqa: PLW0108 - bound late, for recursion
 
-    def build(sub: Any) -> Check:
+    def build(sub: Any, strict: bool) -> Check:
+        check = _build(sub, strict)
+        if strict or ignored is None:
+            return check
+        skip = ignored
+        return lambda value: skip(value) or check(value)
+
+    def _build(sub: Any, strict: bool) -> Check:
         if sub is True:
             return lambda value: True
         if sub is False:
@@ -88,20 +104,20 @@ def compile_check(
                 continue
             if keyword in ("properties", "additionalProperties", "patternProperties"):
                 continue  # compiled together below
-            checks.append(_keyword(keyword, argument, sub))
+            checks.append(_keyword(keyword, argument, sub, strict))
         if any(k in sub for k in ("properties", "additionalProperties", "patternProperties")):
-            checks.append(_object_members(sub))
+            checks.append(_object_members(sub, strict))
         if not checks:
             return lambda value: True
         if len(checks) == 1:
             return checks[0]
         return lambda value: all(check(value) for check in checks)
 
-    def _object_members(sub: Mapping[str, Any]) -> Check:
-        properties = {name: build(s) for name, s in sub.get("properties", {}).items()}
-        patterns = [(re.compile(p), build(s)) for p, s in sub.get("patternProperties", {}).items()]
+    def _object_members(sub: Mapping[str, Any], strict: bool) -> Check:
+        properties = {name: build(s, strict) for name, s in sub.get("properties", {}).items()}
+        patterns = [(re.compile(p), build(s, strict)) for p, s in sub.get("patternProperties", {}).items()]
         extra_schema = sub.get("additionalProperties", True)
-        extra = None if extra_schema is True else build(extra_schema)
+        extra = None if extra_schema is True else build(extra_schema, strict)
 
         def check(value: Any) -> bool:
             if not isinstance(value, dict):
@@ -124,7 +140,7 @@ def compile_check(
 
         return check
 
-    def _keyword(keyword: str, argument: Any, sub: Mapping[str, Any]) -> Check:
+    def _keyword(keyword: str, argument: Any, sub: Mapping[str, Any], strict: bool) -> Check:
         if keyword == "type":
             names = [argument] if isinstance(argument, str) else list(argument)
             if any(name not in _TYPES for name in names):
@@ -132,7 +148,7 @@ def compile_check(
             tests = [_TYPES[name] for name in names]
             return lambda value: any(test(value) for test in tests)
         if keyword == "$ref":
-            return reference(argument)
+            return reference(argument, strict)
         if keyword == "const":
             return lambda value: _same(argument, value)
         if keyword == "enum":
@@ -144,7 +160,7 @@ def compile_check(
         if keyword == "items":
             if "prefixItems" in sub:
                 raise Unsupported("prefixItems")
-            item = build(argument)
+            item = build(argument, strict)
             return lambda value: not isinstance(value, list) or all(item(v) for v in value)
         if keyword == "minItems":
             return lambda value: not isinstance(value, list) or len(value) >= argument
@@ -170,24 +186,70 @@ def compile_check(
         if keyword == "maximum":
             return lambda value: _not_number(value) or (_is_number(value) and value <= argument)
         if keyword == "format":
-            if format_checker is None:
+            test = (formats or {}).get(argument)
+            if test is None:
                 return lambda value: True
-            checker = format_checker
-            return lambda value: checker.conforms(value, argument)
+            return test
         if keyword == "propertyNames":
-            name_check = build(argument)
+            name_check = build(argument, strict)
             return lambda value: not isinstance(value, dict) or all(name_check(k) for k in value)
-        if keyword in ("anyOf", "allOf"):
-            branches = [build(s) for s in argument]
-            if keyword == "anyOf":
-                return lambda value: any(branch(value) for branch in branches)
+        if keyword == "anyOf":
+            # jsonschema reports a failed anyOf about the value itself, not about what is inside
+            options = [build(s, True) for s in argument]
+            return lambda value: any(option(value) for option in options)
+        if keyword == "allOf":
+            branches = [build(s, strict) for s in argument]
             return lambda value: all(branch(value) for branch in branches)
-        if keyword in ("oneOf", "not"):
-            # Both need to know that a branch fails, and False here only means "not sure".
-            return lambda value: False
+        if keyword == "oneOf":
+            # Needs to know that the other branches fail: only exact branches can say so.
+            exact_options = [_exact(s) for s in argument]
+            if any(option is None for option in exact_options):
+                return lambda value: False
+            decided = [option for option in exact_options if option is not None]
+            return lambda value: sum(1 for option in decided if option(value)) == 1
+        if keyword == "not":
+            negated = _exact(argument)
+            if negated is None:
+                return lambda value: False
+            return lambda value: not negated(value)
         raise Unsupported(keyword)
 
+    def _exact(sub: Any) -> Check | None:
+        """A check whose False is as sure as its True (jsonschema finds an error), or None. Only for
+        keywords decided exactly here: no numbers (jsonschema's "integer" takes 1.0, its numbers
+        include Decimal), no references, constants and enums of strings only."""
+        if isinstance(sub, bool):
+            return lambda value: sub
+        if not isinstance(sub, Mapping):
+            return None
+        checks: list[Check] = []
+        for keyword, argument in sub.items():
+            if keyword in _ANNOTATIONS:
+                continue
+            if keyword == "type":
+                names = [argument] if isinstance(argument, str) else list(argument)
+                if not set(names) <= {"object", "array", "string", "boolean", "null"}:
+                    return None
+            elif keyword in ("const", "enum"):
+                values = [argument] if keyword == "const" else list(argument)
+                if not all(isinstance(v, str) for v in values):
+                    return None
+            elif keyword in ("properties", "additionalProperties"):
+                children = sub["properties"].values() if keyword == "properties" else [argument]
+                if any(c is not True and _exact(c) is None for c in children):
+                    return None
+                if keyword == "properties" or "properties" not in sub:
+                    checks.append(_object_members(sub, True))
+                continue
+            elif keyword == "items":
+                if _exact(argument) is None:
+                    return None
+            elif keyword not in ("required", "minItems", "maxItems", "minLength", "maxLength", "pattern"):
+                return None
+            checks.append(_keyword(keyword, argument, sub, True))
+        return lambda value: all(check(value) for check in checks)
+
     try:
-        return build(schema)
+        return build(schema, False)
     except (Unsupported, re.error, TypeError):
         return None
