@@ -117,7 +117,8 @@ def compile_check(
         properties = {name: build(s, strict) for name, s in sub.get("properties", {}).items()}
         patterns = [(re.compile(p), build(s, strict)) for p, s in sub.get("patternProperties", {}).items()]
         extra_schema = sub.get("additionalProperties", True)
-        extra = None if extra_schema is True else build(extra_schema, strict)
+        # "additionalProperties": false is reported about the mapping, not about the extra value
+        extra = None if extra_schema is True else build(extra_schema, strict or extra_schema is False)
 
         def check(value: Any) -> bool:
             if not isinstance(value, dict):

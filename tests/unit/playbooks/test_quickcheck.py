@@ -122,7 +122,9 @@ def test_action_params_never_pass_wrongly() -> None:
         schema = dict(spec.params)
         if compile_check(schema, FORMATS) is None:
             continue  # a keyword the quick check leaves to jsonschema: nothing to compare
+        required = dict.fromkeys(schema.get("required", []), "x")
         examples: list[Any] = [{}, {"namespace": "shop", "name": "web"}]
+        examples += [{**required, "nmae": value} for value in REPLACEMENTS]  # a misspelt param
         for name, sub in schema.get("properties", {}).items():
             for value in REPLACEMENTS:
                 examples.append({name: value})
@@ -193,6 +195,11 @@ def test_values_whose_errors_are_dropped_pass_except_under_any_or_one_of() -> No
     assert quick({"n": "${labels.count}"})
     assert quick({"pair": "${labels.pair}"})
     assert not quick({"pair": {"n": "${labels.n}"}})  # jsonschema's anyOf error is about the mapping
+    closed = compile_check(
+        {"additionalProperties": False, "properties": {"a": {}}}, FORMATS, ignored=template
+    )
+    assert closed is not None
+    assert not closed({"b": "${x}"})  # "additional properties" is about the mapping too
     full = jsonschema.Draft202012Validator(schema, format_checker=format_checker())
     assert [e for e in full.iter_errors({"pair": {"n": "${x}"}}) if not template(e.instance)]
 
