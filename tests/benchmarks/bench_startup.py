@@ -20,15 +20,16 @@ is not counted); ``--no-bytecode`` measures the compile-every-time case instead.
 
 Targets: < 0.5 s to ready with 200 playbooks; RSS < 150 MB with 1,000.
 
-Last measured (2-core machine shared with other work, load 3-4; two rounds of 7 runs, the previous
-code interleaved): ready with 200 playbooks, median 0.54 / 1.02 s (min 0.49 / 0.61), was 1.02 / 0.97 s
-(min 0.85 / 0.80); CPU time to ready 0.49 / 0.59 s, was 0.79 / 0.84 s; one playbook 0.80 / 0.95 ms of
-CPU, was 2.0 / 2.1 ms; with 1 playbook 0.33 / 0.40 s of CPU, was 0.39 / 0.43 s. With ``--no-bytecode``:
-0.66 s of CPU to ready with 200 playbooks, was 1.05-1.15 s. RSS with 1,000 playbooks 95 MB (was 96).
-What remains of the fixed cost is mostly imports the daemon needs before it listens (asyncio,
-structlog, uvicorn, Starlette, the YAML parsers, the action catalogue); in this development venv
-structlog also imports rich (installed for import-linter, absent from an installed kurative), about
-0.06 s of CPU.
+Last measured (2-core machine shared with other work, load about 3; 7 runs a round, the previous code
+interleaved). Installed as a user installs it (``pip install .`` into a fresh venv, run with that
+venv's python): ready with 200 playbooks in a median 0.49 / 0.46 s, was 0.94 / 0.82 s; CPU time to
+ready 0.45 / 0.43 s, was 0.83 / 0.78 s; one playbook 0.80 / 0.75 ms of CPU, was 2.1 / 2.0 ms; with 1
+playbook 0.29 / 0.28 s of CPU, was 0.41 / 0.39 s; RSS with 1,000 playbooks 89 MB, was 92 MB. In the
+development venv (editable install; structlog also imports rich there, which import-linter brings,
+about 0.06 s): 0.54 / 1.02 s to ready (min 0.49 / 0.61), was 1.02 / 0.97 s; 0.49 / 0.59 s of CPU, was
+0.79 / 0.84 s; with ``--no-bytecode`` 0.66 s of CPU, was 1.05-1.15 s; RSS 95 MB, was 96 MB. What
+remains of the fixed cost is mostly imports the daemon needs before it listens (asyncio, structlog,
+uvicorn, Starlette, the YAML parsers, the action catalogue).
 """
 
 from __future__ import annotations
