@@ -33,11 +33,12 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
-from typing import Any, Literal
-
-import jsonschema
+from typing import TYPE_CHECKING, Any, Literal
 
 from kurative.errors import AlertError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 AlertStatus = Literal["firing", "resolved"]
 
@@ -304,6 +305,8 @@ def _schema() -> dict[str, Any]:
 
 @cache
 def _validator(definition: str) -> jsonschema.protocols.Validator:
+    import jsonschema  # on the first payload the quick check cannot vouch for, not at start
+
     full = _schema()
     schema = {"$schema": full["$schema"], "$defs": full["$defs"], "$ref": f"#/$defs/{definition}"}
     validator_cls = jsonschema.validators.validator_for(schema)

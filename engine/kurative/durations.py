@@ -4,16 +4,22 @@ A duration is bounded (:data:`MAX_DURATION_SECONDS`): a number with hundreds of 
 overflow float conversion, or parse to infinity and break every later use (formatting, deadlines,
 timers). The schemas mark durations with ``"format": "duration"``, and :data:`FORMAT_CHECKER` makes
 validation apply this parser, so that a document that passes the schema always parses here.
+:data:`FORMATS` is the same check for the quick schema check, which needs no jsonschema: the checker
+is built (and jsonschema imported) on first use, as ``format_checker()`` or ``FORMAT_CHECKER``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-
-import jsonschema
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from kurative.errors import KurativeError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
 _PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
@@ -69,12 +75,36 @@ def format_duration(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
-FORMAT_CHECKER = jsonschema.FormatChecker(formats=())
-
-
-@FORMAT_CHECKER.checks("duration", raises=DurationError)
 def _is_duration(value: object) -> bool:
     """``"format": "duration"``: within range (wrong types and spellings are for ``type`` and ``pattern``)."""
     if isinstance(value, str) and _WHOLE.fullmatch(value):
         parse_duration(value)
     return True
+
+
+def conforms_to_duration(value: object) -> bool:
+    """:func:`_is_duration` as a yes/no, as ``FORMAT_CHECKER.conforms(value, "duration")``."""
+    try:
+        return _is_duration(value)
+    except DurationError:
+        return False
+
+
+FORMATS: dict[str, Callable[[object], bool]] = {"duration": conforms_to_duration}
+"""Every format our schemas check (any other ``format`` is an annotation only)."""
+
+
+@functools.cache
+def format_checker() -> jsonschema.FormatChecker:
+    """The jsonschema format checker for :data:`FORMATS`, built once."""
+    import jsonschema
+
+    checker = jsonschema.FormatChecker(formats=())
+    checker.checks("duration", raises=DurationError)(_is_duration)
+    return checker
+
+
+def __getattr__(name: str) -> jsonschema.FormatChecker:
+    if name == "FORMAT_CHECKER":  # built on first use: importing jsonschema takes a while
+        return format_checker()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

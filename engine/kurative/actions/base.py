@@ -18,9 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
-
-from kurative.durations import FORMAT_CHECKER
+from kurative.durations import format_checker
 from kurative.errors import ActionNotImplemented, PermanentActionError
 
 # A schema's own words for a failed oneOf/anyOf ("give replicas or delta"), shown instead of
@@ -92,9 +90,14 @@ class ActionSpec:
     implementation: ActionFunc | None = field(default=None, compare=False, repr=False)
     _validator: Any = field(init=False, default=None, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        validator = jsonschema.Draft202012Validator(self.params, format_checker=FORMAT_CHECKER)
-        object.__setattr__(self, "_validator", validator)
+    def _params_validator(self) -> Any:
+        """Built on the first check: declaring the catalogue does not import jsonschema."""
+        if self._validator is None:
+            import jsonschema
+
+            validator = jsonschema.Draft202012Validator(self.params, format_checker=format_checker())
+            object.__setattr__(self, "_validator", validator)
+        return self._validator
 
     @property
     def implemented(self) -> bool:
@@ -105,7 +108,7 @@ class ActionSpec:
         if not isinstance(params, Mapping):
             raise PermanentActionError(f"invalid params for {self.name}: params must be an object")
         problems = sorted(
-            self._validator.iter_errors(dict(params)), key=lambda e: list(map(str, e.absolute_path))
+            self._params_validator().iter_errors(dict(params)), key=lambda e: list(map(str, e.absolute_path))
         )
         if problems:
             details = "; ".join(

@@ -27,15 +27,17 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import pybreaker
 import structlog
 
 from kurative import __version__
 from kurative.adapters.breaking import call_through
 from kurative.errors import PermanentActionError, TemporaryActionError
+
+if TYPE_CHECKING:
+    import httpx  # imported where a request is made: the daemon is ready before its first one
 
 log = structlog.get_logger("kurative.adapters.http")
 
@@ -198,6 +200,8 @@ class HttpAdapter:
 
     @staticmethod
     def _parse(url: str, shown: str) -> httpx.URL:
+        import httpx
+
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError, UnicodeError) as exc:
@@ -216,6 +220,8 @@ class HttpAdapter:
     def _client(self, origin: _Origin) -> httpx.AsyncClient:
         found = self._clients.get(origin)
         if found is None:
+            import httpx
+
             settings = self.settings
             found = self._clients[origin] = httpx.AsyncClient(
                 limits=httpx.Limits(
@@ -288,6 +294,8 @@ class HttpAdapter:
         what: str,
         secret_url: bool,
     ) -> HttpAnswer:
+        import httpx
+
         cap = self.settings.max_response_bytes
         timeout = httpx.Timeout(limit, connect=min(self.settings.connect_timeout, limit))
         try:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pybreaker
 
 from kurative.adapters.http import MAX_BODY_IN_MESSAGE, HttpAdapter, HttpSettings
@@ -70,6 +69,8 @@ class PrometheusAdapter:
         self, query: str, *, url: str | None = None, timeout: float | None = None, shown: str | None = None
     ) -> QueryResult:
         """Run ``query`` now; the mapped error when Prometheus refuses it or cannot be reached."""
+        import httpx  # on the first query, not at start: the daemon needs none to be ready
+
         base = self._base(url)
         shown = shown or base
         limit = self.settings.timeout if timeout is None else timeout

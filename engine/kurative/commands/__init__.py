@@ -10,11 +10,12 @@ import argparse
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from kurative.errors import UsageError
-from kurative.linting.rulesets import load_ruleset
-from kurative.matching.ruleset import Ruleset
+
+if TYPE_CHECKING:
+    from kurative.matching.ruleset import Ruleset
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and found errors (lint errors, failed tests, journal unreachable)
@@ -67,6 +68,8 @@ def add_rules_argument(parser: argparse.ArgumentParser) -> None:
 def ruleset_or_report(paths: list[str]) -> Ruleset | None:
     """The ruleset of ``paths``, or ``None`` after printing its errors (and warnings) to stderr.
     A path that does not exist is a usage error."""
+    from kurative.linting.rulesets import load_ruleset  # not needed by every command that imports this
+
     require_paths(paths, "--rules: ")
     loaded = load_ruleset(paths)
     for diagnostic in loaded.diagnostics:

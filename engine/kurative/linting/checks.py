@@ -11,13 +11,11 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from kurative.actions.registry import get_action, suggest_action
 from kurative.diagnostics import Diagnostic
-from kurative.durations import FORMAT_CHECKER
+from kurative.durations import FORMATS, format_checker
 from kurative.matching.expressions import (
     Expression,
     ExpressionSyntaxError,
@@ -34,7 +32,11 @@ from kurative.matching.templates import (
     parse_template,
 )
 from kurative.playbooks.models import JSONPath, Playbook, Step
+from kurative.playbooks.quickcheck import Check, compile_check
 from kurative.playbooks.validation import TYPE_NAMES, describe, dotted
+
+if TYPE_CHECKING:
+    import jsonschema
 
 _ORDERING = {"lt", "gt", "lte", "gte"}
 _LABEL_ROOTS = {("labels",), ("annotations",), ("alert", "labels"), ("alert", "annotations")}
@@ -172,9 +174,11 @@ def _check_step(checker: _Checker, path: JSONPath, index: int, step: Step, playb
         hint = f"did you mean {suggestion!r}?" if suggestion else "kurative actions lists the catalogue"
         checker.report((*path, "action"), "E301", f"unknown action {step.action!r}", hint)
         return
-    errors = [
-        e for e in _validator(step.action).iter_errors(dict(step.params)) if not _is_template(e.instance)
-    ]
+    params = dict(step.params)
+    quick = _quick_check(step.action)
+    if quick is not None and quick(params):
+        return  # valid params: no error for jsonschema to find
+    errors = [e for e in _validator(step.action).iter_errors(params) if not _is_template(e.instance)]
     misspelt = {
         close
         for e in errors
@@ -203,7 +207,16 @@ def _is_template(value: Any) -> bool:
 def _validator(action: str) -> jsonschema.Draft202012Validator:
     spec = get_action(action)
     assert spec is not None
-    return jsonschema.Draft202012Validator(dict(spec.params), format_checker=FORMAT_CHECKER)
+    import jsonschema  # only for params that fail the quick check
+
+    return jsonschema.Draft202012Validator(dict(spec.params), format_checker=format_checker())
+
+
+@functools.cache
+def _quick_check(action: str) -> Check | None:
+    spec = get_action(action)
+    assert spec is not None
+    return compile_check(dict(spec.params), FORMATS, ignored=_is_template)  # as the report below
 
 
 def _param_problem(action: str, error: jsonschema.ValidationError) -> tuple[str, str]:

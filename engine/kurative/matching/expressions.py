@@ -8,6 +8,7 @@ is ``null``, so ``labels.team != 'x'`` is true when the alert has no ``team`` la
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -141,6 +142,13 @@ def compile_expression(source: str) -> Expression:
     """Compile ``source`` or raise :class:`ExpressionSyntaxError` with a position and a hint."""
     if not isinstance(source, str) or not source.strip():
         raise ExpressionSyntaxError("empty expression", str(source), 0, "write a JMESPath expression")
+    return _compile(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile(source: str) -> Expression:
+    """Lint and the ruleset compile the same expressions, and playbooks repeat many (an Expression
+    is immutable; a failure is not remembered, it raises anew)."""
     overflow = _bracket_overflow(source)
     if overflow is not None:
         raise _too_deep(source, overflow)

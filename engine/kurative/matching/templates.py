@@ -8,6 +8,7 @@ Label values that contain ``${`` are data: templates are scanned in playbooks, n
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -117,8 +118,12 @@ def _scan_expression_end(text: str, start: int) -> int:
     raise TemplateSyntaxError("unterminated ${ placeholder", text, start - 2, "close it with }")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_template(text: str) -> Template:
-    """Split ``text`` into literal text and compiled placeholders, or raise TemplateSyntaxError."""
+    """Split ``text`` into literal text and compiled placeholders, or raise TemplateSyntaxError.
+
+    Remembered (a Template is immutable; a failure raises anew): lint, the ruleset and every step
+    run parse the same params."""
     parts: list[str | Placeholder] = []
     buf: list[str] = []
     i = 0

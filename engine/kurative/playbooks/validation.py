@@ -14,21 +14,24 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from importlib import resources
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match
+from typing import TYPE_CHECKING, Any
 
 from kurative.diagnostics import Diagnostic
 from kurative.durations import (
     DURATION_PATTERN,
-    FORMAT_CHECKER,
+    FORMATS,
     MAX_DURATION_DAYS,
     DurationError,
+    format_checker,
     parse_duration,
 )
 from kurative.playbooks.models import Dedupe, Limit, Playbook, Retry, Source, Step, Trigger
+from kurative.playbooks.quickcheck import Check, compile_check
 from kurative.playbooks.yamlload import Document
+
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 API_VERSION = "kurative/v1"
 KIND = "Playbook"
@@ -45,7 +48,14 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @functools.cache
 def _validator(name: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(load_schema(name), format_checker=FORMAT_CHECKER)
+    import jsonschema  # only for a document that fails the quick check
+
+    return jsonschema.Draft202012Validator(load_schema(name), format_checker=format_checker())
+
+
+@functools.cache
+def _quick_check(name: str) -> Check | None:
+    return compile_check(load_schema(name), FORMATS)
 
 
 TYPE_NAMES = {
@@ -84,6 +94,8 @@ def dotted(path: Iterable[str | int]) -> str:
 
 def _leaf(error: ValidationError) -> ValidationError:
     """For oneOf/anyOf failures, the most relevant sub-error (unless the branches disagree on type)."""
+    from jsonschema.exceptions import best_match
+
     while error.context:
         deeper = best_match(error.context)
         if deeper is None or (deeper.validator == "type" and len({e.validator for e in error.context}) > 1):
@@ -99,6 +111,9 @@ def _leaf(error: ValidationError) -> ValidationError:
 
 def schema_diagnostics(doc: Document, schema_name: str = "playbook") -> list[Diagnostic]:
     """Every schema error of ``doc``, positioned, with codes E101–E108."""
+    quick = _quick_check(schema_name)
+    if quick is not None and quick(doc.data):
+        return []  # valid: jsonschema would find nothing, and it takes far longer to say so
     found: dict[tuple[int, int, str, str], Diagnostic] = {}
     for top in _validator(schema_name).iter_errors(doc.data):
         for diagnostic in _explain(doc, _leaf(top), top, schema_name):

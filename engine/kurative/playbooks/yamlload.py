@@ -15,6 +15,7 @@ built).
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import os
 import re
@@ -340,9 +341,16 @@ _DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 _STR_TAG = "tag:yaml.org,2002:str"
 
 
+@functools.lru_cache(maxsize=4096)
+def _plain_tag(value: str) -> str:
+    """The resolver's tag for a plain scalar: keys and values repeat across playbooks, and resolving
+    runs a dozen regular expressions."""
+    return str(_RESOLVER.resolve(ScalarNode, value, (True, False)))
+
+
 def _plain_scalar(value: str) -> Any:
     """What ruamel's round-trip loader makes of a plain scalar; :class:`_NotPlain` for the rare kinds."""
-    tag = _RESOLVER.resolve(ScalarNode, value, (True, False))
+    tag = _plain_tag(value)
     if tag == _STR_TAG:
         return value
     if tag == "tag:yaml.org,2002:null":

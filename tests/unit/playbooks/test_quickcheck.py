@@ -1,0 +1,213 @@
+"""The quick schema check never calls a document valid that jsonschema finds an error in.
+
+It stands in front of jsonschema on every playbook load, so a wrong "valid" would silently drop a
+diagnostic. Checked over every shipped and test playbook, the example config and every action's
+params, each as it is and mutated a field at a time (removed, or replaced by values of other types
+and edge values), and over documents written to hit each keyword.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from kurative.actions.registry import all_actions
+from kurative.durations import FORMATS, format_checker
+from kurative.playbooks.quickcheck import compile_check
+from kurative.playbooks.validation import load_schema
+from kurative.playbooks.yamlload import load_yaml_file
+
+ROOT = Path(__file__).parents[3]
+REPLACEMENTS: list[Any] = [
+    None, True, False, 0, -1, 1, 1.5, 2.0, 10**9, "", "x", "5m", "1h30m", "99999999d", "5 minutes",
+    "${labels.pod}", [], ["a"], ["a", "a"], [1, 1], {}, {"x": 1},
+]  # fmt: skip
+
+
+def _documents(*folders: Path) -> list[Any]:
+    found = []
+    for folder in folders:
+        for path in sorted(folder.rglob("*.yaml")):
+            for doc in load_yaml_file(path).documents:
+                found.append(doc.data)
+    return found
+
+
+def _mutations(data: Any) -> Iterator[Any]:
+    """``data`` with one place changed: each key removed, each value replaced."""
+
+    def places(node: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield (*path, key)
+                yield from places(value, (*path, key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                yield (*path, index)
+                yield from places(value, (*path, index))
+
+    for path in places(data, ()):
+        for replacement in [*REPLACEMENTS, "<delete>"]:
+            changed = copy.deepcopy(data)
+            parent = changed
+            for part in path[:-1]:
+                parent = parent[part]
+            if replacement == "<delete>":
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = replacement
+            yield changed
+
+
+def _template(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def _agree(schema: dict[str, Any], documents: list[Any], *, templates: bool = False) -> tuple[int, int]:
+    """Asserts the rule; returns how many documents the quick check passed and how many it saw.
+    With ``templates``, as ``kurative lint`` checks params: errors about a template do not count."""
+    quick = compile_check(schema, FORMATS, ignored=_template if templates else None)
+    assert quick is not None
+    full = jsonschema.Draft202012Validator(schema, format_checker=format_checker())
+    passed = 0
+    for document in documents:
+        if quick(document):
+            passed += 1
+            errors = [
+                e.message for e in full.iter_errors(document) if not (templates and _template(e.instance))
+            ]
+            assert errors == [], f"quick check passed a document jsonschema rejects: {errors}"
+    return passed, len(documents)
+
+
+def _playbooks() -> list[Any]:
+    docs = _documents(ROOT / "examples" / "playbooks", ROOT / "rules", ROOT / "tests" / "unit" / "lint")
+    return [d for d in docs if isinstance(d, dict) and d.get("kind") == "Playbook"]
+
+
+@pytest.mark.timeout(120)
+def test_playbooks_as_shipped_pass_the_quick_check() -> None:
+    full = jsonschema.Draft202012Validator(load_schema("playbook"), format_checker=format_checker())
+    valid = [d for d in _playbooks() if not list(full.iter_errors(d))]
+    assert len(valid) >= 5
+    passed, seen = _agree(load_schema("playbook"), valid)
+    assert passed == seen, "a valid playbook should not need the full validation"
+
+
+@pytest.mark.timeout(300)
+def test_mutated_playbooks_never_pass_wrongly() -> None:
+    sources = [ROOT / "examples" / "playbooks", ROOT / "rules"]
+    mutated = [m for doc in _documents(*sources)[:6] for m in _mutations(doc)]
+    passed, seen = _agree(load_schema("playbook"), mutated + _playbooks())
+    assert 0 < passed < seen
+
+
+@pytest.mark.timeout(120)
+def test_mutated_config_never_passes_wrongly() -> None:
+    config = _documents(ROOT / "examples")
+    configs = [d for d in config if isinstance(d, dict) and d.get("kind") == "Config"]
+    assert configs
+    passed, _ = _agree(load_schema("config"), [m for c in configs for m in _mutations(c)] + configs)
+    assert passed > 0
+
+
+@pytest.mark.timeout(120)
+def test_action_params_never_pass_wrongly() -> None:
+    for spec in all_actions():
+        schema = dict(spec.params)
+        if compile_check(schema, FORMATS) is None:
+            continue  # a keyword the quick check leaves to jsonschema: nothing to compare
+        required = dict.fromkeys(schema.get("required", []), "x")
+        examples: list[Any] = [{}, {"namespace": "shop", "name": "web"}]
+        examples += [{**required, "nmae": value} for value in REPLACEMENTS]  # a misspelt param
+        for name, sub in schema.get("properties", {}).items():
+            for value in REPLACEMENTS:
+                examples.append({name: value})
+                examples.append({**dict.fromkeys(schema.get("required", []), "x"), name: value})
+            if "default" in sub:
+                examples.append({name: sub["default"]})
+        _agree(schema, examples)
+        _agree(schema, examples, templates=True)
+
+
+@pytest.mark.parametrize(
+    ("schema", "good", "bad"),
+    [
+        ({"type": "integer"}, [1, 0], [1.0, True, "1", None]),
+        ({"type": "number", "minimum": 0, "maximum": 2}, [0, 1.5, 2], [-1, 3, True, "1"]),
+        ({"minimum": 1}, ["text", None, [0]], [0, 0.5]),
+        ({"const": 1}, [1], [True, 1.0, "1"]),
+        ({"enum": ["a", False]}, ["a", False], [0, "b", None]),
+        ({"uniqueItems": True}, [["a", "b"], "x"], [["a", "a"], [1, True], [[1], [1]]]),
+        ({"items": {"type": "string"}, "minItems": 1, "maxItems": 2}, [["a"], {}], [[], [1], ["a"] * 3]),
+        ({"pattern": "^a", "minLength": 2, "maxLength": 3}, ["ab", 5], ["ba", "a", "abcd"]),
+        ({"format": "duration"}, ["5m", 5], ["99999999d"]),
+        ({"required": ["a"], "properties": {"a": {"type": "string"}}}, [{"a": "x"}, []], [{}, {"a": 1}]),
+        ({"additionalProperties": False, "patternProperties": {"^x-": True}}, [{"x-a": 1}], [{"b": 1}]),
+        ({"propertyNames": {"maxLength": 2}}, [{"ab": 1}], [{"abc": 1}]),
+        ({"anyOf": [{"type": "string"}, {"type": "integer"}]}, ["a", 1], [None]),
+        ({"allOf": [{"type": "string"}, {"minLength": 2}]}, ["ab"], ["a", 1]),
+        ({"oneOf": [{"type": "string"}, {"type": "integer"}]}, [], ["a", 1, None]),
+        ({"oneOf": [{"type": "string"}, {"type": "object", "required": ["r"]}]}, ["a", {"r": 1}], [{}, 1]),
+        ({"oneOf": [{"minLength": 1}, {"pattern": "^a"}]}, ["b"], ["a", "", {}]),
+        ({"not": {"type": "string"}}, [1, None], ["a"]),
+        ({"not": {"required": ["a", "b"]}}, [{"a": 1}], [{"a": 1, "b": 2}, "x"]),
+        ({"not": {"type": "integer"}}, [], ["a", 1]),
+        ({"not": {"enum": ["a", 1]}}, [], ["b", "a"]),
+        (
+            {"$defs": {"n": {"type": ["object", "null"], "properties": {"next": {"$ref": "#/$defs/n"}}}},
+             "$ref": "#/$defs/n"},
+            [None, {"next": {"next": None}}],
+            [{"next": {"next": 1}}],
+        ),
+    ],
+)  # fmt: skip
+def test_each_keyword(schema: dict[str, Any], good: list[Any], bad: list[Any]) -> None:
+    """``good``: the quick check says valid; ``bad``: it leaves them to jsonschema (not all are invalid
+    to jsonschema: the quick check may be unsure)."""
+    quick = compile_check(schema, FORMATS)
+    assert quick is not None
+    assert [v for v in good if not quick(v)] == []
+    assert [v for v in bad if quick(v)] == []
+    _agree(schema, good + bad)
+
+
+def test_values_whose_errors_are_dropped_pass_except_under_any_or_one_of() -> None:
+    """``kurative lint`` drops every param error about a template (``${...}``), checked at run time."""
+
+    def template(value: Any) -> bool:
+        return isinstance(value, str) and "${" in value
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "minimum": 1},
+            "pair": {"anyOf": [{"properties": {"n": {"type": "integer"}}}, {"required": ["m"]}]},
+        },
+    }
+    quick = compile_check(schema, FORMATS, ignored=template)
+    assert quick is not None
+    assert quick({"n": "${labels.count}"})
+    assert quick({"pair": "${labels.pair}"})
+    assert not quick({"pair": {"n": "${labels.n}"}})  # jsonschema's anyOf error is about the mapping
+    closed = compile_check(
+        {"additionalProperties": False, "properties": {"a": {}}}, FORMATS, ignored=template
+    )
+    assert closed is not None
+    assert not closed({"b": "${x}"})  # "additional properties" is about the mapping too
+    full = jsonschema.Draft202012Validator(schema, format_checker=format_checker())
+    assert [e for e in full.iter_errors({"pair": {"n": "${x}"}}) if not template(e.instance)]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [{"if": {"type": "string"}}, {"$ref": "https://example.com/s"}, {"prefixItems": [], "items": True},
+     {"type": "mystery"}, {"pattern": "("}],
+)  # fmt: skip
+def test_what_it_does_not_handle_gets_no_quick_check(schema: dict[str, Any]) -> None:
+    assert compile_check(schema, FORMATS) is None
