@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "journal": "maintain the journal (prune)",
     "lint": "check playbook files (schema, expressions, actions, references, versions)",
     "migrate": "apply the journal's schema migrations (--status: only show the version)",
+    "playbooks": "the playbooks a running daemon has in force, with the loader's errors",
     "rbac": "print the least-privilege Role/ClusterRole the playbooks need, as YAML",
     "schema": "print a JSON Schema (playbook, config, alerts, test)",
     "serve": "run the daemon: receive alerts, match them, run the playbooks",
