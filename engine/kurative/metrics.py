@@ -137,7 +137,7 @@ class Metrics:
         self.matches = Counter(
             "kurative_playbook_matches",
             "Alerts a playbook matched, by playbook and what the journal made of it "
-            "(created, deduplicated, limited, cancelled).",
+            "(created, deduplicated, rate_limited).",
             ["playbook", "outcome"],
             registry=registry,
         )
