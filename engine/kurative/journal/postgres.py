@@ -29,6 +29,7 @@ from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
     RESOLVED_REASON,
     JournalBackend,
+    StepsToRecord,
     alert_not_found,
     already_finished,
     cancelled_by,
@@ -62,6 +63,7 @@ from kurative.journal.models import (
     PruneReport,
     StepFinish,
     StepStart,
+    StepsWritten,
     StoredAlert,
 )
 from kurative.journal.schema import SCHEMA_VERSION_TABLE, Migration, check_version
@@ -173,6 +175,84 @@ UPDATE executions SET state = %(state)s, lease_owner = NULL, lease_expires_at = 
 WHERE id = %(id)s AND lease_owner = %(owner)s AND attempt = %(attempt)s AND state = 'running'
 RETURNING {rows.EXECUTION_COLUMNS}
 """
+
+
+def _steps_sql(finished: int, started: bool, release: bool) -> str:
+    """One statement for :meth:`PostgresJournal.record_steps` of that shape: ``finished`` final records
+    (parameters ``f0_index`` ...), maybe a ``started`` record (``s_index`` ...) and a release.
+
+    Everything hangs on ``ok``: the lease is held (its row locked until commit) and none of the records
+    exists yet. So the statement writes all or nothing, and never raises for a lost lease or a
+    conflict (it then returns ``held``/``ok`` as 0), which lets concurrent writers share a transaction.
+    Each record waits for the one before it (``prev``), so their ids follow the order given.
+    """
+    lock = "FOR NO KEY UPDATE" if release else "FOR SHARE"
+    exists: list[str] = [
+        f"(s.final AND s.step_index = %(f{i}_index)s AND s.attempt = %(f{i}_attempt)s)"
+        for i in range(finished)
+    ]
+    if started:
+        exists.append("(NOT s.final AND s.step_index = %(s_index)s AND s.attempt = %(s_attempt)s)")
+    ctes = [
+        "held AS (SELECT e.id, e.attempt FROM executions e WHERE e.id = %(id)s AND e.lease_owner = %(owner)s "
+        f"AND e.attempt = %(lease_attempt)s AND e.state = 'running' {lock})",
+        "ok AS (SELECT held.id, held.attempt FROM held"
+        + (
+            " WHERE NOT EXISTS (SELECT 1 FROM steps s WHERE s.execution_id = held.id AND ("
+            + " OR ".join(exists)
+            + ")))"
+            if exists
+            else ")"
+        ),
+    ]
+    previous: str | None = None
+    outputs: list[str] = []
+    for i in range(finished):
+        after = f" CROSS JOIN (SELECT count(*) FROM {previous}) AS prev" if previous else ""
+        ctes.append(
+            f"f{i} AS (INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, "
+            "output, error, idempotency_key, started_at, finished_at, lease_attempt) "
+            f"SELECT ok.id, %(f{i}_index)s, %(f{i}_name)s, "
+            f"coalesce(nullif(%(f{i}_action)s, ''), s.action, ''), "
+            f"%(f{i}_attempt)s, %(f{i}_status)s, true, %(f{i}_output)s::jsonb, %(f{i}_error)s, "
+            "s.idempotency_key, s.started_at, now(), ok.attempt "
+            f"FROM ok{after} LEFT JOIN steps s ON s.execution_id = ok.id AND s.step_index = %(f{i}_index)s "
+            f"AND s.attempt = %(f{i}_attempt)s AND NOT s.final "
+            "ON CONFLICT DO NOTHING RETURNING id)"
+        )
+        outputs.append(f"(SELECT id FROM f{i}) AS f{i}")
+        previous = f"f{i}"
+    if started:
+        after = f" CROSS JOIN (SELECT count(*) FROM {previous}) AS prev" if previous else ""
+        ctes.append(
+            "st AS (INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, "
+            "params, idempotency_key, started_at, lease_attempt) "
+            "SELECT ok.id, %(s_index)s, %(s_name)s, %(s_action)s, %(s_attempt)s, 'started', false, "
+            f"%(s_params)s::jsonb, %(s_key)s, now(), ok.attempt FROM ok{after} "
+            "ON CONFLICT DO NOTHING RETURNING id)"
+        )
+        outputs.append("(SELECT id FROM st) AS st")
+        previous = "st"
+    select_release = ""
+    if release:
+        after = f", (SELECT count(*) FROM {previous}) AS prev" if previous else ""
+        ctes.append(
+            "rel AS (UPDATE executions e SET state = %(state)s, lease_owner = NULL, lease_expires_at = NULL, "
+            "error = %(error)s, updated_at = now(), finished_at = CASE WHEN %(finished)s THEN now() END, "
+            f"available_at = now() + make_interval(secs => %(delay)s) FROM ok{after} WHERE e.id = ok.id "
+            f"RETURNING {rows.qualified(rows.EXECUTION_COLUMNS, 'e')})"
+        )
+        select_release = ", rel.*"
+    return (
+        "WITH " + ",\n".join(ctes) + "\nSELECT (SELECT count(*) FROM held) AS held, "
+        "(SELECT count(*) FROM ok) AS ok"
+        + "".join(", " + o for o in outputs)
+        + select_release
+        + (" FROM (SELECT 1) AS one LEFT JOIN rel ON true" if release else "")
+    )
+
+
+_STEPS_SQL: dict[tuple[int, bool, bool], str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -712,6 +792,78 @@ class PostgresJournal(JournalBackend):
         if await self._run(held, retry=True):
             raise step_twice(lease, step.name, step.attempt, what)
         raise lease_lost(lease)
+
+    async def _record_steps(self, lease: Lease, steps: StepsToRecord) -> StepsWritten:
+        shape = (len(steps.finished), steps.started is not None, steps.release is not None)
+        sql = _STEPS_SQL.get(shape)
+        if sql is None:
+            sql = _STEPS_SQL[shape] = _steps_sql(*shape)
+        values: dict[str, Any] = {
+            "id": lease.execution_id,
+            "owner": lease.owner,
+            "lease_attempt": lease.attempt,
+        }
+        for i, (step, clean) in enumerate(steps.finished):
+            values.update(
+                {
+                    f"f{i}_index": step.index,
+                    f"f{i}_name": clean.name,
+                    f"f{i}_action": clean.action,
+                    f"f{i}_attempt": step.attempt,
+                    f"f{i}_status": clean.status.value,
+                    f"f{i}_output": clean.output_json,
+                    f"f{i}_error": clean.error,
+                }
+            )
+        if steps.started is not None:
+            start, clean_start = steps.started
+            values.update(
+                {
+                    "s_index": start.index,
+                    "s_name": clean_start.name,
+                    "s_action": clean_start.action,
+                    "s_attempt": start.attempt,
+                    "s_params": clean_start.params_json,
+                    "s_key": clean_start.idempotency_key,
+                }
+            )
+        if steps.release is not None:
+            values.update(
+                {
+                    "state": steps.release.state.value,
+                    "error": steps.release.error,
+                    "finished": steps.release.state.finished,
+                    "delay": steps.release.delay,
+                }
+            )
+        row = await self._write(_Write(sql, values))
+        assert row is not None  # the statement always answers one row
+        if not row["held"]:
+            raise lease_lost(lease)
+        if not row["ok"]:
+            await self._conflict(lease, steps)
+        finished = tuple(int(row[f"f{i}"]) for i in range(len(steps.finished)))
+        started = int(row["st"]) if steps.started is not None else None
+        execution = rows.execution_from_row(row, CODEC) if steps.release is not None else None
+        return StepsWritten(finished, started, execution)
+
+    async def _conflict(self, lease: Lease, steps: StepsToRecord) -> None:
+        """Raise the conflict that kept :meth:`_record_steps` from writing: which record exists."""
+
+        async def existing(conn: Conn) -> set[tuple[int, int, bool]]:
+            cur = await conn.execute(
+                "SELECT step_index, attempt, final FROM steps WHERE execution_id = %s", (lease.execution_id,)
+            )
+            return {(r["step_index"], r["attempt"], r["final"]) for r in await cur.fetchall()}
+
+        found = await self._run(existing, retry=True)
+        for step, _ in steps.finished:
+            if (step.index, step.attempt, True) in found:
+                raise step_twice(lease, step.name, step.attempt, "finished")
+        if steps.started is not None:
+            start = steps.started[0]
+            raise step_twice(lease, start.name, start.attempt, "started")
+        raise lease_lost(lease)  # pragma: no cover - ok is only false for one of those
 
     async def _write(self, write: _Write) -> DictRow | None:
         """Run one runner write, sharing a transaction with concurrent ones (group commit)."""
