@@ -598,17 +598,25 @@ class PostgresJournal(JournalBackend):
         self, matches: Sequence[tuple[str, Sequence[ExecutionRequest]]], ruleset: str
     ) -> MatchResult:
         async def match(conn: Conn) -> MatchResult:
-            outcomes: list[tuple[CreationOutcome, ...]] = []
-            cancelled: list[str] = []
             async with conn.transaction():
+                # The row locks make a racing replica wait, then find the alerts matched: it skips them.
+                cur = await conn.execute(
+                    "UPDATE alerts SET matched_at = now(), ruleset = %s WHERE id = ANY(%s) "
+                    "AND matched_at IS NULL RETURNING id, fingerprint, status",
+                    (ruleset, [alert_id for alert_id, _ in matches]),
+                )
+                found = {row["id"]: row for row in await cur.fetchall()}
+                simple = all(
+                    found[alert_id]["status"] != "resolved" and not any(r.limits for r in requests)
+                    for alert_id, requests in matches
+                    if alert_id in found
+                )
+                if simple:
+                    return await self._create_pipelined(conn, matches, found)
+                outcomes: list[tuple[CreationOutcome, ...]] = []
+                cancelled: list[str] = []
                 for alert_id, requests in matches:
-                    # The row lock makes a racing replica wait, then find the alert matched: it skips it.
-                    cur = await conn.execute(
-                        "UPDATE alerts SET matched_at = now(), ruleset = %s WHERE id = %s "
-                        "AND matched_at IS NULL RETURNING fingerprint, status",
-                        (ruleset, alert_id),
-                    )
-                    alert = await cur.fetchone()
+                    alert = found.pop(alert_id, None)  # an alert listed twice is matched once
                     if alert is None:
                         outcomes.append(())
                         continue
@@ -628,6 +636,78 @@ class PostgresJournal(JournalBackend):
             return MatchResult(tuple(outcomes), tuple(sorted(cancelled)))
 
         return await self._run(match)
+
+    @staticmethod
+    async def _create_pipelined(
+        conn: Conn, matches: Sequence[tuple[str, Sequence[ExecutionRequest]]], found: dict[str, DictRow]
+    ) -> MatchResult:
+        """The executions of firing alerts without limits, as :meth:`_try_create` creates them one by
+        one, in two round trips: every dedupe claim (in order, so a key claimed earlier in the batch
+        deduplicates a later request), then every insert."""
+        first = {alert_id: n for n, (alert_id, _) in reversed(list(enumerate(matches)))}
+        planned = [
+            (alert_id, request, new_id())
+            for n, (alert_id, requests) in enumerate(matches)
+            if alert_id in found and first[alert_id] == n  # listed twice: matched once
+            for request in requests
+        ]
+        holders: dict[str, str] = {}
+        keyed = [
+            (request, execution_id) for _, request, execution_id in planned if request.dedupe_key is not None
+        ]
+        if keyed:
+            async with conn.pipeline():
+                cursors = [conn.cursor() for _ in keyed]
+                for cursor, (request, execution_id) in zip(cursors, keyed, strict=True):
+                    await cursor.execute(
+                        _DEDUPE,
+                        {
+                            "playbook": request.playbook_name,
+                            "key": request.dedupe_key,
+                            "id": execution_id,
+                            "window": request.dedupe_window,
+                        },
+                    )
+                for cursor, (_, execution_id) in zip(cursors, keyed, strict=True):
+                    row = await cursor.fetchone()
+                    assert row is not None
+                    holders[execution_id] = row["execution_id"]
+        outcomes: dict[str, list[CreationOutcome]] = {alert_id: [] for alert_id in found}
+        inserts: list[tuple[Any, ...]] = []
+        for alert_id, request, execution_id in planned:
+            holder = holders.get(execution_id, execution_id)
+            if holder != execution_id:
+                outcomes[alert_id].append(CreationOutcome(request, CreationStatus.DEDUPLICATED, holder))
+                continue
+            state = ExecutionState.AWAITING_APPROVAL if request.requires_approval else ExecutionState.PENDING
+            inserts.append(
+                (
+                    execution_id,
+                    alert_id,
+                    found[alert_id]["fingerprint"],
+                    request.playbook_name,
+                    request.playbook_version,
+                    request.playbook_hash,
+                    state.value,
+                    request.dry_run,
+                    request.dedupe_key,
+                )
+            )
+            outcomes[alert_id].append(CreationOutcome(request, CreationStatus.CREATED, execution_id))
+        if inserts:
+            async with conn.cursor() as cursor:
+                await cursor.executemany(
+                    "INSERT INTO executions (id, alert_id, alert_fingerprint, playbook_name, "
+                    "playbook_version, playbook_hash, state, dry_run, dedupe_key) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    inserts,
+                )
+        return MatchResult(
+            tuple(
+                tuple(outcomes[alert_id]) if alert_id in found and first[alert_id] == n else ()
+                for n, (alert_id, _) in enumerate(matches)
+            )
+        )
 
     async def _create_one(
         self, conn: Conn, alert_id: str, fingerprint: str, request: ExecutionRequest
