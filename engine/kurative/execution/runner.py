@@ -257,6 +257,7 @@ class ExecutionRunner:
             playbook=execution.playbook_name,
             version=execution.playbook_version,
         )
+        log.info("execution_started", attempt=claim.lease.attempt, recovered=claim.recovered or None)
         keeper = LeaseKeeper(self._journal, claim.lease, self._settings.lease_seconds)
         renewing = asyncio.create_task(keeper.run(), name=f"lease-{execution.id}")
         try:
