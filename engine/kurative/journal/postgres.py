@@ -964,6 +964,9 @@ class PostgresJournal(JournalBackend):
         each write is committed on its own, so that each caller gets its own outcome."""
 
         async def group(conn: Conn) -> list[DictRow | BaseException | None]:
+            if len(writes) == 1:  # one statement is a transaction of its own: no pipeline, no BEGIN
+                cur = await conn.execute(writes[0].sql, writes[0].values)
+                return [await cur.fetchone()]
             async with conn.pipeline(), conn.transaction():
                 cursors = [conn.cursor() for _ in writes]
                 for cursor, write in zip(cursors, writes, strict=True):
