@@ -177,90 +177,30 @@ RETURNING {rows.EXECUTION_COLUMNS}
 """
 
 
-def _steps_sql(finished: int, started: bool, release: bool) -> str:
-    """One statement for :meth:`PostgresJournal.record_steps` of that shape: ``finished`` final records
-    (parameters ``f0_index`` ...), maybe a ``started`` record (``s_index`` ...) and a release.
-
-    Everything hangs on ``ok``: the lease is held (its row locked until commit) and none of the records
-    exists yet. So the statement writes all or nothing, and never raises for a lost lease or a
-    conflict (it then returns ``held``/``ok`` as 0), which lets concurrent writers share a transaction.
-    Each record waits for the one before it (``prev``), so their ids follow the order given.
-    """
-    lock = "FOR NO KEY UPDATE" if release else "FOR SHARE"
-    exists: list[str] = [
-        f"(s.final AND s.step_index = %(f{i}_index)s AND s.attempt = %(f{i}_attempt)s)"
-        for i in range(finished)
-    ]
-    if started:
-        exists.append("(NOT s.final AND s.step_index = %(s_index)s AND s.attempt = %(s_attempt)s)")
-    ctes = [
-        "held AS (SELECT e.id, e.attempt FROM executions e WHERE e.id = %(id)s AND e.lease_owner = %(owner)s "
-        f"AND e.attempt = %(lease_attempt)s AND e.state = 'running' {lock})",
-        "ok AS (SELECT held.id, held.attempt FROM held"
-        + (
-            " WHERE NOT EXISTS (SELECT 1 FROM steps s WHERE s.execution_id = held.id AND ("
-            + " OR ".join(exists)
-            + ")))"
-            if exists
-            else ")"
-        ),
-    ]
-    previous: str | None = None
-    outputs: list[str] = []
-    for i in range(finished):
-        after = f" CROSS JOIN (SELECT count(*) FROM {previous}) AS prev" if previous else ""
-        ctes.append(
-            f"f{i} AS (INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, "
-            "output, error, idempotency_key, started_at, finished_at, lease_attempt) "
-            f"SELECT ok.id, %(f{i}_index)s, %(f{i}_name)s, "
-            f"coalesce(nullif(%(f{i}_action)s, ''), s.action, ''), "
-            f"%(f{i}_attempt)s, %(f{i}_status)s, true, %(f{i}_output)s::jsonb, %(f{i}_error)s, "
-            "s.idempotency_key, s.started_at, now(), ok.attempt "
-            f"FROM ok{after} LEFT JOIN steps s ON s.execution_id = ok.id AND s.step_index = %(f{i}_index)s "
-            f"AND s.attempt = %(f{i}_attempt)s AND NOT s.final "
-            "ON CONFLICT DO NOTHING RETURNING id)"
-        )
-        outputs.append(f"(SELECT id FROM f{i}) AS f{i}")
-        previous = f"f{i}"
-    if started:
-        after = f" CROSS JOIN (SELECT count(*) FROM {previous}) AS prev" if previous else ""
-        ctes.append(
-            "st AS (INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, "
-            "params, idempotency_key, started_at, lease_attempt) "
-            "SELECT ok.id, %(s_index)s, %(s_name)s, %(s_action)s, %(s_attempt)s, 'started', false, "
-            f"%(s_params)s::jsonb, %(s_key)s, now(), ok.attempt FROM ok{after} "
-            "ON CONFLICT DO NOTHING RETURNING id)"
-        )
-        outputs.append("(SELECT id FROM st) AS st")
-        previous = "st"
-    select_release = ""
-    if release:
-        after = f", (SELECT count(*) FROM {previous}) AS prev" if previous else ""
-        ctes.append(
-            "rel AS (UPDATE executions e SET state = %(state)s, lease_owner = NULL, lease_expires_at = NULL, "
-            "error = %(error)s, updated_at = now(), finished_at = CASE WHEN %(finished)s THEN now() END, "
-            f"available_at = now() + make_interval(secs => %(delay)s) FROM ok{after} WHERE e.id = ok.id "
-            f"RETURNING {rows.qualified(rows.EXECUTION_COLUMNS, 'e')})"
-        )
-        select_release = ", rel.*"
-    return (
-        "WITH " + ",\n".join(ctes) + "\nSELECT (SELECT count(*) FROM held) AS held, "
-        "(SELECT count(*) FROM ok) AS ok"
-        + "".join(", " + o for o in outputs)
-        + select_release
-        + (" FROM (SELECT 1) AS one LEFT JOIN rel ON true" if release else "")
-    )
-
-
-_STEPS_SQL: dict[tuple[int, bool, bool], str] = {}
-
-
 @dataclass(frozen=True, slots=True)
 class _Write:
-    """One statement of a runner (a step record, a release) that returns one row, or none if fenced."""
+    """One write of a runner (a step record, a release): statements that each return one row, or none
+    if fenced. A write of several statements is all or nothing: should some return a row and others
+    not (a record that exists already), none of them is committed."""
 
     sql: str
     values: dict[str, Any]
+    then: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+    @property
+    def statements(self) -> tuple[tuple[str, dict[str, Any]], ...]:
+        return ((self.sql, self.values), *self.then)
+
+
+Rows = tuple[DictRow | None, ...]
+
+
+class _Partial(Exception):
+    """A write of several statements wrote only some of them: its transaction must not commit."""
+
+
+def _partial(rows: Rows) -> bool:
+    return any(row is None for row in rows) and any(row is not None for row in rows)
 
 
 _PRUNE = (
@@ -351,7 +291,7 @@ class PostgresJournal(JournalBackend):
             name="kurative-journal",
         )
         self._pool_open = False
-        self._writer: GroupWriter[_Write, DictRow | None] | None = (
+        self._writer: GroupWriter[_Write, Rows] | None = (
             GroupWriter(self._flush_writes, concurrency=flushers) if group_commit else None
         )
 
@@ -827,7 +767,7 @@ class PostgresJournal(JournalBackend):
             "owner": lease.owner,
             "attempt": lease.attempt,
         }
-        row = await self._write(_Write(_RELEASE, values))
+        (row,) = await self._write(_Write(_RELEASE, values))
         if row is None:
             raise lease_lost(lease)
         return rows.execution_from_row(row, CODEC)
@@ -860,7 +800,7 @@ class PostgresJournal(JournalBackend):
         conflicts."""
         fence = {"id": lease.execution_id, "owner": lease.owner, "lease_attempt": lease.attempt}
         values = {**values, **fence, "index": step.index, "name": name, "attempt": step.attempt}
-        row = await self._write(_Write(sql, values))
+        (row,) = await self._write(_Write(sql, values))
         if row is not None:
             return int(row["id"])
 
@@ -874,124 +814,131 @@ class PostgresJournal(JournalBackend):
         raise lease_lost(lease)
 
     async def _record_steps(self, lease: Lease, steps: StepsToRecord) -> StepsWritten:
-        shape = (len(steps.finished), steps.started is not None, steps.release is not None)
-        sql = _STEPS_SQL.get(shape)
-        if sql is None:
-            sql = _STEPS_SQL[shape] = _steps_sql(*shape)
-        values: dict[str, Any] = {
-            "id": lease.execution_id,
-            "owner": lease.owner,
-            "lease_attempt": lease.attempt,
-        }
-        for i, (step, clean) in enumerate(steps.finished):
-            values.update(
-                {
-                    f"f{i}_index": step.index,
-                    f"f{i}_name": clean.name,
-                    f"f{i}_action": clean.action,
-                    f"f{i}_attempt": step.attempt,
-                    f"f{i}_status": clean.status.value,
-                    f"f{i}_output": clean.output_json,
-                    f"f{i}_error": clean.error,
-                }
-            )
+        fence = {"id": lease.execution_id, "owner": lease.owner, "lease_attempt": lease.attempt}
+        statements: list[tuple[str, dict[str, Any]]] = []
+        for step, clean in steps.finished:
+            values = {
+                **fence,
+                "index": step.index,
+                "name": clean.name,
+                "attempt": step.attempt,
+                "action": clean.action,
+                "status": clean.status.value,
+                "output": clean.output_json,
+                "error": clean.error,
+            }
+            statements.append((_STEP_FINISHED, values))
         if steps.started is not None:
             start, clean_start = steps.started
-            values.update(
-                {
-                    "s_index": start.index,
-                    "s_name": clean_start.name,
-                    "s_action": clean_start.action,
-                    "s_attempt": start.attempt,
-                    "s_params": clean_start.params_json,
-                    "s_key": clean_start.idempotency_key,
-                }
-            )
+            values = {
+                **fence,
+                "index": start.index,
+                "name": clean_start.name,
+                "attempt": start.attempt,
+                "action": clean_start.action,
+                "params": clean_start.params_json,
+                "key": clean_start.idempotency_key,
+            }
+            statements.append((_STEP_STARTED, values))
         if steps.release is not None:
-            values.update(
-                {
-                    "state": steps.release.state.value,
-                    "error": steps.release.error,
-                    "finished": steps.release.state.finished,
-                    "delay": steps.release.delay,
-                }
-            )
-        row = await self._write(_Write(sql, values))
-        assert row is not None  # the statement always answers one row
-        if not row["held"]:
-            raise lease_lost(lease)
-        if not row["ok"]:
+            release = steps.release
+            values = {
+                "state": release.state.value,
+                "error": release.error,
+                "finished": release.state.finished,
+                "delay": release.delay,
+                "id": lease.execution_id,
+                "owner": lease.owner,
+                "attempt": lease.attempt,
+            }
+            statements.append((_RELEASE, values))
+        (sql, first), *then = statements
+        found = await self._write(_Write(sql, first, tuple(then)))
+        if any(row is None for row in found):  # nothing written: a record exists, or the lease is gone
             await self._conflict(lease, steps)
-        finished = tuple(int(row[f"f{i}"]) for i in range(len(steps.finished)))
-        started = int(row["st"]) if steps.started is not None else None
-        execution = rows.execution_from_row(row, CODEC) if steps.release is not None else None
+        rows_of = list(found)
+        finished = tuple(int(row["id"]) for row in rows_of[: len(steps.finished)] if row is not None)
+        started = None
+        if steps.started is not None:
+            row = rows_of[len(steps.finished)]
+            started = int(row["id"]) if row is not None else None
+        execution = None
+        if steps.release is not None and rows_of[-1] is not None:
+            execution = rows.execution_from_row(rows_of[-1], CODEC)
         return StepsWritten(finished, started, execution)
 
     async def _conflict(self, lease: Lease, steps: StepsToRecord) -> None:
         """Raise the conflict that kept :meth:`_record_steps` from writing: which record exists."""
 
-        async def existing(conn: Conn) -> set[tuple[int, int, bool]]:
+        fence = {"id": lease.execution_id, "owner": lease.owner, "lease_attempt": lease.attempt}
+
+        async def existing(conn: Conn) -> set[tuple[int, int, bool]] | None:
+            cur = await conn.execute(_LEASE_HELD, fence)
+            if await cur.fetchone() is None:
+                return None
             cur = await conn.execute(
                 "SELECT step_index, attempt, final FROM steps WHERE execution_id = %s", (lease.execution_id,)
             )
             return {(r["step_index"], r["attempt"], r["final"]) for r in await cur.fetchall()}
 
         found = await self._run(existing, retry=True)
+        if found is None:
+            raise lease_lost(lease)
         for step, _ in steps.finished:
             if (step.index, step.attempt, True) in found:
                 raise step_twice(lease, step.name, step.attempt, "finished")
         if steps.started is not None:
             start = steps.started[0]
             raise step_twice(lease, start.name, start.attempt, "started")
-        raise lease_lost(lease)  # pragma: no cover - ok is only false for one of those
+        raise lease_lost(lease)  # pragma: no cover - written, then gone before the check
 
-    async def _write(self, write: _Write) -> DictRow | None:
+    async def _write(self, write: _Write) -> Rows:
         """Run one runner write, sharing a transaction with concurrent ones (group commit)."""
         if self._writer is not None:
             return await self._writer.submit(write)
+        return await self._run(lambda conn: _write_alone(conn, write))
 
-        async def one(conn: Conn) -> DictRow | None:
-            cur = await conn.execute(write.sql, write.values)
-            return await cur.fetchone()
-
-        return await self._run(one)
-
-    async def _flush_writes(self, writes: list[_Write]) -> list[DictRow | BaseException | None]:
+    async def _flush_writes(self, writes: list[_Write]) -> list[Rows | BaseException]:
         """Commit ``writes`` in one transaction, pipelined: one round trip and one fsync for all.
 
         None of them raises on a lost lease or a duplicate step record (they return no row), so one
-        caller's fenced write does not spoil the others'. Should the group fail for another reason,
-        each write is committed on its own, so that each caller gets its own outcome."""
+        caller's fenced write does not spoil the others'. Should the group fail for another reason, or
+        a write of several statements be only partly written, each write is committed on its own, so
+        that each caller gets its own outcome."""
 
-        async def group(conn: Conn) -> list[DictRow | BaseException | None]:
-            if len(writes) == 1:  # one statement is a transaction of its own: no pipeline, no BEGIN
-                cur = await conn.execute(writes[0].sql, writes[0].values)
-                return [await cur.fetchone()]
+        async def group(conn: Conn) -> list[Rows | BaseException]:
+            if len(writes) == 1 and not writes[0].then:  # a statement is a transaction of its own
+                return [await _write_alone(conn, writes[0])]
             async with conn.pipeline(), conn.transaction():
-                cursors = [conn.cursor() for _ in writes]
-                for cursor, write in zip(cursors, writes, strict=True):
-                    await cursor.execute(write.sql, write.values)
-                return [await cursor.fetchone() for cursor in cursors]
+                cursors = [[conn.cursor() for _ in write.statements] for write in writes]
+                for mine, write in zip(cursors, writes, strict=True):
+                    for cursor, (sql, values) in zip(mine, write.statements, strict=True):
+                        await cursor.execute(sql, values)
+                results = [tuple([await cursor.fetchone() for cursor in mine]) for mine in cursors]
+                if any(_partial(found) for found in results):
+                    raise _Partial  # rolls the group back: each write again on its own
+            return list(results)
 
         try:
             return await self._run(group)
         except JournalUnavailable:
             raise
+        except _Partial:
+            pass
         except JournalError:
             if len(writes) == 1:
                 raise
-        results: list[DictRow | BaseException | None] = []
+        outcomes: list[Rows | BaseException] = []
         for write in writes:
 
-            async def one(conn: Conn, write: _Write = write) -> DictRow | None:
-                cur = await conn.execute(write.sql, write.values)
-                return await cur.fetchone()
+            async def alone(conn: Conn, write: _Write = write) -> Rows:
+                return await _write_alone(conn, write)
 
             try:
-                results.append(await self._run(one))
+                outcomes.append(await self._run(alone))
             except JournalError as exc:
-                results.append(exc)
-        return results
+                outcomes.append(exc)
+        return outcomes
 
     @staticmethod
     def _stored_time(moment: datetime) -> Any:
@@ -1139,3 +1086,20 @@ async def _lock_state(conn: Conn, execution_id: str) -> ExecutionState:
     if row is None:
         raise execution_not_found(execution_id)
     return ExecutionState(row["state"])
+
+
+async def _write_alone(conn: Conn, write: _Write) -> Rows:
+    """One write in its own transaction; a partly written one is rolled back and returns no rows."""
+    if not write.then:
+        cur = await conn.execute(write.sql, write.values)
+        return (await cur.fetchone(),)
+    found: list[DictRow | None] = []
+    async with conn.transaction() as transaction:
+        for sql, values in write.statements:
+            cur = await conn.execute(sql, values)
+            found.append(await cur.fetchone())
+        if _partial(tuple(found)):
+            raise psycopg.Rollback(transaction)
+    if _partial(tuple(found)):
+        return tuple(None for _ in found)
+    return tuple(found)
