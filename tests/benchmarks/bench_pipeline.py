@@ -19,10 +19,13 @@ also reports, from the server's statistics, the transactions committed and the W
 execution in the daemon phase. The last line is one JSON object. Target: >= 1,000 executions/s.
 ``--profile FILE`` writes a cProfile of the daemon phase.
 
-Measured on the 2-core development machine while other benchmarks and test suites ran (so absolute
-rates vary by 2x from run to run; compare within a run and across several): the daemon 127-195
-executions/s, 0.6-1.2x its baseline (before ``record_steps``: 127-233 executions/s, 0.43-0.54x);
-0.53-0.57 commits and 0.41-0.42 WAL syncs per execution (before: 1.43-1.56 and 1.23-1.28).
+Measured on the 2-core development machine while other benchmarks and test suites ran (absolute
+rates vary by 2x from run to run: compare within a run and across several). Three alternating runs
+at a load average of about 1.5: the daemon 449-569 executions/s, its baseline 833-1,103, ratio
+0.50-0.54, alert to first step p50 1.8-2.5 s; 0.43-0.45 commits and 0.39-0.40 WAL syncs per
+execution. The same runs of the code before ``record_steps`` and the pipelined match: 315-357
+executions/s, baseline (the old calls, two per step and a release) 639-689, ratio 0.49-0.52, p50
+2.8-3.4 s; 1.40-1.46 commits and 1.24-1.29 WAL syncs per execution. The target is not met yet.
 """
 
 from __future__ import annotations
