@@ -294,7 +294,7 @@ class Daemon:
             )
             slots = ClusterSlots(settings.runner.per_cluster)
             recent = RecentAlerts()
-            runner = ExecutionRunner(journal, services, settings.runner, cache, slots.slot, recent)
+            runner = ExecutionRunner(journal, services, settings.runner, cache, slots.slot, recent, metrics)
             workers = WorkerPool(journal, runner, settings.runner)
             matcher = Matcher(
                 journal,
@@ -303,6 +303,7 @@ class Daemon:
                 poll_interval=settings.runner.poll_interval,
                 created=workers.wake,
                 recent=recent,
+                metrics=metrics,
             )
             api = ApiHooks(
                 journal=journal,

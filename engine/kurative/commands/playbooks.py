@@ -23,7 +23,11 @@ def register(subparsers: Any) -> None:
         "playbooks", help="the playbooks a running daemon has in force, with the loader's errors"
     )
     add_server_arguments(parser)
-    parser.add_argument("--reload", action="store_true", help="have the daemon check its rules paths now first (as SIGHUP does)")
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="have the daemon check its rules paths now first (as SIGHUP does)",
+    )
     parser.add_argument("-o", "--output", choices=OUTPUTS, default="table")
     parser.set_defaults(func=run)
 

@@ -30,6 +30,7 @@ from kurative.journal.inbox import inbox_alert
 from kurative.matching.context import alert_context, playbook_context
 from kurative.matching.planning import compute_dedupe_key, compute_limit_keys, needs_approval
 from kurative.matching.ruleset import Ruleset
+from kurative.metrics import Metrics
 
 log = structlog.get_logger("kurative.matcher")
 
@@ -86,8 +87,10 @@ class Matcher:
         poll_interval: float,
         created: Callable[[], None] = lambda: None,
         recent: RecentAlerts | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._recent = recent
+        self._metrics = metrics
         self._journal = journal
         self._ruleset = ruleset
         self._dry_run = dry_run
@@ -143,6 +146,8 @@ class Matcher:
                     created += 1
                     if self._recent is not None and stored.id in parsed:
                         self._recent.remember(stored.id, parsed[stored.id])
+                if self._metrics is not None:
+                    self._metrics.matches.labels(result.request.playbook_name, result.status.value).inc()
                 log.info(
                     "alert_matched",
                     alert_id=stored.id,

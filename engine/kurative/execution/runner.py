@@ -1,7 +1,10 @@
 """Running one claimed execution, step by step, with every step journaled before and after it acts.
 
 The order of writes is what makes a crash harmless: a step's ``started`` record is committed before its
-action runs, its final record after; the execution is released only after its last step's record.
+action runs, its final record after; the execution is released only after its last step's record. A
+step's final record is committed together with whatever the runner writes next (the next step's
+``started`` record, a skipped step, the release), in one :meth:`~kurative.journal.base.Journal.record_steps`
+call: one commit per step rather than two, and the same order of what becomes durable.
 What a kill -9 can leave behind is therefore at most one step per execution recorded as started but
 not finished, and recovery (:mod:`kurative.execution.recovery`) decides from the action's declared
 repeat-safety whether to run it again, record it as done, or park the execution for review.
@@ -34,6 +37,7 @@ from kurative.errors import (
     ActionError,
     BreakerOpen,
     ExpressionError,
+    JournalConflict,
     JournalError,
     JournalUnavailable,
     KurativeError,
@@ -52,6 +56,7 @@ from kurative.journal import (
     ExecutionState,
     Journal,
     Lease,
+    Release,
     StepFinish,
     StepRecord,
     StepStart,
@@ -62,6 +67,7 @@ from kurative.journal.inbox import inbox_alert
 from kurative.matching.conditions import Condition, compile_condition
 from kurative.matching.context import build_context
 from kurative.matching.planning import render_step
+from kurative.metrics import Metrics
 from kurative.playbooks.loading import load_bytes
 from kurative.playbooks.models import Playbook, Step
 
@@ -189,6 +195,8 @@ class LeaseKeeper:
         self.lost: str | None = None
         self.acting = False
         """An action is running: its effect is unknown until its final record is written."""
+        self.pending: list[StepFinish] = []
+        """Final records not written yet: they go with the next write (a start, a release)."""
         self._renewed = time.monotonic()
 
     @property
@@ -233,8 +241,10 @@ class ExecutionRunner:
         playbooks: PlaybookCache,
         cluster_slot: Callable[[str | None], contextlib.AbstractAsyncContextManager[None]] | None = None,
         recent: RecentAlerts | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._recent = recent
+        self._metrics = metrics
         self._journal = journal
         self._services = services
         self._settings = settings
@@ -250,32 +260,41 @@ class ExecutionRunner:
             playbook=execution.playbook_name,
             version=execution.playbook_version,
         )
+        log.info("execution_started", attempt=claim.lease.attempt, recovered=claim.recovered or None)
         keeper = LeaseKeeper(self._journal, claim.lease, self._settings.lease_seconds)
         renewing = asyncio.create_task(keeper.run(), name=f"lease-{execution.id}")
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.executions_in_progress.inc()
         try:
-            return await self._run(claim, keeper)
+            state = await self._run(claim, keeper)
+            if metrics is not None and state.finished:
+                metrics.executions.labels(execution.playbook_name, state.value).inc()
+            return state
         except Stop as stop:
             log.info("execution_stopped", reason=str(stop))
+            if metrics is not None and keeper.lost is not None:
+                metrics.leases_lost.inc()
             return None
         except Exception as exc:  # a bug, or a journal refusal nobody expected: never leave it running
             log.exception("execution_crashed")
             if not keeper.acting and keeper.lost is None:
                 reason = f"kurative could not run it: {type(exc).__name__}: {exc}"[:2000]
-                with contextlib.suppress(KurativeError):
-                    await self._journal.release_execution(
-                        keeper.lease, ExecutionState.NEEDS_REVIEW, error=reason
-                    )
+                await self._last_release(keeper, ExecutionState.NEEDS_REVIEW, reason)
+                if metrics is not None:
+                    metrics.executions.labels(
+                        execution.playbook_name, ExecutionState.NEEDS_REVIEW.value
+                    ).inc()
             return None
         except asyncio.CancelledError:
             # Shutting down: between steps the execution goes back to pending for any replica;
             # inside an action its lease is left to expire, and recovery checks the open step.
             if not keeper.acting and keeper.lost is None:
-                with contextlib.suppress(KurativeError):
-                    await self._journal.release_execution(
-                        keeper.lease, ExecutionState.PENDING, error="interrupted by shutdown"
-                    )
+                await self._last_release(keeper, ExecutionState.PENDING, "interrupted by shutdown")
             raise
         finally:
+            if metrics is not None:
+                metrics.executions_in_progress.dec()
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
@@ -293,13 +312,65 @@ class ExecutionRunner:
         except JournalUnavailable as exc:
             raise Stop(f"the journal is unavailable: {exc}") from None
 
+    async def _last_release(self, keeper: LeaseKeeper, state: ExecutionState, error: str) -> None:
+        """Release after something went wrong, with the final records still pending when possible."""
+        pending, keeper.pending = keeper.pending, []
+        with contextlib.suppress(KurativeError):
+            if pending:
+                with contextlib.suppress(RecordRejected, JournalConflict):
+                    await self._journal.record_steps(
+                        keeper.lease, finished=pending, release=Release(state, error)
+                    )
+                    return
+            # without them: a step left started is what recovery looks at, as after a crash
+            await self._journal.release_execution(keeper.lease, state, error=error)
+
+    async def _commit(
+        self, keeper: LeaseKeeper, started: StepStart | None = None, release: Release | None = None
+    ) -> int | None:
+        """Write the pending final records, then ``started`` and ``release``, in one transaction;
+        return the id of the ``started`` record. Nothing at all to write is no write."""
+        pending = list(keeper.pending)
+        if not pending and started is None and release is None:
+            return None
+
+        async def write() -> Any:
+            return await self._journal.record_steps(
+                keeper.lease, finished=pending, started=started, release=release
+            )
+
+        try:
+            written = await self._write(keeper, write)
+        except RecordRejected:
+            if not pending:
+                raise  # ``started`` itself cannot be journalled: the caller says so
+            # a result too large to journal: each pending record alone, cut down when refused
+            for record in pending:
+                await self._write_alone(keeper, record)
+            keeper.pending = []
+            if started is None and release is None:
+                return None
+            return await self._commit(keeper, started, release)
+        keeper.pending = []
+        return written.started  # type: ignore[no-any-return]
+
+    async def _write_alone(self, keeper: LeaseKeeper, record: StepFinish) -> None:
+        async def write() -> Any:
+            try:
+                return await self._journal.record_steps(keeper.lease, finished=[record])
+            except RecordRejected as exc:
+                shorter = StepFinish(
+                    record.index, record.name, record.status, record.attempt, record.action,
+                    {"truncated": str(exc)}, record.error,
+                )  # fmt: skip
+                return await self._journal.record_steps(keeper.lease, finished=[shorter])
+
+        await self._write(keeper, write)
+
     async def _release(
         self, keeper: LeaseKeeper, state: ExecutionState, error: str | None = None, delay: float = 0.0
     ) -> ExecutionState:
-        async def release() -> Any:
-            return await self._journal.release_execution(keeper.lease, state, error=error, delay=delay)
-
-        await self._write(keeper, release)
+        await self._commit(keeper, release=Release(state, error, delay))
         log.info("execution_released", state=state.value, error=error, delay=round(delay, 3) or None)
         return state
 
@@ -375,22 +446,13 @@ class ExecutionRunner:
         output: Any = None,
         error: str | None = None,
     ) -> StepRecord:
-        record = StepFinish(index, step.name, status, attempt, step.action, output, error)
-
-        async def write() -> Any:
-            try:
-                return await self._journal.record_step_finished(keeper.lease, record)
-            except RecordRejected as exc:
-                shorter = StepFinish(
-                    index, step.name, status, attempt, step.action, {"truncated": str(exc)}, error
-                )
-                return await self._journal.record_step_finished(keeper.lease, shorter)
-
-        record_id = await self._write(keeper, write)
-        log.info("step_finished", status=status.value, attempt=attempt, error=error)
+        """The final record of a step attempt. It is written with the runner's next write (the next
+        step's start, a release), which is committed before anything else happens to the execution."""
+        keeper.pending.append(StepFinish(index, step.name, status, attempt, step.action, output, error))
+        log.debug("step_finished", status=status.value, attempt=attempt, error=error)
         now = datetime.now().astimezone()
         return StepRecord(
-            record_id, keeper.lease.execution_id, index, step.name, step.action, attempt, status,
+            0, keeper.lease.execution_id, index, step.name, step.action, attempt, status,
             None, output, error, None, now, now, keeper.lease.attempt,
         )  # fmt: skip
 
@@ -506,21 +568,21 @@ class ExecutionRunner:
             if keeper.cancel_requested:
                 return await self._release(keeper, ExecutionState.CANCELLED, "cancelled while running")
             start = StepStart(index, step.name, step.action, attempt, dict(params), ctx.idempotency_key)
-
-            async def started(start: StepStart = start) -> Any:
-                return await self._journal.record_step_started(keeper.lease, start)
-
             kube = step.action.startswith("kubernetes.")
+            if kube and keeper.pending:
+                # a cluster slot may take long to free: the earlier result is not held back meanwhile
+                await self._commit(keeper)
             error: BaseException | None = None
+            begun: float | None = None
             async with self._cluster_slot(cluster if kube else None):
                 # The slot first: a step waiting for its cluster has not started (nothing to recover).
                 keeper.check()
                 try:
-                    await self._write(keeper, started)
+                    await self._commit(keeper, started=start)
                 except RecordRejected as exc:  # its rendered params are too large to journal
                     error = PermanentActionError(f"the step cannot be journalled: {exc}")
                 else:
-                    log.info("step_started", action=step.action, attempt=attempt, dry_run=ctx.dry_run)
+                    log.debug("step_started", action=step.action, attempt=attempt, dry_run=ctx.dry_run)
                     begun = time.monotonic()
                     keeper.acting = True
                     try:
@@ -533,10 +595,11 @@ class ExecutionRunner:
                     except Exception as exc:  # an action's bug must not take the worker down
                         log.exception("step_crashed", action=step.action)
                         error = exc
+            if begun is not None:
+                self._took(step, ctx, error, time.monotonic() - begun)
             if error is None:
                 keeper.acting = False
                 status = StepStatus.DRY_RUN if ctx.dry_run else StepStatus.SUCCEEDED
-                log.debug("step_took", seconds=round(time.monotonic() - begun, 4))
                 return await self._finish(keeper, index, step, attempt, status, dict(output))
             keeper.acting = False
             decision = decide(error, step.retry, failures + 1)
@@ -553,9 +616,24 @@ class ExecutionRunner:
             await self._finish(keeper, index, step, attempt, StepStatus.FAILED, {"retry": True}, message)
             if decision.delay > self._settings.lease_seconds / 3:
                 return await self._release(keeper, ExecutionState.PENDING, message, decision.delay)
+            await self._commit(keeper)  # the failure is durable before the wait
             await asyncio.sleep(decision.delay)
             attempt += 1
             ctx = ActionContext(ctx.execution_id, ctx.step, attempt, ctx.dry_run, ctx.cluster, ctx.services)
+
+    def _took(self, step: Step, ctx: ActionContext, error: BaseException | None, seconds: float) -> None:
+        log.debug("step_took", seconds=round(seconds, 4))
+        if self._metrics is None:
+            return
+        if error is None:
+            outcome = "dry_run" if ctx.dry_run else "succeeded"
+        elif isinstance(error, TimeoutError):
+            outcome = "timeout"
+        elif isinstance(error, BreakerOpen):
+            outcome = "breaker_open"
+        else:
+            outcome = "failed"
+        self._metrics.step_duration.labels(step.action, outcome).observe(seconds)
 
     async def _approval(
         self,
@@ -572,13 +650,11 @@ class ExecutionRunner:
         if open_record is None:
             attempt = history.next_attempt
             start = StepStart(index, step.name, step.action, attempt, dict(params), None)
-
-            async def started() -> Any:
-                return await self._journal.record_step_started(keeper.lease, start)
-
-            await self._write(keeper, started)
+            state = ExecutionState.AWAITING_APPROVAL
+            await self._commit(keeper, started=start, release=Release(state))
             log.info("approval_requested", message=params.get("message"))
-            return await self._release(keeper, ExecutionState.AWAITING_APPROVAL)
+            log.info("execution_released", state=state.value)
+            return state
         since = open_record.started_at
         decided = [a for a in detail.approvals if since is None or a.decided_at >= since]
         if not decided:

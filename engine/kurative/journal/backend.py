@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kurative.errors import ExecutionNotFound, JournalConflict, LeaseLost
+from kurative.errors import ExecutionNotFound, JournalConflict, LeaseLost, RecordRejected
 from kurative.journal.batching import GroupCommitter
 from kurative.journal.encoding import (
     JournalLimits,
@@ -42,10 +42,12 @@ from kurative.journal.models import (
     Page,
     PlaybookVersion,
     PruneReport,
+    Release,
     SchemaStatus,
     StepFinish,
     StepStart,
     StepStatus,
+    StepsWritten,
     StoredAlert,
 )
 from kurative.journal.rows import ALERT_COLUMNS, EXECUTION_COLUMNS
@@ -70,6 +72,24 @@ class CleanStart:
     action: str | None
     params_json: str
     idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CleanRelease:
+    """A :class:`Release` checked: its state, its error cut to size, its delay."""
+
+    state: ExecutionState
+    error: str | None
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepsToRecord:
+    """The arguments of :meth:`record_steps`, each record next to its storable form."""
+
+    finished: tuple[tuple[StepFinish, CleanFinish], ...]
+    started: tuple[StepStart, CleanStart] | None
+    release: CleanRelease | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +163,9 @@ class JournalBackend(abc.ABC):
     async def _release_execution(
         self, lease: Lease, state: ExecutionState, error: str | None, delay: float
     ) -> Execution: ...
+
+    @abc.abstractmethod
+    async def _record_steps(self, lease: Lease, steps: StepsToRecord) -> StepsWritten: ...
 
     @abc.abstractmethod
     async def _list_executions(self, sql: str, params: list[Any], limit: int) -> Page:
@@ -252,6 +275,33 @@ class JournalBackend(abc.ABC):
         return await self._release_execution(
             lease, checked, truncate_text(error, self._limits.max_text_chars), delay
         )
+
+    async def record_steps(
+        self,
+        lease: Lease,
+        *,
+        finished: Sequence[StepFinish] = (),
+        started: StepStart | None = None,
+        release: Release | None = None,
+    ) -> StepsWritten:
+        if not finished and started is None and release is None:
+            raise RecordRejected("record_steps needs a record or a release to write")
+        seen: set[tuple[int, int]] = set()
+        for step in finished:
+            if (step.index, step.attempt) in seen:
+                raise step_twice(lease, step.name, step.attempt, "finished")
+            seen.add((step.index, step.attempt))
+        clean_release = None
+        if release is not None:
+            state = check_release(release.state, release.delay)
+            error = truncate_text(release.error, self._limits.max_text_chars)
+            clean_release = CleanRelease(state, error, float(release.delay))
+        steps = StepsToRecord(
+            finished=tuple((step, self._clean_finish(step)) for step in finished),
+            started=(started, self._clean_start(started)) if started is not None else None,
+            release=clean_release,
+        )
+        return await self._record_steps(lease, steps)
 
     async def list_executions(
         self,

@@ -31,9 +31,11 @@ from kurative.journal.models import (
     PlaybookVersion,
     PlaybookVersionConflict,
     PruneReport,
+    Release,
     SchemaStatus,
     StepFinish,
     StepStart,
+    StepsWritten,
     StoredAlert,
 )
 
@@ -144,6 +146,25 @@ class Journal(Protocol):
     async def record_step_finished(self, lease: Lease, step: StepFinish) -> int:
         """Append the final record (succeeded, failed, skipped, dry_run) of one step attempt; its
         start time and idempotency key come from the ``started`` record when there is one."""
+
+    async def record_steps(
+        self,
+        lease: Lease,
+        *,
+        finished: Sequence[StepFinish] = (),
+        started: StepStart | None = None,
+        release: Release | None = None,
+    ) -> StepsWritten:
+        """In one transaction, in this order: the final records ``finished`` (of attempts started by
+        earlier calls, or skipped), the ``started`` record of the next step attempt, and the release
+        of the execution. All or nothing, fenced by ``lease`` as the single-record calls are:
+        :class:`kurative.errors.LeaseLost` when it is no longer held (nothing written, do not run the
+        action), :class:`kurative.errors.JournalConflict` when one of the records already exists.
+
+        This is how a runner writes a step's result together with whatever comes next, so that the
+        rule "a step's final record is durable before the next step starts and before the execution
+        ends" costs one commit per step instead of two. Concurrent calls may share a transaction
+        (group commit); each still returns only once its own records are durable."""
 
     async def list_executions(
         self,

@@ -265,6 +265,26 @@ class StepFinish:
 
 
 @dataclass(frozen=True, slots=True)
+class Release:
+    """How :meth:`~kurative.journal.base.Journal.record_steps` lets go of the execution (see
+    :meth:`~kurative.journal.base.Journal.release_execution` for the states and ``delay``)."""
+
+    state: ExecutionState
+    error: str | None = None
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepsWritten:
+    """What one :meth:`~kurative.journal.base.Journal.record_steps` committed: the ids of its final
+    records (in the order given), of its ``started`` record, and the released execution."""
+
+    finished: tuple[int, ...] = ()
+    started: int | None = None
+    execution: Execution | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StepRecord:
     """One append-only step record; a step that ran has a ``started`` record and a final one."""
 

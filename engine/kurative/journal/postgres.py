@@ -29,6 +29,7 @@ from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
     RESOLVED_REASON,
     JournalBackend,
+    StepsToRecord,
     alert_not_found,
     already_finished,
     cancelled_by,
@@ -63,6 +64,7 @@ from kurative.journal.models import (
     PruneReport,
     StepFinish,
     StepStart,
+    StepsWritten,
     StoredAlert,
 )
 from kurative.journal.schema import SCHEMA_VERSION_TABLE, Migration, check_version
@@ -178,10 +180,28 @@ RETURNING {rows.EXECUTION_COLUMNS}
 
 @dataclass(frozen=True, slots=True)
 class _Write:
-    """One statement of a runner (a step record, a release) that returns one row, or none if fenced."""
+    """One write of a runner (a step record, a release): statements that each return one row, or none
+    if fenced. A write of several statements is all or nothing: should some return a row and others
+    not (a record that exists already), none of them is committed."""
 
     sql: str
     values: dict[str, Any]
+    then: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+    @property
+    def statements(self) -> tuple[tuple[str, dict[str, Any]], ...]:
+        return ((self.sql, self.values), *self.then)
+
+
+Rows = tuple[DictRow | None, ...]
+
+
+class _Partial(Exception):
+    """A write of several statements wrote only some of them: its transaction must not commit."""
+
+
+def _partial(rows: Rows) -> bool:
+    return any(row is None for row in rows) and any(row is not None for row in rows)
 
 
 _PRUNE = (
@@ -273,7 +293,7 @@ class PostgresJournal(JournalBackend):
             name="kurative-journal",
         )
         self._pool_open = False
-        self._writer: GroupWriter[_Write, DictRow | None] | None = (
+        self._writer: GroupWriter[_Write, Rows] | None = (
             GroupWriter(self._flush_writes, concurrency=flushers) if group_commit else None
         )
 
@@ -520,17 +540,25 @@ class PostgresJournal(JournalBackend):
         self, matches: Sequence[tuple[str, Sequence[ExecutionRequest]]], ruleset: str
     ) -> MatchResult:
         async def match(conn: Conn) -> MatchResult:
-            outcomes: list[tuple[CreationOutcome, ...]] = []
-            cancelled: list[str] = []
             async with conn.transaction():
+                # The row locks make a racing replica wait, then find the alerts matched: it skips them.
+                cur = await conn.execute(
+                    "UPDATE alerts SET matched_at = now(), ruleset = %s WHERE id = ANY(%s) "
+                    "AND matched_at IS NULL RETURNING id, fingerprint, status",
+                    (ruleset, [alert_id for alert_id, _ in matches]),
+                )
+                found = {row["id"]: row for row in await cur.fetchall()}
+                simple = all(
+                    found[alert_id]["status"] != "resolved" and not any(r.limits for r in requests)
+                    for alert_id, requests in matches
+                    if alert_id in found
+                )
+                if simple:
+                    return await self._create_pipelined(conn, matches, found)
+                outcomes: list[tuple[CreationOutcome, ...]] = []
+                cancelled: list[str] = []
                 for alert_id, requests in matches:
-                    # The row lock makes a racing replica wait, then find the alert matched: it skips it.
-                    cur = await conn.execute(
-                        "UPDATE alerts SET matched_at = now(), ruleset = %s WHERE id = %s "
-                        "AND matched_at IS NULL RETURNING fingerprint, status",
-                        (ruleset, alert_id),
-                    )
-                    alert = await cur.fetchone()
+                    alert = found.pop(alert_id, None)  # an alert listed twice is matched once
                     if alert is None:
                         outcomes.append(())
                         continue
@@ -550,6 +578,78 @@ class PostgresJournal(JournalBackend):
             return MatchResult(tuple(outcomes), tuple(sorted(cancelled)))
 
         return await self._run(match)
+
+    @staticmethod
+    async def _create_pipelined(
+        conn: Conn, matches: Sequence[tuple[str, Sequence[ExecutionRequest]]], found: dict[str, DictRow]
+    ) -> MatchResult:
+        """The executions of firing alerts without limits, as :meth:`_try_create` creates them one by
+        one, in two round trips: every dedupe claim (in order, so a key claimed earlier in the batch
+        deduplicates a later request), then every insert."""
+        first = {alert_id: n for n, (alert_id, _) in reversed(list(enumerate(matches)))}
+        planned = [
+            (alert_id, request, new_id())
+            for n, (alert_id, requests) in enumerate(matches)
+            if alert_id in found and first[alert_id] == n  # listed twice: matched once
+            for request in requests
+        ]
+        holders: dict[str, str] = {}
+        keyed = [
+            (request, execution_id) for _, request, execution_id in planned if request.dedupe_key is not None
+        ]
+        if keyed:
+            async with conn.pipeline():
+                cursors = [conn.cursor() for _ in keyed]
+                for cursor, (request, execution_id) in zip(cursors, keyed, strict=True):
+                    await cursor.execute(
+                        _DEDUPE,
+                        {
+                            "playbook": request.playbook_name,
+                            "key": request.dedupe_key,
+                            "id": execution_id,
+                            "window": request.dedupe_window,
+                        },
+                    )
+                for cursor, (_, execution_id) in zip(cursors, keyed, strict=True):
+                    row = await cursor.fetchone()
+                    assert row is not None
+                    holders[execution_id] = row["execution_id"]
+        outcomes: dict[str, list[CreationOutcome]] = {alert_id: [] for alert_id in found}
+        inserts: list[tuple[Any, ...]] = []
+        for alert_id, request, execution_id in planned:
+            holder = holders.get(execution_id, execution_id)
+            if holder != execution_id:
+                outcomes[alert_id].append(CreationOutcome(request, CreationStatus.DEDUPLICATED, holder))
+                continue
+            state = ExecutionState.AWAITING_APPROVAL if request.requires_approval else ExecutionState.PENDING
+            inserts.append(
+                (
+                    execution_id,
+                    alert_id,
+                    found[alert_id]["fingerprint"],
+                    request.playbook_name,
+                    request.playbook_version,
+                    request.playbook_hash,
+                    state.value,
+                    request.dry_run,
+                    request.dedupe_key,
+                )
+            )
+            outcomes[alert_id].append(CreationOutcome(request, CreationStatus.CREATED, execution_id))
+        if inserts:
+            async with conn.cursor() as cursor:
+                await cursor.executemany(
+                    "INSERT INTO executions (id, alert_id, alert_fingerprint, playbook_name, "
+                    "playbook_version, playbook_hash, state, dry_run, dedupe_key) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    inserts,
+                )
+        return MatchResult(
+            tuple(
+                tuple(outcomes[alert_id]) if alert_id in found and first[alert_id] == n else ()
+                for n, (alert_id, _) in enumerate(matches)
+            )
+        )
 
     async def _create_one(
         self, conn: Conn, alert_id: str, fingerprint: str, request: ExecutionRequest
@@ -669,7 +769,7 @@ class PostgresJournal(JournalBackend):
             "owner": lease.owner,
             "attempt": lease.attempt,
         }
-        row = await self._write(_Write(_RELEASE, values))
+        (row,) = await self._write(_Write(_RELEASE, values))
         if row is None:
             raise lease_lost(lease)
         return rows.execution_from_row(row, CODEC)
@@ -702,7 +802,7 @@ class PostgresJournal(JournalBackend):
         conflicts."""
         fence = {"id": lease.execution_id, "owner": lease.owner, "lease_attempt": lease.attempt}
         values = {**values, **fence, "index": step.index, "name": name, "attempt": step.attempt}
-        row = await self._write(_Write(sql, values))
+        (row,) = await self._write(_Write(sql, values))
         if row is not None:
             return int(row["id"])
 
@@ -715,50 +815,132 @@ class PostgresJournal(JournalBackend):
             raise step_twice(lease, step.name, step.attempt, what)
         raise lease_lost(lease)
 
-    async def _write(self, write: _Write) -> DictRow | None:
+    async def _record_steps(self, lease: Lease, steps: StepsToRecord) -> StepsWritten:
+        fence = {"id": lease.execution_id, "owner": lease.owner, "lease_attempt": lease.attempt}
+        statements: list[tuple[str, dict[str, Any]]] = []
+        for step, clean in steps.finished:
+            values = {
+                **fence,
+                "index": step.index,
+                "name": clean.name,
+                "attempt": step.attempt,
+                "action": clean.action,
+                "status": clean.status.value,
+                "output": clean.output_json,
+                "error": clean.error,
+            }
+            statements.append((_STEP_FINISHED, values))
+        if steps.started is not None:
+            start, clean_start = steps.started
+            values = {
+                **fence,
+                "index": start.index,
+                "name": clean_start.name,
+                "attempt": start.attempt,
+                "action": clean_start.action,
+                "params": clean_start.params_json,
+                "key": clean_start.idempotency_key,
+            }
+            statements.append((_STEP_STARTED, values))
+        if steps.release is not None:
+            release = steps.release
+            values = {
+                "state": release.state.value,
+                "error": release.error,
+                "finished": release.state.finished,
+                "delay": release.delay,
+                "id": lease.execution_id,
+                "owner": lease.owner,
+                "attempt": lease.attempt,
+            }
+            statements.append((_RELEASE, values))
+        (sql, first), *then = statements
+        found = await self._write(_Write(sql, first, tuple(then)))
+        if any(row is None for row in found):  # nothing written: a record exists, or the lease is gone
+            await self._conflict(lease, steps)
+        rows_of = list(found)
+        finished = tuple(int(row["id"]) for row in rows_of[: len(steps.finished)] if row is not None)
+        started = None
+        if steps.started is not None:
+            row = rows_of[len(steps.finished)]
+            started = int(row["id"]) if row is not None else None
+        execution = None
+        if steps.release is not None and rows_of[-1] is not None:
+            execution = rows.execution_from_row(rows_of[-1], CODEC)
+        return StepsWritten(finished, started, execution)
+
+    async def _conflict(self, lease: Lease, steps: StepsToRecord) -> None:
+        """Raise the conflict that kept :meth:`_record_steps` from writing: which record exists."""
+
+        fence = {"id": lease.execution_id, "owner": lease.owner, "lease_attempt": lease.attempt}
+
+        async def existing(conn: Conn) -> set[tuple[int, int, bool]] | None:
+            cur = await conn.execute(_LEASE_HELD, fence)
+            if await cur.fetchone() is None:
+                return None
+            cur = await conn.execute(
+                "SELECT step_index, attempt, final FROM steps WHERE execution_id = %s", (lease.execution_id,)
+            )
+            return {(r["step_index"], r["attempt"], r["final"]) for r in await cur.fetchall()}
+
+        found = await self._run(existing, retry=True)
+        if found is None:
+            raise lease_lost(lease)
+        for step, _ in steps.finished:
+            if (step.index, step.attempt, True) in found:
+                raise step_twice(lease, step.name, step.attempt, "finished")
+        if steps.started is not None:
+            start = steps.started[0]
+            raise step_twice(lease, start.name, start.attempt, "started")
+        raise lease_lost(lease)  # pragma: no cover - written, then gone before the check
+
+    async def _write(self, write: _Write) -> Rows:
         """Run one runner write, sharing a transaction with concurrent ones (group commit)."""
         if self._writer is not None:
             return await self._writer.submit(write)
+        return await self._run(lambda conn: _write_alone(conn, write))
 
-        async def one(conn: Conn) -> DictRow | None:
-            cur = await conn.execute(write.sql, write.values)
-            return await cur.fetchone()
-
-        return await self._run(one)
-
-    async def _flush_writes(self, writes: list[_Write]) -> list[DictRow | BaseException | None]:
+    async def _flush_writes(self, writes: list[_Write]) -> list[Rows | BaseException]:
         """Commit ``writes`` in one transaction, pipelined: one round trip and one fsync for all.
 
         None of them raises on a lost lease or a duplicate step record (they return no row), so one
-        caller's fenced write does not spoil the others'. Should the group fail for another reason,
-        each write is committed on its own, so that each caller gets its own outcome."""
+        caller's fenced write does not spoil the others'. Should the group fail for another reason, or
+        a write of several statements be only partly written, each write is committed on its own, so
+        that each caller gets its own outcome."""
 
-        async def group(conn: Conn) -> list[DictRow | BaseException | None]:
+        async def group(conn: Conn) -> list[Rows | BaseException]:
+            if len(writes) == 1 and not writes[0].then:  # a statement is a transaction of its own
+                return [await _write_alone(conn, writes[0])]
             async with conn.pipeline(), conn.transaction():
-                cursors = [conn.cursor() for _ in writes]
-                for cursor, write in zip(cursors, writes, strict=True):
-                    await cursor.execute(write.sql, write.values)
-                return [await cursor.fetchone() for cursor in cursors]
+                cursors = [[conn.cursor() for _ in write.statements] for write in writes]
+                for mine, write in zip(cursors, writes, strict=True):
+                    for cursor, (sql, values) in zip(mine, write.statements, strict=True):
+                        await cursor.execute(sql, values)
+                results = [tuple([await cursor.fetchone() for cursor in mine]) for mine in cursors]
+                if any(_partial(found) for found in results):
+                    raise _Partial  # rolls the group back: each write again on its own
+            return list(results)
 
         try:
             return await self._run(group)
         except JournalUnavailable:
             raise
+        except _Partial:
+            pass
         except JournalError:
             if len(writes) == 1:
                 raise
-        results: list[DictRow | BaseException | None] = []
+        outcomes: list[Rows | BaseException] = []
         for write in writes:
 
-            async def one(conn: Conn, write: _Write = write) -> DictRow | None:
-                cur = await conn.execute(write.sql, write.values)
-                return await cur.fetchone()
+            async def alone(conn: Conn, write: _Write = write) -> Rows:
+                return await _write_alone(conn, write)
 
             try:
-                results.append(await self._run(one))
+                outcomes.append(await self._run(alone))
             except JournalError as exc:
-                results.append(exc)
-        return results
+                outcomes.append(exc)
+        return outcomes
 
     @staticmethod
     def _stored_time(moment: datetime) -> Any:
@@ -922,3 +1104,20 @@ async def _lock_state(conn: Conn, execution_id: str) -> ExecutionState:
     if row is None:
         raise execution_not_found(execution_id)
     return ExecutionState(row["state"])
+
+
+async def _write_alone(conn: Conn, write: _Write) -> Rows:
+    """One write in its own transaction; a partly written one is rolled back and returns no rows."""
+    if not write.then:
+        cur = await conn.execute(write.sql, write.values)
+        return (await cur.fetchone(),)
+    found: list[DictRow | None] = []
+    async with conn.transaction() as transaction:
+        for sql, values in write.statements:
+            cur = await conn.execute(sql, values)
+            found.append(await cur.fetchone())
+        if _partial(tuple(found)):
+            raise psycopg.Rollback(transaction)
+    if _partial(tuple(found)):
+        return tuple(None for _ in found)
+    return tuple(found)

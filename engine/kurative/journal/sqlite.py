@@ -25,7 +25,11 @@ from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
     RESOLVED_REASON,
+    CleanFinish,
+    CleanRelease,
+    CleanStart,
     JournalBackend,
+    StepsToRecord,
     alert_not_found,
     already_finished,
     cancelled_by,
@@ -58,6 +62,7 @@ from kurative.journal.models import (
     PruneReport,
     StepFinish,
     StepStart,
+    StepsWritten,
     StoredAlert,
 )
 from kurative.journal.schema import SCHEMA_VERSION_TABLE, Migration, check_version
@@ -520,25 +525,7 @@ class SQLiteJournal(JournalBackend):
         self, lease: Lease, state: ExecutionState, error: str | None, delay: float
     ) -> Execution:
         def release(conn: sqlite3.Connection) -> Execution:
-            now = _now()
-            row = conn.execute(
-                "UPDATE executions SET state = ?, lease_owner = NULL, lease_expires_at = NULL, error = ?, "
-                "updated_at = ?, finished_at = ?, available_at = ? WHERE id = ? AND lease_owner = ? "
-                f"AND attempt = ? AND state = 'running' RETURNING {rows.EXECUTION_COLUMNS}",
-                (
-                    state.value,
-                    error,
-                    now,
-                    now if state.finished else None,
-                    now + delay,
-                    lease.execution_id,
-                    lease.owner,
-                    lease.attempt,
-                ),
-            ).fetchone()
-            if row is None:
-                raise lease_lost(lease)
-            return rows.execution_from_row(row, CODEC)
+            return _release(conn, lease, CleanRelease(state, error, delay))
 
         return await self._run(release)
 
@@ -554,22 +541,7 @@ class SQLiteJournal(JournalBackend):
         clean = self._clean_start(step)
 
         def insert(conn: sqlite3.Connection) -> sqlite3.Cursor:
-            return conn.execute(
-                "INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, "
-                "params, idempotency_key, started_at, lease_attempt) "
-                "VALUES (?, ?, ?, ?, ?, 'started', 0, ?, ?, ?, ?)",
-                (
-                    lease.execution_id,
-                    step.index,
-                    clean.name,
-                    clean.action,
-                    step.attempt,
-                    clean.params_json,
-                    clean.idempotency_key,
-                    _now(),
-                    lease.attempt,
-                ),
-            )
+            return _insert_started(conn, lease, step, clean)
 
         return await self._record_step(lease, step, "started", insert)
 
@@ -577,31 +549,7 @@ class SQLiteJournal(JournalBackend):
         clean = self._clean_finish(step)
 
         def insert(conn: sqlite3.Connection) -> sqlite3.Cursor:
-            started = conn.execute(
-                "SELECT action, idempotency_key, started_at FROM steps WHERE execution_id = ? "
-                "AND step_index = ? AND attempt = ? AND final = 0",
-                (lease.execution_id, step.index, step.attempt),
-            ).fetchone()
-            return conn.execute(
-                "INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, "
-                "params, output, error, idempotency_key, started_at, finished_at, lease_attempt) "
-                "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    lease.execution_id,
-                    step.index,
-                    clean.name,
-                    clean.action or (started["action"] if started else ""),
-                    step.attempt,
-                    clean.status.value,
-                    None,
-                    clean.output_json,
-                    clean.error,
-                    started["idempotency_key"] if started else None,
-                    started["started_at"] if started else None,
-                    _now(),
-                    lease.attempt,
-                ),
-            )
+            return _insert_finished(conn, lease, step, clean)
 
         return await self._record_step(lease, step, "finished", insert)
 
@@ -622,6 +570,30 @@ class SQLiteJournal(JournalBackend):
                 except sqlite3.IntegrityError:
                     raise step_twice(lease, step.name, step.attempt, what) from None
                 return int(cursor.lastrowid or 0)
+
+        return await self._run(record)
+
+    async def _record_steps(self, lease: Lease, steps: StepsToRecord) -> StepsWritten:
+        def record(conn: sqlite3.Connection) -> StepsWritten:
+            with self._transaction(conn):
+                self._check_lease(conn, lease)
+                finished: list[int] = []
+                for step, clean in steps.finished:
+                    try:
+                        cursor = _insert_finished(conn, lease, step, clean)
+                    except sqlite3.IntegrityError:
+                        raise step_twice(lease, step.name, step.attempt, "finished") from None
+                    finished.append(int(cursor.lastrowid or 0))
+                started = None
+                if steps.started is not None:
+                    start, clean_start = steps.started
+                    try:
+                        cursor = _insert_started(conn, lease, start, clean_start)
+                    except sqlite3.IntegrityError:
+                        raise step_twice(lease, start.name, start.attempt, "started") from None
+                    started = int(cursor.lastrowid or 0)
+                execution = _release(conn, lease, steps.release) if steps.release is not None else None
+            return StepsWritten(tuple(finished), started, execution)
 
         return await self._run(record)
 
@@ -792,6 +764,79 @@ class SQLiteJournal(JournalBackend):
             return await self._run(lambda conn: delete(conn, field, sql))
 
         return await self._prune_in_batches(statements, batch, run)
+
+
+def _insert_started(
+    conn: sqlite3.Connection, lease: Lease, step: StepStart, clean: CleanStart
+) -> sqlite3.Cursor:
+    return conn.execute(
+        "INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, "
+        "params, idempotency_key, started_at, lease_attempt) "
+        "VALUES (?, ?, ?, ?, ?, 'started', 0, ?, ?, ?, ?)",
+        (
+            lease.execution_id,
+            step.index,
+            clean.name,
+            clean.action,
+            step.attempt,
+            clean.params_json,
+            clean.idempotency_key,
+            _now(),
+            lease.attempt,
+        ),
+    )
+
+
+def _insert_finished(
+    conn: sqlite3.Connection, lease: Lease, step: StepFinish, clean: CleanFinish
+) -> sqlite3.Cursor:
+    started = conn.execute(
+        "SELECT action, idempotency_key, started_at FROM steps WHERE execution_id = ? "
+        "AND step_index = ? AND attempt = ? AND final = 0",
+        (lease.execution_id, step.index, step.attempt),
+    ).fetchone()
+    return conn.execute(
+        "INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, "
+        "params, output, error, idempotency_key, started_at, finished_at, lease_attempt) "
+        "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            lease.execution_id,
+            step.index,
+            clean.name,
+            clean.action or (started["action"] if started else ""),
+            step.attempt,
+            clean.status.value,
+            None,
+            clean.output_json,
+            clean.error,
+            started["idempotency_key"] if started else None,
+            started["started_at"] if started else None,
+            _now(),
+            lease.attempt,
+        ),
+    )
+
+
+def _release(conn: sqlite3.Connection, lease: Lease, release: CleanRelease) -> Execution:
+    now = _now()
+    row = conn.execute(
+        "UPDATE executions SET state = ?, lease_owner = NULL, lease_expires_at = NULL, error = ?, "
+        "updated_at = ?, finished_at = ?, available_at = ? WHERE id = ? AND lease_owner = ? "
+        f"AND attempt = ? AND state = 'running' RETURNING {rows.EXECUTION_COLUMNS}",
+        (
+            release.state.value,
+            release.error,
+            now,
+            now if release.state.finished else None,
+            now + release.delay,
+            lease.execution_id,
+            lease.owner,
+            lease.attempt,
+        ),
+    ).fetchone()
+    if row is None:
+        raise lease_lost(lease)
+    return rows.execution_from_row(row, CODEC)
 
 
 def _read_state(conn: sqlite3.Connection, execution_id: str) -> ExecutionState:

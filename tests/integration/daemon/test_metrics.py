@@ -81,6 +81,13 @@ async def test_metrics_follow_alerts_executions_and_refusals(setup: Setup, start
         )
         assert value(found, "kurative_alerts_rejected_total", endpoint="alertmanager", reason="invalid") == 1
         assert value(found, "kurative_executions_awaiting_approval") == 1
+        assert value(found, "kurative_executions_pending") == 0
+        assert value(found, "kurative_executions_in_progress") == 0
+        assert value(found, "kurative_executions_total", playbook="log-twice", outcome="succeeded") == 3
+        assert value(found, "kurative_playbook_matches_total", playbook="log-twice", outcome="created") == 3
+        assert value(found, "kurative_playbook_matches_total", playbook="wait-for-me", outcome="created") == 1
+        steps = "kurative_step_duration_seconds_count"
+        assert value(found, steps, action="log", outcome="succeeded") == 6
         assert value(found, "kurative_journal_operation_seconds_count", operation="commit_alerts") >= 3
         assert value(found, "kurative_breaker_state", breaker="journal", state="closed") == 1
         assert value(found, "process_resident_memory_bytes") > 0
