@@ -40,6 +40,7 @@ from pathlib import Path
 import structlog
 
 from kurative.diagnostics import Diagnostic, Severity, has_errors
+from kurative.errors import KurativeError
 from kurative.execution.matcher import ActiveRuleset
 from kurative.execution.runner import PlaybookCache, playbook_record_body
 from kurative.journal import Journal, PlaybookVersion
@@ -212,6 +213,8 @@ class LiveRules:
         self._playbooks: dict[str, Playbook] = {}
         self._problems: tuple[Diagnostic, ...] = ()
         self._refused: tuple[PlaybookState, ...] = ()
+        self._logged: frozenset[Diagnostic] = frozenset()
+        """The problems already logged: a reload logs only those that are new."""
         self.active: ActiveRuleset | None = None
         self.last: ReloadReport | None = None
 
@@ -241,7 +244,8 @@ class LiveRules:
             scan = await asyncio.to_thread(_scan, self.paths, dict(self._files))
             report = await self._apply(trigger, scan)
         self.last = report
-        _log_report(report)
+        _log_report(report, self._logged)
+        self._logged = frozenset(report.problems)
         return report
 
     async def _apply(self, trigger: str, scan: _Scan) -> ReloadReport:
@@ -293,6 +297,10 @@ class LiveRules:
             )
             if conflict.name in self._playbooks:
                 kept[conflict.name] = self._playbooks[conflict.name]
+            else:  # recorded by an earlier process: that version, from the journal, stays in force
+                with contextlib.suppress(KurativeError):
+                    known = await self._cache.get(conflict.name, conflict.version, conflict.known_hash)
+                    kept[conflict.name] = known.playbook
         self._refused = tuple(rejected)
         return self._swap(trigger, scan, kept, tuple(refused), order)
 
@@ -360,14 +368,16 @@ def _order(scan: _Scan) -> Callable[[Playbook], tuple[int, int]]:
     return key
 
 
-def _log_report(report: ReloadReport) -> None:
+def _log_report(report: ReloadReport, logged: frozenset[Diagnostic]) -> None:
     for diagnostic in report.problems:
+        if diagnostic in logged:
+            continue  # said at an earlier reload, and still true: see /api/v1/playbooks
         level = "error" if diagnostic.severity is Severity.ERROR else "warning"
         getattr(log, level)(
             "playbook_problem", where=f"{diagnostic.path}:{diagnostic.line}:{diagnostic.column}",
             code=diagnostic.code, message=diagnostic.message, hint=diagnostic.hint,
         )  # fmt: skip
-    if report.changed or report.refused or report.trigger != "watch":
+    if report.changed or set(report.refused) - logged or report.trigger != "watch":
         log.info(
             "playbooks_reloaded",
             trigger=report.trigger,

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from kurative.execution.reloading import ACTIVE, REFUSED, STALE, LiveRules, watch_roots
 from kurative.execution.runner import PlaybookCache
@@ -149,15 +150,27 @@ async def test_new_content_under_the_same_version_is_refused(rules: Path, journa
 
 async def test_content_recorded_by_an_earlier_process_is_refused(rules: Path, journal: Journal) -> None:
     (rules / "a.yaml").write_text(playbook("a"))
-    await live(rules, journal).reload("start")
+    first = live(rules, journal)
+    await first.reload("start")
+    recorded = first.playbooks()[0].content_hash
     (rules / "a.yaml").write_text(playbook("a", message="edited without a new version"))
     restarted = live(rules, journal)
     report = await restarted.reload("start")
     assert [d.code for d in report.refused] == ["E401"]
     assert "journal" in report.refused[0].message
-    assert versions(restarted) == {}
-    assert [(n, v) for n, v, _ in refused(restarted)] == [("a", 1)]
+    # the version the journal holds stays in force, as it would have in the earlier process
+    assert versions(restarted) == {"a": (1, STALE)}
+    assert restarted.playbooks()[0].content_hash == recorded
     assert restarted.active is not None
+    assert [c.playbook.content_hash for c in restarted.active.ruleset.playbooks] == [recorded]
+    assert [(n, v) for n, v, _ in refused(restarted)] == [("a", 1)]
+    again = await restarted.reload("watch")  # and stays so
+    assert not again.changed
+    assert versions(restarted) == {"a": (1, STALE)}
+    (rules / "a.yaml").write_text(playbook("a", version=2, message="edited without a new version"))
+    fixed = await restarted.reload("watch")
+    assert fixed.updated == ("a",)
+    assert versions(restarted) == {"a": (2, ACTIVE)}
 
 
 async def test_new_versions_go_to_the_journal_history(rules: Path, journal: Journal) -> None:
@@ -203,3 +216,16 @@ def test_watch_roots_include_the_folder_of_each_symlink(tmp_path: Path) -> None:
     assert links == {tmp_path / "git"}
     missing, _ = watch_roots([str(tmp_path / "not-yet" / "rules")])
     assert missing == {tmp_path}
+
+
+async def test_a_problem_is_logged_once_not_at_every_reload(rules: Path, journal: Journal) -> None:
+    (rules / "a.yaml").write_text(playbook("a").replace("action: log", "action: no.such"))
+    live_rules = live(rules, journal)
+    with structlog.testing.capture_logs() as first:
+        await live_rules.reload("start")
+    with structlog.testing.capture_logs() as later:
+        await live_rules.reload("watch")
+        await live_rules.reload("watch")
+    assert [e["event"] for e in first].count("playbook_problem") >= 1
+    assert [e["event"] for e in later] == []
+    assert live_rules.problems()  # still reported where it is asked for
