@@ -49,6 +49,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "E305": (Severity.ERROR, "duplicate-step-name"),
     "E306": (Severity.ERROR, "duplicate-playbook-name"),
     "E401": (Severity.ERROR, "version-not-raised"),
+    "E402": (Severity.ERROR, "not-journalled"),
     "N403": (Severity.NOTE, "playbook-removed"),
     "W501": (Severity.WARNING, "impossible-comparison"),
     "W502": (Severity.WARNING, "no-playbooks-found"),

@@ -279,6 +279,10 @@ def _fetch_detail(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _quoted(execution_id: str) -> str:
+    # "." and ".." are unreserved, so quoting leaves them as they are and the URL would name another
+    # resource; no execution has such an id
+    if execution_id.strip(".") == "":
+        raise UsageError(f"no execution has the id {execution_id!r}: pass an id from `executions list`")
     return urllib.parse.quote(execution_id, safe="")
 
 

@@ -40,10 +40,10 @@ from pathlib import Path
 import structlog
 
 from kurative.diagnostics import Diagnostic, Severity, has_errors
-from kurative.errors import KurativeError
+from kurative.errors import KurativeError, RecordRejected
 from kurative.execution.matcher import ActiveRuleset
 from kurative.execution.runner import PlaybookCache, playbook_record_body
-from kurative.journal import Journal, PlaybookVersion
+from kurative.journal import Journal, PlaybookVersion, PlaybookVersionConflict
 from kurative.linting.checks import check_ruleset
 from kurative.linting.lint import lint_paths
 from kurative.linting.rulesets import ruleset_version
@@ -76,8 +76,9 @@ class PlaybookState:
     reason: str = ""
 
 
-def _state(playbook: Playbook, status: str, reason: str = "") -> PlaybookState:
-    where = f"{playbook.source.path}:{playbook.source.line}:{playbook.source.column}"
+def _state(playbook: Playbook, status: str, reason: str = "", path: str | None = None) -> PlaybookState:
+    """``path``: the file it is in force from, when that is not where this object was read."""
+    where = f"{path or playbook.source.path}:{playbook.source.line}:{playbook.source.column}"
     return PlaybookState(playbook.name, playbook.version, playbook.content_hash, where, status, reason)
 
 
@@ -186,9 +187,13 @@ def _scan(paths: Sequence[str], known: dict[str, _File]) -> _Scan:
     return scan
 
 
-def _refusal(playbook: Playbook, message: str, hint: str) -> Diagnostic:
+def _refusal(playbook: Playbook, code: str, message: str, hint: str) -> Diagnostic:
     line, column = playbook.source.position(("metadata", "version"))
-    return Diagnostic.make(playbook.source.path, line, column, "E401", message, hint)
+    return Diagnostic.make(playbook.source.path, line, column, code, message, hint)
+
+
+def _same(one: Playbook, other: Playbook) -> bool:
+    return one.version == other.version and one.content_hash == other.content_hash
 
 
 class LiveRules:
@@ -227,8 +232,8 @@ class LiveRules:
         for name in sorted(self._playbooks):
             playbook = self._playbooks[name]
             current = self._files.get(self._origin[name])
-            stale = current is None or all(p is not playbook for p in current.playbooks)
-            states.append(_state(playbook, STALE if stale else ACTIVE))
+            stale = current is None or not any(_same(p, playbook) for p in current.playbooks)
+            states.append(_state(playbook, STALE if stale else ACTIVE, path=self._origin[name]))
         return (*states, *self._refused)
 
     def problems(self) -> tuple[Diagnostic, ...]:
@@ -250,59 +255,96 @@ class LiveRules:
 
     async def _apply(self, trigger: str, scan: _Scan) -> ReloadReport:
         order = _order(scan)
-        # Of a name offered twice, the one already active keeps it; else the first in file order.
-        ordered = sorted(
-            self._offered(scan), key=lambda p: (self._origin.get(p.name) != p.source.path, order(p))
-        )
+
+        def rank(playbook: Playbook) -> tuple[bool, bool, tuple[int, int]]:
+            # Of a name offered twice: the version in force keeps it (wherever its file went), then
+            # the one from the file it came from, then the first in file order.
+            current = self._playbooks.get(playbook.name)
+            same = current is not None and _same(current, playbook)
+            return not same, self._origin.get(playbook.name) != playbook.source.path, order(playbook)
+
+        ordered = sorted(self._offered(scan), key=rank)
         refused = check_ruleset(ordered)
         rejected: list[PlaybookState] = []
         kept: dict[str, Playbook] = {}
+        origin: dict[str, str] = {}
         for playbook in ordered:
-            if playbook.name in kept:
+            name = playbook.name
+            if name in kept:
                 if all(playbook is not p for p in self._playbooks.values()):
-                    rejected.append(_state(playbook, REFUSED, "the name is already used by another file"))
+                    reason = f"the name is already in force from {origin[name]}"
+                    rejected.append(_state(playbook, REFUSED, reason))
                 continue
-            current = self._playbooks.get(playbook.name)
-            if (
-                current is not None
-                and current.version == playbook.version
-                and current.content_hash != playbook.content_hash
-            ):
+            origin[name] = playbook.source.path
+            current = self._playbooks.get(name)
+            if current is not None and _same(current, playbook):
+                kept[name] = current  # the same version: nothing to compile or record again
+            elif current is not None and current.version == playbook.version:
                 refused.append(
                     _refusal(
                         playbook,
-                        f"playbook {playbook.name!r} changed but metadata.version is still "
-                        f"{playbook.version}: version {current.version} stays active",
+                        "E401",
+                        f"playbook {name!r} changed but metadata.version is still "
+                        f"{playbook.version}: the version in force stays",
                         "raise metadata.version when the content changes",
                     )
                 )
                 rejected.append(_state(playbook, REFUSED, "content changed under the same version"))
-                kept[playbook.name] = current
-                continue
-            kept[playbook.name] = playbook
-        fresh = [p for p in kept.values() if self._playbooks.get(p.name) is not p]
-        conflicts = await self._journal.record_playbooks(
-            [PlaybookVersion(p.name, p.version, p.content_hash, playbook_record_body(p)) for p in fresh]
-        )
-        for conflict in conflicts:
-            playbook = kept.pop(conflict.name)
-            rejected.append(_state(playbook, REFUSED, "the journal holds other content under this version"))
-            refused.append(
-                _refusal(
-                    playbook,
-                    f"playbook {playbook.name!r} version {playbook.version} is already recorded in the "
-                    "journal with other content",
-                    "raise metadata.version when the content changes",
-                )
-            )
-            if conflict.name in self._playbooks:
-                kept[conflict.name] = self._playbooks[conflict.name]
-            else:  # recorded by an earlier process: that version, from the journal, stays in force
-                with contextlib.suppress(KurativeError):
-                    known = await self._cache.get(conflict.name, conflict.version, conflict.known_hash)
-                    kept[conflict.name] = known.playbook
+                kept[name] = current
+            else:
+                kept[name] = playbook
+        await self._record(kept, refused, rejected)
         self._refused = tuple(rejected)
-        return self._swap(trigger, scan, kept, tuple(refused), order)
+        return self._swap(trigger, scan, kept, origin, tuple(refused), order)
+
+    async def _record(
+        self, kept: dict[str, Playbook], refused: list[Diagnostic], rejected: list[PlaybookState]
+    ) -> None:
+        """Record the versions new to this process in the journal; one the journal refuses is not put
+        in force (the version in force stays, or the journal's own, recorded by an earlier process)."""
+        fresh = [p for p in kept.values() if self._playbooks.get(p.name) is not p]
+        if not fresh:
+            return
+        versions = {
+            p.name: PlaybookVersion(p.name, p.version, p.content_hash, playbook_record_body(p)) for p in fresh
+        }
+        try:
+            conflicts = list(await self._journal.record_playbooks(list(versions.values())))
+        except RecordRejected:  # one of them is more than the journal keeps: find which, keep the rest
+            conflicts = []
+            for playbook in fresh:
+                try:
+                    conflicts.extend(await self._journal.record_playbooks([versions[playbook.name]]))
+                except RecordRejected as exc:
+                    refused.append(
+                        _refusal(playbook, "E402", f"the journal refused it: {exc}", "make it smaller")
+                    )
+                    rejected.append(_state(playbook, REFUSED, f"the journal refused it: {exc}"))
+                    await self._keep_previous(kept, playbook.name, None)
+        for conflict in conflicts:
+            playbook = kept[conflict.name]
+            message = (
+                f"playbook {playbook.name!r} version {playbook.version} is already recorded in the "
+                "journal with other content"
+            )
+            refused.append(
+                _refusal(playbook, "E401", message, "raise metadata.version when the content changes")
+            )
+            rejected.append(_state(playbook, REFUSED, "the journal holds other content under this version"))
+            await self._keep_previous(kept, conflict.name, conflict)
+
+    async def _keep_previous(
+        self, kept: dict[str, Playbook], name: str, conflict: PlaybookVersionConflict | None
+    ) -> None:
+        previous = self._playbooks.get(name)
+        if previous is not None:
+            kept[name] = previous
+            return
+        del kept[name]
+        if conflict is not None:  # recorded by an earlier process: that version stays in force
+            with contextlib.suppress(KurativeError):
+                known = await self._cache.get(conflict.name, conflict.version, conflict.known_hash)
+                kept[name] = known.playbook
 
     def _offered(self, scan: _Scan) -> list[Playbook]:
         """The playbooks each file offers: those that pass now, and for a file that does not, the last
@@ -324,6 +366,7 @@ class LiveRules:
         trigger: str,
         scan: _Scan,
         kept: dict[str, Playbook],
+        origin: dict[str, str],
         refused: tuple[Diagnostic, ...],
         order: Callable[[Playbook], tuple[int, int]],
     ) -> ReloadReport:
@@ -335,6 +378,7 @@ class LiveRules:
         for file in scan.files.values():
             problems.extend(file.diagnostics)
         self._files = scan.files
+        self._origin = {name: origin.get(name, playbook.source.path) for name, playbook in kept.items()}
         self._problems = tuple(sorted(set(problems)))
         if added or updated or removed or self.active is None:
             for name in (*added, *updated):
@@ -342,7 +386,6 @@ class LiveRules:
             previous = self.active.ruleset if self.active is not None else None
             ruleset = Ruleset.compile(sorted(kept.values(), key=order), previous)
             self._playbooks = kept
-            self._origin = {name: playbook.source.path for name, playbook in kept.items()}
             self.active = ActiveRuleset(ruleset, ruleset_version(ruleset))
             if self._swapped is not None:
                 self._swapped(self.active)
@@ -392,16 +435,16 @@ def _log_report(report: ReloadReport, logged: frozenset[Diagnostic]) -> None:
 
 
 def watch_roots(paths: Iterable[str]) -> tuple[set[Path], set[Path]]:
-    """(folders to watch recursively, folders to watch for a symlink swap): each rules path, or its
-    nearest existing ancestor, and the folder of each symlink on the way to it."""
+    """(folders to watch, folders holding a symlink on the way): each rules path that exists (the
+    folder of a file), and the folder of each symlink on the way to it. A missing path is not watched
+    (watching its nearest ancestor could mean watching ``/``): the watch looks for it every
+    :data:`LOOK_AGAIN_SECONDS`."""
     recursive: set[Path] = set()
     links: set[Path] = set()
     for given in paths:
         path = Path(os.path.abspath(given))
-        probe = path
-        while not probe.exists() and probe.parent != probe:
-            probe = probe.parent
-        recursive.add(probe if probe.is_dir() else probe.parent)
+        if path.exists():
+            recursive.add(path if path.is_dir() else path.parent)
         walked = Path(path.anchor)
         for part in path.parts[1:]:
             walked = walked / part
@@ -417,6 +460,9 @@ def resolved(paths: Iterable[str]) -> tuple[str, ...]:
 
 RETRY_SECONDS = 2.0
 """A reload the journal could not record is tried again after this long."""
+LOOK_AGAIN_SECONDS = 1.0
+"""Without events, the watch checks this often whether a symlink on the way now points elsewhere or
+a missing rules path appeared."""
 
 
 class Reloader:
@@ -438,9 +484,19 @@ class Reloader:
         self._step_ms = step_ms
         self._debounce_ms = debounce_ms
         self._requested: asyncio.Queue[str] = asyncio.Queue()
+        self._retry: asyncio.TimerHandle | None = None
 
     def request(self, trigger: str) -> None:
         self._requested.put_nowait(trigger)
+
+    def _retry_later(self) -> None:
+        """One retry pending at most, however many reloads failed meanwhile."""
+        if self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(RETRY_SECONDS, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self.request("retry")
 
     async def reload(self, trigger: str, *, retry: bool = True) -> ReloadReport | None:
         """One reload. When it fails (a journal outage, a file system error) it is logged and, with
@@ -453,8 +509,11 @@ class Reloader:
             self._count("failed")
             if not retry:
                 raise
-            asyncio.get_running_loop().call_later(RETRY_SECONDS, self.request, "retry")
+            self._retry_later()
             return None
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         self._count("changed" if report.changed else "refused" if report.refused else "unchanged")
         return report
 
@@ -486,6 +545,11 @@ class Reloader:
             roots = watch_roots(self.rules.paths)
             where = resolved(self.rules.paths)
             watched = sorted(str(p) for p in roots[0] | roots[1])
+            if not watched:  # no rules path exists (yet): look again shortly
+                await _pause(stop, RETRY_SECONDS)
+                await self.reload("watch")
+                continue
+            armed = False
             try:
                 async for changes in awatch(
                     *watched,
@@ -495,17 +559,25 @@ class Reloader:
                     stop_event=stop,
                     recursive=True,
                     ignore_permission_denied=True,
+                    rust_timeout=int(LOOK_AGAIN_SECONDS * 1000),
+                    yield_on_timeout=True,
                 ):
-                    log.debug("rules_changed", changes=len(changes))
-                    await self.reload("watch")
+                    if changes or not armed:
+                        # the first pass after the watch is set up also catches what changed while
+                        # there was no watch (at start, after a symlink flip, after a failure)
+                        await self.reload("watch")
+                    armed = True
                     if resolved(self.rules.paths) != where or watch_roots(self.rules.paths) != roots:
-                        break  # a symlink on the way now points elsewhere: watch where it leads
-            except OSError as exc:  # a watched folder vanished under the watch: set it up again
-                log.warning("rules_watch_failed", error=str(exc), folders=watched)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(RETRY_SECONDS):
-                        await stop.wait()
-                await self.reload("watch")
+                        break  # a symlink on the way points elsewhere, a path appeared: watch anew
+            except Exception as exc:  # the watcher failed (a folder vanished, inotify's limit): anew
+                log.warning("rules_watch_failed", error=f"{type(exc).__name__}: {exc}", folders=watched)
+                await _pause(stop, RETRY_SECONDS)
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
 
 
 def _relevant(change: object, path: str) -> bool:

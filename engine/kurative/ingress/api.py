@@ -226,7 +226,7 @@ async def _reason(request: Request) -> str:
         raise Problem(415, "Unsupported Media Type", 'send {"reason": "..."} as application/json')
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Problem(400, "Bad Request", 'the body is not JSON: send {"reason": "..."}') from None
     if not isinstance(data, dict) or set(data) - {"reason"}:
         raise Problem(400, "Bad Request", 'the body must be an object with at most "reason"')
@@ -352,7 +352,14 @@ def api_routes(hooks: ApiHooks, identify: Identify, retry_after: float) -> list[
         reload = hooks.reload
 
         async def do_reload(request: Request, who: str) -> Any:
-            return playbooks_json(await reload())
+            try:
+                return playbooks_json(await reload())
+            except (JournalError, BreakerOpen):
+                raise  # the journal's own answer
+            except Exception as exc:  # the files could not be read: the playbooks in force stay
+                wait = {"Retry-After": str(max(1, round(retry_after)))}
+                detail = f"the reload failed, the playbooks in force stay: {type(exc).__name__}: {exc}"
+                raise Problem(503, "Service Unavailable", detail, wait) from None
 
         routes.append(Route("/api/v1/reload", endpoint(do_reload), methods=["POST"]))
     return routes

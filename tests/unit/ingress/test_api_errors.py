@@ -58,14 +58,16 @@ class Client:
         return self.request("POST", path, **kwargs)
 
 
-def client(journal: Failing) -> Client:
+def client(journal: Failing, reload: Any = None) -> Client:
     async def commit(records: Any) -> tuple[str, ...]:
         return ()
 
     async def ready() -> list[str]:
         return []
 
-    api = ApiHooks(journal=cast(Journal, journal), playbooks=lambda: PlaybooksView("", datetime.now(UTC)))
+    api = ApiHooks(
+        journal=cast(Journal, journal), playbooks=lambda: PlaybooksView("", datetime.now(UTC)), reload=reload
+    )
     settings = IngressSettings(credentials=Credentials(("t",), bearer_names=("alice",)), retry_after=7)
     app = create_app(settings, IngressHooks(commit=commit, readiness=ready, api=api))
     return Client(app)
@@ -123,7 +125,13 @@ def test_journal_refusals_become_problems(error: Exception, status: int) -> None
 
 @pytest.mark.parametrize(
     ("body", "status"),
-    [(b"[1]", 400), (b'{"reason": 3}', 400), (b'{"why": "x"}', 400), (b"not json", 400)],
+    [
+        (b"[1]", 400),
+        (b'{"reason": 3}', 400),
+        (b'{"why": "x"}', 400),
+        (b"not json", 400),
+        (b"[" * 60_000, 400),  # deeper than the JSON parser recurses
+    ],
 )
 def test_a_decision_body_is_a_reason_or_nothing(body: bytes, status: int) -> None:
     journal = Failing()
@@ -132,3 +140,17 @@ def test_a_decision_body_is_a_reason_or_nothing(body: bytes, status: int) -> Non
     )
     assert answer.status_code == status
     assert journal.calls == []
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(PermissionError(13, "Permission denied"), 503), (JournalUnavailable("down"), 503)],
+)
+def test_a_reload_that_fails_is_a_problem_not_a_crash(error: Exception, status: int) -> None:
+    async def reload() -> PlaybooksView:
+        raise error
+
+    answer = client(Failing(), reload).post("/api/v1/reload")
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == "7"
