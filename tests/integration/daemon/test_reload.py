@@ -134,6 +134,16 @@ async def test_broken_and_deleted_files(setup: Setup, start_daemon: StartDaemon)
         (setup.rules / "probe.yaml").write_text(playbook(2, action="no.such.action"))
         (setup.rules / "other.yaml").write_text(playbook(2, name="other"))
         await until_versions(running, {"probe": 1, "other": 2})  # the broken one keeps version 1
+        shown = (await client.get("/api/v1/playbooks")).json()
+        assert shown["reloaded"] is False
+        states = {p["name"]: (p["version"], p["status"]) for p in shown["playbooks"]}
+        assert states == {"probe": (1, "stale"), "other": (2, "active")}
+        (error,) = [e for e in shown["errors"] if e["severity"] == "error"]
+        assert error["path"].endswith("probe.yaml")
+        assert error["line"] > 0
+        assert error["column"] > 0
+        assert error["where"] == f"{error['path']}:{error['line']}:{error['column']}"
+        assert "no.such.action" in error["message"]
         execution = await run_one(running, client, "c")
         assert execution.playbook_name in {"probe", "other"}
         (setup.rules / "other.yaml").unlink()
