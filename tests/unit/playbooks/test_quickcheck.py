@@ -10,6 +10,7 @@ itself checked: a quick check that calls everything valid fails it.
 from __future__ import annotations
 
 import copy
+import random
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -67,6 +68,38 @@ def _mutations(data: Any) -> Iterator[Any]:
             yield changed
 
 
+def _places(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield (*path, key)
+            yield from _places(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield (*path, index)
+            yield from _places(value, (*path, index))
+
+
+def _mutated_at_random(data: Any, rng: random.Random, times: int) -> Any:
+    """``data`` changed in ``times`` places at random: removed, replaced, or a key misspelt."""
+    changed = copy.deepcopy(data)
+    for _ in range(times):
+        places = list(_places(changed))
+        if not places:
+            break
+        path = rng.choice(places)
+        parent = changed
+        for part in path[:-1]:
+            parent = parent[part]
+        choice = rng.random()
+        if choice < 0.2:
+            del parent[path[-1]]
+        elif choice < 0.35 and isinstance(parent, dict):
+            parent[str(path[-1])[::-1] or "x"] = parent.pop(path[-1])
+        else:
+            parent[path[-1]] = copy.deepcopy(rng.choice(REPLACEMENTS))
+    return changed
+
+
 def _template(value: Any) -> bool:
     return isinstance(value, str) and "${" in value
 
@@ -116,6 +149,15 @@ def test_mutated_playbooks_never_pass_wrongly() -> None:
     sources = [ROOT / "examples" / "playbooks", ROOT / "rules"]
     mutated = [m for doc in _documents(*sources)[:6] for m in _mutations(doc)]
     passed, seen = _agree(load_schema("playbook"), mutated + _playbooks())
+    assert 0 < passed < seen
+
+
+@pytest.mark.timeout(300)
+def test_playbooks_mutated_in_several_places_never_pass_wrongly() -> None:
+    rng = random.Random(20261201)
+    sources = _documents(ROOT / "examples" / "playbooks", ROOT / "rules") + _playbooks()
+    mutated = [_mutated_at_random(rng.choice(sources), rng, rng.randint(1, 4)) for _ in range(3000)]
+    passed, seen = _agree(load_schema("playbook"), mutated)
     assert 0 < passed < seen
 
 
