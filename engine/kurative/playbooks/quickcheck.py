@@ -1,4 +1,4 @@
-"""A quick yes/no JSON Schema check, compiled once per schema by fastjsonschema, in front of jsonschema's report.
+"""A quick yes/no JSON Schema check, compiled once per schema by fastjsonschema, before jsonschema.
 
 Almost every document a daemon loads is valid, and jsonschema spends most of its time building the
 machinery for errors it never finds (a validator per subschema, a reference lookup per ``$ref``).
@@ -30,7 +30,17 @@ Check = Callable[[Any], bool]
 
 # Keywords that never make a document invalid (to jsonschema, nor here once dropped).
 _ANNOTATIONS = frozenset(
-    {"$schema", "$comment", "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly"}
+    {
+        "$schema",
+        "$comment",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+    }
 )
 # Keywords fastjsonschema checks as jsonschema (draft 2020-12) does, for JSON-shaped documents.
 _ASSERTIONS = frozenset(
@@ -87,15 +97,12 @@ def compile_check(
         )
     except (Unsupported, re.error, TypeError, ValueError, KeyError, RecursionError):
         return None  # JsonSchemaDefinitionException is a ValueError
-    failure = fastjsonschema.JsonSchemaValueException
 
     def check(value: Any) -> bool:
         try:
             validate(value)
-        except failure:
-            return False
-        except Exception:  # e.g. a pattern tried on a key that is not a string: jsonschema decides
-            return False
+        except Exception:  # JsonSchemaValueException: an error; anything else (a pattern tried on
+            return False  # a key that is not a string...): unsure. jsonschema decides both.
         return True
 
     return check
