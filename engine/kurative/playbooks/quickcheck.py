@@ -53,7 +53,8 @@ _ASSERTIONS = frozenset(
 _TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
 _DEFS = "#/$defs/"
 _TEMPLATE_FORMAT = "kurative-quickcheck-template"
-_LENIENT = "~templates"  # the suffix of a definition's copy that lets templates pass
+_LENIENT = ".templates"  # the suffix of a definition's copy that lets templates pass
+_DEF_NAME = re.compile(r"[A-Za-z0-9_-]+")  # as it is written in a reference, with no escaping
 
 
 class Unsupported(Exception):
@@ -122,7 +123,7 @@ def _prepare(schema: Mapping[str, Any], templates: bool) -> tuple[dict[str, Any]
         if not isinstance(ref, str) or not ref.startswith(_DEFS):
             raise Unsupported(f"$ref {ref!r}")
         name = ref[len(_DEFS) :]
-        if name not in raw_defs or "/" in name or "~" in name or "%" in name:
+        if name not in raw_defs or not _DEF_NAME.fullmatch(name):
             raise Unsupported(f"$ref {ref!r}")
         target = name + (_LENIENT if lenient else "")
         if (name, lenient, negative) not in done:

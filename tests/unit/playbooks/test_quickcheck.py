@@ -308,7 +308,8 @@ def test_values_whose_errors_are_dropped_pass_except_under_any_or_one_of() -> No
      {"type": "mystery"}, {"pattern": "("}, {"multipleOf": 2}, {"unevaluatedProperties": False},
      {"contains": {"type": "string"}}, {"dependentRequired": {"a": ["b"]}}, {"$ref": "#/$defs/missing"},
      {"not": {"pattern": "^a$"}}, {"oneOf": [{"$ref": "#/$defs/d"}, True], "$defs": {"d": {"pattern": "a$"}}},
-     {"properties": {"a": {"$id": "urn:x", "type": "string"}}}, {"items": [{"type": "string"}]}],
+     {"properties": {"a": {"$id": "urn:x", "type": "string"}}}, {"items": [{"type": "string"}]},
+     {"$defs": {"a/b": {}}, "$ref": "#/$defs/a~1b"}],
 )  # fmt: skip
 def test_what_it_does_not_handle_gets_no_quick_check(schema: dict[str, Any]) -> None:
     assert compile_check(schema, FORMATS) is None
