@@ -1,256 +1,221 @@
-"""A quick yes/no JSON Schema check, compiled once per schema, in front of jsonschema's full report.
+"""A quick yes/no JSON Schema check, compiled once per schema by fastjsonschema, before jsonschema.
 
 Almost every document a daemon loads is valid, and jsonschema spends most of its time building the
-machinery for errors it never finds (a validator per subschema, a reference lookup per ``$ref``). This
-module turns a schema into nested closures that only answer "valid?". It is deliberately
-conservative: it answers ``True`` only when jsonschema (draft 2020-12, with the same format checker)
-would find no error, and ``False`` whenever it is unsure, in which case the caller runs jsonschema
-and reports exactly what it always did. A schema using a keyword not handled here compiles to
-``None``: no quick check at all.
+machinery for errors it never finds (a validator per subschema, a reference lookup per ``$ref``).
+fastjsonschema compiles a schema once into plain Python code that only answers "valid?" (it raises at
+the first error). The check is deliberately conservative: it answers ``True`` only when jsonschema
+(draft 2020-12, with the same format checker) would find no error, and ``False`` whenever it is unsure,
+in which case the caller runs jsonschema and reports exactly what it always did.
+
+Before it is compiled the schema is checked and rewritten so that fastjsonschema decides it as jsonschema
+does: only keywords whose meaning both share are accepted (anything else, a reference that is not
+``#/$defs/<name>``, a nested ``$id``: no quick check at all, ``None``); ``$ref`` next to other keywords
+becomes an ``allOf`` (fastjsonschema, as in draft 7, would ignore the siblings); every ``format`` is
+either the very check jsonschema applies (``formats``) or an annotation, as it is to jsonschema's
+format checker; annotations are dropped, defaults never filled in. fastjsonschema turns an unescaped
+``$`` of a ``pattern`` into an end-of-string anchor, which is stricter than Python's (it also matches
+before a final newline): harmless where a failure can only fail the document, so a ``pattern`` with a
+``$`` under ``not`` or ``oneOf`` (where a stricter branch could make the whole pass) means no quick
+check. Documents are JSON-shaped, as the YAML loader makes them (fastjsonschema would also take a
+tuple for an array).
 """
 
 from __future__ import annotations
 
-import numbers
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 Check = Callable[[Any], bool]
 
-# Keywords that never make a document invalid.
+# Keywords that never make a document invalid (to jsonschema, nor here once dropped).
 _ANNOTATIONS = frozenset(
-    {"$schema", "$id", "$comment", "$defs", "title", "description", "default", "examples", "deprecated"}
+    {
+        "$schema",
+        "$comment",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+    }
 )
+# Keywords fastjsonschema checks as jsonschema (draft 2020-12) does, for JSON-shaped documents.
+_ASSERTIONS = frozenset(
+    {
+        "type", "enum", "required", "minItems", "maxItems", "uniqueItems", "minLength",
+        "maxLength", "minProperties", "maxProperties", "minimum", "maximum", "exclusiveMinimum",
+        "exclusiveMaximum", "pattern", "format",
+    }
+)  # fmt: skip
+_TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
+_DEFS = "#/$defs/"
+_TEMPLATE_FORMAT = "kurative-quickcheck-template"
+_LENIENT = ".templates"  # the suffix of a definition's copy that lets templates pass
+_DEF_NAME = re.compile(r"[A-Za-z0-9_-]+")  # as it is written in a reference, with no escaping
 
 
 class Unsupported(Exception):
     """The schema uses something the quick check does not handle."""
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _annotation(value: Any) -> bool:
+    return True
 
 
-def _not_number(value: Any) -> bool:
-    """Not a number to jsonschema, so ``minimum`` and ``maximum`` do not apply."""
-    return isinstance(value, bool) or not isinstance(value, numbers.Number)
-
-
-# Narrower than (or equal to) jsonschema's draft 2020-12 types: "True" must imply jsonschema agrees.
-_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": _is_number,
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
-
-
-def _same(expected: Any, value: Any) -> bool:
-    """Equal and of the same scalar type (1, 1.0 and True are told apart, as jsonschema does)."""
-    if isinstance(expected, str):
-        return isinstance(value, str) and expected == value
-    return (
-        type(expected) is type(value) and isinstance(value, int | float | bool) and expected == value
-    ) or (expected is None and value is None)
+def _is_template(value: Any) -> bool:
+    return "${" in value  # called by fastjsonschema for strings only
 
 
 def compile_check(
     schema: Mapping[str, Any],
     formats: Mapping[str, Callable[[Any], bool]] | None = None,
-    ignored: Callable[[Any], bool] | None = None,
+    *,
+    templates: bool = False,
 ) -> Check | None:
     """A check for ``schema`` (local ``#/$defs/...`` references only), or None if it cannot be had.
 
-    ``formats`` are the format checks jsonschema applies (``FormatChecker.conforms``); any other
-    format is an annotation, as it is to a jsonschema format checker that does not know it.
-    ``ignored`` says which values the caller drops every error *about* (an error whose instance is
-    that value): such a value passes, except inside ``anyOf``, ``oneOf`` and ``not``, whose own
-    error is about the enclosing value.
+    ``formats`` are the format checks jsonschema applies (``FormatChecker.conforms``, true for a value
+    that is not a string); any other format is an annotation, as it is to a jsonschema format checker
+    that does not know it. With ``templates``, a template (a string with ``${``) passes wherever the
+    caller drops every error *about* it (an error whose instance is that value, as ``kurative lint``
+    does for params): everywhere except inside ``anyOf``, ``oneOf`` and ``not``, whose own error is
+    about the enclosing value, and except an unknown key under ``"additionalProperties": false``, an
+    error about the mapping.
     """
-    defs: dict[tuple[str, bool], Check] = {}
-    raw_defs = schema.get("$defs", {})
-
-    def reference(ref: str, strict: bool) -> Check:
-        prefix = "#/$defs/"
-        if not ref.startswith(prefix) or ref[len(prefix) :] not in raw_defs:
-            raise Unsupported(ref)
-        key = (ref[len(prefix) :], strict)
-        if key not in defs:
-            defs[key] = lambda value: True  # a placeholder while a recursive definition compiles
-            defs[key] = build(raw_defs[key[0]], strict)
-        return lambda value: defs[key](value)  # noqa: PLW0108 - bound late, for recursion
-
-    def build(sub: Any, strict: bool) -> Check:
-        check = _build(sub, strict)
-        if strict or ignored is None:
-            return check
-        skip = ignored
-        return lambda value: skip(value) or check(value)
-
-    def _build(sub: Any, strict: bool) -> Check:
-        if sub is True:
-            return lambda value: True
-        if sub is False:
-            return lambda value: False
-        if not isinstance(sub, Mapping):
-            raise Unsupported(repr(sub))
-        checks: list[Check] = []
-        for keyword, argument in sub.items():
-            if keyword in _ANNOTATIONS:
-                continue
-            if keyword in ("properties", "additionalProperties", "patternProperties"):
-                continue  # compiled together below
-            checks.append(_keyword(keyword, argument, sub, strict))
-        if any(k in sub for k in ("properties", "additionalProperties", "patternProperties")):
-            checks.append(_object_members(sub, strict))
-        if not checks:
-            return lambda value: True
-        if len(checks) == 1:
-            return checks[0]
-        return lambda value: all(check(value) for check in checks)
-
-    def _object_members(sub: Mapping[str, Any], strict: bool) -> Check:
-        properties = {name: build(s, strict) for name, s in sub.get("properties", {}).items()}
-        patterns = [(re.compile(p), build(s, strict)) for p, s in sub.get("patternProperties", {}).items()]
-        extra_schema = sub.get("additionalProperties", True)
-        # "additionalProperties": false is reported about the mapping, not about the extra value
-        extra = None if extra_schema is True else build(extra_schema, strict or extra_schema is False)
-
-        def check(value: Any) -> bool:
-            if not isinstance(value, dict):
-                return True
-            for key, item in value.items():
-                known = properties.get(key)
-                matched = False
-                if known is not None:
-                    matched = True
-                    if not known(item):
-                        return False
-                for pattern, pattern_check in patterns:
-                    if isinstance(key, str) and pattern.search(key):
-                        matched = True
-                        if not pattern_check(item):
-                            return False
-                if not matched and extra is not None and not extra(item):
-                    return False
-            return True
-
-        return check
-
-    def _keyword(keyword: str, argument: Any, sub: Mapping[str, Any], strict: bool) -> Check:
-        if keyword == "type":
-            names = [argument] if isinstance(argument, str) else list(argument)
-            if any(name not in _TYPES for name in names):
-                raise Unsupported(f"type {argument!r}")
-            tests = [_TYPES[name] for name in names]
-            return lambda value: any(test(value) for test in tests)
-        if keyword == "$ref":
-            return reference(argument, strict)
-        if keyword == "const":
-            return lambda value: _same(argument, value)
-        if keyword == "enum":
-            options = list(argument)
-            return lambda value: any(_same(option, value) for option in options)
-        if keyword == "required":
-            names = list(argument)
-            return lambda value: not isinstance(value, dict) or all(name in value for name in names)
-        if keyword == "items":
-            if "prefixItems" in sub:
-                raise Unsupported("prefixItems")
-            item = build(argument, strict)
-            return lambda value: not isinstance(value, list) or all(item(v) for v in value)
-        if keyword == "minItems":
-            return lambda value: not isinstance(value, list) or len(value) >= argument
-        if keyword == "maxItems":
-            return lambda value: not isinstance(value, list) or len(value) <= argument
-        if keyword == "uniqueItems":
-            if not argument:
-                return lambda value: True
-            # Only lists of strings are decided here; anything else goes to jsonschema.
-            return lambda value: (
-                not isinstance(value, list)
-                or (all(isinstance(v, str) for v in value) and len(set(value)) == len(value))
-            )
-        if keyword == "minLength":
-            return lambda value: not isinstance(value, str) or len(value) >= argument
-        if keyword == "maxLength":
-            return lambda value: not isinstance(value, str) or len(value) <= argument
-        if keyword == "pattern":
-            pattern = re.compile(argument)
-            return lambda value: not isinstance(value, str) or pattern.search(value) is not None
-        if keyword == "minimum":
-            return lambda value: _not_number(value) or (_is_number(value) and value >= argument)
-        if keyword == "maximum":
-            return lambda value: _not_number(value) or (_is_number(value) and value <= argument)
-        if keyword == "format":
-            test = (formats or {}).get(argument)
-            if test is None:
-                return lambda value: True
-            return test
-        if keyword == "propertyNames":
-            name_check = build(argument, strict)
-            return lambda value: not isinstance(value, dict) or all(name_check(k) for k in value)
-        if keyword == "anyOf":
-            # jsonschema reports a failed anyOf about the value itself, not about what is inside
-            options = [build(s, True) for s in argument]
-            return lambda value: any(option(value) for option in options)
-        if keyword == "allOf":
-            branches = [build(s, strict) for s in argument]
-            return lambda value: all(branch(value) for branch in branches)
-        if keyword == "oneOf":
-            # Needs to know that the other branches fail: only exact branches can say so.
-            exact_options = [_exact(s) for s in argument]
-            if any(option is None for option in exact_options):
-                return lambda value: False
-            decided = [option for option in exact_options if option is not None]
-            return lambda value: sum(1 for option in decided if option(value)) == 1
-        if keyword == "not":
-            negated = _exact(argument)
-            if negated is None:
-                return lambda value: False
-            return lambda value: not negated(value)
-        raise Unsupported(keyword)
-
-    def _exact(sub: Any) -> Check | None:
-        """A check whose False is as sure as its True (jsonschema finds an error), or None. Only for
-        keywords decided exactly here: no numbers (jsonschema's "integer" takes 1.0, its numbers
-        include Decimal), no references, constants and enums of strings only."""
-        if isinstance(sub, bool):
-            return lambda value: sub
-        if not isinstance(sub, Mapping):
-            return None
-        checks: list[Check] = []
-        for keyword, argument in sub.items():
-            if keyword in _ANNOTATIONS:
-                continue
-            if keyword == "type":
-                names = [argument] if isinstance(argument, str) else list(argument)
-                if not set(names) <= {"object", "array", "string", "boolean", "null"}:
-                    return None
-            elif keyword in ("const", "enum"):
-                values = [argument] if keyword == "const" else list(argument)
-                if not all(isinstance(v, str) for v in values):
-                    return None
-            elif keyword in ("properties", "additionalProperties"):
-                children = sub["properties"].values() if keyword == "properties" else [argument]
-                if any(c is not True and _exact(c) is None for c in children):
-                    return None
-                if keyword == "properties" or "properties" not in sub:
-                    checks.append(_object_members(sub, True))
-                continue
-            elif keyword == "items":
-                if _exact(argument) is None:
-                    return None
-            elif keyword not in ("required", "minItems", "maxItems", "minLength", "maxLength", "pattern"):
-                return None
-            checks.append(_keyword(keyword, argument, sub, True))
-        return lambda value: all(check(value) for check in checks)
+    import fastjsonschema
 
     try:
-        return build(schema, False)
-    except (Unsupported, re.error, TypeError):
-        return None
+        prepared, names = _prepare(schema, templates)
+        custom = {name: (formats or {}).get(name, _annotation) for name in names}
+        if templates:
+            custom[_TEMPLATE_FORMAT] = _is_template
+        # without detailed exceptions the code is a quarter of the size, and compiles that much faster
+        validate = fastjsonschema.compile(
+            prepared, formats=custom, use_default=False, detailed_exceptions=False
+        )
+    except (Unsupported, re.error, TypeError, ValueError, KeyError, RecursionError):
+        return None  # JsonSchemaDefinitionException is a ValueError
+
+    def check(value: Any) -> bool:
+        try:
+            validate(value)
+        except Exception:  # JsonSchemaValueException: an error; anything else (a pattern tried on
+            return False  # a key that is not a string...): unsure. jsonschema decides both.
+        return True
+
+    return check
+
+
+def _prepare(schema: Mapping[str, Any], templates: bool) -> tuple[dict[str, Any], set[str]]:
+    """The schema as fastjsonschema is to compile it, and the names of the formats it uses."""
+    raw_defs = schema.get("$defs", {})
+    if not isinstance(raw_defs, Mapping):
+        raise Unsupported("$defs")
+    defs: dict[str, Any] = {}
+    done: set[tuple[str, bool, bool]] = set()
+    formats: set[str] = set()
+    template = {"type": "string", "format": _TEMPLATE_FORMAT}
+
+    def reference(ref: Any, lenient: bool, negative: bool) -> str:
+        if not isinstance(ref, str) or not ref.startswith(_DEFS):
+            raise Unsupported(f"$ref {ref!r}")
+        name = ref[len(_DEFS) :]
+        if name not in raw_defs or not _DEF_NAME.fullmatch(name):
+            raise Unsupported(f"$ref {ref!r}")
+        target = name + (_LENIENT if lenient else "")
+        if (name, lenient, negative) not in done:
+            done.add((name, lenient, negative))  # before descending: definitions may be recursive
+            defs[target] = rewrite(raw_defs[name], lenient, negative)
+        return _DEFS + target
+
+    def rewrite(node: Any, lenient: bool, negative: bool) -> Any:
+        """``lenient``: a template here passes (its errors are dropped); ``negative``: under ``not``
+        or ``oneOf``, where being stricter than jsonschema could make a document pass."""
+        if isinstance(node, bool):
+            return node
+        if not isinstance(node, Mapping):
+            raise Unsupported(repr(node))
+        out: dict[str, Any] = {}
+        for keyword, argument in node.items():
+            if keyword in _ANNOTATIONS or keyword.startswith("x-"):
+                continue
+            if keyword == "$defs":
+                continue  # referred to at the top level only (#/$defs/<name>), rewritten as used
+            if keyword == "$id":
+                if node is not schema:
+                    raise Unsupported("$id below the top level")
+                continue
+            if keyword in ("properties", "patternProperties"):
+                if not isinstance(argument, Mapping):
+                    raise Unsupported(keyword)
+                if keyword == "patternProperties":
+                    for pattern in argument:
+                        re.compile(pattern)
+                out[keyword] = {key: rewrite(sub, lenient, negative) for key, sub in argument.items()}
+            elif keyword in ("additionalProperties", "propertyNames", "items"):
+                # an error of an extra member, a key or an item is about that value; "false" is kept
+                # as it is (reported about the mapping), as is every boolean schema
+                out[keyword] = rewrite(argument, lenient, negative)
+            elif keyword == "allOf":
+                out[keyword] = [rewrite(sub, lenient, negative) for sub in _schemas(argument)]
+            elif keyword == "anyOf":
+                out[keyword] = [rewrite(sub, False, negative) for sub in _schemas(argument)]
+            elif keyword == "oneOf":
+                out[keyword] = [rewrite(sub, False, True) for sub in _schemas(argument)]
+            elif keyword == "not":
+                out[keyword] = rewrite(argument, False, True)
+            elif keyword == "$ref":
+                out[keyword] = reference(argument, lenient, negative)
+            elif keyword == "const":
+                # the same test as a one-value enum (fastjsonschema 2.22 cannot compile a "const"
+                # without detailed exceptions)
+                out["enum"] = [argument] if "enum" not in node else _unsupported("const with enum")
+            elif keyword in _ASSERTIONS:
+                out[keyword] = _assertion(keyword, argument, negative, formats)
+            else:
+                raise Unsupported(keyword)
+        if "$ref" in out and len(out) > 1:
+            out = {"allOf": [{"$ref": out.pop("$ref")}, out]}  # 2020-12 applies a $ref's siblings
+        if lenient and out:
+            return {"anyOf": [template, out]}
+        return out
+
+    root = rewrite(schema, templates, False)
+    if not isinstance(root, dict):
+        raise Unsupported("a boolean schema")
+    if defs:
+        root = {**root, "$defs": defs} if "$ref" not in root else {"allOf": [root], "$defs": defs}
+    return root, formats
+
+
+def _unsupported(what: str) -> Any:
+    raise Unsupported(what)
+
+
+def _schemas(argument: Any) -> list[Any]:
+    if not isinstance(argument, list) or not argument:
+        raise Unsupported("a list of schemas")
+    return argument
+
+
+def _assertion(keyword: str, argument: Any, negative: bool, formats: set[str]) -> Any:
+    if keyword == "type":
+        names = [argument] if isinstance(argument, str) else argument
+        if not isinstance(names, list) or not names or any(name not in _TYPES for name in names):
+            raise Unsupported(f"type {argument!r}")
+    elif keyword == "format":
+        if not isinstance(argument, str) or argument == _TEMPLATE_FORMAT:
+            raise Unsupported(f"format {argument!r}")
+        formats.add(argument)
+    elif keyword == "pattern":
+        if not isinstance(argument, str):
+            raise Unsupported("pattern")
+        re.compile(argument)
+        if negative and "$" in argument:
+            raise Unsupported("a pattern with '$' under not or oneOf")
+    elif keyword == "enum" and not isinstance(argument, list):
+        raise Unsupported("enum")
+    return argument
