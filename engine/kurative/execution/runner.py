@@ -37,7 +37,6 @@ from kurative.errors import (
     ActionError,
     BreakerOpen,
     ExpressionError,
-    JournalConflict,
     JournalError,
     JournalUnavailable,
     KurativeError,
@@ -315,14 +314,15 @@ class ExecutionRunner:
     async def _last_release(self, keeper: LeaseKeeper, state: ExecutionState, error: str) -> None:
         """Release after something went wrong, with the final records still pending when possible."""
         pending, keeper.pending = keeper.pending, []
+        if pending:
+            try:
+                await self._journal.record_steps(
+                    keeper.lease, finished=pending, release=Release(state, error)
+                )
+                return
+            except KurativeError:
+                pass  # without them: a step left started is what recovery looks at, as after a crash
         with contextlib.suppress(KurativeError):
-            if pending:
-                with contextlib.suppress(RecordRejected, JournalConflict):
-                    await self._journal.record_steps(
-                        keeper.lease, finished=pending, release=Release(state, error)
-                    )
-                    return
-            # without them: a step left started is what recovery looks at, as after a crash
             await self._journal.release_execution(keeper.lease, state, error=error)
 
     async def _commit(
@@ -574,7 +574,10 @@ class ExecutionRunner:
                 await self._commit(keeper)
             error: BaseException | None = None
             begun: float | None = None
-            async with self._cluster_slot(cluster if kube else None):
+            # Only a Kubernetes step takes a slot of its cluster (runner.perCluster); others never wait
+            # for one, so nothing they hold back waits with them.
+            slot = self._cluster_slot(cluster) if kube else contextlib.nullcontext()
+            async with slot:
                 # The slot first: a step waiting for its cluster has not started (nothing to recover).
                 keeper.check()
                 try:
