@@ -46,7 +46,7 @@ from kurative.execution.reloading import LiveRules, Reloader
 from kurative.execution.runner import ExecutionRunner, PlaybookCache
 from kurative.execution.services import Services
 from kurative.execution.workers import ClusterSlots, WorkerPool
-from kurative.ingress.api import ApiHooks, PlaybookEntry, PlaybooksView
+from kurative.ingress.api import ApiHooks, PlaybooksView
 from kurative.ingress.app import IngressHooks, create_app
 from kurative.ingress.server import IngressServer, bind
 from kurative.ingress.settings import Credentials
@@ -112,10 +112,7 @@ def playbooks_view(rules: LiveRules) -> PlaybooksView:
     return PlaybooksView(
         ruleset=rules.active.version if rules.active else "",
         loaded_at=last.at if last else datetime.now(UTC),
-        playbooks=tuple(
-            PlaybookEntry(s.name, s.version, s.content_hash, s.source, s.status, s.reason)
-            for s in rules.playbooks()
-        ),
+        playbooks=rules.playbooks(),
         problems=rules.problems(),
         reloaded=last is None or (last.errors == 0 and not last.refused),
     )

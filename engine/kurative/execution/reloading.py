@@ -46,7 +46,7 @@ from kurative.execution.runner import PlaybookCache, playbook_record_body
 from kurative.journal import Journal, PlaybookVersion, PlaybookVersionConflict
 from kurative.linting.checks import check_ruleset
 from kurative.linting.lint import lint_paths
-from kurative.linting.rulesets import ruleset_version
+from kurative.linting.rulesets import PlaybookState, ruleset_version
 from kurative.matching.ruleset import Ruleset
 from kurative.metrics import Metrics
 from kurative.playbooks.loading import discover
@@ -61,19 +61,6 @@ STALE = "stale"
 last good version stays active."""
 REFUSED = "refused"
 """A version that was not put in force (a duplicate name, new content under an old version)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PlaybookState:
-    """One active playbook, as the API and ``kurative playbooks`` show it."""
-
-    name: str
-    version: int
-    content_hash: str
-    source: str
-    """``path:line:column`` of the playbook's document."""
-    status: str
-    reason: str = ""
 
 
 def _state(playbook: Playbook, status: str, reason: str = "", path: str | None = None) -> PlaybookState:

@@ -37,6 +37,7 @@ from kurative.errors import (
 )
 from kurative.ingress.problems import Problem
 from kurative.journal import Decision, ExecutionFilter, ExecutionState, Journal
+from kurative.linting.rulesets import PlaybookState
 
 MAX_LIMIT = 500
 """The largest page the API hands out; the default is 50."""
@@ -59,25 +60,12 @@ class BreakerView(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class PlaybookEntry:
-    """One playbook the loader found: ``active`` in the ruleset, or ``refused`` and why."""
-
-    name: str
-    version: int
-    content_hash: str
-    source: str
-    """The file it came from, ``path:line:column`` of its document."""
-    status: str
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class PlaybooksView:
     """The playbooks in force and what the last load reported."""
 
     ruleset: str
     loaded_at: datetime
-    playbooks: tuple[PlaybookEntry, ...] = ()
+    playbooks: tuple[PlaybookState, ...] = ()
     problems: tuple[Diagnostic, ...] = ()
     """Errors and warnings with ``file:line:column``, as ``kurative lint`` prints them."""
     reloaded: bool = True

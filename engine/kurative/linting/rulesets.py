@@ -39,6 +39,20 @@ class LoadedRuleset:
         return ruleset_version(self.ruleset)
 
 
+@dataclass(frozen=True, slots=True)
+class PlaybookState:
+    """One playbook as the daemon has it (in force or refused), as the API and ``kurative playbooks`` show
+    it."""
+
+    name: str
+    version: int
+    content_hash: str
+    source: str
+    """``path:line:column`` of the playbook's document."""
+    status: str
+    reason: str = ""
+
+
 def ruleset_version(ruleset: Ruleset) -> str:
     parts = sorted(f"{c.name}@{c.playbook.version}#{c.playbook.content_hash}" for c in ruleset.playbooks)
     return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
