@@ -176,3 +176,36 @@ async def test_sighup_reloads_when_watching_is_off(setup: Setup, tmp_path: Path)
     finally:
         if process.process is not None and process.process.poll() is None:
             process.kill()
+
+
+SLOW = """\
+    apiVersion: kurative/v1
+    kind: Playbook
+    metadata: {{name: probe, version: {version}}}
+    spec:
+      trigger: {{alertname: [Probe]}}
+      approval: auto
+      steps:
+        - {{name: wait, action: sleep, params: {{duration: 1500ms}}}}
+        - {{name: {last}, action: log, params: {{message: "version {version}"}}}}
+"""
+
+
+async def test_a_running_execution_finishes_on_the_version_it_started_with(
+    setup: Setup, start_daemon: StartDaemon
+) -> None:
+    setup.playbook("probe", SLOW.format(version=1, last="old-last-step"))
+    async with start_daemon(setup.settings(), setup.env) as running, running.client() as client:
+        answer = await client.post(
+            "/api/v1/alerts", json=alert_payload({"labels": {"alertname": "Probe", "pod": "slow"}})
+        )
+        assert answer.status_code == 200
+        async with asyncio.timeout(10):  # its first step is running
+            while not [e for e in await running.executions() if e.state.value == "running"]:
+                await asyncio.sleep(0.02)
+        setup.playbook("probe", SLOW.format(version=2, last="new-last-step"))
+        await until_versions(running, {"probe": 2})
+        (execution,) = await running.settle(1)
+        detail = await running.journal.get_execution(execution.id)
+        assert execution.playbook_version == 1
+        assert [s.name for s in detail.steps if s.status.value == "succeeded"] == ["wait", "old-last-step"]
