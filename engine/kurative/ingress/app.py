@@ -65,8 +65,15 @@ REJECTED = {400: "invalid", 401: "unauthorized", 413: "too_large", 415: "unsuppo
 """Why a webhook POST was refused, as the ``reason`` label (503: ``unavailable``)."""
 
 
+def _over(digits: str, limit: int) -> bool:
+    """Whether the decimal ``digits`` say more than ``limit``, without turning thousands of digits
+    into an int (Python refuses more than 4,300)."""
+    significant = digits.lstrip("0")
+    return len(significant) > len(str(limit)) or int(significant or "0") > limit
+
+
 async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and _over(declared, limit):
         detail = f"the body is {declared} bytes; at most {limit} bytes are accepted"
         raise Problem(413, "Payload Too Large", detail)
     chunks: list[bytes] = []

@@ -1,16 +1,23 @@
-"""uvicorn's httptools protocol with a bound on what a client may send before its headers end.
+"""uvicorn's httptools protocol with a bound on what a client may send that is not a body.
 
 httptools (llhttp, in C) parses a request in a fraction of the time h11 takes, but it keeps a request
-line or a header that has not ended yet in memory without any limit: one unauthenticated connection
-could fill the memory with a header that never ends. :class:`BoundedHttpToolsProtocol` counts the
-bytes received since a message began until its headers are complete; past ``max_header_bytes`` it
-answers ``431 Request Header Fields Too Large`` and closes the connection, without parsing further.
-Bytes in the same read as the end of the headers are not counted (they are the body, or the next
-pipelined request), so what one connection can hold before the cut is the bound plus one read.
+line, a header or a chunked body's trailer that has not ended yet in memory without any limit, and
+uvicorn queues pipelined requests without any limit: one unauthenticated connection could fill the
+memory. :class:`BoundedHttpToolsProtocol` therefore
 
-It relies on four hooks of uvicorn's ``HttpToolsProtocol``: ``data_received`` (the transport's
-callback), and the parser callbacks ``on_message_begin``, ``on_headers_complete`` and
-``on_message_complete``, plus its ``transport`` and ``server_state.default_headers``.
+- counts the bytes received since a message began until its headers are complete, and then, while
+  its body lasts, the bytes that are not body since body last arrived (the trailers, which
+  httptools keeps like headers); past
+  ``max_header_bytes`` it answers ``431 Request Header Fields Too Large`` and closes the connection,
+  without parsing further. Bytes in the same read as the end of the headers are not counted (they
+  are the body, or the next pipelined request), so what one connection can hold before the cut is
+  the bound plus one read;
+- closes a connection that has more than :data:`MAX_PIPELINED` requests queued behind the one being
+  answered (uvicorn answers 400): Alertmanager and Prometheus never pipeline.
+
+It relies on these hooks of uvicorn's ``HttpToolsProtocol``: ``data_received`` (the transport's
+callback), the parser callbacks ``on_message_begin``, ``on_headers_complete``, ``on_body`` and
+``on_message_complete``, its ``pipeline``, ``transport`` and ``server_state.default_headers``.
 tests/unit/ingress/test_protocol.py fails when a uvicorn release changes them; pyproject.toml pins the
 uvicorn range that test ran against.
 """
@@ -28,6 +35,12 @@ from uvicorn.server import ServerState
 log = structlog.get_logger("kurative.ingress")
 
 _TOO_LARGE = b"the request line and headers are over the limit"
+MAX_PIPELINED = 16
+"""Requests a connection may have waiting behind the one being answered."""
+
+
+class PipelineTooDeep(Exception):
+    """Raised from a parser callback: httptools stops parsing, uvicorn answers 400 and closes."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -45,36 +58,59 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._in_head = True  # waiting for (the rest of) a request line and headers
-        self._head_bytes = 0
+        self._in_body = False  # the headers are complete, the message is not
+        self._unbounded = 0  # bytes counted against the bound for the current message
         self._heads_ended = 0  # headers completed during the current read
+        self._read_left = 0  # bytes of the current read not (yet) known to be body
         self._cut = False
 
     def data_received(self, data: bytes) -> None:
         if self._cut:
             return
+        in_body = self._in_body
         if self._in_head:
-            self._head_bytes += len(data)
+            self._unbounded += len(data)
+        self._read_left = len(data)
         ended = self._heads_ended
         super().data_received(data)
         if self.transport.is_closing():
-            return  # uvicorn answered already (a malformed request: 400)
+            return  # uvicorn answered already (a malformed request: 400, too many pipelined)
         if self._heads_ended != ended:
             # the head ended somewhere in this read: what follows it is not counted (see above)
-            self._head_bytes = 0
-        elif self._in_head and self._head_bytes > self.max_header_bytes:
-            self._refuse()
+            self._unbounded = 0
+        elif self._in_head or (in_body and self._in_body):
+            # a head still growing, or a whole read inside one body: its chunk-size lines and
+            # trailers (what is not body) count
+            if not self._in_head:
+                # httptools and uvicorn keep trailers (as headers) but not chunk framing: a read that
+                # brought body starts the count again, one that did not (trailers) adds to it
+                left = max(0, self._read_left)
+                self._unbounded = left if self._read_left < len(data) else self._unbounded + left
+            if self._unbounded > self.max_header_bytes:
+                self._refuse()
 
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._in_body = False
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._in_body = True
         self._heads_ended += 1
         super().on_headers_complete()
+        if len(self.pipeline) > MAX_PIPELINED:
+            log.warning("requests_pipelined_too_deep", limit=MAX_PIPELINED, client=_client(self.client))
+            raise PipelineTooDeep
+
+    def on_body(self, body: bytes) -> None:
+        self._read_left -= len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_head = True  # the next bytes begin the next request
+        self._in_body = False
+        self._unbounded = 0
         super().on_message_complete()
 
     def _refuse(self) -> None:

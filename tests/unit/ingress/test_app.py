@@ -108,6 +108,17 @@ async def test_a_body_streamed_past_the_limit_or_cut_short_is_refused() -> None:
     assert committed == []
 
 
+async def test_a_declared_length_of_thousands_of_digits_is_413_not_a_crash() -> None:
+    committed: list[IncomingAlert] = []
+    app = _app(committed, max_body_bytes=100)
+    for declared in (b"0" * 5000 + b"2", b"9" * 5001, b"0" * 5000 + b"101"):
+        headers = [(b"authorization", b"Bearer t0ken"), (b"content-length", declared)]
+        sent = await _call(app, headers, [{"type": "http.request", "body": b"{}"}])
+        expected = 413 if declared.lstrip(b"0") not in (b"2",) else 400  # "{}" is no webhook
+        assert sent[0]["status"] == expected, declared[-5:]
+    assert committed == []
+
+
 async def _call(app: Any, headers: list[tuple[bytes, bytes]], messages: list[dict[str, Any]]) -> list[Any]:
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",

@@ -17,7 +17,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from kurative.ingress.protocol import BoundedHttpToolsProtocol, bounded_protocol
+from kurative.ingress.protocol import MAX_PIPELINED, BoundedHttpToolsProtocol, bounded_protocol
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -91,12 +91,14 @@ def test_the_hooks_it_relies_on_are_uvicorns() -> None:
         "on_message_begin": ["self"],
         "on_headers_complete": ["self"],
         "on_message_complete": ["self"],
+        "on_body": ["self", "body"],
     }
     for name, parameters in hooks.items():
         assert list(inspect.signature(getattr(HttpToolsProtocol, name)).parameters) == parameters, name
     assert BoundedHttpToolsProtocol.__mro__[1] is HttpToolsProtocol
     assert STATUS_LINE[431] == b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
     assert isinstance(ServerState().default_headers, list)
+    assert "self.pipeline: deque" in inspect.getsource(HttpToolsProtocol.__init__)  # the queue it bounds
 
 
 async def test_requests_under_the_bound_are_served_also_one_byte_at_a_time() -> None:
@@ -112,11 +114,60 @@ async def test_requests_under_the_bound_are_served_also_one_byte_at_a_time() -> 
 
 async def test_many_pipelined_requests_in_one_read_are_not_counted_together() -> None:
     protocol, transport = _protocol()
-    protocol.data_received(_request(b"y" * 300) * 20)  # 20 heads in one read: far over the bound in all
+    count = MAX_PIPELINED + 1  # one answered, the rest queued: far over the bound in all
+    protocol.data_received(_request(b"y" * 300) * count)
     for _ in range(40):
         await _settle()
-    assert transport.written.count(b"HTTP/1.1 200 OK") == 20
+    assert transport.written.count(b"HTTP/1.1 200 OK") == count
     assert not transport.closed
+
+
+async def test_a_connection_that_pipelines_too_deep_is_closed() -> None:
+    protocol, transport = _protocol()
+    protocol.data_received(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 10_000)
+    await _settle()
+    assert transport.closed
+    assert len(protocol.pipeline) <= MAX_PIPELINED + 1
+    assert b"HTTP/1.1 400" in transport.written
+
+
+async def test_trailers_count_against_the_bound() -> None:
+    protocol, transport = _protocol()
+    protocol.data_received(
+        b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n"
+    )
+    sent = 0
+    while not transport.closed:
+        protocol.data_received(b"X-T: " + b"a" * 100 + b"\r\n")
+        sent += 107
+        assert sent <= 2 * LIMIT + 200
+    assert b"431 Request Header Fields Too Large" in transport.written
+
+
+async def test_a_trailer_value_that_never_ends_is_cut_off() -> None:
+    protocol, transport = _protocol()
+    protocol.data_received(
+        b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]\r\n0\r\nX-T: "
+    )
+    sent = 0
+    while not transport.closed:
+        protocol.data_received(b"a" * 100)
+        sent += 100
+        assert sent <= 2 * LIMIT + 100
+    assert b"431" in transport.written
+
+
+async def test_a_chunked_body_in_large_chunks_is_served() -> None:
+    protocol, transport = _protocol()
+    chunk = b"x" * 4000
+    protocol.data_received(b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for _ in range(200):  # 800 KB of body, 200 chunk-size lines: well under the bound
+        protocol.data_received(b"fa0\r\n" + chunk + b"\r\n")
+    protocol.data_received(b"0\r\n\r\n")
+    for _ in range(10):
+        await _settle()
+    assert transport.written.startswith(b"HTTP/1.1 200 OK")
+    assert transport.written.endswith(b"got 800000")
 
 
 @pytest.mark.parametrize(
