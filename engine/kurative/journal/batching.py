@@ -1,10 +1,12 @@
-"""Group commit: concurrent alert batches share one database transaction.
+"""Group commit: concurrent writes share one database transaction.
 
 Each ingress request waits for its own commit before answering, so with many senders the database
 would spend its time on one fsync per request. Instead, requests that arrive while a commit is in
 flight are queued and committed together by the next one: each caller still returns only after its
 alerts are durable, and each caller's batch is still all or nothing (they succeed or fail together).
 The flush runs in its own task, so a caller that gives up does not cancel the others' commit.
+:class:`GroupCommitter` commits alert batches all or nothing as a group; :class:`GroupWriter` gives
+each write (a step record, a release) its own outcome. Both run on the same queue (``_Group``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,78 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 R = TypeVar("R")
+W = TypeVar("W")
+T = TypeVar("T")
+Q = TypeVar("Q")  # what one caller queues
 
 
-class GroupCommitter(Generic[R]):
+class _Group(Generic[Q, T]):
+    """The queue and flush tasks both groupings share: callers queue an item and wait for its future;
+    at most ``concurrency`` tasks take groups off the queue and flush them, each caller's future
+    settled from its group's outcome. How a group is taken and flushed is the subclass's."""
+
+    def __init__(self, concurrency: int) -> None:
+        self._concurrency = concurrency
+        self._pending: list[tuple[Q, asyncio.Future[T]]] = []
+        self._active = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _submit(self, item: Q) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._active < self._concurrency:
+            self._active += 1
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def close(self) -> None:
+        """Wait for what is queued to be flushed."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _take(self) -> list[tuple[Q, asyncio.Future[T]]]:
+        raise NotImplementedError
+
+    async def _flush_group(self, items: list[Q]) -> Sequence[T | BaseException]:
+        """One outcome per item, in order; raising fails the whole group."""
+        raise NotImplementedError
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                # let the callers the last flush woke up queue their next items first: bigger groups
+                await asyncio.sleep(0)
+                taken = self._take()
+                if not taken:
+                    continue
+                try:
+                    outcomes = await self._flush_group([item for item, _ in taken])
+                except Exception as exc:
+                    for _, future in taken:
+                        if not future.done():
+                            future.set_exception(exc)
+                except asyncio.CancelledError:
+                    for _, future in taken:
+                        future.cancel()
+                    raise
+                else:
+                    for (_, future), outcome in zip(taken, outcomes, strict=True):
+                        if future.done():
+                            continue
+                        if isinstance(outcome, BaseException):
+                            future.set_exception(outcome)
+                        else:
+                            future.set_result(outcome)
+        finally:
+            self._active -= 1
+
+
+class GroupCommitter(_Group[Sequence[R], None]):
+    """Batches of rows of concurrent callers committed in one transaction, all or nothing: every
+    caller of a group gets the group's outcome."""
+
     def __init__(
         self,
         flush: Callable[[list[R]], Awaitable[None]],
@@ -24,28 +95,13 @@ class GroupCommitter(Generic[R]):
         max_rows: int = 2000,
         concurrency: int = 1,
     ) -> None:
+        super().__init__(concurrency)
         self._flush = flush
         self._max_rows = max_rows
-        self._concurrency = concurrency
-        self._pending: list[tuple[Sequence[R], asyncio.Future[None]]] = []
-        self._active = 0
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, rows: Sequence[R]) -> None:
         """Return once ``rows`` are committed; raise what the commit raised."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((rows, future))
-        if self._active < self._concurrency:
-            self._active += 1
-            task = asyncio.create_task(self._drain())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        await future
-
-    async def close(self) -> None:
-        """Wait for queued commits to finish."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._submit(rows)
 
     def _take(self) -> list[tuple[Sequence[R], asyncio.Future[None]]]:
         taken: list[tuple[Sequence[R], asyncio.Future[None]]] = []
@@ -58,37 +114,12 @@ class GroupCommitter(Generic[R]):
             count += len(rows)
         return taken
 
-    async def _drain(self) -> None:
-        try:
-            while self._pending:
-                # let the callers the last flush woke up queue their next batches first: bigger groups
-                await asyncio.sleep(0)
-                taken = self._take()
-                if not taken:
-                    continue
-                try:
-                    await self._flush([row for rows, _ in taken for row in rows])
-                except Exception as exc:
-                    for _, future in taken:
-                        if not future.done():
-                            future.set_exception(exc)
-                except asyncio.CancelledError:
-                    for _, future in taken:
-                        future.cancel()
-                    raise
-                else:
-                    for _, future in taken:
-                        if not future.done():
-                            future.set_result(None)
-        finally:
-            self._active -= 1
+    async def _flush_group(self, items: list[Sequence[R]]) -> Sequence[None]:
+        await self._flush([row for rows in items for row in rows])
+        return [None] * len(items)
 
 
-W = TypeVar("W")
-T = TypeVar("T")
-
-
-class GroupWriter(Generic[W, T]):
+class GroupWriter(_Group[W, T]):
     """Single writes of concurrent callers (step records, releases) committed in one transaction.
 
     Unlike :class:`GroupCommitter`, each write has its own outcome: ``flush`` returns one result per
@@ -105,54 +136,18 @@ class GroupWriter(Generic[W, T]):
         max_writes: int = 64,
         concurrency: int = 1,
     ) -> None:
+        super().__init__(concurrency)
         self._flush = flush
         self._max_writes = max_writes
-        self._concurrency = concurrency
-        self._pending: list[tuple[W, asyncio.Future[T]]] = []
-        self._active = 0
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, write: W) -> T:
         """Return ``write``'s result once it is committed; raise its own error or the group's."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((write, future))
-        if self._active < self._concurrency:
-            self._active += 1
-            task = asyncio.create_task(self._drain())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return await future
+        return await self._submit(write)
 
-    async def close(self) -> None:
-        """Wait for queued writes to finish."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    def _take(self) -> list[tuple[W, asyncio.Future[T]]]:
+        taken = [(w, f) for w, f in self._pending[: self._max_writes] if not f.done()]
+        del self._pending[: self._max_writes]
+        return taken
 
-    async def _drain(self) -> None:
-        try:
-            while self._pending:
-                await asyncio.sleep(0)  # let the callers the last flush woke up queue their next writes
-                taken = [(w, f) for w, f in self._pending[: self._max_writes] if not f.done()]
-                del self._pending[: self._max_writes]
-                if not taken:
-                    continue
-                try:
-                    results = await self._flush([write for write, _ in taken])
-                except Exception as exc:
-                    for _, future in taken:
-                        if not future.done():
-                            future.set_exception(exc)
-                except asyncio.CancelledError:
-                    for _, future in taken:
-                        future.cancel()
-                    raise
-                else:
-                    for (_, future), result in zip(taken, results, strict=True):
-                        if future.done():
-                            continue
-                        if isinstance(result, BaseException):
-                            future.set_exception(result)
-                        else:
-                            future.set_result(result)
-        finally:
-            self._active -= 1
+    async def _flush_group(self, items: list[W]) -> Sequence[T | BaseException]:
+        return await self._flush(items)
