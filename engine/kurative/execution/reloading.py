@@ -45,7 +45,7 @@ from kurative.execution.matcher import ActiveRuleset
 from kurative.execution.runner import PlaybookCache, playbook_record_body
 from kurative.journal import Journal, PlaybookVersion, PlaybookVersionConflict
 from kurative.linting.checks import check_ruleset
-from kurative.linting.lint import lint_paths
+from kurative.linting.lint import lint_bytes, lint_paths
 from kurative.linting.rulesets import PlaybookState, ruleset_version
 from kurative.matching.ruleset import Ruleset
 from kurative.metrics import Metrics
@@ -134,24 +134,25 @@ def _unchanged(previous: _File, now: tuple[int, ...] | None) -> bool:
     return modified_at < read_at - SETTLED_NS
 
 
-def _digest(path: str) -> str:
-    """What the file holds now, as a digest; a file that cannot be read gets one that says why (so
-    that it is checked, and reported, when that changes)."""
+def _read(path: str) -> tuple[str, bytes | None]:
+    """What the file holds now: a digest and the content it is of. A file that cannot be read as a
+    playbook (not a regular file, over the size limit, unreadable) gets a digest that says why and no
+    content: it is checked by path, so that lint reports it, and again when that changes."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as file:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
-                return f"unreadable:{info.st_mode}:{info.st_size}:{info.st_ino}:{info.st_mtime_ns}"
-            return hashlib.sha256(file.read(MAX_FILE_BYTES + 1)).hexdigest()
+                return f"unreadable:{info.st_mode}:{info.st_size}:{info.st_ino}:{info.st_mtime_ns}", None
+            raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        return f"unreadable:{exc.errno}"
+        return f"unreadable:{exc.errno}", None
+    return hashlib.sha256(raw).hexdigest(), raw
 
 
-def _check_file(path: str, digest: str, signature: tuple[int, ...] | None) -> _File:
-    result = lint_paths([path])
-    if _digest(path) != digest:  # written again while it was read: check it on the next pass
-        digest, signature = "changed-while-read", None
+def _check_file(path: str, digest: str, raw: bytes | None, signature: tuple[int, ...] | None) -> _File:
+    # the content checked is the content digested: a write meanwhile shows as a new digest next time
+    result = lint_bytes(path, raw) if raw is not None else lint_paths([path])
     return _File(digest, result.playbooks, tuple(result.diagnostics), signature)
 
 
@@ -165,11 +166,11 @@ def _scan(paths: Sequence[str], known: dict[str, _File]) -> _Scan:
         if previous is not None and _unchanged(previous, signature):
             scan.files[name] = previous
             continue
-        digest = _digest(name)
+        digest, raw = _read(name)
         if previous is not None and previous.digest == digest:
             scan.files[name] = replace(previous, signature=signature)
         else:
-            scan.files[name] = _check_file(name, digest, signature)
+            scan.files[name] = _check_file(name, digest, raw, signature)
             scan.checked += 1
     return scan
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kurative.diagnostics import Diagnostic, has_errors
 from kurative.linting.checks import check_playbook, check_ruleset
-from kurative.playbooks.loading import load_playbooks
+from kurative.playbooks.loading import LoadResult, load_bytes, load_playbooks
 from kurative.playbooks.models import Playbook
 
 
@@ -55,13 +55,18 @@ def _placeholder(diagnostic: Diagnostic) -> bool:
     return diagnostic.code == "E301" and "unknown action ''" in diagnostic.message
 
 
+def lint_bytes(path: str, raw: bytes) -> LintResult:
+    """Everything lint finds in one file's content ``raw`` (read once by the caller, who may keep a
+    digest of exactly what was checked); never raises for bad content."""
+    return _checked(load_bytes(path, raw))
+
+
 def lint_paths(paths: Sequence[str | Path]) -> LintResult:
     """Everything lint finds under ``paths``; never raises for bad content."""
     loaded = load_playbooks(paths)
-    good, problems = check_loaded(loaded.playbooks)
-    diagnostics = loaded.diagnostics + problems + _check_rejected(loaded.rejected, loaded.diagnostics)
+    result = _checked(loaded)
     if not loaded.files and not loaded.diagnostics:
-        diagnostics.append(
+        result.diagnostics.append(
             Diagnostic.make(
                 ", ".join(str(p) for p in paths),
                 0,
@@ -71,4 +76,11 @@ def lint_paths(paths: Sequence[str | Path]) -> LintResult:
                 "playbooks are *.yaml or *.yml files",
             )
         )
+        result.diagnostics.sort()
+    return result
+
+
+def _checked(loaded: LoadResult) -> LintResult:
+    good, problems = check_loaded(loaded.playbooks)
+    diagnostics = loaded.diagnostics + problems + _check_rejected(loaded.rejected, loaded.diagnostics)
     return LintResult(good, sorted(diagnostics), loaded.files, loaded.playbooks)
