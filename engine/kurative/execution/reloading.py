@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,13 +44,13 @@ from kurative.execution.matcher import ActiveRuleset
 from kurative.execution.runner import PlaybookCache, playbook_record_body
 from kurative.journal import Journal, PlaybookVersion, PlaybookVersionConflict
 from kurative.linting.checks import check_ruleset
-from kurative.linting.lint import lint_bytes, lint_paths
+from kurative.linting.lint import lint_bytes
 from kurative.linting.rulesets import PlaybookState, ruleset_version
 from kurative.matching.ruleset import Ruleset
 from kurative.metrics import Metrics
 from kurative.playbooks.loading import discover
 from kurative.playbooks.models import Playbook
-from kurative.playbooks.yamlload import MAX_FILE_BYTES
+from kurative.playbooks.yamlload import read_bounded
 
 log = structlog.get_logger("kurative.reload")
 
@@ -134,25 +133,23 @@ def _unchanged(previous: _File, now: tuple[int, ...] | None) -> bool:
     return modified_at < read_at - SETTLED_NS
 
 
-def _read(path: str) -> tuple[str, bytes | None]:
-    """What the file holds now: a digest and the content it is of. A file that cannot be read as a
-    playbook (not a regular file, over the size limit, unreadable) gets a digest that says why and no
-    content: it is checked by path, so that lint reports it, and again when that changes."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as file:
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
-                return f"unreadable:{info.st_mode}:{info.st_size}:{info.st_ino}:{info.st_mtime_ns}", None
-            raw = file.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        return f"unreadable:{exc.errno}", None
-    return hashlib.sha256(raw).hexdigest(), raw
+def _read(path: str) -> tuple[str, bytes | None, Diagnostic | None]:
+    """What the file holds now: a digest, and the bytes it is of or why they cannot be read (then the
+    digest is of that reason, so the file is checked again when it changes)."""
+    raw, problem = read_bounded(path)
+    if raw is None:
+        return f"unreadable:{problem.message if problem else ''}", None, problem
+    return hashlib.sha256(raw).hexdigest(), raw, None
 
 
-def _check_file(path: str, digest: str, raw: bytes | None, signature: tuple[int, ...] | None) -> _File:
+def _check_file(
+    path: str, digest: str, content: tuple[bytes | None, Diagnostic | None], signature: tuple[int, ...] | None
+) -> _File:
     # the content checked is the content digested: a write meanwhile shows as a new digest next time
-    result = lint_bytes(path, raw) if raw is not None else lint_paths([path])
+    raw, problem = content
+    if raw is None:
+        return _File(digest, (), (problem,) if problem else (), signature)
+    result = lint_bytes(path, raw)
     return _File(digest, result.playbooks, tuple(result.diagnostics), signature)
 
 
@@ -166,11 +163,11 @@ def _scan(paths: Sequence[str], known: dict[str, _File]) -> _Scan:
         if previous is not None and _unchanged(previous, signature):
             scan.files[name] = previous
             continue
-        digest, raw = _read(name)
+        digest, raw, problem = _read(name)
         if previous is not None and previous.digest == digest:
             scan.files[name] = replace(previous, signature=signature)
         else:
-            scan.files[name] = _check_file(name, digest, raw, signature)
+            scan.files[name] = _check_file(name, digest, (raw, problem), signature)
             scan.checked += 1
     return scan
 

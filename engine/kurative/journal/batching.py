@@ -11,6 +11,7 @@ each write (a step record, a release) its own outcome. Both run on the same queu
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -21,7 +22,7 @@ T = TypeVar("T")
 Q = TypeVar("Q")  # what one caller queues
 
 
-class _Group(Generic[Q, T]):
+class _Group(abc.ABC, Generic[Q, T]):
     """The queue and flush tasks both groupings share: callers queue an item and wait for its future;
     at most ``concurrency`` tasks take groups off the queue and flush them, each caller's future
     settled from its group's outcome. How a group is taken and flushed is the subclass's."""
@@ -47,12 +48,13 @@ class _Group(Generic[Q, T]):
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    @abc.abstractmethod
     def _take(self) -> list[tuple[Q, asyncio.Future[T]]]:
-        raise NotImplementedError
+        """The next group off the queue (callers that gave up left out)."""
 
+    @abc.abstractmethod
     async def _flush_group(self, items: list[Q]) -> Sequence[T | BaseException]:
         """One outcome per item, in order; raising fails the whole group."""
-        raise NotImplementedError
 
     async def _drain(self) -> None:
         try:

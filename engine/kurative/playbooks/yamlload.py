@@ -510,22 +510,29 @@ def _document_starts(text: str) -> Iterator[int]:
             yield number
 
 
-def load_yaml_file(path: str | os.PathLike[str]) -> LoadedFile:
-    """Load a YAML file without ever reading more than the limit: a larger file is refused by its
-    size, a FIFO or device is refused before anything is read (it could block, or never end)."""
-    name = str(path)
+def read_bounded(path: str) -> tuple[bytes | None, Diagnostic | None]:
+    """A playbook file's bytes without ever reading more than the limit, or why not: a larger file is
+    refused by its size, a FIFO or device before anything is read (it could block, or never end)."""
     try:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as file:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode):
-                return LoadedFile(name, [], [_diag(name, 0, 0, "E001", "not a regular file", "name a file")])
+                return None, _diag(path, 0, 0, "E001", "not a regular file", "name a file")
             if info.st_size > MAX_FILE_BYTES:
-                return LoadedFile(name, [], [_too_big(name, info.st_size)])
-            raw = file.read(MAX_FILE_BYTES + 1)
+                return None, _too_big(path, info.st_size)
+            return file.read(MAX_FILE_BYTES + 1), None
     except OSError as exc:
         reason = f"cannot read file: {exc.strerror or exc}"
-        return LoadedFile(name, [], [_diag(name, 0, 0, "E001", reason, "check the path and its permissions")])
+        return None, _diag(path, 0, 0, "E001", reason, "check the path and its permissions")
+
+
+def load_yaml_file(path: str | os.PathLike[str]) -> LoadedFile:
+    """Load a YAML file, read with :func:`read_bounded`."""
+    name = str(path)
+    raw, problem = read_bounded(name)
+    if raw is None:
+        return LoadedFile(name, [], [problem] if problem else [])
     return load_yaml_bytes(name, raw)
 
 
