@@ -3,6 +3,10 @@
 Prints a ServiceAccount, a ClusterRole (or Roles with ``--namespaced``) and the bindings as
 multi-document YAML for ``kubectl apply -f -``. Playbook problems are reported as lint does and make
 the command fail: RBAC computed from a half-read ruleset would be wrong.
+
+With ``--config``, every ``secretRef`` that the playbooks or the config's ``auth`` use and that the
+config's ``secrets`` section maps to a Kubernetes Secret adds ``get`` on exactly that Secret: one Role
+per namespace with ``resourceNames``, never ``list`` or ``watch`` and never a namespace-wide grant.
 """
 
 from __future__ import annotations
@@ -10,17 +14,19 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ruamel.yaml import YAML
 
 from kurative.actions.base import RbacRule
-from kurative.actions.kubernetes.rbac import render_manifests, rules_for_step
+from kurative.actions.kubernetes.rbac import RBAC_API, render_manifests, rules_for_step
 from kurative.actions.registry import get_action
+from kurative.adapters.secrets import KubernetesSecret
 from kurative.commands import EXIT_FAILURE, EXIT_OK, add_rules_argument, require_paths
-from kurative.diagnostics import has_errors
-from kurative.errors import UsageError
+from kurative.config import Overrides, Settings, load_settings
+from kurative.diagnostics import Diagnostic, has_errors
+from kurative.errors import ConfigError, UsageError
 from kurative.playbooks.loading import load_playbooks
 from kurative.playbooks.models import Playbook
 
@@ -60,6 +66,11 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="only steps that can target this cluster (a literal `cluster:` naming another one is left out)",
     )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the daemon config: grant get on the Kubernetes Secrets its secretRefs name (by resourceNames)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -81,6 +92,71 @@ def rules_for_playbooks(
     return rules, sorted(used)
 
 
+def _secret_refs(value: Any) -> Iterator[str]:
+    """Every ``{secretRef: name}`` inside a param or var value."""
+    if isinstance(value, dict):
+        ref = value.get("secretRef")
+        if len(value) == 1 and isinstance(ref, str):
+            yield ref
+            return
+        for item in value.values():
+            yield from _secret_refs(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _secret_refs(item)
+
+
+def secret_refs_of(playbooks: Iterable[Playbook], settings: Settings) -> set[str]:
+    """The secret names the playbooks' steps and vars and the config's auth section refer to."""
+    names = set(settings.auth.bearer_tokens) | {ref for _, ref in settings.auth.basic}
+    for playbook in playbooks:
+        names.update(_secret_refs(dict(playbook.vars)))
+        for step in playbook.steps:
+            names.update(_secret_refs(dict(step.params)))
+    return names
+
+
+def secret_manifests(
+    used: Iterable[str], settings: Settings, *, name: str, namespace: str
+) -> list[dict[str, Any]]:
+    """A Role and RoleBinding per namespace: ``get`` on the Kubernetes Secrets of ``used``, by name."""
+    by_namespace: dict[str, set[str]] = {}
+    for ref in used:
+        source = settings.secrets.sources.get(ref)
+        if isinstance(source, KubernetesSecret):
+            by_namespace.setdefault(source.namespace, set()).add(source.name)
+    labels = {"app.kubernetes.io/name": "kurative", "app.kubernetes.io/component": "rbac"}
+    role = f"{name}-secrets"
+    docs: list[dict[str, Any]] = []
+    for target in sorted(by_namespace):
+        meta = {"name": role, "namespace": target, "labels": labels}
+        docs.append(
+            {
+                "apiVersion": f"{RBAC_API}/v1",
+                "kind": "Role",
+                "metadata": meta,
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "resources": ["secrets"],
+                        "resourceNames": sorted(by_namespace[target]),
+                        "verbs": ["get"],
+                    }
+                ],
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": f"{RBAC_API}/v1",
+                "kind": "RoleBinding",
+                "metadata": dict(meta),
+                "roleRef": {"apiGroup": RBAC_API, "kind": "Role", "name": role},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+            }
+        )
+    return docs
+
+
 def dump_yaml(docs: list[dict[str, Any]]) -> str:
     yaml = YAML()
     yaml.default_flow_style = False
@@ -99,12 +175,34 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     if args.target_namespace and args.scope != "namespaced":
         raise UsageError("--target-namespace needs --namespaced")
+    secret_docs: list[dict[str, Any]] = []
+    if args.config is not None:
+        require_paths([args.config], "--config: ")
+        try:
+            settings = load_settings(Overrides(config=args.config), environ={})
+        except ConfigError as exc:
+            for diagnostic in exc.diagnostics:
+                print(
+                    diagnostic.format() if isinstance(diagnostic, Diagnostic) else diagnostic, file=sys.stderr
+                )
+            print(f"kurative rbac: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        refs = secret_refs_of(loaded.playbooks, settings)
+        secret_docs = secret_manifests(refs, settings, name=args.name, namespace=args.namespace)
     rules, used = rules_for_playbooks(loaded.playbooks, args.cluster)
     header = (
         f"# Least-privilege RBAC for kurative, generated by `kurative rbac` from {len(loaded.playbooks)} "
         f"playbook(s).\n# Kubernetes actions used: {', '.join(used) or 'none'}\n"
     )
-    if not used:
+    if secret_docs:
+        secrets = sorted(
+            f"{d['metadata']['namespace']}/{n}"
+            for d in secret_docs
+            if d["kind"] == "Role"
+            for n in d["rules"][0]["resourceNames"]
+        )
+        header += f"# Kubernetes Secrets read (get by name only): {', '.join(secrets)}\n"
+    if not used and not secret_docs:
         print(header.rstrip())
         return EXIT_OK
     docs = render_manifests(
@@ -114,5 +212,5 @@ def run(args: argparse.Namespace) -> int:
         scope=args.scope,
         target_namespaces=args.target_namespace,
     )
-    sys.stdout.write(header + dump_yaml(docs))
+    sys.stdout.write(header + dump_yaml(docs + secret_docs))
     return EXIT_OK

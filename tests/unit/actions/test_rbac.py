@@ -207,3 +207,92 @@ def test_rbac_for_one_cluster_leaves_out_steps_pinned_elsewhere(
     assert "Kubernetes actions used: kubernetes.get\n" in out
     assert main(["rbac", "--rules", str(tmp_path), "--cluster", "eu"]) == 0
     assert "Kubernetes actions used: kubernetes.cordon, kubernetes.get\n" in capsys.readouterr().out
+
+
+CONFIG = """\
+apiVersion: kurative/v1
+kind: Config
+auth:
+  bearerTokens: [{secretRef: am-token}]
+secrets:
+  am-token: {kubernetes: {namespace: kurative, name: kurative-auth, key: token}}
+  hook: {kubernetes: {namespace: ops, name: hooks, key: slack}}
+  hook2: {kubernetes: {namespace: ops, name: more-hooks, key: teams}}
+  unused: {kubernetes: {namespace: ops, name: never-read, key: x}}
+  from-env: {env: SOME_TOKEN}
+"""
+
+
+def test_rbac_with_config_grants_get_on_exactly_the_referenced_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    _write(
+        rules,
+        "notify",
+        "    - name: hook\n"
+        "      action: http.request\n"
+        "      params: {url: {secretRef: hook}, headers: {X-Other: {secretRef: hook2}}}\n"
+        "    - name: envhook\n"
+        "      action: http.request\n"
+        "      params: {url: {secretRef: from-env}}\n",
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    assert main(["rbac", "--rules", str(rules), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "# Kubernetes Secrets read (get by name only): kurative/kurative-auth, ops/hooks, ops/more-hooks\n"
+        in out
+    )
+    docs = list(YAML(typ="safe").load_all(out))
+    # no Kubernetes action: only the service account and the Secret roles
+    assert [(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in docs] == [
+        ("ServiceAccount", "kurative", "kurative"),
+        ("Role", "kurative-secrets", "kurative"),
+        ("RoleBinding", "kurative-secrets", "kurative"),
+        ("Role", "kurative-secrets", "ops"),
+        ("RoleBinding", "kurative-secrets", "ops"),
+    ]
+    roles = {d["metadata"]["namespace"]: d["rules"] for d in docs if d["kind"] == "Role"}
+    assert roles == {
+        "kurative": [
+            {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "resourceNames": ["kurative-auth"],
+                "verbs": ["get"],
+            }
+        ],
+        "ops": [
+            {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "resourceNames": ["hooks", "more-hooks"],
+                "verbs": ["get"],
+            }
+        ],
+    }
+    binding = docs[2]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "kurative-secrets",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kurative", "namespace": "kurative"}]
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.30", strict=True)
+
+
+def test_rbac_without_config_grants_no_secret_and_a_bad_config_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(tmp_path, "n", "    - {name: hook, action: http.request, params: {url: {secretRef: hook}}}\n")
+    assert main(["rbac", "--rules", str(tmp_path)]) == 0
+    assert "secrets" not in capsys.readouterr().out
+    config = tmp_path / "bad.yaml"
+    config.write_text("apiVersion: kurative/v1\nkind: Config\nsecrets: {x: {nowhere: 1}}\n")
+    assert main(["rbac", "--rules", str(tmp_path / "n.yaml"), "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.yaml:3:" in err
