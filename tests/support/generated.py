@@ -1,7 +1,13 @@
-"""Files generated from the code: the README's action table and deploy/rbac.yaml.
+"""Files generated from the code: the README's action table and the deploy manifests' RBAC.
 
 ``make docs`` (``python -m tests.support.generated``) rewrites them; tests/unit/test_generated.py
-fails when they are stale, so the catalogue is written once, in the registry.
+fails when they are stale, so the catalogue is written once, in the registry:
+
+- deploy/kustomize/base/playbooks/rules/: a copy of rules/*.yaml, the playbooks the base deploys;
+- deploy/kustomize/base/rbac.yaml: ``kurative rbac`` for those playbooks and the base's daemon config
+  (kurative.yaml: the Kubernetes Secrets its secretRefs name);
+- deploy/kustomize/examples/own-playbooks/rbac-patch.yaml: the ClusterRole for the base's playbooks
+  plus the example's own, as a patch of the base's ClusterRole.
 """
 
 from __future__ import annotations
@@ -11,11 +17,20 @@ import io
 import re
 from pathlib import Path
 
+from ruamel.yaml import YAML
+
 from kurative.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-RBAC = ROOT / "deploy" / "rbac.yaml"
+RULES = ROOT / "rules"
+KUSTOMIZE = ROOT / "deploy" / "kustomize"
+BASE = KUSTOMIZE / "base"
+BASE_RULES = BASE / "playbooks" / "rules"
+BASE_CONFIG = BASE / "kurative.yaml"
+RBAC = BASE / "rbac.yaml"
+OWN = KUSTOMIZE / "examples" / "own-playbooks"
+OWN_RBAC = OWN / "rbac-patch.yaml"
 BLOCK = re.compile(r"(<!-- actions:begin[^>]*-->\n)(.*?)(<!-- actions:end -->)", re.DOTALL)
 
 
@@ -35,13 +50,47 @@ def readme_with_table(readme: str) -> str:
     return BLOCK.sub(lambda m: m.group(1) + table + m.group(3), readme)
 
 
+def _relative(text: str) -> str:
+    return text.replace(str(ROOT) + "/", "")
+
+
+def base_playbooks() -> dict[str, str]:
+    """File name -> content of the playbooks the base deploys (the top level of rules/)."""
+    return {path.name: path.read_text() for path in sorted(RULES.glob("*.yaml"))}
+
+
 def rbac_for_rules() -> str:
-    return run_cli("rbac", "--rules", str(ROOT / "rules")).replace(str(ROOT) + "/", "")
+    """What `kurative rbac` prints for the base: its playbooks and its daemon config."""
+    return _relative(run_cli("rbac", "--rules", str(BASE_RULES), "--config", str(BASE_CONFIG)))
+
+
+def own_rbac_patch() -> str:
+    """The base's ClusterRole with the rules of the base's and the example's playbooks."""
+    printed = run_cli("rbac", "--rules", str(BASE_RULES), "--rules", str(OWN / "rules"))
+    role = next(d for d in YAML(typ="safe").load_all(printed) if d and d["kind"] == "ClusterRole")
+    header = "".join(line + "\n" for line in _relative(printed).splitlines() if line.startswith("#"))
+    yaml = YAML()
+    yaml.default_flow_style = False
+    out = io.StringIO()
+    yaml.dump(role, out)
+    return (
+        "# A patch of the base's ClusterRole: its rules replace the base's (a list without merge key).\n"
+        "# `make docs` regenerates it with: kurative rbac --rules deploy/kustomize/base/playbooks/rules "
+        "--rules deploy/kustomize/examples/own-playbooks/rules\n" + header + out.getvalue()
+    )
 
 
 def update() -> None:
     README.write_text(readme_with_table(README.read_text()))
+    BASE_RULES.mkdir(parents=True, exist_ok=True)
+    wanted = base_playbooks()
+    for stale in BASE_RULES.glob("*.yaml"):
+        if stale.name not in wanted:
+            stale.unlink()
+    for name, text in wanted.items():
+        (BASE_RULES / name).write_text(text)
     RBAC.write_text(rbac_for_rules())
+    OWN_RBAC.write_text(own_rbac_patch())
 
 
 if __name__ == "__main__":
