@@ -188,6 +188,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"kurative rbac: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         refs = secret_refs_of(loaded.playbooks, settings)
+        for ref in sorted(r for r in refs if "${" in r):
+            print(
+                f"kurative rbac: secretRef {ref!r} is a template; no Secret is granted for it "
+                "(name the secret literally)",
+                file=sys.stderr,
+            )
         secret_docs = secret_manifests(refs, settings, name=args.name, namespace=args.namespace)
     rules, used = rules_for_playbooks(loaded.playbooks, args.cluster)
     header = (

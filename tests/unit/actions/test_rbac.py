@@ -236,12 +236,17 @@ def test_rbac_with_config_grants_get_on_exactly_the_referenced_secrets(
         "      params: {url: {secretRef: hook}, headers: {X-Other: {secretRef: hook2}}}\n"
         "    - name: envhook\n"
         "      action: http.request\n"
-        "      params: {url: {secretRef: from-env}}\n",
+        "      params: {url: {secretRef: from-env}}\n"
+        "    - name: chosen-by-the-alert\n"
+        "      action: http.request\n"
+        "      params: {url: {secretRef: '${labels.hook}'}}\n",
     )
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG)
     assert main(["rbac", "--rules", str(rules), "--config", str(config)]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "secretRef '${labels.hook}' is a template; no Secret is granted for it" in captured.err
+    out = captured.out
     assert (
         "# Kubernetes Secrets read (get by name only): kurative/kurative-auth, ops/hooks, ops/more-hooks\n"
         in out
