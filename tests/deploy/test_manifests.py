@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 
 from kurative.adapters.secrets import KubernetesSecret
@@ -29,9 +30,14 @@ from tests.support.generated import BASE_RULES, OWN
 from tests.support.kubectl import require_kubectl
 
 pytestmark = pytest.mark.timeout(120)
-# kubernetes-validate's oldest schemas are 1.25; the server here is 1.20. Every kind and field used
-# is the same in both except the PodDisruptionBudget (policy/v1 here, policy/v1beta1 on 1.20).
-SCHEMA_VERSION = "1.25"
+# The server here is 1.20; kubernetes-validate's oldest schemas (1.25 in 1.37.0) are the nearest. Every
+# kind and field used is the same in both except the PodDisruptionBudget (policy/v1 here,
+# policy/v1beta1 on 1.20). The newest schemas check that nothing is deprecated away.
+_SCHEMAS = sorted(
+    {kubernetes_validate.utils.major_minor(v) for v in kubernetes_validate.utils.all_versions()},
+    key=lambda v: tuple(int(n) for n in v.split(".")),
+)
+SCHEMA_VERSIONS = (_SCHEMAS[0], _SCHEMAS[-1])
 _renders: dict[str, list[dict[str, Any]]] = {}
 
 
@@ -74,7 +80,8 @@ def test_every_rendered_object_is_a_valid_kubernetes_object(kubectl: Path, targe
     for kind in ("ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Service"):
         assert kind in kinds, f"{target} renders no {kind}"
     for doc in docs:
-        kubernetes_validate.validate(doc, SCHEMA_VERSION, strict=True)
+        for version in SCHEMA_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
         if doc["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
             assert doc["metadata"].get("namespace") == NAMESPACE, f"{doc['kind']} {doc['metadata']['name']}"
 
