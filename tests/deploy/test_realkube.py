@@ -27,7 +27,6 @@ import pytest
 from ruamel.yaml import YAML
 
 from kurative.journal import StepStatus, open_journal
-from tests.integration.daemon.conftest import alert_payload
 from tests.support.deploy import (
     NAMESPACE,
     SERVICE_ACCOUNT,
@@ -400,6 +399,32 @@ def test_kurative_serve_with_the_service_account_token_and_the_deployed_config_a
         kc(kubectl, admin, "-n", "shop", "get", "configmap", "app-settings", "-o", "json")
     )
     assert "kurative.io/seen" not in (annotations["metadata"].get("annotations") or {})
+
+
+def alert_payload(*alerts: dict[str, Any]) -> dict[str, Any]:
+    """An Alertmanager webhook (version 4) notification of firing alerts."""
+    return {
+        "version": "4",
+        "groupKey": "{}:{}",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "kurative",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.monitoring.svc:9093",
+        "alerts": [
+            {
+                "status": "firing",
+                "annotations": {},
+                "startsAt": "2026-12-01T08:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "",
+                **alert,
+            }
+            for alert in alerts
+        ],
+    }
 
 
 async def _settled(url: str, count: int) -> list[Any]:
