@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import socket
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
+import structlog
 import uvicorn
 from starlette.applications import Starlette
 
@@ -24,6 +26,7 @@ from kurative.ingress.protocol import bounded_protocol
 from kurative.ingress.settings import IngressSettings
 
 T = TypeVar("T")
+log = structlog.get_logger("kurative.ingress")
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
@@ -70,6 +73,31 @@ def bind(settings: IngressSettings) -> socket.socket:
     return sock
 
 
+OTHER_FILES = 256
+"""Open files the daemon needs besides its connections: the journal, adapters, rules, logs."""
+
+
+def raise_open_files_limit(max_connections: int) -> int:
+    """Raise the soft RLIMIT_NOFILE to fit ``max_connections`` and the daemon's other files, up to
+    the hard limit (systemd and many containers start processes with a soft limit of 1024); return
+    the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + OTHER_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "open_files_limit_low",
+            limit=soft,
+            max_connections=max_connections,
+            hint="raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower listen.maxConnections",
+        )
+    return soft
+
+
 class IngressServer:
     """One uvicorn server for ``app`` on ``sock``; ``serve()`` until ``stop()``."""
 
@@ -77,7 +105,7 @@ class IngressServer:
         config = uvicorn.Config(
             app,
             # httptools, with the bound on a request's head that httptools alone does not keep
-            http=bounded_protocol(settings.max_header_bytes),
+            http=bounded_protocol(settings.max_header_bytes, settings.read_timeout, settings.max_connections),
             lifespan="off",
             # nothing reads the client's address; and X-Forwarded-* from a local process is not trusted
             proxy_headers=False,
@@ -90,6 +118,7 @@ class IngressServer:
             timeout_graceful_shutdown=10,
             server_header=False,
         )
+        raise_open_files_limit(settings.max_connections)
         self._server = _EmbeddedServer(config)
         self._sock = sock
         host, port = sock.getsockname()[:2]
