@@ -41,6 +41,8 @@ class Process:
     url: str
     port: int
     log: Path
+    baseline_peak_kib: int = 0
+    """The peak RSS when the test began (set by a fixture)."""
 
     @property
     def pid(self) -> int:
