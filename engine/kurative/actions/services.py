@@ -109,13 +109,20 @@ def service(ctx: ActionContext, name: str, what: str) -> Any:
 
 
 def _url_parts(url: str) -> list[str]:
-    """The parts of a URL that carry its secret: path with query, the query, user credentials."""
+    """The parts of a URL that carry its secret: path with query, the query, each query value (as
+    written and decoded: a remote that echoes ``key=...`` back often quotes the value alone), user
+    credentials."""
     try:
         split = urllib.parse.urlsplit(url)
+        values = urllib.parse.parse_qsl(split.query, keep_blank_values=False)
     except ValueError:
         return []
     path_query = split.path + (f"?{split.query}" if split.query else "")
     parts = [path_query, split.path, split.query, split.password or "", split.username or ""]
+    for _, value in values:
+        parts += [value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)]
+    for piece in split.query.split("&"):
+        parts.append(piece.partition("=")[2])  # the value as written, encoded or not
     return [part for part in parts if len(part) >= MIN_SCRUBBED_SECRET]
 
 

@@ -122,6 +122,25 @@ async def test_errors_never_show_a_secret_url_or_header(adapter: HttpAdapter, si
         assert API_KEY not in text
 
 
+async def test_a_query_value_of_a_secret_url_is_scrubbed_when_echoed_alone(
+    adapter: HttpAdapter, sink: HttpSink
+) -> None:
+    key = "k3y/with+odd&chars"
+    quoted = "k3y%2Fwith%2Bodd%26chars"
+    store = SecretStore(
+        SecretSettings({"hook": EnvSecret("HOOK_URL")}),
+        environ={"HOOK_URL": f"{sink.url}/hook?v=1&key={quoted}"},
+    )
+    ctx = ActionContext("exec-43", "notify", 1, False, services={"http": adapter, "secrets": store})
+    sink.answer(500, json.dumps({"error": f"bad key {key}", "raw": f"key={quoted}"}))
+    with capture_logs() as logs, pytest.raises(TemporaryActionError) as caught:
+        await run(ctx, {"url": {"secretRef": "hook"}})
+    for text in (str(caught.value), repr(logs)):
+        assert key not in text
+        assert quoted not in text
+    assert "<secret hook>" in str(caught.value)
+
+
 async def test_a_refused_secret_url_is_shown_by_name(adapter: HttpAdapter, sink: HttpSink) -> None:
     store = SecretStore(
         SecretSettings({"slack-webhook": EnvSecret("U")}),
