@@ -14,6 +14,7 @@ value it handed out, so that the step can scrub them from whatever it returns or
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -126,6 +127,21 @@ def _url_parts(url: str) -> list[str]:
     return [part for part in parts if len(part) >= MIN_SCRUBBED_SECRET]
 
 
+def _written_forms(value: str) -> list[str]:
+    """``value`` as a remote may quote it back: as is, JSON-escaped (an error message keeps the text
+    of a JSON answer, where a quote, a backslash or a non-ASCII letter is escaped) and
+    percent-encoded."""
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote(value),
+        urllib.parse.quote_plus(value),
+    }
+    return [form for form in forms if len(form) >= MIN_SCRUBBED_SECRET]
+
+
 class ResolvedSecrets:
     """The secrets one step resolved, to put them where they are needed and scrub them everywhere else."""
 
@@ -146,9 +162,9 @@ class ResolvedSecrets:
             secret = await resolver.resolve(value["secretRef"])
             revealed = secret.reveal()
             self._values[revealed] = secret.name
-            if url:
-                for part in _url_parts(revealed):
-                    self._values.setdefault(part, secret.name)
+            for part in [revealed, *(_url_parts(revealed) if url else ())]:
+                for form in _written_forms(part):
+                    self._values.setdefault(form, secret.name)
             return revealed, f"<secret {secret.name}>"
         raise PermanentActionError(
             f"{what} must be a string or {{secretRef: name}}, got {type(value).__name__}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -139,6 +140,25 @@ async def test_a_query_value_of_a_secret_url_is_scrubbed_when_echoed_alone(
         assert key not in text
         assert quoted not in text
     assert "<secret hook>" in str(caught.value)
+
+
+async def test_a_secret_quoted_back_json_escaped_or_percent_encoded_is_scrubbed(
+    adapter: HttpAdapter, sink: HttpSink
+) -> None:
+    value = 'hdr"sekrit\\é/+x'
+    store = SecretStore(
+        SecretSettings({"hook": EnvSecret("HOOK_URL"), "key": EnvSecret("KEY")}),
+        environ={"HOOK_URL": f"{sink.url}/hook", "KEY": value},
+    )
+    ctx = ActionContext("exec-44", "notify", 1, False, services={"http": adapter, "secrets": store})
+    forms = [json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], urllib.parse.quote(value)]
+    sink.answer(500, json.dumps({"you sent": value, "as": forms[2]}))
+    with capture_logs() as logs, pytest.raises(TemporaryActionError) as caught:
+        await run(ctx, {"url": {"secretRef": "hook"}, "headers": {"X-Key": {"secretRef": "key"}}})
+    for text in (str(caught.value), repr(logs)):
+        for form in [value, *forms]:
+            assert form not in text
+    assert str(caught.value).count("<secret key>") == 2
 
 
 async def test_a_refused_secret_url_is_shown_by_name(adapter: HttpAdapter, sink: HttpSink) -> None:
