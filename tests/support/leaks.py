@@ -39,6 +39,8 @@ def encodings(value: str) -> dict[str, str]:
     forms = {
         "plain": value,
         "json": json.dumps(value)[1:-1],
+        "json-in-json": json.dumps(json.dumps(value)[1:-1])[1:-1],
+        "json-unicode": json.dumps(value, ensure_ascii=False)[1:-1],
         "url": urllib.parse.quote(value, safe=""),
         "url-plus": urllib.parse.quote_plus(value),
         "base64": base64.b64encode(raw).decode(),
