@@ -12,6 +12,7 @@ them again), one that always answers 500 with the request echoed back (URL, head
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -268,8 +269,25 @@ async def test_no_secret_value_appears_in_logs_journal_api_or_cli_output(
     texts.append(cli("migrate", "--status", env=cli_env))
     unreachable = journal_url.replace(f":{postgres_server.port}/", f":{free_port()}/")
     texts.append(cli("migrate", "--status", "--journal", unreachable, env={}))
+    quick = tmp_path / "quick.yaml"
+    quick.write_text(
+        json.dumps(
+            {
+                "apiVersion": "kurative/v1",
+                "kind": "Config",
+                "listen": {"host": "127.0.0.1", "port": free_port()},
+                "journal": {"wait": "2s"},
+            }
+        )
+    )
+    rules = str(tmp_path / "rules")
+    texts.append(
+        cli("serve", "--config", str(quick), "--rules", rules, "--journal", unreachable, "--debug", env={})
+    )
     wrong_password = journal_url.replace("S3cret", "Secret")
-    texts.append(cli("executions", "list", "--journal", wrong_password, env={}))
+    texts.append(cli("executions", "list", "--journal", wrong_password, "--debug", env={}))
+    assert "couldn't reach the journal" in texts[-2][1], texts[-2][1][-2000:]
+    assert "password authentication failed" in texts[-1][1], texts[-1][1][-2000:]
 
     texts.extend(file_texts(log))
     texts.extend(dump_journal(journal_url))
@@ -287,3 +305,20 @@ async def test_no_secret_value_appears_in_logs_journal_api_or_cli_output(
         f"secrets in {forms} forms: {len(leaks)} occurrences"
     )
     assert not leaks, report(leaks)
+
+
+@pytest.mark.parametrize("prefix", ["", "a", "ab", "user:"])
+def test_the_scanner_finds_each_form_of_a_secret_and_says_where(prefix: str) -> None:
+    value = 'p@ss w0rd/&="xé'
+    basic = base64.b64encode(f"{prefix}{value}".encode()).decode()
+    texts = [
+        ("plain", f"...{value}..."),
+        ("json", json.dumps({"k": value})),
+        ("json-in-json", json.dumps({"line": json.dumps({"k": value})})),
+        ("url", "?q=" + urllib.parse.quote(value, safe="")),
+        ("basic", f"Authorization: Basic {basic}"),
+        ("clean", "nothing to see here"),
+    ]
+    leaks = scan({"pw": value}, texts)
+    assert {leak.where for leak in leaks} == {"plain", "json", "json-in-json", "url", "basic"}
+    assert all(value not in str(leak) for leak in leaks)  # the report names the secret, never shows it
