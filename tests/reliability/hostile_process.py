@@ -92,13 +92,16 @@ def write_config(folder: Path, **listen: Any) -> tuple[Path, int]:
 
 
 @contextlib.contextmanager
-def serve(folder: Path, env: dict[str, str] | None = None, **listen: Any) -> Iterator[Process]:
-    """``kurative serve`` on a config in ``folder``; SIGTERM (then SIGKILL) by PID at the end."""
+def serve(
+    folder: Path, env: dict[str, str] | None = None, open_files: int | None = None, **listen: Any
+) -> Iterator[Process]:
+    """``kurative serve`` on a config in ``folder`` (with ``open_files`` as its soft and hard
+    RLIMIT_NOFILE); SIGTERM (then SIGKILL) by PID at the end."""
     config, port = write_config(folder, **listen)
     log = folder / "serve.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kurative.cli", "serve", "--config", str(config)],
+            _limited([sys.executable, "-m", "kurative.cli", "serve", "--config", str(config)], open_files),
             env={**os.environ, "HOSTILE_TOKEN": TOKEN, **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -116,6 +119,18 @@ def serve(folder: Path, env: dict[str, str] | None = None, **listen: Any) -> Ite
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+def _limited(command: list[str], open_files: int | None) -> list[str]:
+    """``command`` started by a Python that first sets RLIMIT_NOFILE to ``open_files``."""
+    if open_files is None:
+        return command
+    start = (
+        "import os, resource, sys; "
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({open_files}, {open_files})); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", start, *command]
 
 
 def wait_ready(served: Process, within: float = 60.0) -> None:

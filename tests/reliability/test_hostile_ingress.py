@@ -24,6 +24,7 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -495,3 +496,37 @@ async def test_connections_over_the_limit_are_closed_when_accepted(daemon: Proce
             writer.close()
     await asyncio.sleep(1)
     assert_serving(daemon)
+
+
+async def test_under_a_low_open_files_limit_a_connection_flood_leaves_the_journal_and_watcher_theirs(
+    tmp_path: Path,
+) -> None:
+    """A hard limit of 256 open files and 400 connections: the daemon serves fewer connections (it
+    says so at start) rather than running out of descriptors for the journal and the rules watch."""
+    with serve(tmp_path, open_files=256, readTimeout="30s") as limited:
+        assert "connection_limit_lowered" in limited.log_text()
+        opened = []
+        try:
+            for _ in range(400):
+                opened.append(await asyncio.open_connection("127.0.0.1", limited.port))
+            await asyncio.sleep(1)
+            held = limited.open_files()
+            (tmp_path / "rules" / "second.yaml").write_text(
+                (tmp_path / "rules" / "note.yaml").read_text().replace("name: note", "name: second")
+            )
+            await asyncio.sleep(3)  # the watcher sees the new file while the flood holds the limit
+        finally:
+            for _, writer in opened:
+                writer.close()
+        await asyncio.sleep(1)
+        async with httpx.AsyncClient(base_url=limited.url, headers=AUTH, timeout=30) as client:
+            answer = await client.post(
+                "/api/v2/alerts", json=[{"labels": {"alertname": "Hostile", "pod": "x"}}]
+            )
+            assert answer.status_code == 200, answer.text
+            names = [p["name"] for p in (await client.get("/api/v1/playbooks")).json()["playbooks"]]
+        log = limited.log_text()
+        print(f"\nopen files limit 256, 400 connections: daemon fds {held}; playbooks {names}")
+        assert held < 256
+        assert "Too many open files" not in log, log[-3000:]
+        assert "second" in names
