@@ -14,7 +14,9 @@ value it handed out, so that the step can scrub them from whatever it returns or
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -120,6 +122,14 @@ def _url_parts(url: str) -> list[str]:
         return []
     path_query = split.path + (f"?{split.query}" if split.query else "")
     parts = [path_query, split.path, split.query, split.password or "", split.username or ""]
+    if split.password is not None:
+        # the client sends the URL's credentials as a basic Authorization header, which a remote may
+        # quote back
+        for user, password in {
+            (split.username or "", split.password),
+            (urllib.parse.unquote(split.username or ""), urllib.parse.unquote(split.password)),
+        }:
+            parts.append(base64.b64encode(f"{user}:{password}".encode()).decode())
     for _, value in values:
         parts += [value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)]
     for piece in split.query.split("&"):
@@ -148,6 +158,15 @@ class ResolvedSecrets:
     def __init__(self, ctx: ActionContext) -> None:
         self._ctx = ctx
         self._values: dict[str, str] = {}  # value -> name
+        self._compiled: tuple[int, re.Pattern[str]] | None = None
+
+    def _pattern(self) -> re.Pattern[str]:
+        if self._compiled is None or self._compiled[0] != len(self._values):
+            scrubbed = sorted(
+                (v for v in self._values if len(v) >= MIN_SCRUBBED_SECRET), key=len, reverse=True
+            )
+            self._compiled = (len(self._values), re.compile("|".join(map(re.escape, scrubbed)) or "(?!)"))
+        return self._compiled[1]
 
     async def text(self, value: Any, what: str, *, url: bool = False) -> tuple[str, str]:
         """(the value to use, how messages show it) of a param that is a string or ``{secretRef}``.
@@ -175,10 +194,11 @@ class ResolvedSecrets:
         if not self._values:
             return value
         if isinstance(value, str):
-            for secret in sorted(self._values, key=len, reverse=True):
-                if len(secret) >= MIN_SCRUBBED_SECRET or value == secret:
-                    value = value.replace(secret, f"<secret {self._values[secret]}>")
-            return value
+            if value in self._values:
+                return f"<secret {self._values[value]}>"
+            # one pass, longest form first: a replacement is never scanned again (a short part such as
+            # a URL's user name must not match inside an earlier "<secret name>")
+            return self._pattern().sub(lambda found: f"<secret {self._values[found.group(0)]}>", value)
         if isinstance(value, Mapping):
             return {self.scrub(k): self.scrub(v) for k, v in value.items()}
         if isinstance(value, list):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
@@ -159,6 +160,27 @@ async def test_a_secret_quoted_back_json_escaped_or_percent_encoded_is_scrubbed(
         for form in [value, *forms]:
             assert form not in text
     assert str(caught.value).count("<secret key>") == 2
+
+
+async def test_the_basic_credentials_of_a_secret_url_are_scrubbed_when_echoed(
+    adapter: HttpAdapter, sink: HttpSink
+) -> None:
+    password = "hookpw-T5r4e3w2q1"
+    store = SecretStore(
+        SecretSettings({"broken-webhook": EnvSecret("HOOK_URL")}),
+        environ={"HOOK_URL": sink.url.replace("http://", f"http://hook:{password}@") + "/hook"},
+    )
+    ctx = ActionContext("exec-45", "notify", 1, False, services={"http": adapter, "secrets": store})
+    sink.echo()
+    output = await run(ctx, {"url": {"secretRef": "broken-webhook"}})
+    (sent,) = sink.requests
+    basic = base64.b64encode(f"hook:{password}".encode()).decode()
+    assert sent.header("Authorization") == f"Basic {basic}"
+    shown = json.dumps(output)
+    assert basic not in shown
+    assert password not in shown
+    assert output["body"]["headers"]["Authorization"] == "Basic <secret broken-webhook>"
+    assert output["body"]["path"] == "<secret broken-webhook>"  # not "<secret broken-web<secret ...>>"
 
 
 async def test_a_refused_secret_url_is_shown_by_name(adapter: HttpAdapter, sink: HttpSink) -> None:
