@@ -39,6 +39,7 @@ SECRETS = {
     "journal-password": "pgJ0urnal&S3cret%x",
     "webhook-key": "whk-Q8s7/d6f5+g4h3",  # written percent-encoded in the URL
     "broken-key": "brk-M1n2b3v4c5x6",
+    "hook-password": "hookpw-T5r4e3w2q1",  # in the webhook's URL: httpx sends it as basic auth
     "header-env": 'hdr-env-9Zx8"Cv7\\Bn6',  # JSON escapes it: a remote's JSON echo holds another form
     "header-file": "hdr-file-K2j4h6g8f0",
 }
@@ -136,7 +137,8 @@ def write_setup(folder: Path, sink: HttpSink, journal_url: str) -> tuple[Path, d
     env = {
         "KURATIVE_JOURNAL": journal_url,
         "TEST_HEADER_SECRET": SECRETS["header-env"],
-        "TEST_WEBHOOK_URL": f"{sink.url}/hook?key={urllib.parse.quote(SECRETS['webhook-key'], safe='')}",
+        "TEST_WEBHOOK_URL": sink.url.replace("http://", f"http://hook:{SECRETS['hook-password']}@")
+        + f"/hook?key={urllib.parse.quote(SECRETS['webhook-key'], safe='')}",
         "TEST_BROKEN_URL": f"{sink.url}/broken?key={SECRETS['broken-key']}&v=1",
     }
     return path, env, port
