@@ -31,7 +31,7 @@ from tests.support.http_sink import HttpSink, http_sink
 from tests.support.leaks import encodings, file_texts, report, scan
 from tests.support.postgres import PostgresServer, free_port, postgres_server  # noqa: F401
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.postgres]
+pytestmark = pytest.mark.timeout(180)
 
 SECRETS = {
     "bearer-token": "ingress-bearer-7f3a9c1e5b2d",
@@ -173,6 +173,7 @@ def cli(*args: str, env: dict[str, str]) -> tuple[str, str]:
     return " ".join(args[:2]), result.stdout + result.stderr
 
 
+@pytest.mark.postgres
 async def test_no_secret_value_appears_in_logs_journal_api_or_cli_output(
     tmp_path: Path,
     sink: HttpSink,
