@@ -190,6 +190,8 @@ def _from_file(data: Mapping[str, Any], base: Path | None) -> Settings:
             tls_key_file=_relative(base, tls.get("keyFile")),
             max_body_bytes=listen.get("maxBodyBytes", defaults.listen.max_body_bytes),
             backlog=listen.get("backlog", defaults.listen.backlog),
+            read_timeout=_seconds(listen, "readTimeout", defaults.listen.read_timeout),
+            max_connections=listen.get("maxConnections", defaults.listen.max_connections),
         ),
         auth=AuthRefs(
             bearer_tokens=tuple(ref["secretRef"] for ref in auth.get("bearerTokens", ())),

@@ -9,8 +9,10 @@ appears in a line, so that a secret that slipped into an error message still nev
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import urllib.parse
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
@@ -38,11 +40,20 @@ class Redactor:
         self._values: set[str] = set()
 
     def add(self, value: str) -> None:
-        if len(value) >= 4:  # shorter values would blank out ordinary words
-            self._values.add(value)
+        # as written, and as a message may quote it: JSON-escaped (the text of a JSON answer or
+        # document inside an error) and percent-encoded (inside a URL)
+        forms = {
+            value,
+            json.dumps(value)[1:-1],
+            json.dumps(value, ensure_ascii=False)[1:-1],
+            urllib.parse.quote(value, safe=""),
+            urllib.parse.quote(value),
+            urllib.parse.quote_plus(value),
+        }
+        self._values.update(form for form in forms if len(form) >= 4)  # shorter: ordinary words
 
     def redact(self, text: str) -> str:
-        for value in self._values:
+        for value in sorted(self._values, key=len, reverse=True):  # a longer form before its parts
             if value in text:
                 text = text.replace(value, "***")
         return text

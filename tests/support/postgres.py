@@ -23,11 +23,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from tests.support.debian import require_debian_tool
@@ -169,6 +171,23 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"'.encode())
         return self.url(name)
+
+    def create_role(self, role: str, password: str, database: str) -> str:
+        """A login role that must give ``password`` (scram-sha-256 from 127.0.0.1, while every other
+        role stays trusted), owning a new ``database``; its URL, password included."""
+        hba = self.datadir / "pg_hba.conf"
+        hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute(
+                psycopg.sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    psycopg.sql.Identifier(role), psycopg.sql.Literal(password)
+                )
+            )
+            conn.execute(f'CREATE DATABASE "{database}" OWNER "{role}"'.encode())
+            conn.execute("SELECT pg_reload_conf()")
+        quoted = urllib.parse.quote(password, safe="")
+        return f"postgresql://{role}:{quoted}@127.0.0.1:{self.port}/{database}"
 
     def drop_database(self, name: str) -> None:
         with psycopg.connect(self.url(), autocommit=True) as conn:

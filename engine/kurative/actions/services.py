@@ -14,6 +14,9 @@ value it handed out, so that the step can scrub them from whatever it returns or
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -109,14 +112,44 @@ def service(ctx: ActionContext, name: str, what: str) -> Any:
 
 
 def _url_parts(url: str) -> list[str]:
-    """The parts of a URL that carry its secret: path with query, the query, user credentials."""
+    """The parts of a URL that carry its secret: path with query, the query, each query value (as
+    written and decoded: a remote that echoes ``key=...`` back often quotes the value alone), user
+    credentials."""
     try:
         split = urllib.parse.urlsplit(url)
+        values = urllib.parse.parse_qsl(split.query, keep_blank_values=False)
     except ValueError:
         return []
     path_query = split.path + (f"?{split.query}" if split.query else "")
     parts = [path_query, split.path, split.query, split.password or "", split.username or ""]
+    if split.password is not None:
+        # the client sends the URL's credentials as a basic Authorization header, which a remote may
+        # quote back
+        for user, password in {
+            (split.username or "", split.password),
+            (urllib.parse.unquote(split.username or ""), urllib.parse.unquote(split.password)),
+        }:
+            parts.append(base64.b64encode(f"{user}:{password}".encode()).decode())
+    for _, value in values:
+        parts += [value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)]
+    for piece in split.query.split("&"):
+        parts.append(piece.partition("=")[2])  # the value as written, encoded or not
     return [part for part in parts if len(part) >= MIN_SCRUBBED_SECRET]
+
+
+def _written_forms(value: str) -> list[str]:
+    """``value`` as a remote may quote it back: as is, JSON-escaped (an error message keeps the text
+    of a JSON answer, where a quote, a backslash or a non-ASCII letter is escaped) and
+    percent-encoded."""
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote(value),
+        urllib.parse.quote_plus(value),
+    }
+    return [form for form in forms if len(form) >= MIN_SCRUBBED_SECRET]
 
 
 class ResolvedSecrets:
@@ -125,6 +158,15 @@ class ResolvedSecrets:
     def __init__(self, ctx: ActionContext) -> None:
         self._ctx = ctx
         self._values: dict[str, str] = {}  # value -> name
+        self._compiled: tuple[int, re.Pattern[str]] | None = None
+
+    def _pattern(self) -> re.Pattern[str]:
+        if self._compiled is None or self._compiled[0] != len(self._values):
+            scrubbed = sorted(
+                (v for v in self._values if len(v) >= MIN_SCRUBBED_SECRET), key=len, reverse=True
+            )
+            self._compiled = (len(self._values), re.compile("|".join(map(re.escape, scrubbed)) or "(?!)"))
+        return self._compiled[1]
 
     async def text(self, value: Any, what: str, *, url: bool = False) -> tuple[str, str]:
         """(the value to use, how messages show it) of a param that is a string or ``{secretRef}``.
@@ -139,9 +181,9 @@ class ResolvedSecrets:
             secret = await resolver.resolve(value["secretRef"])
             revealed = secret.reveal()
             self._values[revealed] = secret.name
-            if url:
-                for part in _url_parts(revealed):
-                    self._values.setdefault(part, secret.name)
+            for part in [revealed, *(_url_parts(revealed) if url else ())]:
+                for form in _written_forms(part):
+                    self._values.setdefault(form, secret.name)
             return revealed, f"<secret {secret.name}>"
         raise PermanentActionError(
             f"{what} must be a string or {{secretRef: name}}, got {type(value).__name__}"
@@ -152,10 +194,11 @@ class ResolvedSecrets:
         if not self._values:
             return value
         if isinstance(value, str):
-            for secret in sorted(self._values, key=len, reverse=True):
-                if len(secret) >= MIN_SCRUBBED_SECRET or value == secret:
-                    value = value.replace(secret, f"<secret {self._values[secret]}>")
-            return value
+            if value in self._values:
+                return f"<secret {self._values[value]}>"
+            # one pass, longest form first: a replacement is never scanned again (a short part such as
+            # a URL's user name must not match inside an earlier "<secret name>")
+            return self._pattern().sub(lambda found: f"<secret {self._values[found.group(0)]}>", value)
         if isinstance(value, Mapping):
             return {self.scrub(k): self.scrub(v) for k, v in value.items()}
         if isinstance(value, list):

@@ -13,7 +13,16 @@ memory. :class:`BoundedHttpToolsProtocol` therefore
   are the body, or the next pipelined request), so what one connection can hold before the cut is
   the bound plus one read;
 - closes a connection that has more than :data:`MAX_PIPELINED` requests queued behind the one being
-  answered (uvicorn answers 400): Alertmanager and Prometheus never pipeline.
+  answered (uvicorn answers 400): Alertmanager and Prometheus never pipeline;
+- gives a client ``read_timeout`` seconds to send a whole request (line, headers and body), counted
+  from the connection's start for its first request and from the request's first byte for the next
+  ones; past it the client is answered ``408 Request Timeout`` (when nothing was answered yet) and
+  disconnected. uvicorn itself has no such timer: its keep-alive timeout runs only after an answer,
+  so a client that connects and sends nothing, or dribbles a header a byte at a time (slowloris),
+  would hold its connection and file descriptor for ever;
+- closes at once a connection accepted while ``max_connections`` are open already, so that a flood
+  of connections ends at a bound the process's file descriptors allow (the journal and the adapters
+  need some too) rather than at ``EMFILE``.
 
 It relies on these hooks of uvicorn's ``HttpToolsProtocol``: ``data_received`` (the transport's
 callback), the parser callbacks ``on_message_begin``, ``on_headers_complete``, ``on_body`` and
@@ -35,6 +44,7 @@ from uvicorn.server import ServerState
 log = structlog.get_logger("kurative.ingress")
 
 _TOO_LARGE = b"the request line and headers are over the limit"
+_TOO_SLOW = b"the request was not received in time"
 MAX_PIPELINED = 16
 """Requests a connection may have waiting behind the one being answered."""
 
@@ -48,6 +58,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     max_header_bytes = 64 * 1024
     """Set per server by :func:`bounded_protocol`."""
+    read_timeout = 30.0
+    """Seconds to receive a whole request; set per server by :func:`bounded_protocol`."""
+    max_connections = 4096
+    """Connections served at once; set per server by :func:`bounded_protocol`."""
 
     def __init__(
         self,
@@ -63,6 +77,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._heads_ended = 0  # headers completed during the current read
         self._read_left = 0  # bytes of the current read not (yet) known to be body
         self._cut = False
+        self._read_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            self._cut = True
+            log.debug("connection_refused_over_limit", limit=self.max_connections)
+            transport.abort()
+            return
+        self._arm_read_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_read_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._cut:
@@ -92,6 +120,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._in_head = True
         self._in_body = False
+        if self._read_timer is None:
+            self._arm_read_timer()
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
@@ -111,21 +141,45 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # the next bytes begin the next request
         self._in_body = False
         self._unbounded = 0
+        self._disarm_read_timer()
         super().on_message_complete()
+
+    def _arm_read_timer(self) -> None:
+        self._disarm_read_timer()
+        self._read_timer = self.loop.call_later(self.read_timeout, self._read_timed_out)
+
+    def _disarm_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        if self._cut or self.transport.is_closing():
+            return
+        self._cut = True
+        log.info("request_read_timeout", timeout=self.read_timeout, client=_client(self.client))
+        if self.cycle is None or not self.cycle.response_started:
+            self._answer_and_close(408, _TOO_SLOW)
+        else:
+            self.transport.close()
 
     def _refuse(self) -> None:
         self._cut = True
         log.warning("request_head_too_large", limit=self.max_header_bytes, client=_client(self.client))
-        content = [STATUS_LINE[431]]
+        self._answer_and_close(431, _TOO_LARGE)
+
+    def _answer_and_close(self, status: int, text: bytes) -> None:
+        content = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
         content.extend(
             [
                 b"content-type: text/plain; charset=utf-8\r\n",
-                b"content-length: " + str(len(_TOO_LARGE)).encode("ascii") + b"\r\n",
+                b"content-length: " + str(len(text)).encode("ascii") + b"\r\n",
                 b"connection: close\r\n",
                 b"\r\n",
-                _TOO_LARGE,
+                text,
             ]
         )
         self.transport.write(b"".join(content))
@@ -136,7 +190,13 @@ def _client(address: tuple[str, int] | None) -> str | None:
     return f"{address[0]}:{address[1]}" if address else None
 
 
-def bounded_protocol(max_header_bytes: int) -> type[BoundedHttpToolsProtocol]:
-    """A protocol class for ``uvicorn.Config(http=...)`` with its own bound (one per server)."""
-    bound = {"max_header_bytes": max_header_bytes}
+def bounded_protocol(
+    max_header_bytes: int, read_timeout: float = 30.0, max_connections: int = 4096
+) -> type[BoundedHttpToolsProtocol]:
+    """A protocol class for ``uvicorn.Config(http=...)`` with its own bounds (one per server)."""
+    bound = {
+        "max_header_bytes": max_header_bytes,
+        "read_timeout": read_timeout,
+        "max_connections": max_connections,
+    }
     return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), bound)

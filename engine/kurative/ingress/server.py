@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import socket
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
+import structlog
 import uvicorn
 from starlette.applications import Starlette
 
@@ -24,6 +26,7 @@ from kurative.ingress.protocol import bounded_protocol
 from kurative.ingress.settings import IngressSettings
 
 T = TypeVar("T")
+log = structlog.get_logger("kurative.ingress")
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
@@ -70,14 +73,46 @@ def bind(settings: IngressSettings) -> socket.socket:
     return sock
 
 
+OTHER_FILES = 256
+"""Open files the daemon needs besides its connections: the journal, adapters, rules, logs."""
+MIN_CONNECTIONS = 16
+
+
+def connection_limit(max_connections: int) -> int:
+    """The connections the ingress may serve at once: ``max_connections``, after raising the soft
+    RLIMIT_NOFILE to fit them and the daemon's other files (up to the hard limit: systemd and many
+    containers start processes with a soft limit of 1024), and lowered to what that limit leaves,
+    so that a flood of connections never takes the journal's and the watcher's file descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + OTHER_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if target > soft:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return max_connections
+    allowed = max(MIN_CONNECTIONS, soft - min(OTHER_FILES, soft // 4))
+    log.warning(
+        "connection_limit_lowered",
+        max_connections=max_connections,
+        allowed=allowed,
+        open_files_limit=soft,
+        hint="raise the hard limit of open files (ulimit -Hn, LimitNOFILE=) or lower listen.maxConnections",
+    )
+    return allowed
+
+
 class IngressServer:
     """One uvicorn server for ``app`` on ``sock``; ``serve()`` until ``stop()``."""
 
     def __init__(self, app: Starlette, settings: IngressSettings, sock: socket.socket) -> None:
+        self.max_connections = connection_limit(settings.max_connections)
         config = uvicorn.Config(
             app,
             # httptools, with the bound on a request's head that httptools alone does not keep
-            http=bounded_protocol(settings.max_header_bytes),
+            http=bounded_protocol(settings.max_header_bytes, settings.read_timeout, self.max_connections),
             lifespan="off",
             # nothing reads the client's address; and X-Forwarded-* from a local process is not trusted
             proxy_headers=False,

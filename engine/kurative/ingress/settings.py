@@ -49,6 +49,13 @@ class IngressSettings:
     max_header_bytes: int = 64 * 1024
     """Largest request line and headers accepted; a client that sends more is answered 431 and
     disconnected (:mod:`kurative.ingress.protocol`)."""
+    read_timeout: float = 30.0
+    """Seconds a client has to send a whole request (from connecting, for its first one); a slower
+    one is answered 408 and disconnected, so that slow clients cannot hold connections for ever."""
+    max_connections: int = 4096
+    """Connections served at once; one more is closed as soon as it is accepted. The daemon raises
+    its soft limit of open files to fit this many and its other files (up to the hard limit), and
+    serves fewer, with a warning, when the hard limit leaves less room."""
     backlog: int = 2048
     """Listen backlog: 1,000 Alertmanager groups flushing at once must not be refused (the kernel
     caps it at net.core.somaxconn)."""

@@ -41,11 +41,15 @@ def is_test_file(path: Path) -> bool:
 
 
 def files_under(directory: Path, keep: Callable[[Path], bool]) -> list[Path]:
-    """Files below ``directory`` that ``keep`` accepts, sorted, skipping hidden files and folders."""
+    """Files below ``directory`` that ``keep`` accepts, sorted, skipping hidden files and folders.
+
+    Every entry that is not a folder counts, not only regular files: a FIFO, a device, a symlink to
+    one, a dangling or looping symlink named like a playbook is refused when it is read (a diagnostic
+    naming it), not skipped without a word."""
     return sorted(
         p
         for p in directory.rglob("*")
-        if p.is_file()
+        if not p.is_dir()
         and keep(p)
         and not any(part.startswith(".") for part in p.relative_to(directory).parts)
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -120,6 +122,65 @@ async def test_errors_never_show_a_secret_url_or_header(adapter: HttpAdapter, si
     for text in (message, repr(logs), repr(caught.value.__context__), repr(caught.value.__cause__)):
         assert TOKEN not in text
         assert API_KEY not in text
+
+
+async def test_a_query_value_of_a_secret_url_is_scrubbed_when_echoed_alone(
+    adapter: HttpAdapter, sink: HttpSink
+) -> None:
+    key = "k3y/with+odd&chars"
+    quoted = "k3y%2Fwith%2Bodd%26chars"
+    store = SecretStore(
+        SecretSettings({"hook": EnvSecret("HOOK_URL")}),
+        environ={"HOOK_URL": f"{sink.url}/hook?v=1&key={quoted}"},
+    )
+    ctx = ActionContext("exec-43", "notify", 1, False, services={"http": adapter, "secrets": store})
+    sink.answer(500, json.dumps({"error": f"bad key {key}", "raw": f"key={quoted}"}))
+    with capture_logs() as logs, pytest.raises(TemporaryActionError) as caught:
+        await run(ctx, {"url": {"secretRef": "hook"}})
+    for text in (str(caught.value), repr(logs)):
+        assert key not in text
+        assert quoted not in text
+    assert "<secret hook>" in str(caught.value)
+
+
+async def test_a_secret_quoted_back_json_escaped_or_percent_encoded_is_scrubbed(
+    adapter: HttpAdapter, sink: HttpSink
+) -> None:
+    value = 'hdr"sekrit\\é/+x'
+    store = SecretStore(
+        SecretSettings({"hook": EnvSecret("HOOK_URL"), "key": EnvSecret("KEY")}),
+        environ={"HOOK_URL": f"{sink.url}/hook", "KEY": value},
+    )
+    ctx = ActionContext("exec-44", "notify", 1, False, services={"http": adapter, "secrets": store})
+    forms = [json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], urllib.parse.quote(value)]
+    sink.answer(500, json.dumps({"you sent": value, "as": forms[2]}))
+    with capture_logs() as logs, pytest.raises(TemporaryActionError) as caught:
+        await run(ctx, {"url": {"secretRef": "hook"}, "headers": {"X-Key": {"secretRef": "key"}}})
+    for text in (str(caught.value), repr(logs)):
+        for form in [value, *forms]:
+            assert form not in text
+    assert str(caught.value).count("<secret key>") == 2
+
+
+async def test_the_basic_credentials_of_a_secret_url_are_scrubbed_when_echoed(
+    adapter: HttpAdapter, sink: HttpSink
+) -> None:
+    password = "hookpw-T5r4e3w2q1"
+    store = SecretStore(
+        SecretSettings({"broken-webhook": EnvSecret("HOOK_URL")}),
+        environ={"HOOK_URL": sink.url.replace("http://", f"http://hook:{password}@") + "/hook"},
+    )
+    ctx = ActionContext("exec-45", "notify", 1, False, services={"http": adapter, "secrets": store})
+    sink.echo()
+    output = await run(ctx, {"url": {"secretRef": "broken-webhook"}})
+    (sent,) = sink.requests
+    basic = base64.b64encode(f"hook:{password}".encode()).decode()
+    assert sent.header("Authorization") == f"Basic {basic}"
+    shown = json.dumps(output)
+    assert basic not in shown
+    assert password not in shown
+    assert output["body"]["headers"]["Authorization"] == "Basic <secret broken-webhook>"
+    assert output["body"]["path"] == "<secret broken-webhook>"  # not "<secret broken-web<secret ...>>"
 
 
 async def test_a_refused_secret_url_is_shown_by_name(adapter: HttpAdapter, sink: HttpSink) -> None:

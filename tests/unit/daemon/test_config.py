@@ -136,3 +136,17 @@ def test_the_kubernetes_read_timeout_comes_from_clusters_timeout(tmp_path: Path)
     with pytest.raises(ConfigError) as caught:
         load_settings(Overrides(config=str(config)), {})
     assert any("timeout" in str(d) for d in caught.value.diagnostics)
+
+
+def test_the_ingress_read_timeout_and_connection_limit(tmp_path: Path) -> None:
+    defaults = load_settings(Overrides(), {}).listen
+    assert (defaults.read_timeout, defaults.max_connections) == (30.0, 4096)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "apiVersion: kurative/v1\nkind: Config\nlisten: {readTimeout: 5s, maxConnections: 2000}\n"
+    )
+    listen = load_settings(Overrides(config=str(config)), {}).listen
+    assert (listen.read_timeout, listen.max_connections) == (5.0, 2000)
+    config.write_text("apiVersion: kurative/v1\nkind: Config\nlisten: {maxConnections: 3}\n")
+    with pytest.raises(ConfigError):
+        load_settings(Overrides(config=str(config)), {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import urllib.parse
 from collections.abc import Iterator
 
 import httpx
@@ -57,3 +58,18 @@ async def test_a_secret_a_step_resolves_is_blanked_out_of_every_later_log_line(s
     structlog.get_logger("kurative.test").info("step_failed", error=f"POST {secret.reveal()}: HTTP 500")
     assert "xoxb-secret-part" not in stream.getvalue()
     assert json.loads(stream.getvalue().splitlines()[-1])["error"] == "POST ***: HTTP 500"
+
+
+def test_a_known_secret_is_blanked_out_also_json_escaped_or_percent_encoded(stream: io.StringIO) -> None:
+    redactor = Redactor()
+    configure_logging(LoggingSettings(format="json", level="info"), redactor, stream)
+    value = 'pa"ss/wörd&+1'
+    redactor.add(value)
+    quoted = [json.dumps(value)[1:-1], urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)]
+    structlog.get_logger("kurative.test").warning(
+        "journal_error", error=f"answer {json.dumps({'password': value})} for ?p={quoted[1]}&q={quoted[2]}"
+    )
+    written = stream.getvalue()
+    for form in [value, *quoted, json.dumps(json.dumps(value)[1:-1])[1:-1]]:
+        assert form not in written
+    assert json.loads(written.splitlines()[-1])["error"] == 'answer {"password": "***"} for ?p=***&q=***'

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
 
 import pytest
+from structlog.testing import capture_logs
 
-from kurative.ingress.server import bind
+from kurative.ingress.server import OTHER_FILES, bind, connection_limit
 from kurative.ingress.settings import IngressSettings
 
 pytestmark = pytest.mark.timeout(30)
@@ -35,3 +37,27 @@ async def test_accepted_connections_have_nagle_off() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "raised_to", "allowed"),
+    [
+        (1024, resource.RLIM_INFINITY, 4096 + OTHER_FILES, 4096),  # raised to fit
+        (1024, 2000, 2000, 2000 - OTHER_FILES),  # raised to the hard limit, connections lowered
+        (256, 256, None, 192),  # nothing to raise: a quarter kept for the other files
+        (40, 40, None, 30),
+        (16, 16, None, 16),  # the least it serves
+        (100_000, 100_000, None, 4096),  # enough already
+    ],
+)
+def test_the_connection_limit_fits_the_open_files_limit(
+    monkeypatch: pytest.MonkeyPatch, soft: int, hard: int, raised_to: int | None, allowed: int
+) -> None:
+    set_to: list[tuple[int, int]] = []
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (soft, hard))
+    monkeypatch.setattr(resource, "setrlimit", lambda _, limits: set_to.append(limits))
+    with capture_logs() as logs:
+        assert connection_limit(4096) == allowed
+    assert set_to == ([] if raised_to is None or raised_to == soft else [(raised_to, hard)])
+    lowered = [entry for entry in logs if entry["event"] == "connection_limit_lowered"]
+    assert bool(lowered) == (allowed < 4096)

@@ -207,3 +207,85 @@ async def test_a_malformed_request_is_still_uvicorns_400() -> None:
     assert transport.closed
     assert transport.written.startswith(b"HTTP/1.1 400")
     assert b"431" not in transport.written
+
+
+def _timed_protocol(
+    read_timeout: float, max_connections: int = 4096
+) -> tuple[BoundedHttpToolsProtocol, Transport, ServerState]:
+    protocol_class = bounded_protocol(LIMIT, read_timeout, max_connections)
+    config = uvicorn.Config(_app, http=protocol_class, lifespan="off", log_config=None, server_header=False)
+    config.load()
+    state = ServerState()
+    protocol = protocol_class(config=config, server_state=state, app_state={})
+    transport = Transport()
+    protocol.connection_made(transport)
+    return protocol, transport, state
+
+
+async def _until_closed(transport: Transport, within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not transport.closed:
+            await asyncio.sleep(0.02)
+
+
+async def test_a_client_that_connects_and_sends_nothing_is_answered_408_and_closed() -> None:
+    _, transport, _ = _timed_protocol(0.2)
+    await _until_closed(transport)
+    assert transport.written.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert b"connection: close" in transport.written
+
+
+async def test_a_head_dribbled_a_byte_at_a_time_is_cut_off_at_the_read_timeout() -> None:
+    protocol, transport, _ = _timed_protocol(0.3)
+    head = b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 1000
+    for byte in range(len(head)):
+        if transport.closed:
+            break
+        protocol.data_received(head[byte : byte + 1])
+        await asyncio.sleep(0.01)
+    assert transport.closed
+    assert transport.written.startswith(b"HTTP/1.1 408")
+
+
+async def test_a_slow_body_is_cut_off_at_the_read_timeout() -> None:
+    protocol, transport, _ = _timed_protocol(0.3)
+    protocol.data_received(b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+    while not transport.closed:
+        protocol.data_received(b"x" * 10)
+        await asyncio.sleep(0.02)
+    assert transport.written.startswith(b"HTTP/1.1 408")
+
+
+async def test_requests_in_time_are_served_and_the_timer_restarts_per_request() -> None:
+    protocol, transport, _ = _timed_protocol(0.3)
+    for _ in range(3):
+        protocol.data_received(_request())
+        await asyncio.sleep(0.2)  # together longer than the timeout, each request well within it
+    await _settle()
+    assert transport.written.count(b"HTTP/1.1 200 OK") == 3
+    assert not transport.closed
+    await asyncio.sleep(0.5)  # idle after an answer: uvicorn's keep-alive timeout (5 s) applies
+    assert not transport.closed
+
+
+async def test_a_connection_over_the_limit_is_closed_when_accepted() -> None:
+    class Aborting(Transport):
+        def abort(self) -> None:
+            self.closed = True
+
+    protocol_class = bounded_protocol(LIMIT, 30.0, 2)
+    config = uvicorn.Config(_app, http=protocol_class, lifespan="off", log_config=None, server_header=False)
+    config.load()
+    state = ServerState()
+    transports = []
+    for _ in range(3):
+        protocol = protocol_class(config=config, server_state=state, app_state={})
+        transport = Aborting()
+        protocol.connection_made(transport)
+        transports.append((protocol, transport))
+    assert [t.closed for _, t in transports] == [False, False, True]
+    transports[2][0].connection_lost(None)
+    assert len(state.connections) == 2
+    transports[0][0].data_received(_request())
+    await _settle()
+    assert transports[0][1].written.startswith(b"HTTP/1.1 200 OK")

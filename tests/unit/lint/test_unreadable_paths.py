@@ -55,3 +55,24 @@ def test_a_huge_playbook_file_is_refused_by_its_size_without_reading_it(tmp_path
     assert [d.code for d in loaded.diagnostics] == ["E005"]
     assert "600.0 MiB" in loaded.diagnostics[0].message
     assert peak < 8 * 1024 * 1024
+
+
+def test_entries_of_a_rules_folder_that_are_no_regular_files_are_refused_not_skipped(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(
+        "apiVersion: kurative/v1\nkind: Playbook\nmetadata: {name: good, version: 1}\n"
+        "spec: {trigger: {alertname: [A]}, steps: [{name: s, action: log, params: {message: m}}]}\n"
+    )
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    (tmp_path / "dangling.yaml").symlink_to(tmp_path / "gone.yaml")
+    (tmp_path / "loop.yaml").symlink_to("loop.yaml")
+    (tmp_path / "notes.txt").symlink_to("/dev/zero")  # not named like a playbook: not looked at
+    loaded = load_playbooks([tmp_path])
+    assert [p.name for p in loaded.playbooks] == ["good"]
+    found = {Path(d.path).name: (d.code, d.message) for d in loaded.diagnostics}
+    assert found == {
+        "fifo.yaml": ("E001", "not a regular file"),
+        "zero.yaml": ("E001", "not a regular file"),
+        "dangling.yaml": ("E001", "cannot read file: No such file or directory"),
+        "loop.yaml": ("E001", "cannot read file: Too many levels of symbolic links"),
+    }
