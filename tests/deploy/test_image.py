@@ -61,19 +61,19 @@ def built() -> Iterator[Built]:
     revision = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    with locked():
+    with locked():  # for the whole module: another run would remove this one's image and container
         started = time.monotonic()
         base, made = base_image(buildah, debootstrap)
         based = time.monotonic()
         image = build_image(buildah, ROOT, base, revision or "unknown")
         finished = time.monotonic()
-    print(  # the figures docs/image.md quotes; never asserted
-        f"image: base {'made' if made else 'cached'} in {based - started:.1f}s, "
-        f"image built in {finished - based:.1f}s"
-    )
-    config = buildah.inspect(image)["Docker"]["config"]
-    with buildah.container(image) as container:
-        yield Built(buildah, image, config, container)
+        print(  # the figures docs/image.md quotes; never asserted
+            f"image: base {'made' if made else 'cached'} in {based - started:.1f}s, "
+            f"image built in {finished - based:.1f}s"
+        )
+        config = buildah.inspect(image)["Docker"]["config"]
+        with buildah.container(image) as container:
+            yield Built(buildah, image, config, container)
 
 
 def in_image(built: Built, *command: str) -> subprocess.CompletedProcess[str]:
@@ -187,6 +187,17 @@ def test_serve_on_a_read_only_root_commits_an_alert(built: Built) -> None:
             with urllib.request.urlopen(request, timeout=10) as answer:
                 assert answer.status == 200
                 assert json.loads(answer.read())["received"] >= 1
+            # the image's HEALTHCHECK command, pointed at this daemon, says healthy
+            kind, *check = config["Healthcheck"]["Test"]
+            assert kind == "CMD"
+            health = subprocess.run(
+                built.buildah.command(
+                    "run", "--isolation", "chroot", "--env", f"KURATIVE_HEALTH_URL={url}/healthz",
+                    built.container, "--", *check,
+                ),
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert health.returncode == 0, health.stderr
         finally:
             stop_process(process)
         output = read(log)

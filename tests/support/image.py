@@ -183,7 +183,10 @@ def base_image(buildah: Buildah, debootstrap: str) -> tuple[str, bool]:
 
 def build_image(buildah: Buildah, root: Path, base: str, revision: str) -> str:
     """Build ``root``'s Dockerfile on ``base`` as :data:`IMAGE` (docker format, so HEALTHCHECK stays);
-    the previous build's image is removed first, so the vfs store does not grow run after run."""
+    the previous build's image and containers are removed first, so the vfs store does not grow run
+    after run. Call it under :func:`locked`."""
+    with contextlib.suppress(RuntimeError):
+        buildah.run("rm", "--all")  # working containers a killed run left (this store is the tests' own)
     with contextlib.suppress(RuntimeError):
         buildah.run("rmi", "--force", IMAGE)
     buildah.run(
