@@ -35,8 +35,10 @@ LABEL org.opencontainers.image.title="kurative" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.base.name="${BASE}"
 # A fixed non-root uid and gid (the pod's securityContext names the same), and the journal's folder:
-# the working directory, so the default journal sqlite:///./kurative.db lands on its volume.
-RUN groupadd --system --gid 10001 kurative \
+# the working directory, so the default journal sqlite:///./kurative.db lands on its volume. The
+# python.org base ships pip, setuptools and wheel with its own interpreter: nothing installs at run time.
+RUN if python3 -c "import pip" 2>/dev/null; then python3 -m pip uninstall --yes --quiet pip setuptools wheel; fi \
+    && groupadd --system --gid 10001 kurative \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/kurative --no-create-home \
        --shell /usr/sbin/nologin kurative \
     && mkdir -p /var/lib/kurative \

@@ -112,10 +112,13 @@ def test_the_image_runs_kurative_serve_as_uid_10001(built: Built) -> None:
 
 
 NO_TOOLS = """\
-import importlib.util, shutil, sys
+import importlib.util, os, shutil, subprocess, sys
 tools = ("gcc", "cc", "c++", "make", "ld", "as", "pip", "pip3", "git", "apt-get")
 found = [t for t in tools if shutil.which(t)]
 found += [m for m in ("pip", "setuptools", "wheel") if importlib.util.find_spec(m)]
+system = os.path.realpath(sys.executable)  # the base's interpreter, outside the environment
+if subprocess.run([system, "-c", "import pip"], capture_output=True).returncode == 0:
+    found.append(system + ":pip")
 print(" ".join(found))
 """
 
