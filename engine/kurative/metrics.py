@@ -31,6 +31,13 @@ MAX_BREAKERS = 64
 BREAKER_STATES = ("closed", "open", "half-open")
 STEP_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 JOURNAL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+ENDPOINTS = ("alertmanager", "prometheus")
+ALERT_STATUSES = ("firing", "resolved")
+REJECT_REASONS = ("invalid", "unauthorized", "too_large", "unsupported_media_type", "unavailable")
+RELOAD_RESULTS = ("changed", "unchanged", "refused", "failed")
+"""The fixed vocabularies whose counters start at 0: ``increase()`` cannot see the first event of a
+series that appears with the value 1, so an alert on the first refused reload or rejected notification
+of a process would never fire."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +206,13 @@ class Metrics:
             "Executions whose lease this process lost before it finished them.",
             registry=registry,
         )
+        for endpoint in ENDPOINTS:
+            for status in ALERT_STATUSES:
+                self.alerts_received.labels(endpoint, status)
+            for reason in REJECT_REASONS:
+                self.alerts_rejected.labels(endpoint, reason)
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result)
         self._scrape_time = _ScrapeTime()
         registry.register(self._scrape_time)
         self._breakers: set[str] = set()

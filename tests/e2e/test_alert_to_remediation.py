@@ -128,7 +128,7 @@ def test_a_firing_prometheus_rule_becomes_one_execution_that_changes_the_cluster
         # Prometheus scrapes the daemon: its series are there to query, and so is every dashboard query
         done = 'kurative_executions_total{job="kurative",playbook="scale-up",outcome="succeeded"}'
         assert float(prom.wait_for_series(done)[0]["value"][1]) == 1
-        prom.wait_for_series('kurative_alerts_received_total{endpoint="alertmanager",status="firing"}')
+        prom.wait_for_series('kurative_alerts_received_total{endpoint="alertmanager",status="firing"} > 0')
         prom.wait_for_series('kurative_step_duration_seconds_count{action="kubernetes.scale"}')
         prom.wait_for_series('kurative_playbooks_loaded{job="kurative"} == 1')
         for expr in dashboard_queries():

@@ -3,6 +3,7 @@ timed (against a real SQLite journal)."""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from kurative.errors import ExecutionNotFound, JournalUnavailable, LeaseLost
 from kurative.journal import open_journal
 from kurative.journal.metered import metered
-from kurative.metrics import MAX_BREAKERS, BreakerReading, Metrics, Sources, journal_error_kind
+from kurative.metrics import (
+    ALERT_STATUSES,
+    ENDPOINTS,
+    MAX_BREAKERS,
+    REJECT_REASONS,
+    RELOAD_RESULTS,
+    BreakerReading,
+    Metrics,
+    Sources,
+    journal_error_kind,
+)
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -71,3 +82,24 @@ async def test_a_metered_journal_times_calls_and_counts_failures(tmp_path: Path)
     found = samples(metrics)
     assert found[("kurative_journal_operation_seconds_count", (("operation", "now"),))] == 2
     assert found[("kurative_journal_errors_total", (("error", "error"), ("operation", "get_execution")))] == 1
+
+
+def test_fixed_vocabularies_start_at_zero() -> None:
+    """A counter series that first appears with the value 1 has no increase() for rules to see."""
+    from kurative.execution.reloading import REFUSED
+    from kurative.ingress.app import REJECTED
+    from kurative.ingress.payloads import Endpoint
+
+    assert set(typing.get_args(Endpoint)) == set(ENDPOINTS)
+    assert {*REJECTED.values(), "unavailable"} == set(REJECT_REASONS)
+    assert REFUSED in RELOAD_RESULTS
+    found = samples(Metrics())
+    for endpoint in ENDPOINTS:
+        for reason in REJECT_REASONS:
+            key = ("kurative_alerts_rejected_total", (("endpoint", endpoint), ("reason", reason)))
+            assert found[key] == 0
+        for status in ALERT_STATUSES:
+            key = ("kurative_alerts_received_total", (("endpoint", endpoint), ("status", status)))
+            assert found[key] == 0
+    for result in RELOAD_RESULTS:
+        assert found[("kurative_reloads_total", (("result", result),))] == 0

@@ -123,7 +123,7 @@ SET state = 'running', lease_owner = %(owner)s, lease_expires_at = now() + make_
 FROM picked
 WHERE e.id = picked.id
 RETURNING {rows.qualified(rows.EXECUTION_COLUMNS, "e")}, picked.previous_state, picked.previous_owner
-"""
+"""  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
 
 _DEDUPE = """
 INSERT INTO dedupe_keys AS d (playbook_name, dedupe_key, execution_id, expires_at, last_seen_at)
@@ -175,7 +175,7 @@ UPDATE executions SET state = %(state)s, lease_owner = NULL, lease_expires_at = 
     available_at = now() + make_interval(secs => %(delay)s)
 WHERE id = %(id)s AND lease_owner = %(owner)s AND attempt = %(attempt)s AND state = 'running'
 RETURNING {rows.EXECUTION_COLUMNS}
-"""
+"""  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +221,7 @@ _PRUNE = (
         "DELETE FROM dedupe_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM dedupe_keys WHERE "
         "((expires_at IS NOT NULL AND expires_at <= now()) OR "
         "(expires_at IS NULL AND last_seen_at < now() - make_interval(secs => %(age)s))) "
-        f"AND NOT {DEDUPE_KEY_HELD} LIMIT %(batch)s))",
+        f"AND NOT {DEDUPE_KEY_HELD} LIMIT %(batch)s))",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
     ),
     (
         "limit_hits",
@@ -361,7 +361,7 @@ class PostgresJournal(JournalBackend):
         row = await cur.fetchone()
         if row is None or not row["present"]:
             return ()
-        cur = await conn.execute(f"SELECT version FROM {SCHEMA_VERSION_TABLE} ORDER BY version")
+        cur = await conn.execute(f"SELECT version FROM {SCHEMA_VERSION_TABLE} ORDER BY version")  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
         return tuple(int(r["version"]) for r in await cur.fetchall())
 
     async def _applied_versions(self) -> tuple[int, ...]:
@@ -383,7 +383,7 @@ class PostgresJournal(JournalBackend):
                         continue
                     await conn.execute(migration.sql.encode())
                     await conn.execute(
-                        f"INSERT INTO {SCHEMA_VERSION_TABLE} (version, name) VALUES (%s, %s)",
+                        f"INSERT INTO {SCHEMA_VERSION_TABLE} (version, name) VALUES (%s, %s)",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                         (migration.version, migration.name),
                     )
                     newly.append(migration.version)
@@ -444,7 +444,7 @@ class PostgresJournal(JournalBackend):
 
     async def get_alert(self, alert_id: str) -> StoredAlert:
         async def read(conn: Conn) -> StoredAlert:
-            cur = await conn.execute(f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE id = %s", (alert_id,))
+            cur = await conn.execute(f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE id = %s", (alert_id,))  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
             row = await cur.fetchone()
             if row is None:
                 raise alert_not_found(alert_id)
@@ -529,7 +529,7 @@ class PostgresJournal(JournalBackend):
         async def read(conn: Conn) -> tuple[StoredAlert, ...]:
             cur = await conn.execute(
                 f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE matched_at IS NULL "
-                "ORDER BY received_at, id LIMIT %s",
+                "ORDER BY received_at, id LIMIT %s",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                 (limit,),
             )
             return tuple(rows.alert_from_row(row, CODEC) for row in await cur.fetchall())
@@ -1002,7 +1002,7 @@ class PostgresJournal(JournalBackend):
                     raise not_awaiting_approval(execution_id, state)
                 cur = await conn.execute(
                     "INSERT INTO approvals (execution_id, decision, who, reason) VALUES (%s, %s, %s, %s) "
-                    f"RETURNING {rows.APPROVAL_COLUMNS}",
+                    f"RETURNING {rows.APPROVAL_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                     (execution_id, decision.value, who_text, reason_text),
                 )
                 approval = await cur.fetchone()
@@ -1031,13 +1031,13 @@ class PostgresJournal(JournalBackend):
                 if state is ExecutionState.RUNNING:
                     cur = await conn.execute(
                         "UPDATE executions SET cancel_requested = true, updated_at = now() WHERE id = %s "
-                        f"RETURNING {rows.EXECUTION_COLUMNS}",
+                        f"RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                         (execution_id,),
                     )
                 else:
                     cur = await conn.execute(
                         "UPDATE executions SET state = 'cancelled', finished_at = now(), updated_at = now(), "
-                        f"error = %s WHERE id = %s RETURNING {rows.EXECUTION_COLUMNS}",
+                        f"error = %s WHERE id = %s RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                         (cancelled_by(who_text, reason_text), execution_id),
                     )
                 updated = await cur.fetchone()

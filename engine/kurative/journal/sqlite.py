@@ -196,7 +196,8 @@ class SQLiteJournal(JournalBackend):
         if exists is None:
             return ()
         return tuple(
-            r[0] for r in conn.execute(f"SELECT version FROM {SCHEMA_VERSION_TABLE} ORDER BY version")
+            r[0]
+            for r in conn.execute(f"SELECT version FROM {SCHEMA_VERSION_TABLE} ORDER BY version")  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
         )
 
     async def _applied_versions(self) -> tuple[int, ...]:
@@ -221,7 +222,7 @@ class SQLiteJournal(JournalBackend):
                     for statement in _split_sql(migration.sql):
                         conn.execute(statement)
                     conn.execute(
-                        f"INSERT INTO {SCHEMA_VERSION_TABLE} (version, name, applied_at) VALUES (?, ?, ?)",
+                        f"INSERT INTO {SCHEMA_VERSION_TABLE} (version, name, applied_at) VALUES (?, ?, ?)",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                         (migration.version, migration.name, _now()),
                     )
                 newly.append(migration.version)
@@ -280,7 +281,8 @@ class SQLiteJournal(JournalBackend):
     async def get_alert(self, alert_id: str) -> StoredAlert:
         def read(conn: sqlite3.Connection) -> StoredAlert:
             row = conn.execute(
-                f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)
+                f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE id = ?",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
+                (alert_id,),
             ).fetchone()
             if row is None:
                 raise alert_not_found(alert_id)
@@ -357,7 +359,7 @@ class SQLiteJournal(JournalBackend):
         def read(conn: sqlite3.Connection) -> tuple[StoredAlert, ...]:
             found = conn.execute(
                 f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE matched_at IS NULL "
-                "ORDER BY received_at, id LIMIT ?",
+                "ORDER BY received_at, id LIMIT ?",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                 (limit,),
             ).fetchall()
             return tuple(rows.alert_from_row(row, CODEC) for row in found)
@@ -498,7 +500,7 @@ class SQLiteJournal(JournalBackend):
                     updated = conn.execute(
                         f"UPDATE executions SET state = 'running', lease_owner = ?, lease_expires_at = ?, "
                         "attempt = attempt + 1, started_at = coalesce(started_at, ?), updated_at = ?, "
-                        f"error = NULL WHERE id = ? RETURNING {rows.EXECUTION_COLUMNS}",
+                        f"error = NULL WHERE id = ? RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                         (owner_text, now + lease_seconds, now, now, row["id"]),
                     ).fetchone()
                     claims.append(rows.claim_from_row(updated, CODEC, row["state"], row["lease_owner"]))
@@ -677,13 +679,13 @@ class SQLiteJournal(JournalBackend):
                 if state is ExecutionState.RUNNING:
                     updated = conn.execute(
                         "UPDATE executions SET cancel_requested = 1, updated_at = ? WHERE id = ? "
-                        f"RETURNING {rows.EXECUTION_COLUMNS}",
+                        f"RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                         (now, execution_id),
                     ).fetchone()
                 else:
                     updated = conn.execute(
                         "UPDATE executions SET state = 'cancelled', finished_at = ?, updated_at = ?, "
-                        f"error = ? WHERE id = ? RETURNING {rows.EXECUTION_COLUMNS}",
+                        f"error = ? WHERE id = ? RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                         (now, now, cancelled_by(who_text, reason_text), execution_id),
                     ).fetchone()
             return rows.execution_from_row(updated, CODEC)
@@ -725,7 +727,7 @@ class SQLiteJournal(JournalBackend):
             (
                 "executions",
                 "DELETE FROM executions WHERE id IN (SELECT id FROM executions WHERE state IN "
-                f"({_FINISHED_SQL}) AND finished_at < :cutoff LIMIT :batch)",
+                f"({_FINISHED_SQL}) AND finished_at < :cutoff LIMIT :batch)",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
             ),
             (
                 "alerts",
@@ -737,7 +739,7 @@ class SQLiteJournal(JournalBackend):
                 "dedupe_keys",
                 "DELETE FROM dedupe_keys WHERE rowid IN (SELECT rowid FROM dedupe_keys WHERE "
                 "((expires_at IS NOT NULL AND expires_at <= :now) OR "
-                f"(expires_at IS NULL AND last_seen_at < :cutoff)) AND NOT {DEDUPE_KEY_HELD} LIMIT :batch)",
+                f"(expires_at IS NULL AND last_seen_at < :cutoff)) AND NOT {DEDUPE_KEY_HELD} LIMIT :batch)",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
             ),
             (
                 "limit_hits",
@@ -822,7 +824,7 @@ def _release(conn: sqlite3.Connection, lease: Lease, release: CleanRelease) -> E
     row = conn.execute(
         "UPDATE executions SET state = ?, lease_owner = NULL, lease_expires_at = NULL, error = ?, "
         "updated_at = ?, finished_at = ?, available_at = ? WHERE id = ? AND lease_owner = ? "
-        f"AND attempt = ? AND state = 'running' RETURNING {rows.EXECUTION_COLUMNS}",
+        f"AND attempt = ? AND state = 'running' RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
         (
             release.state.value,
             release.error,
