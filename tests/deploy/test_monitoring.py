@@ -26,6 +26,7 @@ import yaml
 from kurative.config import Overrides, load_settings
 from kurative.daemon import Daemon
 from tests.support.debian import require_debian_tool
+from tests.support.kubectl import require_kubectl
 from tests.support.postgres import free_port
 
 pytestmark = pytest.mark.timeout(180)
@@ -224,7 +225,7 @@ def test_a_kurative_service_in_deploy_is_one_the_service_monitor_selects() -> No
 
 
 def test_the_kustomization_renders_both_objects() -> None:
-    kubectl = require_debian_tool(lambda: shutil.which("kubectl"), "kubernetes-client", "kubectl")
+    kubectl = str(require_kubectl())
     result = run(kubectl, "kustomize", str(MONITORING))
     assert result.returncode == 0, result.stderr
     rendered = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(result.stdout) if d}

@@ -24,7 +24,6 @@ import importlib.metadata
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.support.debian import require_debian_tool
+from tests.support.kubectl import require_kubectl
 from tests.support.scanners import VERSIONS, require_scanner
 
 pytestmark = pytest.mark.timeout(1200)  # a cold install of checkov takes minutes; a warm scan seconds
@@ -69,10 +68,10 @@ def plain_manifests(roots: list[Path]) -> list[Path]:
 
 def test_plain_manifests_leave_out_what_a_kustomization_owns() -> None:
     roots = kustomization_roots()
-    assert DEPLOY / "monitoring" in roots
+    assert {DEPLOY / "monitoring", DEPLOY / "kustomize" / "overlays" / "single"} <= set(roots)
     plain = plain_manifests(roots)
-    assert DEPLOY / "rbac.yaml" in plain
-    assert not [path for path in plain if "monitoring" in path.parts]
+    assert DEPLOY / "kustomize" / "base" / "rbac.yaml" not in plain
+    assert not [path for path in plain if "monitoring" in path.parts or "kustomize" in path.parts]
 
 
 def checkov_reports(output: str) -> list[dict[str, Any]]:
@@ -81,7 +80,7 @@ def checkov_reports(output: str) -> list[dict[str, Any]]:
 
 
 def test_checkov_finds_no_failed_check_in_deploy_and_the_dockerfile(tmp_path: Path) -> None:
-    kubectl = require_debian_tool(lambda: shutil.which("kubectl"), "kubernetes-client", "kubectl")
+    kubectl = str(require_kubectl())
     checkov = require_scanner("checkov")
     roots = kustomization_roots()
     files: list[Path] = [ROOT / "Dockerfile", *plain_manifests(roots)]
