@@ -16,6 +16,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import random
 import textwrap
 import time
 from collections import Counter, defaultdict
@@ -33,6 +34,7 @@ from tests.support.chaos import (
     Report,
     alert_bodies,
     journal_text,
+    log_summary,
     occurrences,
     query,
 )
@@ -46,6 +48,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.postgres, pytest.mark.timeout
 ALERTS = int(os.environ.get("KURATIVE_CHAOS_ALERTS", "5000"))
 POST_SECONDS = float(os.environ.get("KURATIVE_CHAOS_SECONDS", "60"))
 MIN_KILLS = int(os.environ.get("KURATIVE_CHAOS_KILLS", "20"))
+SEED = int(os.environ.get("KURATIVE_CHAOS_SEED") or random.SystemRandom().randrange(1 << 30))
 REPLICAS = 3
 BATCH = 50  # alerts per POST to Alertmanager, and per Alertmanager group
 CRITICAL_EVERY = 10  # every tenth alert is critical and also pages
@@ -231,7 +234,7 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
 
         posts = alert_bodies(ALERTS, batch=BATCH, alertname=ALERTNAME, critical_every=CRITICAL_EVERY)
         posting = True
-        chaos = Chaos(replicas, min_kills=MIN_KILLS, keep_going=lambda: posting, seed=ALERTS)
+        chaos = Chaos(replicas, min_kills=MIN_KILLS, keep_going=lambda: posting, seed=SEED)
         chaos.start()
         stops.callback(chaos.finish)
         post_began = time.monotonic()
@@ -344,15 +347,16 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
             "page token": PAGE_TOKEN,
             "cluster token": cluster.admin_token,
         }
-        places: list[tuple[str, str]] = [
-            (f"log {r.name}", r.log.read_text(errors="replace")) for r in replicas
-        ]
+        logs = {r.name: r.log.read_text(errors="replace") for r in replicas}
+        places: list[tuple[str, str]] = [(f"log {name}", text) for name, text in logs.items()]
         places.extend((f"journal {table}", row) for table, row in journal_text(journal))
         places.extend(api_texts(replicas, [eid for eid, *_ in executions]))
 
+        summary = log_summary(logs.values())
         report = Report(
             {
                 "alerts": ALERTS,
+                "seed": SEED,
                 "alerts_posted_over_s": round(post_seconds, 1),
                 "posts_to_alertmanager": len(posts),
                 "replicas": REPLICAS,
@@ -375,11 +379,13 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
                 "steps_recorded": steps_total,
                 "recovered_steps": interrupted,
                 "recovered_as_done": recovered_done,
-                "resumed_executions": resumed,
+                "executions_claimed_again": resumed,
                 "needs_review": dict(needs_review),
                 "failed": dict(failed),
                 "chaos_s": round(chaos_seconds, 1),
                 "drain_after_chaos_s": round(drain_seconds, 1),
+                "logs": summary,
+                "executions_taken_over": summary["events"].get("execution_started_recovered", 0),
                 "wall_time_s": round(time.monotonic() - began, 1),
             }
         )
@@ -401,5 +407,15 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
         assert not chaos.crashes, chaos.crashes
         assert len(chaos.kills) >= MIN_KILLS
         assert all(not found for found in leaks.values()), leaks
+        # and they were in use: the webhook got its key, the page its header, the daemon its token
+        hooks = [r for r in sink.requests if r.path.startswith("/hooks")]
+        assert all(r.path == f"/hooks?key={WEBHOOK_KEY}" for r in hooks), {r.path for r in hooks}
+        pages = [r for r in sink.requests if r.path == "/page"]
+        assert pages, "no page was sent"
+        assert all(r.header("Authorization") == f"Token {PAGE_TOKEN}" for r in pages)
+        assert report.figures["inbox_rows"] >= REPLICAS * ALERTS  # each replica took each alert
+        assert not summary["levels"].get("error"), summary
+        assert not summary["levels"].get("critical"), summary
+        assert not [name for name, text in logs.items() if "Traceback" in text], summary
         for replica in replicas:
             assert replica.stop() == 0, f"{replica.name} did not stop cleanly: {replica.log_tail()}"

@@ -348,6 +348,44 @@ def occurrences(secrets: Mapping[str, str], places: Iterable[tuple[str, str]]) -
     return found
 
 
+def log_summary(texts: Iterable[str]) -> dict[str, Any]:
+    """What the replicas' JSON logs say: lines per level, the recovery events, lines that are not JSON
+    (a traceback, or a line cut by a kill), and the first few warnings and errors."""
+    levels: Counter[str] = Counter()
+    events: Counter[str] = Counter()
+    verdicts: Counter[str] = Counter()
+    other: list[str] = []
+    notable: dict[str, str] = {}
+    for text in texts:
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                other.append(line[:300])
+                continue
+            if not isinstance(entry, dict):
+                other.append(line[:300])
+                continue
+            level, event = str(entry.get("level")), str(entry.get("event"))
+            levels[level] += 1
+            if event in ("lease_lost", "step_recovered", "execution_recovered", "step_checked_before_retry"):
+                events[event] += 1
+            if event == "execution_started" and entry.get("recovered"):
+                events["execution_started_recovered"] += 1
+            if event == "step_recovered":
+                verdicts[str(entry.get("verdict"))] += 1
+            if level in ("warning", "error", "critical") and event not in notable:
+                notable[event] = line[:500]
+    return {
+        "levels": dict(levels),
+        "events": dict(events),
+        "step_recovered_verdicts": dict(verdicts),
+        "not_json": len(other),
+        "not_json_first": other[:5],
+        "first_warning_or_error_by_event": notable,
+    }
+
+
 @dataclass
 class Report:
     """What the chaos run measured; printed and written as JSON."""
