@@ -309,11 +309,14 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
         refused_left = SINK_REFUSALS
         effects: dict[str, dict[str, set[str]]] = {"/hooks": defaultdict(set), "/page": defaultdict(set)}
         deliveries: Counter[str] = Counter()
-        keyless = 0
+        keyless = cut = 0
         for request in list(sink.requests):
             path = request.path.split("?", 1)[0]
             if path == "/hooks" and refused_left > 0:
                 refused_left -= 1  # answered 503: no effect
+                continue
+            if len(request.body) != int(request.header("Content-Length") or 0):
+                cut += 1  # its sender was killed while sending it: an incomplete request does nothing
                 continue
             key = request.idempotency_key
             if key is None:
@@ -376,6 +379,7 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
                 "missing_effects": len(missing_effects),
                 "repeated_deliveries_same_key": repeated_deliveries,
                 "sink_refusals_503": SINK_REFUSALS - refused_left,
+                "sink_requests_cut_by_a_kill": cut,
                 "steps_recorded": steps_total,
                 "recovered_steps": interrupted,
                 "recovered_as_done": recovered_done,
