@@ -2,8 +2,9 @@
 that sends every notification to all three, thousands of alerts, and a SIGKILL of a random replica every
 few seconds (each started again at once on its port). Afterwards every alert Alertmanager accepted has
 exactly the executions its playbooks call for, nothing is left pending or running, no webhook took
-effect twice (the sink recognises a repeat by its Idempotency-Key) and every ConfigMap the playbook
-labels was changed exactly once. The known secret values (the ingress token, the webhook URL's key, a
+effect twice (the sink recognises a repeat by its Idempotency-Key), every ConfigMap a playbook labels
+was changed exactly once and every CronJob a playbook triggers (a stamped step: a repeat finds its Job)
+has exactly one Job. The known secret values (the ingress token, the webhook URL's key, a
 header token, the cluster token) occur in no log, no journal row, no API answer and not in the report.
 
 ``KURATIVE_CHAOS_ALERTS`` (default 5000), ``KURATIVE_CHAOS_SECONDS`` (the time the alerts are posted
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -21,6 +23,7 @@ import textwrap
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,7 +54,7 @@ MIN_KILLS = int(os.environ.get("KURATIVE_CHAOS_KILLS", "20"))
 SEED = int(os.environ.get("KURATIVE_CHAOS_SEED") or random.SystemRandom().randrange(1 << 30))
 REPLICAS = 3
 BATCH = 50  # alerts per POST to Alertmanager, and per Alertmanager group
-CRITICAL_EVERY = 10  # every tenth alert is critical and also pages
+CRITICAL_EVERY = 5  # every fifth alert is critical: it triggers a CronJob and pages
 SINK_REFUSALS = 25  # the webhook's first answers are 503: retried, never an effect
 DRAIN_TIMEOUT = 300.0
 
@@ -94,6 +97,10 @@ PAGE = f"""\
       trigger: {{alertname: [{ALERTNAME}], when: "labels.severity == 'critical'"}}
       approval: auto
       steps:
+        - name: trigger
+          action: kubernetes.trigger_cronjob
+          params: {{namespace: "${{labels.namespace}}", name: "cron-${{labels.n}}"}}
+          retry: {{attempts: 10, backoff: 500ms}}
         - name: page
           action: http.request
           params:
@@ -116,6 +123,8 @@ def replica_config(folder: Path, port: int, journal: str, kubeconfig: Path) -> P
         "playbooks": {"paths": [str(folder / "rules")]},
         "runner": {"lease": "5s", "pollInterval": "250ms", "shutdownTimeout": "5s"},
         "clusters": {"kubeconfig": str(kubeconfig)},
+        # the webhook's refusals open its breaker: executions park and come back after 3 s
+        "breakers": {"resetTimeout": "3s"},
         "secrets": {
             "am-token": {"env": "CHAOS_AM_TOKEN"},
             "webhook": {"env": "CHAOS_WEBHOOK_URL"},
@@ -126,6 +135,14 @@ def replica_config(folder: Path, port: int, journal: str, kubeconfig: Path) -> P
     path = folder / f"config-{port}.json"
     path.write_text(json.dumps(config))
     return path
+
+
+def cronjob(name: str) -> dict[str, Any]:
+    pod = {"containers": [{"name": "job", "image": "busybox"}], "restartPolicy": "Never"}
+    return {
+        "metadata": {"name": name},
+        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": pod}}}},
+    }
 
 
 def drained(journal: str, alerts: int) -> dict[str, int]:
@@ -195,6 +212,8 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
         store.create(BY_KIND["Namespace"], "", {"metadata": {"name": NAMESPACE}})
         for n in range(ALERTS):
             store.create(BY_KIND["ConfigMap"], NAMESPACE, {"metadata": {"name": f"cm-{n:05d}"}, "data": {}})
+        for n in range(0, ALERTS, CRITICAL_EVERY):
+            store.create(BY_KIND["CronJob"], NAMESPACE, cronjob(f"cron-{n:05d}"))
         changes = ChangeLog(store)  # from here on: what the playbooks changed
 
         rules = tmp_path / "rules"
@@ -342,6 +361,22 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
                 kube_duplicated += changed - 1
             if changed == 0 or labels.get("kurative-execution") != execution_of.get((fp, "chaos-mark")):
                 missing_effects.append(f"{name} {changed} changes, labels {labels}")
+
+        # a Job per CronJob, made by the step of the execution the journal kept (the name derives from
+        # its Idempotency-Key); a second Job would be a repeated trigger
+        jobs: dict[str, list[str]] = defaultdict(list)
+        for job in store.items(BY_KIND["Job"], NAMESPACE):
+            (owner,) = job["metadata"]["ownerReferences"]
+            jobs[owner["name"]].append(job["metadata"]["name"])
+        for n, fp in fingerprint.items():
+            if int(n) % CRITICAL_EVERY:
+                continue
+            made = jobs.get(f"cron-{n}", [])
+            kube_duplicated += max(0, len(made) - 1)
+            eid = execution_of.get((fp, "chaos-page"), "")
+            digest = hashlib.sha256(f"{eid}/trigger".encode()).hexdigest()[:8]
+            if f"cron-{n}-kurative-{digest}" not in made:
+                missing_effects.append(f"cron-{n}: jobs {made}")
 
         # --- secrets: logs, journal rows, API answers, the report ------------------------------------
         secrets = {
