@@ -416,8 +416,15 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
                 "sink_refusals_503": SINK_REFUSALS - refused_left,
                 "sink_requests_cut_by_a_kill": cut,
                 "steps_recorded": steps_total,
-                "recovered_steps": interrupted,
-                "recovered_as_done": recovered_done,
+                # step attempts a kill interrupted (started, never finished by their holder): run
+                # again (idempotent, or keyed webhooks) or proven done by their stamp; a step whose
+                # recovering replica was killed too is decided more than once in the logs
+                "recovered_steps": {
+                    "total": interrupted + recovered_done,
+                    "run_again": interrupted,
+                    "done_by_stamp": recovered_done,
+                    "decisions_logged": summary["step_recovered_verdicts"],
+                },
                 "executions_claimed_again": resumed,
                 "needs_review": dict(needs_review),
                 "failed": dict(failed),
