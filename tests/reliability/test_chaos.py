@@ -8,7 +8,10 @@ has exactly one Job. The known secret values (the ingress token, the webhook URL
 header token, the cluster token) occur in no log, no journal row, no API answer and not in the report.
 
 ``KURATIVE_CHAOS_ALERTS`` (default 5000), ``KURATIVE_CHAOS_SECONDS`` (the time the alerts are posted
-over, default 60) and ``KURATIVE_CHAOS_KILLS`` (at least this many kills, default 20) scale the run.
+over, default 60), ``KURATIVE_CHAOS_KILLS`` (at least this many kills, default 20) and
+``KURATIVE_CHAOS_INTERVAL`` (seconds between kills, drawn from ``LOW,HIGH``, default 1.5,3.5) scale the
+run; ``KURATIVE_CHAOS_SEED`` repeats the choice of victims and intervals of an earlier run (its report
+names the seed).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.postgres, pytest.mark.timeout
 ALERTS = int(os.environ.get("KURATIVE_CHAOS_ALERTS", "5000"))
 POST_SECONDS = float(os.environ.get("KURATIVE_CHAOS_SECONDS", "60"))
 MIN_KILLS = int(os.environ.get("KURATIVE_CHAOS_KILLS", "20"))
+LOW, HIGH = (float(x) for x in os.environ.get("KURATIVE_CHAOS_INTERVAL", "1.5,3.5").split(","))
 SEED = int(os.environ.get("KURATIVE_CHAOS_SEED") or random.SystemRandom().randrange(1 << 30))
 REPLICAS = 3
 BATCH = 50  # alerts per POST to Alertmanager, and per Alertmanager group
@@ -253,7 +257,9 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
 
         posts = alert_bodies(ALERTS, batch=BATCH, alertname=ALERTNAME, critical_every=CRITICAL_EVERY)
         posting = True
-        chaos = Chaos(replicas, min_kills=MIN_KILLS, keep_going=lambda: posting, seed=SEED)
+        chaos = Chaos(
+            replicas, min_kills=MIN_KILLS, keep_going=lambda: posting, interval=(LOW, HIGH), seed=SEED
+        )
         chaos.start()
         stops.callback(chaos.finish)
         post_began = time.monotonic()
@@ -395,6 +401,7 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
             {
                 "alerts": ALERTS,
                 "seed": SEED,
+                "kill_interval_s": [LOW, HIGH],
                 "alerts_posted_over_s": round(post_seconds, 1),
                 "posts_to_alertmanager": len(posts),
                 "replicas": REPLICAS,
