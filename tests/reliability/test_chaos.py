@@ -470,5 +470,6 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
         assert not summary["levels"].get("error"), summary
         assert not summary["levels"].get("critical"), summary
         assert not [name for name, text in logs.items() if "Traceback" in text], summary
+        assert summary["not_json"] == 0, summary  # no line cut by a kill, none glued to the next
         for replica in replicas:
             assert replica.stop() == 0, f"{replica.name} did not stop cleanly: {replica.log_tail()}"
