@@ -275,6 +275,8 @@ def test_three_replicas_killed_at_random_lose_no_alert_and_repeat_no_effect(tmp_
         chaos_seconds = time.monotonic() - post_began
         for replica in replicas:
             if not replica.alive():
+                assert replica.process is not None
+                chaos.crashes.append((replica.name, replica.process.returncode))  # died by itself
                 replica.start()
             replica.wait_ready()
 
