@@ -87,7 +87,9 @@ def configure_logging(settings: LoggingSettings, redactor: Redactor, stream: Tex
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *finish],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # one write per line, newline included (print() makes two; stderr is unbuffered): a kill
+        # between them would leave the line unended, and the next line glued to it
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(out)

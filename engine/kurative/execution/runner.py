@@ -196,6 +196,8 @@ class LeaseKeeper:
         """An action is running: its effect is unknown until its final record is written."""
         self.pending: list[StepFinish] = []
         """Final records not written yet: they go with the next write (a start, a release)."""
+        self.releasing = False
+        """The runner is writing the release: the execution leaves the running state on purpose."""
         self._renewed = time.monotonic()
 
     @property
@@ -209,6 +211,10 @@ class LeaseKeeper:
                 self.lease = await self._journal.renew_lease(self.lease, self._seconds)
                 self._renewed = time.monotonic()
             except LeaseLost as exc:
+                if self.releasing:
+                    # Most likely the release itself, committed just before: no lease to keep. Had it
+                    # been lost, the release's own write fails with LeaseLost and says so.
+                    return
                 self.lost = str(exc)
                 log.warning("lease_lost", error=str(exc))
             except JournalError as exc:
@@ -314,6 +320,7 @@ class ExecutionRunner:
     async def _last_release(self, keeper: LeaseKeeper, state: ExecutionState, error: str) -> None:
         """Release after something went wrong, with the final records still pending when possible."""
         pending, keeper.pending = keeper.pending, []
+        keeper.releasing = True
         if pending:
             try:
                 await self._journal.record_steps(
@@ -333,6 +340,8 @@ class ExecutionRunner:
         pending = list(keeper.pending)
         if not pending and started is None and release is None:
             return None
+        if release is not None:
+            keeper.releasing = True
 
         async def write() -> Any:
             return await self._journal.record_steps(
