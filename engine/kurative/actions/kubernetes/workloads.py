@@ -268,22 +268,31 @@ async def resolve_owner(ctx: ActionContext, params: Mapping[str, Any]) -> Mappin
     client = client_for(ctx)
     current = await read(client, f"/api/v1/namespaces/{namespace}/pods/{pod}")
     chain = [{"kind": "Pod", "name": pod}]
-    # Only these hops lead somewhere kurative can act on; any other controller ends the walk.
-    while (ref := owner_of(current)) is not None and ref.get("kind") in KINDS:
-        kind = KINDS[str(ref["kind"])]
-        chain.append({"kind": kind.kind, "name": str(ref["name"])})
-        _v, path = await object_path(client, kind, namespace, str(ref["name"]))
-        current = await read(client, path)
-        if kind.kind not in ("ReplicaSet", "Job"):
-            break
     meta = current["metadata"]
-    return {
-        "kind": current.get("kind") or chain[-1]["kind"],
+    top = {
+        "kind": current.get("kind") or "Pod",
         "name": meta["name"],
         "api_version": current.get("apiVersion", "v1"),
         "uid": meta.get("uid", ""),
-        "chain": chain,
     }
+    # Only these hops lead somewhere kurative can act on; any other controller ends the walk. The
+    # ownerReference already names the owner (kind, name, apiVersion, uid): only a ReplicaSet or a
+    # Job is read, to follow its own owner. The top owner is never read, so the declared RBAC
+    # (pods, replicasets, jobs: get) is all the walk needs.
+    while (ref := owner_of(current)) is not None and ref.get("kind") in KINDS:
+        kind = KINDS[str(ref["kind"])]
+        chain.append({"kind": kind.kind, "name": str(ref["name"])})
+        top = {
+            "kind": kind.kind,
+            "name": str(ref["name"]),
+            "api_version": str(ref.get("apiVersion") or ""),
+            "uid": str(ref.get("uid") or ""),
+        }
+        if kind.kind not in ("ReplicaSet", "Job"):
+            break
+        _v, path = await object_path(client, kind, namespace, str(ref["name"]))
+        current = await read(client, path)
+    return {**top, "chain": chain}
 
 
 # --- scale ---------------------------------------------------------------------------------------
