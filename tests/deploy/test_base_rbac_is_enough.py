@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from kurative.adapters.kubernetes import KubernetesAdapter, KubeSettings
+from kurative.adapters.kube_settings import KubeSettings
+from kurative.adapters.kubernetes import KubernetesAdapter
 from kurative.commands.rbac import rules_for_playbooks
 from kurative.playbooks.loading import load_playbooks
 from tests.integration.kube.helpers import Kube, Runner
