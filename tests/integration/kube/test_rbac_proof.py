@@ -352,7 +352,9 @@ def per_action(real_kube: Any) -> Iterator[tuple[dict[str, Runner], Kube]]:
                 spec.rbac, name=user, subject={"kind": "User", "name": user, "apiGroup": RBAC_GROUP}
             )
             for doc in docs:
-                plural = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings"}[doc["kind"]]
+                plural = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings"}[
+                    doc["kind"]
+                ]
                 admin.create(f"/apis/{RBAC_GROUP}/v1/{plural}", doc)
                 admin.cluster_objects.append(f"/apis/{RBAC_GROUP}/v1/{plural}/{user}")
             adapters.append(adapter := _acting(real_kube, user))
