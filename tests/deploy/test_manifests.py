@@ -7,6 +7,7 @@ No server is needed here (tests/deploy/test_realkube.py applies the same renders
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
+from ruamel.yaml import YAML
 
 from kurative.adapters.secrets import KubernetesSecret
 from kurative.config import Overrides, load_settings
@@ -22,12 +24,21 @@ from tests.support.deploy import (
     NAMESPACE,
     PORT,
     TARGETS,
+    kubectl_run,
     one,
     pod_templates,
     render,
     restricted_violations,
 )
-from tests.support.generated import BASE_RULES, OWN
+from tests.support.generated import (
+    BASE_CONFIG,
+    BASE_RULES,
+    OWN,
+    ROOT,
+    rbac_for_rules,
+    run_cli,
+    secrets_outside_the_namespace,
+)
 from tests.support.kubectl import require_kubectl
 
 pytestmark = pytest.mark.timeout(120)
@@ -309,3 +320,50 @@ def test_a_playbook_repository_adds_its_rules_folder_without_editing_the_base(ku
         peer["ipBlock"]["cidr"] for rule in policy["egress"] for peer in _peers(rule) if "ipBlock" in peer
     ]
     assert cidrs == [API_SERVER["own-playbooks"], WEBHOOKS["own-playbooks"]]
+
+
+def _roles(docs: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """(namespace, name) -> the Secrets each rendered Role grants."""
+    return {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): d["rules"][0]["resourceNames"]
+        for d in docs
+        if d["kind"] == "Role"
+    }
+
+
+def test_the_rendered_secret_roles_grant_exactly_the_configs_secrets_in_kuratives_namespace(
+    kubectl: Path,
+) -> None:
+    settings = load_settings(Overrides(config=str(BASE_CONFIG)), {})
+    secrets = sorted(s.name for s in settings.secrets.sources.values() if isinstance(s, KubernetesSecret))
+    assert secrets
+    assert secrets_outside_the_namespace(BASE_CONFIG) == []
+    for target in sorted(TARGETS):
+        assert _roles(rendered(kubectl, target)) == {(NAMESPACE, "kurative-secrets"): secrets}, target
+
+
+def test_a_secret_outside_kuratives_namespace_is_refused_for_the_base_and_cannot_take_its_grant(
+    kubectl: Path, tmp_path: Path
+) -> None:
+    """The kustomizations' `namespace: kurative` moves every Role: the base refuses such a Secret.
+
+    Rendered by kubectl 1.20's kustomize, `kurative rbac --config` output for a Secret in `ops` shows
+    why: its Role lands in kurative's namespace. With per-namespace Role names it can no longer take
+    the place of the Role that grants kurative's own Secrets.
+    """
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    base = tmp_path / "deploy" / "kustomize" / "base"
+    config = base / "kurative.yaml"
+    text = config.read_text()
+    moved = "slack-webhook: {kubernetes: {namespace: ops,"
+    config.write_text(text.replace("slack-webhook: {kubernetes: {namespace: kurative,", moved))
+    assert moved in config.read_text()
+    with pytest.raises(RuntimeError, match=r"ops/kurative-webhooks are outside the namespace 'kurative'"):
+        rbac_for_rules(config)
+    (base / "rbac.yaml").write_text(run_cli("rbac", "--rules", str(BASE_RULES), "--config", str(config)))
+    out = kubectl_run(kubectl, "kustomize", str(tmp_path / "deploy" / "kustomize" / "overlays" / "single"))
+    docs = [d for d in YAML(typ="safe").load_all(out) if d]
+    assert _roles(docs) == {
+        (NAMESPACE, "kurative-secrets"): ["kurative-auth"],
+        (NAMESPACE, "kurative-secrets-ops"): ["kurative-webhooks"],  # moved: why the base refuses it
+    }

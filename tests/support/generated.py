@@ -19,7 +19,9 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from kurative.adapters.secrets import KubernetesSecret
 from kurative.cli import main
+from kurative.config import Overrides, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -31,6 +33,7 @@ BASE_CONFIG = BASE / "kurative.yaml"
 RBAC = BASE / "rbac.yaml"
 OWN = KUSTOMIZE / "examples" / "own-playbooks"
 OWN_RBAC = OWN / "rbac-patch.yaml"
+NAMESPACE = "kurative"
 BLOCK = re.compile(r"(<!-- actions:begin[^>]*-->\n)(.*?)(<!-- actions:end -->)", re.DOTALL)
 
 
@@ -59,9 +62,32 @@ def base_playbooks() -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(RULES.glob("*.yaml"))}
 
 
-def rbac_for_rules() -> str:
-    """What `kurative rbac` prints for the base: its playbooks and its daemon config."""
-    return _relative(run_cli("rbac", "--rules", str(BASE_RULES), "--config", str(BASE_CONFIG)))
+def secrets_outside_the_namespace(config: Path, namespace: str = NAMESPACE) -> list[str]:
+    """``namespace/name`` of the config's Kubernetes Secrets that are not in kurative's namespace."""
+    settings = load_settings(Overrides(config=config), environ={})
+    return sorted(
+        f"{source.namespace}/{source.name}"
+        for source in settings.secrets.sources.values()
+        if isinstance(source, KubernetesSecret) and source.namespace != namespace
+    )
+
+
+def rbac_for_rules(config: Path = BASE_CONFIG) -> str:
+    """What `kurative rbac` prints for the base: its playbooks and its daemon config.
+
+    Refused when a Kubernetes Secret of the config lives outside kurative's namespace: the base's
+    kustomization sets `namespace: kurative`, which would move that Secret's Role (and its grant)
+    into kurative's namespace.
+    """
+    outside = secrets_outside_the_namespace(config)
+    if outside:
+        raise RuntimeError(
+            f"{config.name}: the Kubernetes Secrets {', '.join(outside)} are outside the namespace "
+            f"{NAMESPACE!r}; the kustomization's `namespace: {NAMESPACE}` would move their Role there. "
+            f"Keep the deployed Secrets in {NAMESPACE!r} (or apply `kurative rbac --config` for the "
+            "others outside the kustomization)"
+        )
+    return _relative(run_cli("rbac", "--rules", str(BASE_RULES), "--config", str(config)))
 
 
 def own_rbac_patch() -> str:
