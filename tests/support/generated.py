@@ -57,9 +57,20 @@ def _relative(text: str) -> str:
     return text.replace(str(ROOT) + "/", "")
 
 
+SCHEMA_LINE = "# yaml-language-server: $schema=../schemas/playbook.v1.json"
+# From deploy/kustomize/base/playbooks/rules/ to the repository's schemas/.
+COPY_SCHEMA_LINE = "# yaml-language-server: $schema=../../../../../schemas/playbook.v1.json"
+
+
 def base_playbooks() -> dict[str, str]:
-    """File name -> content of the playbooks the base deploys (the top level of rules/)."""
-    return {path.name: path.read_text() for path in sorted(RULES.glob("*.yaml"))}
+    """File name -> content of the playbooks the base deploys (the top level of rules/).
+
+    The copies' `$schema` comment is rewritten for their folder, so editors still validate them.
+    """
+    return {
+        path.name: path.read_text().replace(SCHEMA_LINE, COPY_SCHEMA_LINE)
+        for path in sorted(RULES.glob("*.yaml"))
+    }
 
 
 def secrets_outside_the_namespace(config: Path, namespace: str = NAMESPACE) -> list[str]:
@@ -91,18 +102,26 @@ def rbac_for_rules(config: Path = BASE_CONFIG) -> str:
 
 
 def own_rbac_patch() -> str:
-    """The base's ClusterRole with the rules of the base's and the example's playbooks."""
-    printed = run_cli("rbac", "--rules", str(BASE_RULES), "--rules", str(OWN / "rules"))
-    role = next(d for d in YAML(typ="safe").load_all(printed) if d and d["kind"] == "ClusterRole")
+    """Patches of the base's ClusterRole and Secret Role for the base's and the example's playbooks.
+
+    Generated with the base's daemon config (`--config`), so a Secret that the example's playbooks
+    reference is granted too.
+    """
+    printed = run_cli(
+        "rbac", "--rules", str(BASE_RULES), "--rules", str(OWN / "rules"), "--config", str(BASE_CONFIG)
+    )
+    docs = [d for d in YAML(typ="safe").load_all(printed) if d and d["kind"] in ("ClusterRole", "Role")]
     header = "".join(line + "\n" for line in _relative(printed).splitlines() if line.startswith("#"))
     yaml = YAML()
     yaml.default_flow_style = False
     out = io.StringIO()
-    yaml.dump(role, out)
+    yaml.dump_all(docs, out)
     return (
-        "# A patch of the base's ClusterRole: its rules replace the base's (a list without merge key).\n"
-        "# `make docs` regenerates it with: kurative rbac --rules deploy/kustomize/base/playbooks/rules "
-        "--rules deploy/kustomize/examples/own-playbooks/rules\n" + header + out.getvalue()
+        "# Patches of the base's ClusterRole and Secret Role: their rules replace the base's (a list\n"
+        "# without merge key). `make docs` regenerates it with:\n"
+        "#   kurative rbac --rules deploy/kustomize/base/playbooks/rules \\\n"
+        "#     --rules deploy/kustomize/examples/own-playbooks/rules \\\n"
+        "#     --config deploy/kustomize/base/kurative.yaml\n" + header + out.getvalue()
     )
 
 
