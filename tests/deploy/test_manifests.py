@@ -153,6 +153,7 @@ def test_the_deployed_config_is_one_kurative_loads(kubectl: Path, tmp_path: Path
     settings = _config(docs, tmp_path)
     assert (settings.listen.host, settings.listen.port) == ("0.0.0.0", PORT)
     assert settings.auth.bearer_tokens == ("alertmanager-token",)
+    assert NAMESPACE in settings.guards.protected_namespaces  # the daemon cannot act on itself
     assert settings.secrets.sources == {
         "alertmanager-token": KubernetesSecret(NAMESPACE, "kurative-auth", "alertmanager-token"),
         "slack-webhook": KubernetesSecret(NAMESPACE, "kurative-webhooks", "slack"),
