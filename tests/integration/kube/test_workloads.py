@@ -261,6 +261,21 @@ async def test_daemonset_restart_and_rollout(kube: Kube, run: Runner) -> None:
     assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]
 
 
+async def test_resolve_owner_ends_at_an_owner_of_another_api_group(kube: Kube, run: Runner) -> None:
+    """A custom resource called Deployment is not apps/v1's: the walk must not name the apps one."""
+    kube.deployment("web", replicas=0)
+    owner = {"apiVersion": "example.com/v1", "kind": "Deployment", "name": "web", "uid": "0000-custom"}
+    kube.create(
+        kube.ns_path("pods"),
+        {
+            "metadata": {"name": "custom", "ownerReferences": [{**owner, "controller": True}]},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        },
+    )
+    out = await run("resolve_owner", {"namespace": kube.namespace, "pod": "custom"})
+    assert (out["kind"], out["name"], out["chain"]) == ("Pod", "custom", [{"kind": "Pod", "name": "custom"}])
+
+
 async def test_resolve_owner_walks_pod_job_cronjob(kube: Kube, run: Runner) -> None:
     path = kube.cronjob("nightly")
     cron = kube.get(path)

@@ -39,7 +39,7 @@ from kurative.actions.kubernetes._common import (
     stamped,
     target_params,
 )
-from kurative.actions.kubernetes._kinds import KINDS, object_path
+from kurative.actions.kubernetes._kinds import KINDS, Kind, object_path
 from kurative.actions.registry import implement
 from kurative.actions.schema import JSON, boolean, duration, integer, obj, string
 from kurative.durations import parse_duration
@@ -262,6 +262,18 @@ def _int_param(params: Mapping[str, Any], key: str) -> int | None:
 # --- resolve_owner -------------------------------------------------------------------------------
 
 
+def _owner_kind(ref: Mapping[str, Any]) -> Kind | None:
+    """The kind an ownerReference names, when kurative knows it: same kind *and* API group.
+
+    A custom resource may be called ``Deployment`` too; taking it for apps/v1 would make the next
+    steps act on whatever apps Deployment has its name.
+    """
+    kind = KINDS.get(str(ref.get("kind")))
+    api_version = str(ref.get("apiVersion") or "")
+    group = api_version.rpartition("/")[0] if "/" in api_version else ""
+    return kind if kind is not None and group == kind.group else None
+
+
 @implement("kubernetes.resolve_owner")
 async def resolve_owner(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
     namespace, pod = check_target(ctx, params, "pod", key="pod", mutating=False)
@@ -279,8 +291,7 @@ async def resolve_owner(ctx: ActionContext, params: Mapping[str, Any]) -> Mappin
     # ownerReference already names the owner (kind, name, apiVersion, uid): only a ReplicaSet or a
     # Job is read, to follow its own owner. The top owner is never read, so the declared RBAC
     # (pods, replicasets, jobs: get) is all the walk needs.
-    while (ref := owner_of(current)) is not None and ref.get("kind") in KINDS:
-        kind = KINDS[str(ref["kind"])]
+    while (ref := owner_of(current)) is not None and (kind := _owner_kind(ref)) is not None:
         chain.append({"kind": kind.kind, "name": str(ref["name"])})
         top = {
             "kind": kind.kind,
