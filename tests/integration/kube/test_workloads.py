@@ -276,6 +276,20 @@ async def test_resolve_owner_ends_at_an_owner_of_another_api_group(kube: Kube, r
     assert (out["kind"], out["name"], out["chain"]) == ("Pod", "custom", [{"kind": "Pod", "name": "custom"}])
 
 
+async def test_resolve_owner_refuses_an_owner_name_that_is_no_object_name(kube: Kube, run: Runner) -> None:
+    """An ownerReference's name is not validated by the API server, and it would become a path."""
+    owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x/../../../../nodes/n", "uid": "0000-rs"}
+    kube.create(
+        kube.ns_path("pods"),
+        {
+            "metadata": {"name": "forged", "ownerReferences": [{**owner, "controller": True}]},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        },
+    )
+    with pytest.raises(PermanentActionError, match="is not a valid DNS-1123 subdomain"):
+        await run("resolve_owner", {"namespace": kube.namespace, "pod": "forged"})
+
+
 async def test_resolve_owner_walks_pod_job_cronjob(kube: Kube, run: Runner) -> None:
     path = kube.cronjob("nightly")
     cron = kube.get(path)

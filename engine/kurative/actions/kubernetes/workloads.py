@@ -292,16 +292,18 @@ async def resolve_owner(ctx: ActionContext, params: Mapping[str, Any]) -> Mappin
     # Job is read, to follow its own owner. The top owner is never read, so the declared RBAC
     # (pods, replicasets, jobs: get) is all the walk needs.
     while (ref := owner_of(current)) is not None and (kind := _owner_kind(ref)) is not None:
-        chain.append({"kind": kind.kind, "name": str(ref["name"])})
+        # the API server does not check an ownerReference's name: it goes into a path, and on to later steps
+        name = check_name(ref.get("name"), f"{kind.kind} name in the ownerReference of {chain[-1]['name']}")
+        chain.append({"kind": kind.kind, "name": name})
         top = {
             "kind": kind.kind,
-            "name": str(ref["name"]),
+            "name": name,
             "api_version": str(ref.get("apiVersion") or ""),
             "uid": str(ref.get("uid") or ""),
         }
         if kind.kind not in ("ReplicaSet", "Job"):
             break
-        _v, path = await object_path(client, kind, namespace, str(ref["name"]))
+        _v, path = await object_path(client, kind, namespace, name)
         current = await read(client, path)
     return {**top, "chain": chain}
 
