@@ -13,6 +13,7 @@ from kurative.actions.kubernetes._common import STAMP_HISTORY
 from kurative.errors import GuardRefused, PermanentActionError, TemporaryActionError
 from tests.integration.kube.helpers import APPS, REVISION, Kube, Runner
 from tests.support.fakekube import FakeCluster
+from tests.support.realkube import RealCluster
 
 pytestmark = pytest.mark.kube
 
@@ -295,30 +296,36 @@ async def test_resolve_owner_walks_pod_job_cronjob(kube: Kube, run: Runner) -> N
     cron = kube.get(path)
     job = await run("trigger_cronjob", {"namespace": kube.namespace, "name": "nightly"})
     made = kube.get(f"/apis/batch/v1/namespaces/{kube.namespace}/jobs/{job['job']}")
-    kube.create(
-        kube.ns_path("pods"),
-        {
-            "metadata": {
-                "name": "worker",
-                # the Job's selector labels: without them the real Job controller releases the pod
-                "labels": ((made["spec"].get("selector") or {}).get("matchLabels") or {}),
-                "ownerReferences": [
-                    {
-                        "apiVersion": "batch/v1",
-                        "kind": "Job",
-                        "name": job["job"],
-                        "uid": made["metadata"]["uid"],
-                        "controller": True,
-                    }
-                ],
+    if isinstance(kube.cluster, RealCluster):
+        # The real Job controller makes the pod; a second, hand-made one would be over the Job's
+        # parallelism, and the controller deletes one of the two.
+        made_pod = kube.wait_for("the Job's pod", lambda: kube.pods(f"job-name={job['job']}"))[0]
+        worker = made_pod["metadata"]["name"]
+    else:
+        worker = "worker"
+        kube.create(
+            kube.ns_path("pods"),
+            {
+                "metadata": {
+                    "name": worker,
+                    "labels": ((made["spec"].get("selector") or {}).get("matchLabels") or {}),
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "batch/v1",
+                            "kind": "Job",
+                            "name": job["job"],
+                            "uid": made["metadata"]["uid"],
+                            "controller": True,
+                        }
+                    ],
+                },
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox"}]},
             },
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox"}]},
-        },
-    )
-    out = await run("resolve_owner", {"namespace": kube.namespace, "pod": "worker"})
+        )
+    out = await run("resolve_owner", {"namespace": kube.namespace, "pod": worker})
     assert (out["kind"], out["name"], out["uid"]) == ("CronJob", "nightly", cron["metadata"]["uid"])
     assert out["chain"] == [
-        {"kind": "Pod", "name": "worker"},
+        {"kind": "Pod", "name": worker},
         {"kind": "Job", "name": job["job"]},
         {"kind": "CronJob", "name": "nightly"},
     ]
