@@ -7,12 +7,15 @@ No server is needed here (tests/deploy/test_realkube.py applies the same renders
 from __future__ import annotations
 
 import copy
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
+from ruamel.yaml import YAML
 
 from kurative.adapters.secrets import KubernetesSecret
 from kurative.config import Overrides, load_settings
@@ -21,12 +24,21 @@ from tests.support.deploy import (
     NAMESPACE,
     PORT,
     TARGETS,
+    kubectl_run,
     one,
     pod_templates,
     render,
     restricted_violations,
 )
-from tests.support.generated import BASE_RULES, OWN
+from tests.support.generated import (
+    BASE_CONFIG,
+    BASE_RULES,
+    OWN,
+    ROOT,
+    rbac_for_rules,
+    run_cli,
+    secrets_outside_the_namespace,
+)
 from tests.support.kubectl import require_kubectl
 
 pytestmark = pytest.mark.timeout(120)
@@ -141,6 +153,7 @@ def test_the_deployed_config_is_one_kurative_loads(kubectl: Path, tmp_path: Path
     settings = _config(docs, tmp_path)
     assert (settings.listen.host, settings.listen.port) == ("0.0.0.0", PORT)
     assert settings.auth.bearer_tokens == ("alertmanager-token",)
+    assert NAMESPACE in settings.guards.protected_namespaces  # the daemon cannot act on itself
     assert settings.secrets.sources == {
         "alertmanager-token": KubernetesSecret(NAMESPACE, "kurative-auth", "alertmanager-token"),
         "slack-webhook": KubernetesSecret(NAMESPACE, "kurative-webhooks", "slack"),
@@ -220,41 +233,65 @@ def _peers(rule: dict[str, Any]) -> list[dict[str, Any]]:
     return rule.get("to") or rule.get("from") or []
 
 
+def _namespace(name: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+
+def _tcp(*ports: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
+# The base's placeholders (documentation ranges: they reach nothing) and the example's values.
+API_SERVER = {"own-playbooks": "192.0.2.10/32"}
+WEBHOOKS = {"own-playbooks": "203.0.113.0/24"}
+
+
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_the_network_policy_lets_in_only_the_monitoring_namespaces_and_out_only_the_listed_peers(
     kubectl: Path, target: str
 ) -> None:
-    docs = rendered(kubectl, target)
+    """The whole ingress and egress lists, peer by peer: any added or widened peer fails here."""
+    _check_network_policy(rendered(kubectl, target), target)
+
+
+def _check_network_policy(docs: list[dict[str, Any]], target: str) -> None:
     policy = one(docs, "NetworkPolicy", "kurative")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["podSelector"] == one(docs, "Deployment", "kurative")["spec"]["selector"]
-    (ingress,) = policy["ingress"]
-    assert ingress["ports"] == [{"protocol": "TCP", "port": PORT}]
-    assert ingress["from"]
-    assert all(set(peer) == {"namespaceSelector"} for peer in ingress["from"])
-    egress = {}
-    for rule in policy["egress"]:
-        ports = tuple(sorted((p["protocol"], p["port"]) for p in rule["ports"]))
-        assert _peers(rule), f"an egress rule without peers allows every destination: {rule}"
-        for peer in _peers(rule):
-            assert peer.get("ipBlock", {}).get("cidr") != "0.0.0.0/0"
-        egress[ports] = _peers(rule)
-    expected = {
-        (("TCP", 53), ("UDP", 53)),  # DNS in kube-system
-        (("TCP", 443), ("TCP", 6443)),  # the API server
-        (("TCP", 9090),),  # Prometheus
-        (("TCP", 443),),  # webhook hosts
-    }
+    senders = [_namespace("monitoring")]
+    if target == "own-playbooks":
+        senders.append(_namespace("observability"))  # the example's Alertmanager namespace
+    assert policy["ingress"] == [{"from": senders, "ports": _tcp(PORT)}]
+    egress = [
+        {"to": [_namespace("kube-system")], "ports": [{"protocol": "UDP", "port": 53}, *_tcp(53)]},
+        {"to": [{"ipBlock": {"cidr": API_SERVER.get(target, "192.0.2.1/32")}}], "ports": _tcp(443, 6443)},
+        {"to": [_namespace("monitoring")], "ports": _tcp(9090)},
+        {"to": [{"ipBlock": {"cidr": WEBHOOKS.get(target, "198.51.100.0/24")}}], "ports": _tcp(443)},
+    ]
     if target == "ha":
-        expected.add((("TCP", 5432),))
-    assert set(egress) == expected
-    dns = egress[(("TCP", 53), ("UDP", 53))]
-    assert dns == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}]
-    assert set(egress[(("TCP", 443), ("TCP", 6443))][0]) == {"ipBlock"}
-    assert set(egress[(("TCP", 443),)][0]) == {"ipBlock"}
-    if target == "ha":
-        (postgres,) = egress[(("TCP", 5432),)]
-        assert postgres["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "postgresql"}}
+        postgres = {
+            **_namespace("database"),
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgresql"}},
+        }
+        egress.append({"to": [postgres], "ports": _tcp(5432)})
+    assert policy["egress"] == egress
+
+
+def test_the_network_policy_check_catches_a_policy_that_opens_up(kubectl: Path) -> None:
+    """Every opening the exact comparison must refuse: an empty selector, a wide range, a second rule."""
+    openings: list[Callable[[dict[str, Any]], Any]] = [
+        lambda p: p["ingress"][0]["from"].append({"namespaceSelector": {}}),
+        lambda p: p["egress"][2]["to"].__setitem__(0, {"namespaceSelector": {}}),
+        lambda p: p["egress"][3]["to"].append({"ipBlock": {"cidr": "0.0.0.0/1"}}),
+        lambda p: p["egress"].append({"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": _tcp(443)}),
+        lambda p: p["egress"][1].pop("ports"),
+    ]
+    for open_up in openings:
+        docs = rendered(kubectl, "single")
+        _check_network_policy(docs, "single")
+        open_up(one(docs, "NetworkPolicy", "kurative")["spec"])
+        with pytest.raises(AssertionError):
+            _check_network_policy(docs, "single")
 
 
 def test_a_playbook_repository_adds_its_rules_folder_without_editing_the_base(kubectl: Path) -> None:
@@ -283,4 +320,51 @@ def test_a_playbook_repository_adds_its_rules_folder_without_editing_the_base(ku
     cidrs = [
         peer["ipBlock"]["cidr"] for rule in policy["egress"] for peer in _peers(rule) if "ipBlock" in peer
     ]
-    assert cidrs == ["10.96.0.10/32", "203.0.113.0/24"]
+    assert cidrs == [API_SERVER["own-playbooks"], WEBHOOKS["own-playbooks"]]
+
+
+def _roles(docs: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """(namespace, name) -> the Secrets each rendered Role grants."""
+    return {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): d["rules"][0]["resourceNames"]
+        for d in docs
+        if d["kind"] == "Role"
+    }
+
+
+def test_the_rendered_secret_roles_grant_exactly_the_configs_secrets_in_kuratives_namespace(
+    kubectl: Path,
+) -> None:
+    settings = load_settings(Overrides(config=str(BASE_CONFIG)), {})
+    secrets = sorted(s.name for s in settings.secrets.sources.values() if isinstance(s, KubernetesSecret))
+    assert secrets
+    assert secrets_outside_the_namespace(BASE_CONFIG) == []
+    for target in sorted(TARGETS):
+        assert _roles(rendered(kubectl, target)) == {(NAMESPACE, "kurative-secrets"): secrets}, target
+
+
+def test_a_secret_outside_kuratives_namespace_is_refused_for_the_base_and_cannot_take_its_grant(
+    kubectl: Path, tmp_path: Path
+) -> None:
+    """The kustomizations' `namespace: kurative` moves every Role: the base refuses such a Secret.
+
+    Rendered by kubectl 1.20's kustomize, `kurative rbac --config` output for a Secret in `ops` shows
+    why: its Role lands in kurative's namespace. With per-namespace Role names it can no longer take
+    the place of the Role that grants kurative's own Secrets.
+    """
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    base = tmp_path / "deploy" / "kustomize" / "base"
+    config = base / "kurative.yaml"
+    text = config.read_text()
+    moved = "slack-webhook: {kubernetes: {namespace: ops,"
+    config.write_text(text.replace("slack-webhook: {kubernetes: {namespace: kurative,", moved))
+    assert moved in config.read_text()
+    with pytest.raises(RuntimeError, match=r"ops/kurative-webhooks are outside the namespace 'kurative'"):
+        rbac_for_rules(config)
+    (base / "rbac.yaml").write_text(run_cli("rbac", "--rules", str(BASE_RULES), "--config", str(config)))
+    out = kubectl_run(kubectl, "kustomize", str(tmp_path / "deploy" / "kustomize" / "overlays" / "single"))
+    docs = [d for d in YAML(typ="safe").load_all(out) if d]
+    assert _roles(docs) == {
+        (NAMESPACE, "kurative-secrets"): ["kurative-auth"],
+        (NAMESPACE, "kurative-secrets-ops"): ["kurative-webhooks"],  # moved: why the base refuses it
+    }

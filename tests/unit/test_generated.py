@@ -38,3 +38,8 @@ def test_the_base_deploys_the_repository_playbooks() -> None:
     kustomization = YAML(typ="safe").load((BASE / "playbooks" / "kustomization.yaml").read_text())
     (generator,) = kustomization["configMapGenerator"]
     assert generator["files"] == [f"rules/{name}" for name in copied], "list every playbook in the generator"
+    for name, text in copied.items():
+        first = text.splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema="), name
+        schema = (BASE_RULES / first.split("$schema=", 1)[1]).resolve()
+        assert schema.is_file(), f"{name}: the $schema comment points at {schema}, which does not exist"

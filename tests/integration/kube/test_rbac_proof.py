@@ -26,6 +26,7 @@ from tests.integration.kube.helpers import CORE, Kube, Runner, kube_in_namespace
 
 pytestmark = [pytest.mark.kube, pytest.mark.realkube]
 RULES = Path(__file__).resolve().parents[3] / "rules"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 USER = "kurative"
 BATCH = "/apis/batch/v1"
 
@@ -320,45 +321,94 @@ async def test_an_action_the_rules_do_not_use_is_forbidden(
     assert admin.exists(f"{CORE}/namespaces/{admin.namespace}")
 
 
-@pytest.fixture
-def impersonated(real_kube: Any) -> Iterator[tuple[Runner, Kube]]:
-    """Every action's declared RBAC, granted to an impersonated user that has nothing else."""
-    user = "kurative-catalogue"
-    specs = [s for s in all_actions() if s.name.startswith("kubernetes.")]
-    docs = render_manifests(
-        [rule for spec in specs for rule in spec.rbac],
-        name=user,
-        subject={"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"},
-    )
-    api = real_kube.api_client()
-    admin = Kube(api, real_kube)
-    for doc in docs:
-        plural = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings"}[doc["kind"]]
-        admin.create(f"/apis/rbac.authorization.k8s.io/v1/{plural}", doc)
-        admin.cluster_objects.append(f"/apis/rbac.authorization.k8s.io/v1/{plural}/{user}")
+def _acting(real_kube: Any, user: str) -> KubernetesAdapter:
     acting = real_kube.api_client()
     acting.set_default_header("Impersonate-User", user)
     acting.set_default_header("Impersonate-Group", "system:authenticated")
     adapter = KubernetesAdapter(KubeSettings(read_timeout=10.0))
     adapter.add_client(None, acting)
+    return adapter
+
+
+@pytest.fixture
+def per_action(real_kube: Any) -> Iterator[tuple[dict[str, Runner], Kube]]:
+    """For each Kubernetes action, an impersonated user bound to exactly that action's declared rules.
+
+    A union of every action's rules would hide an action that reads what only another action grants
+    (resolve_owner reading the Deployment that rollout_restart grants; drain reading the pods that
+    collect_diagnostics grants): here each action has nothing but its own declaration.
+    """
+    api = real_kube.api_client()
+    admin = Kube(api, real_kube)
+    runners: dict[str, Runner] = {}
+    adapters: list[KubernetesAdapter] = []
     try:
-        yield Runner(adapter), admin
+        for spec in all_actions():
+            if not spec.name.startswith("kubernetes."):
+                continue
+            action = spec.name.removeprefix("kubernetes.")
+            user = f"kurative-only-{action.replace('_', '-')}"
+            docs = render_manifests(
+                spec.rbac, name=user, subject={"kind": "User", "name": user, "apiGroup": RBAC_GROUP}
+            )
+            for doc in docs:
+                plural = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings"}[
+                    doc["kind"]
+                ]
+                admin.create(f"/apis/{RBAC_GROUP}/v1/{plural}", doc)
+                admin.cluster_objects.append(f"/apis/{RBAC_GROUP}/v1/{plural}/{user}")
+            adapters.append(adapter := _acting(real_kube, user))
+            runners[action] = Runner(adapter)
+        yield runners, admin
     finally:
-        adapter.close()
+        for adapter in adapters:
+            adapter.close()
         admin.cleanup()
         api.close()
 
 
-async def test_each_action_needs_no_more_than_it_declares(impersonated: tuple[Runner, Kube]) -> None:
-    run, admin = impersonated
-    table = await scenarios()
-    declared = sorted(
-        s.name.removeprefix("kubernetes.") for s in all_actions() if s.name.startswith("kubernetes.")
+async def _resolve_cronjob_pod(kube: Kube, run: Runner) -> Any:
+    """Pod -> Job -> CronJob: the walk reads the Job, and takes the CronJob from its ownerReference."""
+    cron = kube.get(kube.cronjob("nightly", suspend=True))
+    job = kube.create(
+        f"{BATCH}/namespaces/{kube.namespace}/jobs",
+        {
+            "metadata": {
+                "name": "nightly-1",
+                "ownerReferences": [
+                    {
+                        "apiVersion": cron["apiVersion"],
+                        "kind": "CronJob",
+                        "name": "nightly",
+                        "uid": cron["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": {
+                "template": {
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "j", "image": "busybox"}]}
+                }
+            },
+        },
     )
-    assert set(declared) - set(table) == {"get"}
-    for action in declared:
+    pod = kube.wait_for("the Job's pod", lambda: kube.pods(f"job-name={job['metadata']['name']}"))[0]
+    out = await run("resolve_owner", {"namespace": kube.namespace, "pod": pod["metadata"]["name"]})
+    assert (out["kind"], out["name"], out["uid"]) == ("CronJob", "nightly", cron["metadata"]["uid"])
+    assert out["api_version"] == cron["apiVersion"]
+    assert [c["kind"] for c in out["chain"]] == ["Pod", "Job", "CronJob"]
+    return out
+
+
+async def test_each_action_needs_no_more_than_it_declares(per_action: tuple[dict[str, Runner], Kube]) -> None:
+    runners, admin = per_action
+    table = await scenarios()
+    assert set(runners) - set(table) == {"get"}
+    for action, run in sorted(runners.items()):
         admin.namespace = admin.create_namespace(f"cat-{action}")
         if action == "get":
             await _get(admin, run, ("Deployment", "Pod", "HorizontalPodAutoscaler"))
         else:
             await table[action](admin, run)
+    admin.namespace = admin.create_namespace("cat-resolve-cronjob")
+    await _resolve_cronjob_pod(admin, runners["resolve_owner"])

@@ -13,6 +13,7 @@ from kurative.actions.kubernetes._common import STAMP_HISTORY
 from kurative.errors import GuardRefused, PermanentActionError, TemporaryActionError
 from tests.integration.kube.helpers import APPS, REVISION, Kube, Runner
 from tests.support.fakekube import FakeCluster
+from tests.support.realkube import RealCluster
 
 pytestmark = pytest.mark.kube
 
@@ -261,35 +262,70 @@ async def test_daemonset_restart_and_rollout(kube: Kube, run: Runner) -> None:
     assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]
 
 
+async def test_resolve_owner_ends_at_an_owner_of_another_api_group(kube: Kube, run: Runner) -> None:
+    """A custom resource called Deployment is not apps/v1's: the walk must not name the apps one."""
+    kube.deployment("web", replicas=0)
+    owner = {"apiVersion": "example.com/v1", "kind": "Deployment", "name": "web", "uid": "0000-custom"}
+    kube.create(
+        kube.ns_path("pods"),
+        {
+            "metadata": {"name": "custom", "ownerReferences": [{**owner, "controller": True}]},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        },
+    )
+    out = await run("resolve_owner", {"namespace": kube.namespace, "pod": "custom"})
+    assert (out["kind"], out["name"], out["chain"]) == ("Pod", "custom", [{"kind": "Pod", "name": "custom"}])
+
+
+async def test_resolve_owner_refuses_an_owner_name_that_is_no_object_name(kube: Kube, run: Runner) -> None:
+    """An ownerReference's name is not validated by the API server, and it would become a path."""
+    owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x/../../../../nodes/n", "uid": "0000-rs"}
+    kube.create(
+        kube.ns_path("pods"),
+        {
+            "metadata": {"name": "forged", "ownerReferences": [{**owner, "controller": True}]},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        },
+    )
+    with pytest.raises(PermanentActionError, match="is not a valid DNS-1123 subdomain"):
+        await run("resolve_owner", {"namespace": kube.namespace, "pod": "forged"})
+
+
 async def test_resolve_owner_walks_pod_job_cronjob(kube: Kube, run: Runner) -> None:
     path = kube.cronjob("nightly")
     cron = kube.get(path)
     job = await run("trigger_cronjob", {"namespace": kube.namespace, "name": "nightly"})
     made = kube.get(f"/apis/batch/v1/namespaces/{kube.namespace}/jobs/{job['job']}")
-    kube.create(
-        kube.ns_path("pods"),
-        {
-            "metadata": {
-                "name": "worker",
-                # the Job's selector labels: without them the real Job controller releases the pod
-                "labels": ((made["spec"].get("selector") or {}).get("matchLabels") or {}),
-                "ownerReferences": [
-                    {
-                        "apiVersion": "batch/v1",
-                        "kind": "Job",
-                        "name": job["job"],
-                        "uid": made["metadata"]["uid"],
-                        "controller": True,
-                    }
-                ],
+    if isinstance(kube.cluster, RealCluster):
+        # The real Job controller makes the pod; a second, hand-made one would be over the Job's
+        # parallelism, and the controller deletes one of the two.
+        made_pod = kube.wait_for("the Job's pod", lambda: kube.pods(f"job-name={job['job']}"))[0]
+        worker = made_pod["metadata"]["name"]
+    else:
+        worker = "worker"
+        kube.create(
+            kube.ns_path("pods"),
+            {
+                "metadata": {
+                    "name": worker,
+                    "labels": ((made["spec"].get("selector") or {}).get("matchLabels") or {}),
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "batch/v1",
+                            "kind": "Job",
+                            "name": job["job"],
+                            "uid": made["metadata"]["uid"],
+                            "controller": True,
+                        }
+                    ],
+                },
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox"}]},
             },
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox"}]},
-        },
-    )
-    out = await run("resolve_owner", {"namespace": kube.namespace, "pod": "worker"})
+        )
+    out = await run("resolve_owner", {"namespace": kube.namespace, "pod": worker})
     assert (out["kind"], out["name"], out["uid"]) == ("CronJob", "nightly", cron["metadata"]["uid"])
     assert out["chain"] == [
-        {"kind": "Pod", "name": "worker"},
+        {"kind": "Pod", "name": worker},
         {"kind": "Job", "name": job["job"]},
         {"kind": "CronJob", "name": "nightly"},
     ]

@@ -239,7 +239,10 @@ def test_rbac_with_config_grants_get_on_exactly_the_referenced_secrets(
         "      params: {url: {secretRef: from-env}}\n"
         "    - name: chosen-by-the-alert\n"
         "      action: http.request\n"
-        "      params: {url: {secretRef: '${labels.hook}'}}\n",
+        "      params: {url: {secretRef: '${labels.hook}'}}\n"
+        "    - name: typo\n"
+        "      action: http.request\n"
+        "      params: {url: {secretRef: undefined}}\n",
     )
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG)
@@ -257,9 +260,14 @@ def test_rbac_with_config_grants_get_on_exactly_the_referenced_secrets(
         ("ServiceAccount", "kurative", "kurative"),
         ("Role", "kurative-secrets", "kurative"),
         ("RoleBinding", "kurative-secrets", "kurative"),
-        ("Role", "kurative-secrets", "ops"),
-        ("RoleBinding", "kurative-secrets", "ops"),
+        ("Role", "kurative-secrets-ops", "ops"),
+        ("RoleBinding", "kurative-secrets-ops", "ops"),
     ]
+    # a kustomization's `namespace:` would move the ops Role into kurative's namespace: said, and the
+    # names differ, so the move cannot replace the grant of kurative's own namespace
+    assert "the Role for the Secrets in namespace 'ops' must stay there" in captured.err
+    assert "secretRef 'undefined' is not defined in the config's `secrets:`" in captured.err
+    assert "'hook'" not in captured.err
     roles = {d["metadata"]["namespace"]: d["rules"] for d in docs if d["kind"] == "Role"}
     assert roles == {
         "kurative": [

@@ -80,7 +80,8 @@ declare_action(
     repeat_safety=RepeatSafety.IDEMPOTENT,
     rbac=(
         _NODE_RULE,
-        rule("", "pods", "list", cluster=True),
+        # get: each evicted pod is read until it is gone (or replaced, after a 429 or 409)
+        rule("", "pods", "get list", cluster=True),
         rule("", "pods/eviction", "create", cluster=True),
     ),
 )

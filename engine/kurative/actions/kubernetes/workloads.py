@@ -39,7 +39,7 @@ from kurative.actions.kubernetes._common import (
     stamped,
     target_params,
 )
-from kurative.actions.kubernetes._kinds import KINDS, object_path
+from kurative.actions.kubernetes._kinds import KINDS, Kind, object_path
 from kurative.actions.registry import implement
 from kurative.actions.schema import JSON, boolean, duration, integer, obj, string
 from kurative.durations import parse_duration
@@ -262,28 +262,50 @@ def _int_param(params: Mapping[str, Any], key: str) -> int | None:
 # --- resolve_owner -------------------------------------------------------------------------------
 
 
+def _owner_kind(ref: Mapping[str, Any]) -> Kind | None:
+    """The kind an ownerReference names, when kurative knows it: same kind *and* API group.
+
+    A custom resource may be called ``Deployment`` too; taking it for apps/v1 would make the next
+    steps act on whatever apps Deployment has its name.
+    """
+    kind = KINDS.get(str(ref.get("kind")))
+    api_version = str(ref.get("apiVersion") or "")
+    group = api_version.rpartition("/")[0] if "/" in api_version else ""
+    return kind if kind is not None and group == kind.group else None
+
+
 @implement("kubernetes.resolve_owner")
 async def resolve_owner(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
     namespace, pod = check_target(ctx, params, "pod", key="pod", mutating=False)
     client = client_for(ctx)
     current = await read(client, f"/api/v1/namespaces/{namespace}/pods/{pod}")
     chain = [{"kind": "Pod", "name": pod}]
-    # Only these hops lead somewhere kurative can act on; any other controller ends the walk.
-    while (ref := owner_of(current)) is not None and ref.get("kind") in KINDS:
-        kind = KINDS[str(ref["kind"])]
-        chain.append({"kind": kind.kind, "name": str(ref["name"])})
-        _v, path = await object_path(client, kind, namespace, str(ref["name"]))
-        current = await read(client, path)
-        if kind.kind not in ("ReplicaSet", "Job"):
-            break
     meta = current["metadata"]
-    return {
-        "kind": current.get("kind") or chain[-1]["kind"],
+    top = {
+        "kind": current.get("kind") or "Pod",
         "name": meta["name"],
         "api_version": current.get("apiVersion", "v1"),
         "uid": meta.get("uid", ""),
-        "chain": chain,
     }
+    # Only these hops lead somewhere kurative can act on; any other controller ends the walk. The
+    # ownerReference already names the owner (kind, name, apiVersion, uid): only a ReplicaSet or a
+    # Job is read, to follow its own owner. The top owner is never read, so the declared RBAC
+    # (pods, replicasets, jobs: get) is all the walk needs.
+    while (ref := owner_of(current)) is not None and (kind := _owner_kind(ref)) is not None:
+        # the API server does not check an ownerReference's name: it goes into a path, and on to later steps
+        name = check_name(ref.get("name"), f"{kind.kind} name in the ownerReference of {chain[-1]['name']}")
+        chain.append({"kind": kind.kind, "name": name})
+        top = {
+            "kind": kind.kind,
+            "name": name,
+            "api_version": str(ref.get("apiVersion") or ""),
+            "uid": str(ref.get("uid") or ""),
+        }
+        if kind.kind not in ("ReplicaSet", "Job"):
+            break
+        _v, path = await object_path(client, kind, namespace, name)
+        current = await read(client, path)
+    return {**top, "chain": chain}
 
 
 # --- scale ---------------------------------------------------------------------------------------
