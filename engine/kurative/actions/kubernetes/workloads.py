@@ -400,6 +400,14 @@ async def rollout_restart(ctx: ActionContext, params: Mapping[str, Any]) -> Mapp
     _kind, _name, path = await _workload(ctx, params, RESTARTABLE)
     client = client_for(ctx)
     current = await read(client, path)
+    if stamped(current, ctx):
+        # This very step restarted it already, and its journal record was lost (a journal restored
+        # from a backup taken before the step finished): a second restart would roll the pods again.
+        template = ((current.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        return {
+            "restarted_at": str((template.get("annotations") or {}).get(RESTARTED_AT, "")),
+            "generation": int(current["metadata"].get("generation", 0)),
+        }
     restarted_at = now_iso()
     changes = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: restarted_at}}}}}
     updated = await patch_read(
