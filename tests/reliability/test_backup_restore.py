@@ -129,11 +129,11 @@ class Serve:
         self.args, self.log = args, log
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "kurative.cli", "serve", *self.args],
-                env={**os.environ, "DRILL_AM_TOKEN": TOKEN},
+                env={**os.environ, "DRILL_AM_TOKEN": TOKEN, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
