@@ -9,7 +9,8 @@ It starts a throwaway PostgreSQL with fsync on (``--backend sqlite`` for the emb
 file descriptors (/proc/PID/fd), its threads, and the journal's backlog of unfinished executions.
 
 It reports the curve and the growth: first against last sample, and a least-squares slope per hour
-over the samples after the first (the first minute holds the warm-up: imports, pools, caches).
+over the samples after the first (the first minute holds the warm-up: imports, pools, caches) and over
+the second half of the run (the steady state: a leak shows there as a slope that does not fall to 0).
 The baseline, as for the other benchmarks in the same run: the daemon's RSS and descriptors when it is
 ready and idle, before the first alert. The last line is one JSON object. The journal is never pruned
 during the run (retention 30 d): the daemon must not grow with the size of its journal.
@@ -242,8 +243,10 @@ async def soak(args: argparse.Namespace, journal_url: str, folder: Path, sink: H
         if process.poll() is None:
             process.kill()
             process.wait(10)
-    samples.append({**final, "backlog": None, "acked": counts.acked, "errors": counts.errors})
+    if final["t"] - samples[-1]["t"] >= 1:
+        samples.append({**final, "backlog": None, "acked": counts.acked, "errors": counts.errors})
     after_warmup = samples[1:] if len(samples) > 2 else samples
+    second_half = [s for s in samples if s["t"] >= final["t"] / 2]
     first, last = samples[0], samples[-1]
     return {
         "benchmark": "soak",
@@ -260,10 +263,12 @@ async def soak(args: argparse.Namespace, journal_url: str, folder: Path, sink: H
         "rss_last_mb": last["rss_mb"],
         "rss_growth_mb": round(last["rss_mb"] - first["rss_mb"], 1),
         "rss_slope_mb_per_h": slope_per_hour([(s["t"], s["rss_mb"]) for s in after_warmup]),
+        "rss_slope_second_half_mb_per_h": slope_per_hour([(s["t"], s["rss_mb"]) for s in second_half]),
         "fds_first": first["fds"],
         "fds_last": last["fds"],
         "fds_growth": last["fds"] - first["fds"],
         "fds_slope_per_h": slope_per_hour([(s["t"], s["fds"]) for s in after_warmup]),
+        "fds_slope_second_half_per_h": slope_per_hour([(s["t"], s["fds"]) for s in second_half]),
         "threads_last": last["threads"],
         "backlog_max": max(s["backlog"] for s in samples if s["backlog"] is not None),
         "drained_after_s": drained_in,
