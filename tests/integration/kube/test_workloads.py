@@ -215,6 +215,12 @@ async def test_rollback_deployment_restores_the_previous_template(kube: Kube, ru
     assert await run.check("rollback_deployment", base, ctx) is Effect.DONE
     # the controller gives the restored ReplicaSet the next revision, as `kubectl rollout undo` leaves it
     kube.wait_revision("web", "3")
+    # The same step run again (its record lost: a journal restored from an older backup) finds its
+    # stamp and leaves the Deployment alone: the revision before 3 is now 2, the broken one.
+    again = await run("rollback_deployment", base, ctx=ctx)
+    assert kube.get(path)["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+    assert again["to_revision"] == 3
+    assert kube.get(path)["metadata"]["generation"] == dep["metadata"]["generation"]
 
 
 async def test_set_resources_with_caps(kube: Kube, run: Runner) -> None:

@@ -479,6 +479,15 @@ async def rollback_deployment(ctx: ActionContext, params: Mapping[str, Any]) -> 
     )
     uid = deployment["metadata"]["uid"]
     owned = [rs for rs in (listed or {}).get("items") or [] if (owner_of(rs) or {}).get("uid") == uid]
+    if stamped(deployment, ctx):
+        # This very step rolled it back already, and its journal record was lost (a journal restored
+        # from a backup taken before the step finished): "the previous revision" is now the one it
+        # rolled back from, and a second rollback would undo the first.
+        current = (deployment.get("spec") or {}).get("template")
+        for rs in owned:
+            if _bare_template((rs.get("spec") or {}).get("template") or {}) == current:
+                return {"to_revision": _revision(rs), "replicaset": rs["metadata"]["name"]}
+        return {}
     current_revision, target = _previous_replicaset(owned, wanted, f"{namespace}/{name}")
     template = _bare_template((target.get("spec") or {}).get("template") or {})
     result = {
