@@ -181,6 +181,7 @@ async def soak(args: argparse.Namespace, journal_url: str, folder: Path, sink: H
         "auth": {"bearerTokens": [{"secretRef": "token"}]},
         "journal": {"url": journal_url, "migrate": True},
         "playbooks": {"paths": ["rules"]},
+        "runner": {"workers": args.workers},
         "secrets": {"token": {"env": "SOAK_TOKEN"}},
         "logging": {"format": "json", "level": "info"},
     }
@@ -253,6 +254,7 @@ async def soak(args: argparse.Namespace, journal_url: str, folder: Path, sink: H
         "minutes": args.minutes,
         "rate": args.rate,
         "interval_s": args.interval,
+        "workers": args.workers,
         "alerts_sent": counts.sent,
         "alerts_acked": counts.acked,
         "post_errors": counts.errors,
@@ -283,11 +285,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="how long to post (default: 30)")
     parser.add_argument("--rate", type=float, default=50.0, help="alerts a second (default: 50)")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between samples (default: 60)")
+    parser.add_argument(
+        "--workers", type=int, default=16, help="runner.workers of the daemon (default: 16, as in production)"
+    )
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--journal", metavar="URL", help="an existing journal instead of a throwaway one")
     args = parser.parse_args()
-    if args.minutes <= 0 or args.rate <= 0 or args.interval <= 0:
-        parser.error("--minutes, --rate and --interval must be positive")
+    if args.minutes <= 0 or args.rate <= 0 or args.interval <= 0 or not 1 <= args.workers <= 1024:
+        parser.error("--minutes, --rate and --interval must be positive, --workers from 1 to 1024")
     with (
         tempfile.TemporaryDirectory(prefix="kurative-soak-") as tmp,
         http_sink() as sink,
