@@ -14,6 +14,13 @@ the second half of the run (the steady state: a leak shows there as a slope that
 The baseline, as for the other benchmarks in the same run: the daemon's RSS and descriptors when it is
 ready and idle, before the first alert. The last line is one JSON object. The journal is never pruned
 during the run (retention 30 d): the daemon must not grow with the size of its journal.
+
+Measured on the shared 2-core development machine (load average 8 to 16 from other suites), 10
+minutes at 50/s on PostgreSQL, default 16 workers: 28,760 alerts acknowledged (47.9/s), no refused
+POST; RSS 62.2 MB idle, 78.2 after one minute, 83.5 after two, 84.4 from minute 5 to the end (slope
+over the second half 0 MB/h); descriptors 20 idle, 29 under load, 33 from minute 9; 4 threads
+throughout. The backlog of unfinished executions grew to 6,362 (the daemon ran about 40 executions/s
+with that little CPU) and drained 111 s after the last alert; the daemon exited 0 on SIGTERM.
 """
 
 from __future__ import annotations
