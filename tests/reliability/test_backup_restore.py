@@ -355,7 +355,15 @@ async def test_a_dump_taken_under_load_restores_into_a_new_server_and_resumes(
 
         target = second.create_database("journal")
         restored = subprocess.run(
-            [str(pg_restore), "--exit-on-error", "--no-owner", "--dbname", target, str(dump)],
+            [
+                str(pg_restore),
+                "--exit-on-error",
+                "--single-transaction",
+                "--no-owner",
+                "--dbname",
+                target,
+                str(dump),
+            ],
             capture_output=True,
             text=True,
             timeout=60,
