@@ -21,6 +21,11 @@ POST; RSS 62.2 MB idle, 78.2 after one minute, 83.5 after two, 84.4 from minute 
 over the second half 0 MB/h); descriptors 20 idle, 29 under load, 33 from minute 9; 4 threads
 throughout. The backlog of unfinished executions grew to 6,362 (the daemon ran about 40 executions/s
 with that little CPU) and drained 111 s after the last alert; the daemon exited 0 on SIGTERM.
+30 minutes, same machine and load: 88,250 alerts (49.0/s acknowledged), RSS 62.3 idle, 84.4 at minute
+5, 84.7 at 30 (second-half slope 0.0 MB/h), descriptors 21 idle, 33 from minute 7 (second-half slope
+0/h), 4 threads; the backlog grew steadily to 37,803 (about 26 executions/s done, no slowdown as the
+journal grew past 80,000 executions). One minute with the machine quiet (load 2.5): 16 workers kept up
+with 50/s, backlog at most 1, RSS 77 MB.
 """
 
 from __future__ import annotations
