@@ -71,3 +71,13 @@ def test_bench_reload_runs() -> None:
     assert summary["benchmark"] == "reload"
     assert summary["file_10_p50_ms"] > 0
     assert summary["configmap_10_p50_ms"] > 0
+
+
+def test_soak_runs() -> None:
+    require_binaries()
+    summary = run("soak.py", "--minutes", "0.1", "--interval", "2", "--rate", "20")
+    assert summary["benchmark"] == "soak"
+    assert summary["alerts_acked"] > 0
+    assert summary["post_errors"] == 0
+    assert summary["exit_code"] == 0
+    assert summary["samples"][0]["rss_mb"] > 0

@@ -151,6 +151,20 @@ async def test_rollout_restart_then_wait_rollout_completes(kube: Kube, run: Runn
     assert done["available"] == 2
 
 
+async def test_rollout_restart_run_again_by_the_same_step_restarts_once(kube: Kube, run: Runner) -> None:
+    # As on a journal restored from a backup taken before the step's record: the step runs again
+    # from the start, and its stamp on the Deployment says it took effect already.
+    kube.deployment("web", replicas=1)
+    base = {"namespace": kube.namespace, "kind": "Deployment", "name": "web"}
+    ctx = run.context(step="restart")
+    first = await run("rollout_restart", base, ctx=ctx)
+    await asyncio.sleep(1.1)  # restartedAt has a resolution of one second: a repeat would differ
+    again = await run("rollout_restart", base, ctx=ctx)
+    assert again == first
+    dep = kube.get(kube.ns_path("deployments", "web", group=APPS))
+    assert dep["metadata"]["generation"] == first["generation"] == 2
+
+
 async def test_wait_rollout_times_out_with_what_it_waited_for(kube: Kube, run: Runner) -> None:
     kube.deployment("stuck", replicas=1)
     with pytest.raises(TemporaryActionError, match=r"did not complete within 1s: .*available"):
@@ -202,6 +216,12 @@ async def test_rollback_deployment_restores_the_previous_template(kube: Kube, ru
     assert await run.check("rollback_deployment", base, ctx) is Effect.DONE
     # the controller gives the restored ReplicaSet the next revision, as `kubectl rollout undo` leaves it
     kube.wait_revision("web", "3")
+    # The same step run again (its record lost: a journal restored from an older backup) finds its
+    # stamp and leaves the Deployment alone: the revision before 3 is now 2, the broken one.
+    again = await run("rollback_deployment", base, ctx=ctx)
+    assert kube.get(path)["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+    assert again["to_revision"] == 3
+    assert kube.get(path)["metadata"]["generation"] == dep["metadata"]["generation"]
 
 
 async def test_set_resources_with_caps(kube: Kube, run: Runner) -> None:

@@ -422,6 +422,14 @@ async def rollout_restart(ctx: ActionContext, params: Mapping[str, Any]) -> Mapp
     _kind, _name, path = await _workload(ctx, params, RESTARTABLE)
     client = client_for(ctx)
     current = await read(client, path)
+    if stamped(current, ctx):
+        # This very step restarted it already, and its journal record was lost (a journal restored
+        # from a backup taken before the step finished): a second restart would roll the pods again.
+        template = ((current.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        return {
+            "restarted_at": str((template.get("annotations") or {}).get(RESTARTED_AT, "")),
+            "generation": int(current["metadata"].get("generation", 0)),
+        }
     restarted_at = now_iso()
     changes = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: restarted_at}}}}}
     updated = await patch_read(
@@ -493,6 +501,15 @@ async def rollback_deployment(ctx: ActionContext, params: Mapping[str, Any]) -> 
     )
     uid = deployment["metadata"]["uid"]
     owned = [rs for rs in (listed or {}).get("items") or [] if (owner_of(rs) or {}).get("uid") == uid]
+    if stamped(deployment, ctx):
+        # This very step rolled it back already, and its journal record was lost (a journal restored
+        # from a backup taken before the step finished): "the previous revision" is now the one it
+        # rolled back from, and a second rollback would undo the first.
+        current = (deployment.get("spec") or {}).get("template")
+        for rs in owned:
+            if _bare_template((rs.get("spec") or {}).get("template") or {}) == current:
+                return {"to_revision": _revision(rs), "replicaset": rs["metadata"]["name"]}
+        return {}
     current_revision, target = _previous_replicaset(owned, wanted, f"{namespace}/{name}")
     template = _bare_template((target.get("spec") or {}).get("template") or {})
     result = {
