@@ -135,6 +135,11 @@ async def test_two_replicas_started_with_migrate_at_once_both_come_up(
 def previous_build(folder: Path) -> Path:
     """The ``engine/`` of the commit before the newest migration was added, unpacked under ``folder``."""
     newest = sorted((ROOT / "engine/kurative/journal/migrations/postgresql").glob("*.sql"))[-1]
+    shallow = subprocess.run(
+        ["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if shallow.stdout.strip() == "true":  # a CI checkout of depth 1: fetch the history the test needs
+        subprocess.run(["git", "fetch", "--quiet", "--unshallow"], cwd=ROOT, capture_output=True, check=False)
     found = subprocess.run(
         ["git", "log", "--format=%H", "--diff-filter=A", "-1", "--", str(newest.relative_to(ROOT))],
         cwd=ROOT, capture_output=True, text=True, check=False,
@@ -145,8 +150,13 @@ def previous_build(folder: Path) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     archive = subprocess.run(
-        ["git", "archive", f"{found.stdout.strip()}^", "engine"], cwd=ROOT, capture_output=True, check=True
+        ["git", "archive", f"{found.stdout.strip()}^", "engine"], cwd=ROOT, capture_output=True, check=False
     )
+    if archive.returncode != 0:
+        message = f"no commit before {newest.name} here: {archive.stderr.decode(errors='replace')[:200]}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
     return folder / "engine"
