@@ -39,16 +39,23 @@ commits / WAL syncs per exec.  0.40-0.43 / 0.28    0.19-0.20 / 0.10    0.17 / 0.
 alert to first step p50        8.9-9.2 s           8.6-10.5 s          5.9-7.5 s
 =============================  ==================  ==================  ==================
 
-In-run speed-up of the daemon 1.20-1.41x, its CPU per execution 37-45 % lower. Counted by callgrind
-(``--instructions --alerts 200 --workers 64``, against a PostgreSQL server outside valgrind, fsync on):
-the daemon 6.72 M instructions per execution before, 4.69 M now (-30 %); its baseline 2.13 M before,
-1.31 M now (-39 %) (under valgrind a group holds one or two writes: the batched statements save less
-there than in a normal run). What changed: the
-PostgreSQL group commit writes a whole group with one statement per kind of record (final records,
-started records, releases: rows of one JSON parameter, each fenced by its own lease) instead of one
-statement per record (the driver's per-statement cost was most of the journal's); the runner checks
-params with the compiled quick check (jsonschema only when it is unsure) and renews leases from a
-timer instead of a task per execution; one JSON encoder for every log line; ``runner.workers``
+Then, with the machine quieter (load average 2.4 to 2.9), three more alternating pairs: before (16
+workers) 236-288 executions/s, baseline 289-661, 1.51-1.73 ms of CPU per execution, alert to first
+step p50 3.9-4.6 s, 0.34 commits and 0.27 WAL syncs per execution; now 446-701 executions/s
+(1.65-2.69x the run before it), baseline 739-1,513, 0.95-1.14 ms of CPU per execution, p50 1.5-2.5 s,
+0.10-0.12 commits and 0.07-0.08 WAL syncs per execution.
+
+In-run speed-up of the daemon 1.20-1.41x at the high load, its CPU per execution 34-45 % lower.
+Counted by callgrind (``--instructions --alerts 200 --workers 64``, against a PostgreSQL server
+outside valgrind, fsync on): the daemon 6.72 M instructions per execution before, 4.69 M now (-30 %);
+its baseline 2.13 M before, 1.31 M now (-39 %) (under valgrind a group holds one or two writes: the
+batched statements save less there than in a normal run).
+
+What changed: the PostgreSQL group commit writes a whole group with one statement per kind of record
+(final records, started records, releases: rows of one JSON parameter, each fenced by its own lease)
+instead of one statement per record (the driver's per-statement cost was most of the journal's);
+the runner checks params with the compiled quick check (jsonschema only when it is unsure) and renews
+leases from a timer instead of a task per execution; one JSON encoder for every log line; ``runner.workers``
 defaults to 64 (16 executions could not keep the group commit busy: three sequential commits each).
 The same lines are logged at info as before (per alert ``alert_matched``; per execution
 ``execution_started`` and ``execution_released``; the ``log`` action's own lines). Earlier, at a load
