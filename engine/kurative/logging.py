@@ -70,12 +70,28 @@ class Redactor:
         return event
 
 
+def _fallback(value: Any) -> Any:
+    """What structlog's JSON renderer writes for a value JSON has no type for."""
+    method = getattr(value, "__structlog__", None)
+    return method() if callable(method) else repr(value)
+
+
+# One encoder for every line: json.dumps with a ``default`` builds a new encoder per call.
+_LINE_ENCODER = json.JSONEncoder(default=_fallback)
+
+
+def _render_json(event: Any, **_options: Any) -> str:
+    return _LINE_ENCODER.encode(event)
+
+
 def configure_logging(settings: LoggingSettings, redactor: Redactor, stream: TextIO | None = None) -> None:
     """Set up structlog and the standard library's logging for the whole process."""
     out = stream or sys.stderr
     json_lines = settings.format == "json" or (settings.format == "auto" and not out.isatty())
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(serializer=_render_json)
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

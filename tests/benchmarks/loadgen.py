@@ -146,14 +146,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     while warm[0] < len(tasks) and not any(t.done() for t in tasks) and time.perf_counter() < deadline:
         await asyncio.sleep(0.01)
     t_start = time.perf_counter()
+    cpu_start = time.process_time()
     stop_at = t_start + args.seconds
     started.set()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t_start
+    cpu = time.process_time() - cpu_start  # what the load generator itself took of the machine
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return {
         **counts,
         "elapsed": elapsed,
+        "cpu_s": cpu,
         "alerts_per_s": counts["alerts"] / elapsed,
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,

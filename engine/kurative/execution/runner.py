@@ -25,14 +25,14 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
 from kurative.actions.base import ActionContext, ActionSpec, RepeatSafety
 from kurative.actions.registry import get_action
-from kurative.durations import format_duration, parse_duration
+from kurative.durations import FORMATS, format_duration, parse_duration
 from kurative.errors import (
     ActionError,
     BreakerOpen,
@@ -69,6 +69,7 @@ from kurative.matching.planning import render_step
 from kurative.metrics import Metrics
 from kurative.playbooks.loading import load_bytes
 from kurative.playbooks.models import Playbook, Step
+from kurative.playbooks.quickcheck import Check, compile_check
 
 log = structlog.get_logger("kurative.execution")
 
@@ -185,7 +186,11 @@ def _step_view(record: StepRecord) -> dict[str, Any]:
 
 
 class LeaseKeeper:
-    """Renews the lease every third of its length; remembers a loss and a cancel request."""
+    """Renews the lease every third of its length; remembers a loss and a cancel request.
+
+    A timer, not a task per execution: most executions end before their first renewal is due, and a
+    task that only sleeps cost each of them its creation, a wake-up and its cancellation. The renewal
+    itself runs as a task, started when it is due; the next is timed from the end of the last."""
 
     def __init__(self, journal: Journal, lease: Lease, seconds: float) -> None:
         self._journal = journal
@@ -199,31 +204,60 @@ class LeaseKeeper:
         self.releasing = False
         """The runner is writing the release: the execution leaves the running state on purpose."""
         self._renewed = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
+        self._renewing: asyncio.Task[None] | None = None
+        self._stopped = False
 
     @property
     def cancel_requested(self) -> bool:
         return self.lease.cancel_requested
 
-    async def run(self) -> None:
-        while self.lost is None:
-            await asyncio.sleep(self._seconds / 3)
-            try:
-                self.lease = await self._journal.renew_lease(self.lease, self._seconds)
-                self._renewed = time.monotonic()
-            except LeaseLost as exc:
-                if self.releasing:
-                    # Most likely the release itself, committed just before: no lease to keep. Had it
-                    # been lost, the release's own write fails with LeaseLost and says so.
-                    return
-                self.lost = str(exc)
-                log.warning("lease_lost", error=str(exc))
-            except JournalError as exc:
-                log.warning("lease_renewal_failed", error=str(exc))
-                if time.monotonic() - self._renewed >= self._seconds:
-                    # Unrenewed for a whole lease: another replica may hold it now. Nothing more may
-                    # be done here (the journal would refuse it anyway once it is back).
-                    self.lost = f"not renewed for {self._seconds:g}s: {exc}"
-                    log.warning("lease_lost", error=self.lost)
+    def start(self) -> None:
+        """Renew from now on, until :meth:`stop` or the lease is lost."""
+        self._stopped = False
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._stopped and self.lost is None:
+            self._timer = asyncio.get_running_loop().call_later(self._seconds / 3, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        self._renewing = asyncio.create_task(self._renew(), name=f"lease-{self.lease.execution_id}")
+
+    async def _renew(self) -> None:
+        try:
+            self.lease = await self._journal.renew_lease(self.lease, self._seconds)
+            self._renewed = time.monotonic()
+        except LeaseLost as exc:
+            if self.releasing:
+                # Most likely the release itself, committed just before: no lease to keep. Had it
+                # been lost, the release's own write fails with LeaseLost and says so.
+                self._renewing = None
+                return
+            self.lost = str(exc)
+            log.warning("lease_lost", error=str(exc))
+        except JournalError as exc:
+            log.warning("lease_renewal_failed", error=str(exc))
+            if time.monotonic() - self._renewed >= self._seconds:
+                # Unrenewed for a whole lease: another replica may hold it now. Nothing more may
+                # be done here (the journal would refuse it anyway once it is back).
+                self.lost = f"not renewed for {self._seconds:g}s: {exc}"
+                log.warning("lease_lost", error=self.lost)
+        self._renewing = None
+        self._schedule()
+
+    async def stop(self) -> None:
+        """No more renewals; a renewal under way is cancelled and waited for."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        renewing, self._renewing = self._renewing, None
+        if renewing is not None:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
 
     def check(self) -> None:
         if self.lost is not None:
@@ -255,6 +289,28 @@ class ExecutionRunner:
         self._settings = settings
         self._playbooks = playbooks
         self._cluster_slot = cluster_slot or (lambda cluster: contextlib.nullcontext())
+        self._quick_checks: dict[int, tuple[ActionSpec, Check | None]] = {}
+
+    async def _act(
+        self, spec: ActionSpec, ctx: ActionContext, params: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """Run the action, its params checked against its schema first.
+
+        The compiled quick check (:mod:`kurative.playbooks.quickcheck`) answers yes only when jsonschema
+        would find nothing; otherwise :meth:`ActionSpec.run` checks them with jsonschema, as always,
+        and names each problem. Both ways the action never runs with params its schema refuses."""
+        found = self._quick_checks.get(id(spec))
+        if found is None or found[0] is not spec:
+            found = self._quick_checks[id(spec)] = (spec, compile_check(dict(spec.params), FORMATS))
+        check, implementation = found[1], spec.implementation
+        if (
+            check is not None
+            and implementation is not None
+            and isinstance(params, Mapping)
+            and check(dict(params))
+        ):
+            return await implementation(ctx, params)
+        return await spec.run(ctx, params)
 
     async def run(self, claim: Claim) -> ExecutionState | None:
         """Run ``claim``; return the state it was released in (None when the lease was lost)."""
@@ -267,7 +323,7 @@ class ExecutionRunner:
         )
         log.info("execution_started", attempt=claim.lease.attempt, recovered=claim.recovered or None)
         keeper = LeaseKeeper(self._journal, claim.lease, self._settings.lease_seconds)
-        renewing = asyncio.create_task(keeper.run(), name=f"lease-{execution.id}")
+        keeper.start()
         metrics = self._metrics
         if metrics is not None:
             metrics.executions_in_progress.inc()
@@ -300,9 +356,7 @@ class ExecutionRunner:
         finally:
             if metrics is not None:
                 metrics.executions_in_progress.dec()
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+            await keeper.stop()
             structlog.contextvars.unbind_contextvars(
                 "execution_id", "alert_fingerprint", "playbook", "version", "step"
             )
@@ -459,7 +513,7 @@ class ExecutionRunner:
         step's start, a release), which is committed before anything else happens to the execution."""
         keeper.pending.append(StepFinish(index, step.name, status, attempt, step.action, output, error))
         log.debug("step_finished", status=status.value, attempt=attempt, error=error)
-        now = datetime.now().astimezone()
+        now = datetime.now(UTC)  # aware, as the journal's; without a local time zone lookup per step
         return StepRecord(
             0, keeper.lease.execution_id, index, step.name, step.action, attempt, status,
             None, output, error, None, now, now, keeper.lease.attempt,
@@ -599,7 +653,7 @@ class ExecutionRunner:
                     keeper.acting = True
                     try:
                         async with asyncio.timeout(step.timeout):
-                            output = await spec.run(ctx, params)
+                            output = await self._act(spec, ctx, params)
                     except TimeoutError:
                         error = TimeoutError(f"timed out after {step.timeout:g}s")
                     except (ActionError, BreakerOpen, KurativeError) as exc:

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class RunnerSettings:
-    workers: int = 16
-    """Executions run at once by this replica."""
+    workers: int = 64
+    """Executions run at once by this replica. Most of an execution's time is spent waiting (for its
+    journal commits, a webhook, the API server; Kubernetes steps are bounded by ``per_cluster`` too):
+    with more of them at once, each commit carries more of their step records."""
     per_cluster: int = 8
     """Executions run at once against one Kubernetes cluster."""
     lease_seconds: float = 30.0

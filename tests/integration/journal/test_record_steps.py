@@ -230,3 +230,90 @@ async def test_batch_claims_never_hand_one_execution_to_two_claimers(journal: Jo
     assert {c.execution.id for c in retaken} == created
     assert len(retaken) == 24
     assert all(c.recovered and c.lease.attempt == 2 for c in retaken)
+
+
+async def test_calls_that_share_a_commit_store_each_record_as_written(journal: Journal) -> None:
+    """Concurrent calls share one transaction (on PostgreSQL, one statement per kind of record for the
+    whole group): every field of every record is the call's own, whatever the others wrote."""
+    claims = [await running(journal, owner=f"replica-{n}") for n in range(6)]
+    text = 'pod «web-0» isn\'t "ready"\\ \u2603'
+
+    def params(n: int) -> dict[str, object]:
+        return {"n": n, "message": f"{text} {n}", "nested": {"list": [n, None, True]}}
+
+    await asyncio.gather(
+        *(
+            journal.record_steps(
+                c.lease, started=StepStart(0, "first", "http.request", 1, params(n), f"key/{n}")
+            )
+            for n, c in enumerate(claims)
+        )
+    )
+
+    skipped = "skipped: an earlier failure"
+
+    def second(n: int, lease: Lease) -> object:
+        if n % 3 == 0:  # a failure, two skipped steps and a delayed release in one call
+            return journal.record_steps(
+                lease,
+                finished=[
+                    StepFinish(0, "first", StepStatus.FAILED, 1, "http.request", None, f"{text} failed {n}"),
+                    StepFinish(1, "second", StepStatus.SKIPPED, 1, "log", None, skipped),
+                    StepFinish(2, "third", StepStatus.SKIPPED, 1, "log", None, skipped),
+                ],
+                release=Release(ExecutionState.PENDING, f"again later {n}", 90.5),
+            )
+        if n % 3 == 1:  # a result and an approval step that waits
+            return journal.record_steps(
+                lease,
+                finished=[StepFinish(0, "first", StepStatus.SUCCEEDED, 1, output={"status": 200, "n": n})],
+                started=StepStart(1, "wait", "approval", 1, {"message": text}, None),
+                release=Release(ExecutionState.AWAITING_APPROVAL),
+            )
+        return journal.record_steps(  # a result whose output is null, and the next start
+            lease,
+            finished=[StepFinish(0, "first", StepStatus.DRY_RUN, 1, output=None)],
+            started=StepStart(1, "second", "log", 2, params(n), None),
+        )
+
+    written = await asyncio.gather(*(second(n, c.lease) for n, c in enumerate(claims)))
+    for n, (claim, result) in enumerate(zip(claims, written, strict=True)):
+        detail = await journal.get_execution(claim.execution.id)
+        steps = detail.steps
+        started = steps[0]
+        assert (started.status, started.params, started.idempotency_key) == (
+            StepStatus.STARTED, params(n), f"key/{n}",
+        )  # fmt: skip
+        assert result.finished == tuple(s.id for s in steps if s.status is not StepStatus.STARTED)
+        first = steps[1]
+        assert first.idempotency_key == f"key/{n}"
+        assert first.started_at == started.started_at
+        assert first.action == "http.request"  # from the call, or else from the started record
+        assert first.lease_attempt == claim.lease.attempt
+        if n % 3 == 0:
+            assert [(s.index, s.status, s.error) for s in steps[1:]] == [
+                (0, StepStatus.FAILED, f"{text} failed {n}"),
+                (1, StepStatus.SKIPPED, skipped),
+                (2, StepStatus.SKIPPED, skipped),
+            ]
+            assert result.started is None
+            assert result.execution is not None
+            assert result.execution.state is ExecutionState.PENDING
+            assert result.execution.error == f"again later {n}"
+            assert result.execution.finished_at is None
+            assert result.execution.lease_owner is None
+        elif n % 3 == 1:
+            assert first.output == {"status": 200, "n": n}
+            wait = steps[2]
+            assert (wait.index, wait.status, wait.action, wait.params) == (
+                1, StepStatus.STARTED, "approval", {"message": text},
+            )  # fmt: skip
+            assert result.started == wait.id
+            assert result.execution is not None
+            assert result.execution.state is ExecutionState.AWAITING_APPROVAL
+        else:
+            assert (first.status, first.output) == (StepStatus.DRY_RUN, None)
+            assert (steps[2].attempt, steps[2].params) == (2, params(n))
+            assert result.started == steps[2].id
+            assert result.execution is None
+            assert detail.execution.state is ExecutionState.RUNNING
