@@ -179,9 +179,11 @@ class FaultProxy:
         for link in list(self._links):
             self._close(link)
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=2)
+            for task in pending:  # an upstream connect still under way
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _reset(self, link: _Link) -> None:
         if not link.closed:
@@ -220,6 +222,8 @@ class FaultProxy:
                 self._pump(link, reader, up_writer, up=True),
                 self._pump(link, up_reader, writer, up=False),
             )
+        except asyncio.CancelledError:
+            pass  # the proxy stops: a cancelled connection callback would only be logged as an error
         finally:
             self._close(link)
 
