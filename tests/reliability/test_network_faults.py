@@ -43,6 +43,7 @@ import structlog
 
 from kurative.config import Overrides, Settings, load_settings
 from kurative.daemon import Daemon
+from kurative.errors import JournalUnavailable
 from kurative.execution.runner import BREAKER_MARK
 from kurative.journal import Execution, ExecutionState, Journal, StepStatus, open_journal
 from tests.integration.daemon.conftest import TOKEN, WEBHOOK_KEY, alert_payload
@@ -55,7 +56,8 @@ from tests.support.postgres import PostgresServer, free_port, start_postgres
 pytestmark = pytest.mark.timeout(120)
 
 FAULT_SECONDS = float(os.environ.get("KURATIVE_FAULT_SECONDS", "4"))
-"""How long each fault lasts (the daemon's timeouts here are 1-2 s, so each fires while it lasts)."""
+"""How long each fault lasts (the daemon's timeouts here are 1 s, so each fires while it lasts); a
+silent one (blackhole, half-open) lasts half as long again, to tell a bounded wait from a hang."""
 ANSWER_BOUND = 20.0
 """A POST not answered within this is counted as hung (the test fails on it)."""
 ALERTS = 8
@@ -63,6 +65,8 @@ ALERTS = 8
 RESET_AFTER = 24
 """A reset fault lets this many request bytes through per connection, then resets it."""
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+JOURNAL_TIMEOUT = 1.0
+"""The daemon's ``journal.timeout`` here (10 s by default): shorter than the faults."""
 
 LogEvents = list[Any]
 
@@ -86,6 +90,10 @@ FAULTS = [
 ]
 
 ROWS: list[dict[str, Any]] = []
+
+
+def fault_seconds(fault: Fault) -> float:
+    return FAULT_SECONDS * (1.5 if fault.cuts else 1.0)
 
 
 # -- servers ------------------------------------------------------------------------------------------
@@ -169,7 +177,12 @@ class World:
             "kind": "Config",
             "listen": {"host": "127.0.0.1", "port": free_port()},
             "auth": {"bearerTokens": [{"secretRef": "am-token"}]},
-            "journal": {"url": self.journal_url, "migrate": True, "wait": "10s"},
+            "journal": {
+                "url": self.journal_url,
+                "migrate": True,
+                "wait": "10s",
+                "timeout": f"{JOURNAL_TIMEOUT:g}s",
+            },
             "playbooks": {"paths": ["rules"]},
             "runner": {"lease": "3s", "pollInterval": "200ms", "shutdownTimeout": "3s"},
             "clusters": {"kubeconfig": str(self.kubeconfig), "timeout": "1s"},
@@ -243,6 +256,8 @@ class Observed:
     slowest: float = 0.0
     acknowledged: list[str] = field(default_factory=list)
     breaker_states: set[tuple[str, str]] = field(default_factory=set)
+    answers: list[tuple[float, float, str]] = field(default_factory=list)
+    """(sent at, seconds to the answer, status or the client's error) of every POST."""
 
 
 class Sender:
@@ -263,9 +278,11 @@ class Sender:
                 answer = await self.client.post("/api/v1/alerts", json=payload)
             except httpx.TimeoutException:
                 self.observed.hung += 1
+                self.observed.answers.append((started, time.monotonic() - started, "hung"))
                 continue
             finally:
                 self.observed.slowest = max(self.observed.slowest, time.monotonic() - started)
+            self.observed.answers.append((started, time.monotonic() - started, str(answer.status_code)))
             self.observed.statuses[answer.status_code] += 1
             if answer.status_code == 200:
                 self.observed.acknowledged.append(str(n))
@@ -298,7 +315,7 @@ async def drive(running: Running, proxy: FaultProxy, fault: Fault, alertname: st
             for n in range(2):
                 await sender.send(n)
             fault.apply(proxy)
-            until = time.monotonic() + FAULT_SECONDS
+            until = time.monotonic() + fault_seconds(fault)
             sending = asyncio.gather(*(sender.send(n) for n in range(2, ALERTS)))
             await asyncio.sleep(max(0.0, until - time.monotonic()))
             proxy.heal()
@@ -338,7 +355,9 @@ async def step_failures(running: Running, executions: list[Execution]) -> tuple[
     return kinds, parks
 
 
-def report(row: dict[str, Any]) -> None:
+def report(fault: Fault, path: str, did: str, lost: int, duplicated: int) -> None:
+    row = {"fault": fault.name, "path": path, "what kurative did": did}
+    row |= {"lost": lost, "duplicated": duplicated}
     ROWS.append(row)
     print("\n" + "\n".join(format_table([row])))
 
@@ -401,7 +420,8 @@ def check_webhooks(sink: HttpSink, executions: list[Execution]) -> tuple[int, in
 
 def key_format_check(sink: HttpSink) -> None:
     key = next(r.idempotency_key for r in sink.requests if r.path.startswith("/hooks/"))
-    assert key is not None and key.endswith("/notify"), key
+    assert key is not None
+    assert key.endswith("/notify"), key
 
 
 def check_restarts(kube: Kube) -> tuple[int, int]:
@@ -452,12 +472,47 @@ async def test_journal_path(fault: Fault, world: World, postgres: PostgresServer
         f"{counts.resets} resets, {counts.connections} connections, "
         f"step failures {dict(kinds) or 0}, {parks} parks, {repeats} repeated keys"
     )
-    report({"fault": fault.name, "path": "journal", "what kurative did": did, "lost": lost, "duplicated": duplicated})
+    report(fault, "journal", did, lost, duplicated)
     assert observed.hung == 0, did
+    if fault.cuts:
+        # answered while the fault lasted (a 503 on journal.timeout), not when its connections were cut
+        # a POST may queue behind a group commit or two that time out, then meet a new connection
+        # that has to time out too: a few journal.timeouts, well before the fault is lifted
+        assert observed.slowest < 4 * JOURNAL_TIMEOUT < fault_seconds(fault) - 1, (did, observed.answers)
+        assert observed.statuses[503] >= 1, did
     assert sorted(observed.acknowledged, key=int) == [str(n) for n in range(ALERTS)]
     assert len(executions) == ALERTS
     assert states == {ExecutionState.SUCCEEDED: ALERTS}, [e.error for e in executions]
     assert (lost, duplicated) == (0, 0), did
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f.cuts], ids=[f.name for f in FAULTS if f.cuts])
+async def test_a_journal_operation_on_a_silent_connection_fails_on_its_timeout(
+    fault: Fault, postgres: PostgresServer
+) -> None:
+    """Regression: psycopg waits on a silent socket forever, so a blackholed or half-open pooled
+    connection held a commit (and the POST that waited for it) until the connection was cut."""
+    name = f"faults_{uuid.uuid4().hex[:10]}"
+    direct = postgres.create_database(name)
+    with fault_proxy("127.0.0.1", postgres.port) as proxy:
+        through = direct.replace(f":{postgres.port}/", f":{proxy.port}/")
+        journal = await open_journal(through, migrate=True, timeout=1.0, min_size=1, max_size=2)
+        try:
+            await journal.now()  # a pooled connection, open through the proxy
+            fault.apply(proxy)
+            started = time.monotonic()
+            with pytest.raises(JournalUnavailable, match=r"no answer within 1s \(journal.timeout\)"):
+                await journal.now()
+            took = time.monotonic() - started
+            assert took < 5.0, took  # the bound plus the pool's wait, not the fault's length
+            proxy.heal()
+            proxy.reset_all()
+            assert (await journal.now()).year >= 2026  # a fresh connection once the path is back
+        finally:
+            proxy.heal()
+            await journal.close()
+    postgres.drop_database(name)
 
 
 # -- (b) the Kubernetes API server ----------------------------------------------------------------------
@@ -487,7 +542,7 @@ async def test_kubernetes_path(fault: Fault, world: World, fake_kube: FakeCluste
         f"step failures {dict(kinds) or 0}, {parks} parks, {breaker_summary(observed, 'kubernetes/')}, "
         f"{counts.resets} resets, {counts.connections} connections"
     )
-    report({"fault": fault.name, "path": "kubernetes", "what kurative did": did, "lost": lost, "duplicated": duplicated})
+    report(fault, "kubernetes", did, lost, duplicated)
     assert states == {ExecutionState.SUCCEEDED: ALERTS}, [e.error for e in executions]
     assert (lost, duplicated) == (0, 0), did
     if fault.cuts:
@@ -518,7 +573,7 @@ async def test_webhook_path(fault: Fault, world: World) -> None:
         f"step failures {dict(kinds) or 0}, {parks} parks, {breaker_summary(observed, 'http/')}, "
         f"{repeats} repeated keys, {counts.resets} resets, {counts.connections} connections"
     )
-    report({"fault": fault.name, "path": "webhook", "what kurative did": did, "lost": lost, "duplicated": duplicated})
+    report(fault, "webhook", did, lost, duplicated)
     assert states == {ExecutionState.SUCCEEDED: ALERTS}, [e.error for e in executions]
     assert (lost, duplicated) == (0, 0), did
     if fault.cuts:
