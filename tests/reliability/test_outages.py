@@ -37,6 +37,7 @@ import structlog
 
 from kurative.config import Overrides, Settings, load_settings
 from kurative.daemon import Daemon
+from kurative.errors import JournalUnavailable
 from kurative.execution.runner import BREAKER_MARK
 from kurative.journal import Execution, ExecutionState, Journal, StepStatus, open_journal
 from tests.integration.daemon.conftest import TOKEN, WEBHOOK_KEY, alert_payload
@@ -291,7 +292,8 @@ async def test_postgres_stopped_while_alertmanager_delivers_loses_nothing_and_re
             "load": f"{given} alerts over {time.monotonic() - started:.0f}s",
             "faults": f"PostgreSQL down {outage_seconds:.0f}s",
             "kurative": f"{rejected:.0f} alerts answered 503, readyz {Counter(readiness)}, "
-            f"journal breaker {seen.count(('closed', 'open'))} opens",
+            f"journal breaker {seen.count(('closed', 'open'))} opens, "
+            f"{seen.count(('half-open', 'open'))} failed probes",
             "alertmanager": f"{failed_notifications:.0f} failed notifications retried",
             "lost": lost,
             "duplicated": duplicated,
@@ -428,3 +430,38 @@ async def test_api_server_failing_then_hanging_parks_every_execution_and_all_fin
     assert seen.count(("half-open", "open")) >= 2, seen  # probes met the 500s and the hang
     assert hang.seen >= 1
     assert parks >= DEPLOYMENTS  # each execution was parked at least once, none failed
+
+
+@pytest.mark.postgres
+async def test_the_journal_reconnects_soon_after_postgresql_returns_from_a_long_outage(
+    own_postgres: PostgresServer,
+) -> None:
+    """Regression: the pool's background reconnection doubled its delay for up to 60 s (1, 2, 4, 8,
+    16, 29 s), so after a 30 s outage the daemon stayed unavailable for up to 25 s more with the
+    database back; its chain now gives up after a few seconds and the next operation starts afresh."""
+    url = own_postgres.create_database("reconnect")
+    journal = await open_journal(url, migrate=True, timeout=2.0)
+    try:
+        await journal.now()
+        await asyncio.to_thread(own_postgres.stop, "immediate")
+        outage_until = time.monotonic() + 16
+        failures = 0
+        while time.monotonic() < outage_until:
+            with contextlib.suppress(JournalUnavailable):
+                await journal.now()
+                raise AssertionError("the journal answered while PostgreSQL was stopped")
+            failures += 1
+            await asyncio.sleep(0.5)
+        await asyncio.to_thread(own_postgres.start)
+        back_at = time.monotonic()
+        async with asyncio.timeout(8):  # the old chain would next try about 15 s after the restart
+            while True:
+                try:
+                    await journal.now()
+                    break
+                except JournalUnavailable:
+                    await asyncio.sleep(0.2)
+        print(f"journal answered {time.monotonic() - back_at:.1f}s after PostgreSQL returned")
+        assert failures >= 1
+    finally:
+        await journal.close()

@@ -282,7 +282,7 @@ class PostgresJournal(JournalBackend):
         max_size: int = 10,
         connect_timeout: float = 5.0,
         pool_timeout: float = 5.0,
-        reconnect_timeout: float = 60.0,
+        reconnect_timeout: float = 5.0,
         flushers: int = 2,
         operation_timeout: float | None = None,
     ) -> None:
@@ -301,7 +301,9 @@ class PostgresJournal(JournalBackend):
             open=False,
             timeout=pool_timeout,
             # background reconnection backs off from 1 s, doubling with ±10 % jitter, for this long;
-            # after that a connection is tried again whenever one is needed
+            # after that a connection is tried again whenever one is needed, from 1 s again. Kept
+            # short: a long chain (psycopg_pool's 5 min, our former 60 s) leaves the daemon failing
+            # for up to its last delay (16 s, 32 s...) after the database is back
             reconnect_timeout=reconnect_timeout,
             connection_class=psycopg.AsyncConnection[DictRow],
             kwargs={
