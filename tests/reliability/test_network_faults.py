@@ -79,6 +79,12 @@ class Fault:
     """Connections open through the fault are reset when it is lifted (a failover, not a heal)."""
 
 
+def refuse_and_cut(proxy: FaultProxy) -> None:
+    """The port closed and the connections open through it reset: the host is down."""
+    proxy.refuse()
+    proxy.reset_all()
+
+
 FAULTS = [
     Fault("latency 100ms", lambda p: p.latency(0.1)),
     Fault("latency 1s", lambda p: p.latency(1.0)),
@@ -86,8 +92,9 @@ FAULTS = [
     Fault(f"reset after {RESET_AFTER}B", lambda p: p.reset_after(RESET_AFTER)),
     Fault("blackhole", FaultProxy.blackhole, cuts=True),
     Fault("half-open", FaultProxy.half_open, cuts=True),
-    Fault("refused", FaultProxy.refuse),
+    Fault("refused, open ones reset", refuse_and_cut),
 ]
+
 
 ROWS: list[dict[str, Any]] = []
 
@@ -578,3 +585,45 @@ async def test_webhook_path(fault: Fault, world: World) -> None:
     assert (lost, duplicated) == (0, 0), did
     if fault.cuts:
         assert kinds["timeout"] >= 1, did
+
+
+STEP_TIMEOUT_RESTART = RESTART.replace(
+    "          retry: {attempts: 20, backoff: 200ms}\n",
+    "          retry: {attempts: 20, backoff: 200ms}\n          timeout: 1s\n",
+)
+
+
+@pytest.mark.kube
+async def test_a_step_timeout_frees_the_worker_before_the_clients_read_timeout(
+    world: World, fake_kube: FakeCluster
+) -> None:
+    """A half-open API server with the client's read timeout (``clusters.timeout``) well above the
+    step's ``timeout``: the step fails on its own timeout, the worker moves on, nothing runs twice."""
+    fault = next(f for f in FAULTS if f.name == "half-open")
+    for n in range(ALERTS):
+        world.kube.deployment(f"web-{n}", replicas=1)
+    with fault_proxy("127.0.0.1", int(fake_kube.host.rsplit(":", 1)[1])) as proxy:
+        config = json.loads(world.kubeconfig.read_text())
+        config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{proxy.port}"
+        world.kubeconfig.write_text(json.dumps(config))
+        world.playbook(STEP_TIMEOUT_RESTART.replace("${labels.namespace}", world.kube.namespace))
+        settings = world.settings(clusters={"kubeconfig": str(world.kubeconfig), "timeout": "20s"})
+        assert settings.kubernetes.read_timeout == 20.0
+        async with running_daemon(world, settings) as running:
+            observed = await drive(running, proxy, fault, "NetFault")
+            executions = await running.settle(ALERTS, within=90)
+            errors = [
+                record.error or ""
+                for e in executions
+                for record in (await running.journal.get_execution(e.id)).steps
+                if record.status is StepStatus.FAILED
+            ]
+    lost, duplicated = check_restarts(world.kube)
+    timed_out = sum("timed out after 1s" in e for e in errors)
+    did = (
+        f"{timed_out} steps timed out after 1s (read timeout 20s), {breaker_summary(observed, 'kubernetes/')}"
+    )
+    report(fault, "kubernetes, step timeout 1s", did, lost, duplicated)
+    assert {e.state for e in executions} == {ExecutionState.SUCCEEDED}, [e.error for e in executions]
+    assert timed_out >= 1, errors
+    assert (lost, duplicated) == (0, 0), did
