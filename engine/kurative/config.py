@@ -208,6 +208,7 @@ def _from_file(data: Mapping[str, Any], base: Path | None) -> Settings:
             migrate=journal.get("migrate", defaults.journal.migrate),
             retention_seconds=_seconds(journal, "retention", defaults.journal.retention_seconds),
             wait_seconds=_seconds(journal, "wait", defaults.journal.wait_seconds),
+            timeout_seconds=_seconds(journal, "timeout", defaults.journal.timeout_seconds),
         ),
         rules=RulesSettings(
             paths=tuple(_relative(base, p) or p for p in playbooks.get("paths", ())),

@@ -265,6 +265,7 @@ class Daemon:
             migrate=settings.journal.migrate or embedded,
             wait=settings.journal.wait_seconds,
             limits=settings.journal.limits,
+            timeout=settings.journal.timeout_seconds,
         )
         journal = metered(opened, metrics)
         self._journal = journal

@@ -5,8 +5,9 @@ its own async support is Tornado's (``call_async`` wraps a ``tornado.gen`` corou
 asyncio coroutine function to ``CircuitBreaker.call`` returns the coroutine unawaited and counts a
 success before anything ran. :func:`call_through` therefore keeps pybreaker's state machine and drives
 it in three steps: admit the call (fail fast while open, move to half-open once the reset timeout has
-passed), await the call outside the breaker's lock, then report the outcome to the state the breaker
-is in now (through ``CircuitBreaker.call``, so counters, listeners and transitions stay pybreaker's).
+passed, one trial call at a time while half-open), await the call outside the breaker's lock, then
+report the outcome to the state the breaker is in now (through ``CircuitBreaker.call``, so counters,
+listeners and transitions stay pybreaker's).
 
 The guarded function raises for what is a failure of the target (refused connection, timeout, 5xx);
 anything the target answered properly (a 4xx included) is a return value, so it counts as a success.
@@ -33,6 +34,8 @@ STATE_CLOSED = "closed"
 
 _admitting = threading.Lock()
 """Admission is a check and a transition: calls from several threads must not both move a breaker."""
+_probing: set[pybreaker.CircuitBreaker] = set()
+"""Half-open breakers whose one trial call is in flight (guarded by ``_admitting``)."""
 
 
 def seconds_to_half_open(breaker: pybreaker.CircuitBreaker) -> float:
@@ -55,16 +58,32 @@ def breaker_open(breaker: pybreaker.CircuitBreaker, target: str | None = None) -
     return BreakerOpen(target or str(breaker.name), max(0.1, seconds_to_half_open(breaker)))
 
 
-def _admit(breaker: pybreaker.CircuitBreaker, target: str | None) -> None:
-    """Fail fast while open; once the reset timeout passed, move to half-open (one pybreaker step)."""
-    if breaker.current_state != STATE_OPEN:
-        return
+def _admit(breaker: pybreaker.CircuitBreaker, target: str | None) -> bool:
+    """Fail fast while open; once the reset timeout passed, move to half-open (one pybreaker step)
+    and let this call be the probe. While a probe is in flight every other call fails fast too, as
+    pybreaker's own lock would make it wait: a hanging target gets one trial call, not one per
+    waiting caller (each of whose failures would count against its step). True: this is the probe.
+    """
+    if breaker.current_state == STATE_CLOSED:
+        return False
     with _admitting:
-        if breaker.current_state != STATE_OPEN:
-            return
-        if seconds_to_half_open(breaker) > 0:
-            raise breaker_open(breaker, target)
-        breaker.half_open()
+        state = breaker.current_state
+        if state == STATE_OPEN:
+            if seconds_to_half_open(breaker) > 0:
+                raise breaker_open(breaker, target)
+            breaker.half_open()
+        elif state != STATE_HALF_OPEN:
+            return False
+        if breaker in _probing:
+            # the probe decides soon (or its call's timeout does): ask again shortly, not after resetTimeout
+            raise BreakerOpen(target or str(breaker.name), min(1.0, float(breaker.reset_timeout)))
+        _probing.add(breaker)
+        return True
+
+
+def _probed(breaker: pybreaker.CircuitBreaker) -> None:
+    with _admitting:
+        _probing.discard(breaker)
 
 
 def _success() -> None:
@@ -106,14 +125,18 @@ async def call_through(
     """
     if breaker is None:
         return await func()
-    _admit(breaker, target)
+    probe = _admit(breaker, target)
     try:
-        result = await func()
-    except Exception as exc:
-        _record(breaker, exc)
-        raise
-    _record(breaker, None)
-    return result
+        try:
+            result = await func()
+        except Exception as exc:
+            _record(breaker, exc)
+            raise
+        _record(breaker, None)
+        return result
+    finally:
+        if probe:  # recorded first: the next call sees the probe's verdict, or probes itself
+            _probed(breaker)
 
 
 def call_through_sync(
@@ -130,11 +153,15 @@ def call_through_sync(
     """
     if breaker is None:
         return func()
-    _admit(breaker, target)
+    probe = _admit(breaker, target)
     try:
-        result = func()
-    except Exception as exc:
-        _record(breaker, exc)
-        raise
-    _record(breaker, None)
-    return result
+        try:
+            result = func()
+        except Exception as exc:
+            _record(breaker, exc)
+            raise
+        _record(breaker, None)
+        return result
+    finally:
+        if probe:
+            _probed(breaker)

@@ -195,6 +195,7 @@ async def open_journal(
     limits: JournalLimits = DEFAULT_LIMITS,
     group_commit: bool = True,
     check_schema: bool = True,
+    timeout: float | None = None,
     **options: Any,
 ) -> Journal:
     """Open the journal at ``url`` and check its schema.
@@ -207,6 +208,9 @@ async def open_journal(
     calls share a transaction. Backend ``options``: ``busy_timeout`` (SQLite); ``min_size``,
     ``max_size``, ``connect_timeout``, ``pool_timeout`` (how long an operation waits for a connection
     before :class:`kurative.errors.JournalUnavailable`), ``reconnect_timeout``, ``flushers`` (PostgreSQL).
+    ``timeout``: how long one operation may wait for the database's answer before it fails with
+    :class:`kurative.errors.JournalUnavailable` (PostgreSQL, whose connections can go silent; None or 0:
+    no bound; migrations are never bounded). SQLite is a local file and ignores it.
     """
     # Only the backend in use is imported: psycopg alone takes about 0.1 s to import.
     target = parse_journal_url(url)
@@ -221,7 +225,12 @@ async def open_journal(
         from kurative.journal.postgres import PostgresJournal
 
         journal = PostgresJournal(
-            target.target, url_shown=shown, limits=limits, group_commit=group_commit, **options
+            target.target,
+            url_shown=shown,
+            limits=limits,
+            group_commit=group_commit,
+            operation_timeout=timeout,
+            **options,
         )
 
     async def connect() -> None:

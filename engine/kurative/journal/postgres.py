@@ -10,6 +10,7 @@ explicit transaction, so a failure leaves nothing half-written.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
@@ -301,6 +302,19 @@ def check_postgres_url(url: str, shown: str) -> None:
             raise UsageError(f"{invalid}: port {port!r} is not a number from 1 to 65535")
 
 
+def _no_answer(limit: float | None) -> TimeoutError:
+    return TimeoutError(f"no answer within {limit:g}s (journal.timeout)")
+
+
+def _forget(tasks: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+    def done(task: asyncio.Future[Any]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller was already told the journal is unavailable
+
+    return done
+
+
 class PostgresJournal(JournalBackend):
     """The :class:`kurative.journal.base.Journal` on PostgreSQL."""
 
@@ -319,13 +333,18 @@ class PostgresJournal(JournalBackend):
         max_size: int = 10,
         connect_timeout: float = 5.0,
         pool_timeout: float = 5.0,
-        reconnect_timeout: float = 60.0,
+        reconnect_timeout: float = 5.0,
         flushers: int = 2,
+        operation_timeout: float | None = None,
     ) -> None:
         super().__init__(url=url_shown, limits=limits, group_commit=group_commit, flushers=flushers)
         self._conninfo = conninfo
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout
+        # psycopg waits for an answer as long as the socket stays open: a blackholed or half-open
+        # connection (a partition, a failover behind a proxy) would hold the caller forever
+        self._operation_timeout = operation_timeout or None
+        self._abandoned: set[asyncio.Future[Any]] = set()
         self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             conninfo,
             min_size=min_size,
@@ -333,7 +352,9 @@ class PostgresJournal(JournalBackend):
             open=False,
             timeout=pool_timeout,
             # background reconnection backs off from 1 s, doubling with ±10 % jitter, for this long;
-            # after that a connection is tried again whenever one is needed
+            # after that a connection is tried again whenever one is needed, from 1 s again. Kept
+            # short: a long chain (psycopg_pool's 5 min, our former 60 s) leaves the daemon failing
+            # for up to its last delay (16 s, 32 s...) after the database is back
             reconnect_timeout=reconnect_timeout,
             connection_class=psycopg.AsyncConnection[DictRow],
             kwargs={
@@ -367,18 +388,24 @@ class PostgresJournal(JournalBackend):
             await self._pool.open(wait=False)
             self._pool_open = True
 
-    async def _run(self, fn: Callable[[Conn], Awaitable[T]], *, retry: bool = False) -> T:
+    async def _run(
+        self, fn: Callable[[Conn], Awaitable[T]], *, retry: bool = False, bounded: bool = True
+    ) -> T:
         """Run ``fn`` on a pooled connection, mapping driver errors to journal errors.
 
         Deadlocks and serialization failures are retried (the transaction was rolled back whole).
         When ``retry`` is set (the operation is idempotent), a connection broken by a server restart
-        is replaced and the operation tried once more.
+        is replaced and the operation tried once more. Each try is bounded by the operation timeout
+        (unless ``bounded`` is false: migrations): past it the caller gets
+        :class:`~kurative.errors.JournalUnavailable`, as for a broken connection — the outcome of a
+        write is then unknown in the same way — while the query is cancelled and its connection
+        discarded in the background.
         """
         broken_retried = False
+        limit = self._operation_timeout if bounded else None
         for attempt in range(_TRANSIENT_RETRIES):
             try:
-                async with self._pool.connection(timeout=self._pool_timeout) as conn:
-                    return await fn(conn)
+                return await self._within(self._attempt(fn), limit)
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 if attempt + 1 < _TRANSIENT_RETRIES:
                     continue
@@ -388,18 +415,57 @@ class PostgresJournal(JournalBackend):
             except psycopg.OperationalError as exc:
                 if retry and not broken_retried:
                     broken_retried = True
-                    await self._pool.check()
+                    try:
+                        await self._within(self._pool.check(), limit)
+                    except TimeoutError:
+                        raise self._unavailable(_no_answer(limit)) from exc
                     continue
                 raise self._unavailable(exc) from exc
+            except TimeoutError as exc:
+                raise self._unavailable(_no_answer(limit)) from exc
             except psycopg.Error as exc:
                 raise JournalError(f"journal operation failed on {self._url}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        async with self._pool.connection(timeout=self._pool_timeout) as conn:
+            return await fn(conn)
+
+    async def _within(self, operation: Awaitable[T], limit: float | None) -> T:
+        """``operation``'s result, or :class:`TimeoutError` after ``limit`` seconds.
+
+        Not ``asyncio.timeout``: psycopg answers a cancellation by cancelling the query on the server
+        and waiting for that (seconds more when the server cannot be reached), so the abandoned
+        operation finishes in a task of its own and the caller is answered on time.
+        """
+        if limit is None:
+            return await operation
+        task = asyncio.ensure_future(operation)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=limit)
+        except asyncio.CancelledError:
+            self._abandon(task)
+            raise
+        if task in done:
+            return task.result()
+        self._abandon(task)
+        raise TimeoutError
+
+    def _abandon(self, task: asyncio.Future[Any]) -> None:
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(_forget(self._abandoned))
+
+    async def _settle_abandoned(self) -> None:
+        if self._abandoned:
+            await asyncio.wait(set(self._abandoned), timeout=self._pool_timeout + 10.0)
 
     async def close(self) -> None:
         if self._committer is not None:
             await self._committer.close()
         if self._writer is not None:
             await self._writer.close()
+        await self._settle_abandoned()
         if self._pool_open:
             self._pool_open = False
             await self._pool.close()
@@ -443,7 +509,7 @@ class PostgresJournal(JournalBackend):
             check_version(current, len(migrations), self._url, migrating=True)
             return tuple(newly)
 
-        return await self._run(apply)
+        return await self._run(apply, bounded=False)
 
     async def now(self) -> datetime:
         async def read(conn: Conn) -> datetime:

@@ -177,7 +177,10 @@ async def test_the_kubernetes_breaker_parks_executions_through_errors_and_a_hang
     assert tripped
     errors = {record.error for r in records.values() for record in counted(r)}
     assert any("HTTP 500" in (e or "") for e in errors), errors
-    assert any("did not answer" in (e or "") for e in errors), errors
+    # the probe that met the hang (one call: half-open admits a single trial at a time) is a step's
+    # attempt, counted with "did not answer", or the check before a retry, which parks; either way
+    # the hang reopened the breaker (waited for above) and held no worker past the read timeout
+    assert all("did not answer" in (e or "") or "HTTP 500" in (e or "") for e in errors), errors
     # a parked execution goes back to pending with a delay until the half-open probe
     releases = [
         e for e in list(logs) if e.get("event") == "execution_released" and e.get("state") == "pending"

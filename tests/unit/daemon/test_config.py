@@ -150,3 +150,12 @@ def test_the_ingress_read_timeout_and_connection_limit(tmp_path: Path) -> None:
     config.write_text("apiVersion: kurative/v1\nkind: Config\nlisten: {maxConnections: 3}\n")
     with pytest.raises(ConfigError):
         load_settings(Overrides(config=str(config)), {})
+
+
+def test_journal_timeout_bounds_each_operation_by_default_and_zero_lifts_the_bound(tmp_path: Path) -> None:
+    assert load_settings(Overrides(), {}).journal.timeout_seconds == 10.0
+    config = tmp_path / "config.yaml"
+    config.write_text("apiVersion: kurative/v1\nkind: Config\njournal: {timeout: 2500ms}\n")
+    assert load_settings(Overrides(config=str(config)), {}).journal.timeout_seconds == 2.5
+    config.write_text("apiVersion: kurative/v1\nkind: Config\njournal: {timeout: 0s}\n")
+    assert load_settings(Overrides(config=str(config)), {}).journal.timeout_seconds == 0.0

@@ -186,3 +186,49 @@ def test_the_kubernetes_adapter_takes_its_breakers_from_the_policy() -> None:
         assert made.breaker.fail_max == 7
     finally:
         adapter.close()
+
+
+async def test_half_open_lets_one_probe_through_at_a_time() -> None:
+    """Regression: every call that arrived while the probe was in flight went through too, so a
+    hanging target got one request per waiting execution, each failure counted against its step."""
+    breaker = BreakerPolicy(BreakerSettings(fail_max=1, reset_timeout=0.05)).for_target("kubernetes/c")
+    with pytest.raises(TemporaryActionError):
+        await call_through(breaker, failing)
+    await wait_for_half_open(breaker)
+    release = asyncio.Event()
+    reached: list[str] = []
+
+    async def hanging() -> None:
+        reached.append("probe")
+        await release.wait()
+        raise TemporaryActionError("did not answer")
+
+    probe = asyncio.create_task(call_through(breaker, hanging))
+    await asyncio.sleep(0.01)
+    assert breaker.current_state == "half-open"
+    with pytest.raises(BreakerOpen) as caught:
+        await call_through(breaker, working)
+    assert 0 < caught.value.retry_after <= 0.05
+    assert reached == ["probe"]
+    release.set()
+    with pytest.raises(TemporaryActionError):
+        await probe
+    assert breaker.current_state == "open"
+    await wait_for_half_open(breaker)
+    assert await call_through(breaker, working) == "ok"  # the next probe, alone, closes it
+    assert breaker.current_state == "closed"
+
+
+async def test_a_cancelled_probe_lets_the_next_call_probe() -> None:
+    breaker = BreakerPolicy(BreakerSettings(fail_max=1, reset_timeout=0.05)).for_target("http/h:80")
+    with pytest.raises(TemporaryActionError):
+        await call_through(breaker, failing)
+    await wait_for_half_open(breaker)
+    probe = asyncio.create_task(call_through(breaker, asyncio.Event().wait))
+    await asyncio.sleep(0.01)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    assert breaker.current_state == "half-open"
+    assert await call_through(breaker, working) == "ok"
+    assert breaker.current_state == "closed"
