@@ -46,7 +46,7 @@ def stream() -> Iterator[RecordingStream]:
 def test_every_line_is_one_write_that_ends_with_its_newline(stream: RecordingStream, format: str) -> None:
     configure_logging(LoggingSettings(format=format, level="info"), Redactor(), stream)
     structlog.get_logger("kurative.test").info("step_recovered", verdict="run", attempt=1)
-    logging.getLogger("uvicorn.error").warning("Started server process [1]")
+    logging.getLogger("tests.log_lines.library").warning("Started server process [1]")
     assert len(stream.writes) == 2, stream.writes
     assert all(w.endswith("\n") and w.count("\n") == 1 for w in stream.writes), stream.writes
     if format == "json":
