@@ -366,6 +366,9 @@ class ExecutionRunner:
         try:
             return await retry_until(write, deadline=self._settings.lease_seconds / 2, what="the journal")
         except LeaseLost as exc:
+            if keeper.lost is None:
+                # Told by the write itself (the keeper may have stopped watching: a release under way).
+                log.warning("lease_lost", error=str(exc))
             keeper.lost = str(exc)
             raise Stop(f"lease lost: {exc}") from None
         except JournalUnavailable as exc:
