@@ -221,6 +221,8 @@ async def test_rollback_deployment_restores_the_previous_template(kube: Kube, ru
     again = await run("rollback_deployment", base, ctx=ctx)
     assert kube.get(path)["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
     assert again["to_revision"] == 3
+    assert (again["already_applied"], again["from_revision"]) == (True, 2)
+    assert out["already_applied"] is False
     assert kube.get(path)["metadata"]["generation"] == dep["metadata"]["generation"]
 
 

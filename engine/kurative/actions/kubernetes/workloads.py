@@ -156,6 +156,10 @@ declare_action(
             "from_revision": integer("revision that was current"),
             "to_revision": integer("revision whose template is now current"),
             "replicaset": string("ReplicaSet that carried that revision"),
+            "already_applied": boolean(
+                "this step had rolled it back already (run again after its record was lost): nothing"
+                " was changed, and the revisions describe the Deployment as it is now"
+            ),
         }
     ),
     risk=Risk.HIGH,
@@ -506,16 +510,21 @@ async def rollback_deployment(ctx: ActionContext, params: Mapping[str, Any]) -> 
         # from a backup taken before the step finished): "the previous revision" is now the one it
         # rolled back from, and a second rollback would undo the first.
         current = (deployment.get("spec") or {}).get("template")
+        found: dict[str, Any] = {"already_applied": True}
         for rs in owned:
             if _bare_template((rs.get("spec") or {}).get("template") or {}) == current:
-                return {"to_revision": _revision(rs), "replicaset": rs["metadata"]["name"]}
-        return {}
+                found.update(to_revision=_revision(rs), replicaset=rs["metadata"]["name"])
+                earlier = [_revision(other) for other in owned if other is not rs]
+                if earlier:
+                    found["from_revision"] = max(earlier)
+        return found
     current_revision, target = _previous_replicaset(owned, wanted, f"{namespace}/{name}")
     template = _bare_template((target.get("spec") or {}).get("template") or {})
     result = {
         "from_revision": current_revision,
         "to_revision": _revision(target),
         "replicaset": target["metadata"]["name"],
+        "already_applied": False,
     }
     if template == (deployment.get("spec") or {}).get("template"):
         return result  # kubectl: "skipped rollback (current template already matches revision N)"
