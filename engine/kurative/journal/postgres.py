@@ -974,7 +974,7 @@ class PostgresJournal(JournalBackend):
         (sql, first), *then = statements
         found = await self._write(_Write(sql, first, tuple(then)))
         if any(row is None for row in found):  # nothing written: a record exists, or the lease is gone
-            await self._conflict(lease, steps)
+            return await self._conflict(lease, steps)
         rows_of = list(found)
         finished = tuple(int(row["id"]) for row in rows_of[: len(steps.finished)] if row is not None)
         started = None
@@ -986,23 +986,40 @@ class PostgresJournal(JournalBackend):
             execution = rows.execution_from_row(rows_of[-1], CODEC)
         return StepsWritten(finished, started, execution)
 
-    async def _conflict(self, lease: Lease, steps: StepsToRecord) -> None:
-        """Raise the conflict that kept :meth:`_record_steps` from writing: which record exists."""
+    async def _conflict(self, lease: Lease, steps: StepsToRecord) -> StepsWritten:
+        """Raise the conflict that kept :meth:`_record_steps` from writing: which record exists.
+
+        Unless every record is there already, written under this very lease: the same write, committed
+        late after its caller had given up on it (``journal.timeout`` during a slow commit) and now
+        tried again. Only this lease's holder can have written them, so that is its own write's
+        outcome, not a step run twice."""
 
         fence = {"id": lease.execution_id, "owner": lease.owner, "lease_attempt": lease.attempt}
 
-        async def existing(conn: Conn) -> set[tuple[int, int, bool]] | None:
+        async def existing(conn: Conn) -> dict[tuple[int, int, bool], tuple[int, int]] | None:
             cur = await conn.execute(_LEASE_HELD, fence)
             if await cur.fetchone() is None:
                 return None
             cur = await conn.execute(
-                "SELECT step_index, attempt, final FROM steps WHERE execution_id = %s", (lease.execution_id,)
+                "SELECT id, step_index, attempt, final, lease_attempt FROM steps WHERE execution_id = %s",
+                (lease.execution_id,),
             )
-            return {(r["step_index"], r["attempt"], r["final"]) for r in await cur.fetchall()}
+            return {
+                (r["step_index"], r["attempt"], r["final"]): (int(r["id"]), r["lease_attempt"])
+                for r in await cur.fetchall()
+            }
 
         found = await self._run(existing, retry=True)
         if found is None:
             raise lease_lost(lease)
+        wanted = [(step.index, step.attempt, True) for step, _ in steps.finished]
+        if steps.started is not None:
+            wanted.append((steps.started[0].index, steps.started[0].attempt, False))
+        if steps.release is None and all(found.get(key, (0, -1))[1] == lease.attempt for key in wanted):
+            ids = [found[key][0] for key in wanted]
+            if steps.started is not None:
+                return StepsWritten(tuple(ids[:-1]), ids[-1])
+            return StepsWritten(tuple(ids))
         for step, _ in steps.finished:
             if (step.index, step.attempt, True) in found:
                 raise step_twice(lease, step.name, step.attempt, "finished")

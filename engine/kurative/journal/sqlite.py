@@ -584,6 +584,8 @@ class SQLiteJournal(JournalBackend):
                     try:
                         cursor = _insert_finished(conn, lease, step, clean)
                     except sqlite3.IntegrityError:
+                        if not finished and (again := _written_before(conn, lease, steps)) is not None:
+                            return again
                         raise step_twice(lease, step.name, step.attempt, "finished") from None
                     finished.append(int(cursor.lastrowid or 0))
                 started = None
@@ -592,6 +594,8 @@ class SQLiteJournal(JournalBackend):
                     try:
                         cursor = _insert_started(conn, lease, start, clean_start)
                     except sqlite3.IntegrityError:
+                        if not finished and (again := _written_before(conn, lease, steps)) is not None:
+                            return again
                         raise step_twice(lease, start.name, start.attempt, "started") from None
                     started = int(cursor.lastrowid or 0)
                 execution = _release(conn, lease, steps.release) if steps.release is not None else None
@@ -787,6 +791,30 @@ def _insert_started(
             lease.attempt,
         ),
     )
+
+
+def _written_before(conn: sqlite3.Connection, lease: Lease, steps: StepsToRecord) -> StepsWritten | None:
+    """The records of ``steps`` when every one is there already, written under this very lease: the
+    same write tried again after its caller lost sight of it (as the PostgreSQL backend, whose commit
+    can outlast ``journal.timeout``). Anything else is a step recorded twice."""
+    if steps.release is not None:
+        return None
+    wanted = [(step.index, step.attempt, 1) for step, _ in steps.finished]
+    if steps.started is not None:
+        wanted.append((steps.started[0].index, steps.started[0].attempt, 0))
+    found = {
+        (index, attempt, int(final)): (int(row_id), lease_attempt)
+        for row_id, index, attempt, final, lease_attempt in conn.execute(
+            "SELECT id, step_index, attempt, final, lease_attempt FROM steps WHERE execution_id = ?",
+            (lease.execution_id,),
+        )
+    }
+    if not all(found.get(key, (0, -1))[1] == lease.attempt for key in wanted):
+        return None
+    ids = [found[key][0] for key in wanted]
+    if steps.started is not None:
+        return StepsWritten(tuple(ids[:-1]), ids[-1])
+    return StepsWritten(tuple(ids))
 
 
 def _insert_finished(

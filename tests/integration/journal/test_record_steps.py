@@ -317,3 +317,35 @@ async def test_calls_that_share_a_commit_store_each_record_as_written(journal: J
             assert result.started == steps[2].id
             assert result.execution is None
             assert detail.execution.state is ExecutionState.RUNNING
+
+
+async def test_the_same_write_tried_again_under_its_lease_answers_with_its_records(journal: Journal) -> None:
+    """A write whose commit outlasted its caller's patience (``journal.timeout``) is tried again by the
+    runner: it finds its own records, written under the same lease, and is told their ids instead of a
+    conflict (which would send the execution to needs_review for a step that never ran twice)."""
+    claim = await running(journal)
+    lease = claim.lease
+    first = await journal.record_steps(lease, started=StepStart(0, "first", "log", 1, {}, "key/0/1"))
+    write = {
+        "finished": [StepFinish(0, "first", StepStatus.SUCCEEDED, 1, output={"ok": 1})],
+        "started": StepStart(1, "second", "log", 1, {}, "key/1/1"),
+    }
+    done = await journal.record_steps(lease, **write)  # type: ignore[arg-type]
+    again = await journal.record_steps(lease, **write)  # type: ignore[arg-type]
+    assert (again.finished, again.started) == (done.finished, done.started)
+    assert (await journal.record_steps(lease, started=StepStart(0, "first", "log", 1, {}))).started == (
+        first.started
+    )
+    detail = await journal.get_execution(claim.execution.id)
+    assert sorted((s.index, s.status) for s in detail.steps) == [
+        (0, StepStatus.STARTED),
+        (0, StepStatus.SUCCEEDED),
+        (1, StepStatus.STARTED),
+    ]  # nothing written twice
+    # Not the same write: a record of it is missing, or another lease wrote them.
+    with pytest.raises(JournalConflict):
+        await journal.record_steps(
+            lease,
+            finished=[StepFinish(0, "first", StepStatus.SUCCEEDED, 1)],
+            started=StepStart(2, "third", "log", 1, {}),
+        )
