@@ -71,3 +71,35 @@ async def test_a_result_whose_combined_commit_never_happened_is_recovered_like_a
     ]
     first = [r for r in setup.sink.requests if r.path == "/first"]
     assert [r.idempotency_key for r in first] == [f"{execution.id}/call"] * 2
+
+
+async def test_a_combined_write_that_committed_although_its_caller_was_told_unavailable_goes_on(
+    setup: Setup, start_daemon: StartDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``journal.timeout`` does when PostgreSQL's COMMIT answers late: the caller hears
+    JournalUnavailable, the abandoned write commits anyway. The runner's retry finds its own records
+    and the execution goes on (before: a conflict, and needs_review for a step that ran once)."""
+    setup.playbook("two", TWO_STEPS.replace("SINK", setup.sink.url))
+    original = JournalBackend.record_steps
+    told: list[int] = []
+
+    async def committed_then_unavailable(
+        self: JournalBackend, lease: Lease, *, finished: Sequence[StepFinish] = (), **rest: Any
+    ) -> Any:
+        result = await original(self, lease, finished=finished, **rest)
+        if any(f.name == "call" and f.attempt == 1 for f in finished) and not told:
+            told.append(1)
+            raise JournalUnavailable("no answer within 10s (journal.timeout)")
+        return result
+
+    monkeypatch.setattr(JournalBackend, "record_steps", committed_then_unavailable)
+    async with start_daemon(setup.settings(), setup.env) as running, running.client() as client:
+        await setup.post(client, {"labels": {"alertname": "CallThenNote", "pod": "p1"}})
+        (execution,) = await running.settle(1, within=60)
+        detail = await running.journal.get_execution(execution.id)
+    assert told
+    assert execution.state is ExecutionState.SUCCEEDED, execution.error
+    assert len(setup.sink.requests) == 1
+    assert sorted((s.name, s.status.value) for s in detail.steps) == sorted(
+        [("call", "started"), ("call", "succeeded"), ("note", "started"), ("note", "succeeded")]
+    )
