@@ -183,18 +183,22 @@ RETURNING {rows.EXECUTION_COLUMNS}
 # The same three writes for every write of a group at once (see _write_batched): one statement each,
 # each row fenced by its own lease exactly as above. The rows come as one JSON array (one parameter,
 # encoded in C; arrays of a dozen columns were costlier to dump than the statements they replaced);
-# a statement's rows are told apart by the key of the row they wrote.
+# a statement's rows are told apart by the key of the row they wrote. They are inserted in the order
+# given (ORDER BY the ordinality), so that record ids follow the steps whatever join the planner picks.
 _STEPS_FINISHED = """
 INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, output, error,
                    idempotency_key, started_at, finished_at, lease_attempt)
 SELECT e.id, v."index", v."name", coalesce(nullif(v."action", ''), s.action, ''), v."attempt",
        v."status", true, v."output"::jsonb, v."error", s.idempotency_key, s.started_at, now(), e.attempt
-FROM json_to_recordset(%s::json) AS v("id" text, "owner" text, "lease_attempt" integer, "index" integer,
-     "name" text, "attempt" integer, "action" text, "status" text, "output" text, "error" text)
+FROM ROWS FROM (json_to_recordset(%s::json) AS ("id" text, "owner" text, "lease_attempt" integer,
+     "index" integer, "name" text, "attempt" integer, "action" text, "status" text, "output" text,
+     "error" text)) WITH ORDINALITY AS v("id", "owner", "lease_attempt", "index", "name", "attempt",
+     "action", "status", "output", "error", "n")
 JOIN executions e
      ON e.id = v."id" AND e.lease_owner = v."owner" AND e.attempt = v."lease_attempt" AND e.state = 'running'
 LEFT JOIN steps s
        ON s.execution_id = e.id AND s.step_index = v."index" AND s.attempt = v."attempt" AND NOT s.final
+ORDER BY v."n"
 FOR SHARE OF e
 ON CONFLICT DO NOTHING
 RETURNING execution_id, step_index, attempt, id
@@ -205,10 +209,13 @@ INSERT INTO steps (execution_id, step_index, name, action, attempt, status, fina
                    idempotency_key, started_at, lease_attempt)
 SELECT e.id, v."index", v."name", v."action", v."attempt", 'started', false, v."params"::jsonb,
        v."key", now(), e.attempt
-FROM json_to_recordset(%s::json) AS v("id" text, "owner" text, "lease_attempt" integer, "index" integer,
-     "name" text, "attempt" integer, "action" text, "params" text, "key" text)
+FROM ROWS FROM (json_to_recordset(%s::json) AS ("id" text, "owner" text, "lease_attempt" integer,
+     "index" integer, "name" text, "attempt" integer, "action" text, "params" text, "key" text))
+     WITH ORDINALITY AS v("id", "owner", "lease_attempt", "index", "name", "attempt", "action", "params",
+     "key", "n")
 JOIN executions e
      ON e.id = v."id" AND e.lease_owner = v."owner" AND e.attempt = v."lease_attempt" AND e.state = 'running'
+ORDER BY v."n"
 FOR SHARE OF e
 ON CONFLICT DO NOTHING
 RETURNING execution_id, step_index, attempt, id
