@@ -76,13 +76,16 @@ def bind(settings: IngressSettings) -> socket.socket:
 OTHER_FILES = 256
 """Open files the daemon needs besides its connections: the journal, adapters, rules, logs."""
 MIN_CONNECTIONS = 16
+"""Fewer than this (after the other files' share) and the daemon refuses to start."""
 
 
 def connection_limit(max_connections: int) -> int:
     """The connections the ingress may serve at once: ``max_connections``, after raising the soft
     RLIMIT_NOFILE to fit them and the daemon's other files (up to the hard limit: systemd and many
     containers start processes with a soft limit of 1024), and lowered to what that limit leaves,
-    so that a flood of connections never takes the journal's and the watcher's file descriptors."""
+    so that a flood of connections never takes the journal's and the watcher's file descriptors.
+    Never more than ``max_connections``; a limit that leaves fewer than :data:`MIN_CONNECTIONS` is a
+    start error (serving that few would take the other files' share)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = max_connections + OTHER_FILES
     if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -93,7 +96,14 @@ def connection_limit(max_connections: int) -> int:
                 soft = target
     if soft == resource.RLIM_INFINITY or soft >= wanted:
         return max_connections
-    allowed = max(MIN_CONNECTIONS, soft - min(OTHER_FILES, soft // 4))
+    allowed = min(max_connections, soft - min(OTHER_FILES, soft // 4))
+    if allowed < MIN_CONNECTIONS:
+        raise ConfigError(
+            f"the open-files limit ({soft}) leaves room for {max(allowed, 0)} connections besides the "
+            f"daemon's other files, fewer than {MIN_CONNECTIONS}: raise it (ulimit -n, LimitNOFILE=)"
+        )
+    if allowed == max_connections:
+        return allowed
     log.warning(
         "connection_limit_lowered",
         max_connections=max_connections,
