@@ -66,8 +66,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """Seconds to receive a whole request; set per server by :func:`bounded_protocol`."""
     max_connections = 4096
     """Connections served at once; set per server by :func:`bounded_protocol`."""
-    handshake_took = 0.0
-    """Seconds the TLS handshake took (set before ``connection_made``): the first request has the rest."""
 
     def __init__(
         self,
@@ -93,7 +91,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             log.debug("connection_refused_over_limit", limit=self.max_connections)
             transport.abort()
             return
-        self._arm_read_timer(self.read_timeout - self.handshake_took)
+        self._arm_read_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_read_timer()
@@ -168,10 +166,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return self.cycle is not None and not self.cycle.response_complete
         return bool(self.pipeline)  # its cycle is queued behind an unfinished one
 
-    def _arm_read_timer(self, seconds: float | None = None) -> None:
+    def _arm_read_timer(self) -> None:
         self._disarm_read_timer()
-        left = self.read_timeout if seconds is None else max(0.0, seconds)
-        self._read_timer = self.loop.call_later(left, self._read_timed_out)
+        self._read_timer = self.loop.call_later(self.read_timeout, self._read_timed_out)
 
     def _disarm_read_timer(self) -> None:
         if self._read_timer is not None:

@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import resource
 import socket
-import ssl
-import time
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
@@ -24,7 +22,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from kurative.errors import ConfigError
-from kurative.ingress.protocol import BoundedHttpToolsProtocol, bounded_protocol
+from kurative.ingress.protocol import bounded_protocol
 from kurative.ingress.settings import IngressSettings
 
 T = TypeVar("T")
@@ -50,71 +48,8 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-class _TlsGate(asyncio.Protocol):
-    """A TLS connection from its accept: counted against ``max_connections`` (closed at once over
-    it), its handshake bounded by ``read_timeout``, then handed to the HTTP protocol.
-
-    asyncio and uvloop make the HTTP protocol of a TLS listener only once the handshake is done: a
-    client that connects and never sends a ClientHello would hold a descriptor for the loop's 60 s
-    handshake timeout, counted by nothing, and a flood of them would reach ``EMFILE``."""
-
-    def __init__(self, server: _EmbeddedServer, make: Callable[[], asyncio.Protocol]) -> None:
-        self._server = server
-        self._make = make
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        server = self._server
-        if len(server.server_state.connections) + len(server.handshakes) >= server.max_connections:
-            log.debug("connection_refused_over_limit", limit=server.max_connections)
-            transport.abort()
-            return
-        transport.pause_reading()  # the ClientHello waits in the socket for start_tls
-        task = asyncio.get_running_loop().create_task(self._handshake(transport))
-        server.handshakes.add(task)
-        task.add_done_callback(server.handshakes.discard)
-
-    async def _handshake(self, transport: asyncio.Transport) -> None:
-        context = self._server.config.ssl
-        assert context is not None
-        protocol = self._make()
-        started = time.monotonic()
-        try:
-            secure = await asyncio.get_running_loop().start_tls(
-                transport,
-                protocol,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=self._server.read_timeout,
-            )
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            log.debug("tls_handshake_failed", reason=type(exc).__name__)
-            transport.abort()
-            return
-        except asyncio.CancelledError:
-            transport.abort()
-            raise
-        if secure is None or transport.is_closing():
-            transport.abort()
-            return
-        if isinstance(protocol, BoundedHttpToolsProtocol):
-            protocol.handshake_took = time.monotonic() - started  # part of the first request's time
-        protocol.connection_made(secure)
-
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
-        pass
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        pass  # before start_tls took the transport: its task fails and ends
-
-
 class _EmbeddedServer(uvicorn.Server):
-    max_connections = 4096
     read_timeout = 30.0
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.handshakes: set[asyncio.Task[None]] = set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -122,8 +57,11 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """uvicorn's start on the daemon's sockets, but a TLS listener accepts plain TCP and starts
-        TLS itself (:class:`_TlsGate`), so that a connection counts and is timed from its accept."""
+        """uvicorn's start, but a TLS listener bounds each handshake by ``read_timeout``.
+
+        asyncio and uvloop make the HTTP protocol of a TLS connection (which counts it against
+        ``max_connections`` and starts its read timer) only once the handshake is done; a client
+        that connects and never sends a ClientHello held a descriptor for the loop's default 60 s."""
         config = self.config
         if config.ssl is None or not sockets:
             await super().startup(sockets)
@@ -137,15 +75,16 @@ class _EmbeddedServer(uvicorn.Server):
 
         loop = asyncio.get_running_loop()
         self.servers = [
-            await loop.create_server(lambda: _TlsGate(self, make), sock=sock, backlog=config.backlog)
+            await loop.create_server(
+                make,
+                sock=sock,
+                ssl=config.ssl,
+                backlog=config.backlog,
+                ssl_handshake_timeout=self.read_timeout,
+            )
             for sock in sockets
         ]
         self.started = True
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for task in list(self.handshakes):
-            task.cancel()
-        await super().shutdown(sockets)
 
 
 def bind(settings: IngressSettings) -> socket.socket:
@@ -229,7 +168,6 @@ class IngressServer:
             server_header=False,
         )
         self._server = _EmbeddedServer(config)
-        self._server.max_connections = self.max_connections
         self._server.read_timeout = settings.read_timeout
         self._sock = sock
         host, port = sock.getsockname()[:2]
