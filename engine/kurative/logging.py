@@ -38,6 +38,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._longest_first: tuple[str, ...] = ()  # sorted once per add(), not per string logged
 
     def add(self, value: str) -> None:
         # as written, and as a message may quote it: JSON-escaped (the text of a JSON answer or
@@ -51,9 +52,12 @@ class Redactor:
             urllib.parse.quote_plus(value),
         }
         self._values.update(form for form in forms if len(form) >= 4)  # shorter: ordinary words
+        # a longer form before its parts; one tuple swapped in whole, so a line logged meanwhile sees
+        # either the old forms or the new ones
+        self._longest_first = tuple(sorted(self._values, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
-        for value in sorted(self._values, key=len, reverse=True):  # a longer form before its parts
+        for value in self._longest_first:
             if value in text:
                 text = text.replace(value, "***")
         return text

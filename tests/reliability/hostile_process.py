@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -107,7 +108,8 @@ def serve(
             stderr=subprocess.STDOUT,
             cwd=folder,
         )
-    served = Process(process, f"http://127.0.0.1:{port}", port, log)
+    scheme = "https" if "tls" in listen else "http"
+    served = Process(process, f"{scheme}://127.0.0.1:{port}", port, log)
     try:
         wait_ready(served)
         yield served
@@ -133,6 +135,9 @@ def _limited(command: list[str], open_files: int | None) -> list[str]:
     return [sys.executable, "-c", start, *command]
 
 
+_UNVERIFIED = ssl._create_unverified_context()  # a test certificate: readiness only, on 127.0.0.1
+
+
 def wait_ready(served: Process, within: float = 60.0) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -140,7 +145,7 @@ def wait_ready(served: Process, within: float = 60.0) -> None:
             raise AssertionError(f"kurative serve exited: {served.log_text()[-3000:]}")
         with (
             contextlib.suppress(OSError, urllib.error.URLError),
-            urllib.request.urlopen(f"{served.url}/readyz", timeout=2) as answer,
+            urllib.request.urlopen(f"{served.url}/readyz", timeout=2, context=_UNVERIFIED) as answer,
         ):
             if answer.status == 200:
                 return

@@ -20,7 +20,10 @@ import asyncio
 import contextlib
 import json
 import resource
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -32,6 +35,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.reliability.hostile_process import TOKEN, Process, percentile, serve
+from tests.support.debian import require_debian_tool
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -530,3 +534,37 @@ async def test_under_a_low_open_files_limit_a_connection_flood_leaves_the_journa
         assert held < 256
         assert "Too many open files" not in log, log[-3000:]
         assert "second" in names
+
+
+async def test_a_tls_listener_flooded_with_connections_that_never_handshake(tmp_path: Path) -> None:
+    """300 TCP connections to the TLS listener, none sending a ClientHello: closed after readTimeout
+    (not the loop's 60 s handshake timeout), and then the daemon serves HTTPS again. They are not
+    counted against maxConnections before their handshake ends (see docs/operations.md)."""
+    require_debian_tool(lambda: shutil.which("openssl"), "openssl", "openssl (to make a test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    tls = {"certFile": str(cert), "keyFile": str(key)}
+    with serve(tmp_path, tls=tls, readTimeout="3s", maxConnections=50) as daemon:
+        before = daemon.open_files()
+        opened = [await asyncio.open_connection("127.0.0.1", daemon.port) for _ in range(300)]
+        try:
+            await asyncio.sleep(1)
+            held = daemon.open_files()
+            deadline = time.monotonic() + 30  # readTimeout 3 s; the loop's own default would be 60 s
+            while daemon.open_files() > before + 5 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            after = daemon.open_files()
+        finally:
+            for _, writer in opened:
+                writer.close()
+        print(f"\nTLS listener, 300 connections without a handshake, maxConnections 50, readTimeout 3s: "
+              f"daemon fds {before} -> {held} held -> {after} after the read timeout")  # fmt: skip
+        assert after <= before + 5
+        trusted = ssl.create_default_context(cafile=str(cert))
+        for _ in range(5):
+            answer = httpx.get(f"{daemon.url}/healthz", verify=trusted, timeout=30)
+            assert answer.status_code == 200

@@ -244,13 +244,14 @@ async def run_prometheus_query(ctx: ActionContext, params: Mapping[str, Any]) ->
         found = await prometheus.query(
             query, url=url, timeout=parse_duration(params.get("timeout", "10s")), shown=shown
         )
+        # what is stored and shown is scrubbed; ``expect`` holds or not on what Prometheus answered
         result = secrets.scrub(found.result)
         expect = params.get("expect")
         if expect is None:
             return {"result": result, "ok": True}
         compiled = _compile_expect(expect)
         try:
-            value = compiled.search(result)
+            value = compiled.search(found.result)
         except (jmespath.exceptions.JMESPathError, TypeError, ValueError) as exc:
             raise PermanentActionError(
                 f"expect `{expect}` cannot be evaluated on the result: {exc}"
@@ -259,9 +260,9 @@ async def run_prometheus_query(ctx: ActionContext, params: Mapping[str, Any]) ->
             seen = json.dumps(result, separators=(",", ":"), default=str)
             if len(seen) > MAX_RESULT_IN_MESSAGE:
                 seen = seen[:MAX_RESULT_IN_MESSAGE] + "…"
+            shown = json.dumps(secrets.scrub(value), default=str)
             raise ExpectationFailed(
-                f"prometheus.query: expect `{expect}` is {json.dumps(value, default=str)} for "
-                f"`{query}`; the result was {seen}",
+                f"prometheus.query: expect `{expect}` is {shown} for `{query}`; the result was {seen}",
                 output={"result": result, "ok": False},
             )
         return {"result": result, "ok": True}

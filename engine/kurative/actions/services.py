@@ -111,10 +111,40 @@ def service(ctx: ActionContext, name: str, what: str) -> Any:
     return found
 
 
+CREDENTIAL_PARAMETERS = frozenset(
+    {
+        "key", "token", "secret", "sig", "signature", "password", "passwd", "pass", "pwd", "auth",
+        "apikey", "api_key", "api-key", "access_token", "accesstoken", "client_secret", "code",
+        "credential", "credentials", "session", "jwt", "bearer", "private_token", "x-amz-signature",
+        "x-goog-signature", "x-amz-credential", "x-amz-security-token",
+    }
+)  # fmt: skip
+"""Query parameters whose value alone is scrubbed whatever it looks like (compared in lower case)."""
+_NAME_WORDS = re.compile(r"[-_.]")
+LONG_VALUE = 16
+"""A query value this long, with letters and digits (or both cases), is scrubbed whatever its name."""
+
+
+def _is_credential(name: str, value: str) -> bool:
+    """A query value that may be a credential, to scrub on its own: named like one (``key``, ``token``,
+    ``X-Amz-Signature``, ``private_token``...), or long and random-looking. An ordinary value such as
+    ``tenant=prod`` or ``dedup=true`` is not: scrubbed everywhere, it would rewrite a label or a
+    message that merely holds the word."""
+    lowered = name.lower()
+    if lowered in CREDENTIAL_PARAMETERS or any(
+        word in CREDENTIAL_PARAMETERS for word in _NAME_WORDS.split(lowered)
+    ):
+        return True
+    kinds = sum(
+        (any(c.islower() for c in value), any(c.isupper() for c in value), any(c.isdigit() for c in value))
+    )
+    return len(value) >= LONG_VALUE and kinds >= 2
+
+
 def _url_parts(url: str) -> list[str]:
-    """The parts of a URL that carry its secret: path with query, the query, each query value (as
-    written and decoded: a remote that echoes ``key=...`` back often quotes the value alone), user
-    credentials."""
+    """The parts of a URL that carry its secret: path with query, the query, each query value that
+    may be a credential (:func:`_is_credential`; as written and decoded: a remote that echoes
+    ``key=...`` back often quotes the value alone), user credentials."""
     try:
         split = urllib.parse.urlsplit(url)
         values = urllib.parse.parse_qsl(split.query, keep_blank_values=False)
@@ -130,10 +160,13 @@ def _url_parts(url: str) -> list[str]:
             (urllib.parse.unquote(split.username or ""), urllib.parse.unquote(split.password)),
         }:
             parts.append(base64.b64encode(f"{user}:{password}".encode()).decode())
-    for _, value in values:
-        parts += [value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)]
+    for name, value in values:
+        if _is_credential(name, value):
+            parts += [value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)]
     for piece in split.query.split("&"):
-        parts.append(piece.partition("=")[2])  # the value as written, encoded or not
+        name, _, written = piece.partition("=")
+        if _is_credential(urllib.parse.unquote_plus(name), urllib.parse.unquote_plus(written)):
+            parts += [piece, written]  # the value as written, encoded or not, and with its name
     return [part for part in parts if len(part) >= MIN_SCRUBBED_SECRET]
 
 
@@ -190,7 +223,11 @@ class ResolvedSecrets:
         )
 
     def scrub(self, value: Any) -> Any:
-        """``value`` (text, or JSON of any depth) with every resolved secret replaced by its name."""
+        """``value`` (text, or JSON of any depth) with every resolved secret replaced by its name.
+
+        Mapping keys are kept as they are: two keys scrubbed to the same placeholder would merge, and
+        the data of one would be lost (a key is a label name or a field name, not where a remote
+        quotes a credential back)."""
         if not self._values:
             return value
         if isinstance(value, str):
@@ -200,7 +237,7 @@ class ResolvedSecrets:
             # a URL's user name must not match inside an earlier "<secret name>")
             return self._pattern().sub(lambda found: f"<secret {self._values[found.group(0)]}>", value)
         if isinstance(value, Mapping):
-            return {self.scrub(k): self.scrub(v) for k, v in value.items()}
+            return {k: self.scrub(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self.scrub(v) for v in value]
         return value

@@ -48,7 +48,7 @@ from kurative.linting.lint import lint_bytes
 from kurative.linting.rulesets import PlaybookState, ruleset_version
 from kurative.matching.ruleset import Ruleset
 from kurative.metrics import Metrics
-from kurative.playbooks.loading import discover
+from kurative.playbooks.loading import discover, is_gone
 from kurative.playbooks.models import Playbook
 from kurative.playbooks.yamlload import read_bounded
 
@@ -164,6 +164,8 @@ def _scan(paths: Sequence[str], known: dict[str, _File]) -> _Scan:
             scan.files[name] = previous
             continue
         digest, raw, problem = _read(name)
+        if raw is None and is_gone(file):
+            continue  # deleted since it was listed (or the target of its symlink): its playbooks go
         if previous is not None and previous.digest == digest:
             scan.files[name] = replace(previous, signature=signature)
         else:

@@ -16,8 +16,11 @@ memory. :class:`BoundedHttpToolsProtocol` therefore
   answered (uvicorn answers 400): Alertmanager and Prometheus never pipeline;
 - gives a client ``read_timeout`` seconds to send a whole request (line, headers and body), counted
   from the connection's start for its first request and from the request's first byte for the next
-  ones; past it the client is answered ``408 Request Timeout`` (when nothing was answered yet) and
-  disconnected. uvicorn itself has no such timer: its keep-alive timeout runs only after an answer,
+  ones, but never while an earlier request's answer is unfinished (a pipelined request waits, its
+  reading paused: its time starts when the answers before it are complete); past it the client is
+  answered ``408 Request Timeout`` (when nothing was answered to that request yet, and no earlier
+  answer is unfinished: else the 408 would read as that answer) and disconnected. uvicorn itself
+  has no such timer: its keep-alive timeout runs only after an answer,
   so a client that connects and sends nothing, or dribbles a header a byte at a time (slowloris),
   would hold its connection and file descriptor for ever;
 - closes at once a connection accepted while ``max_connections`` are open already, so that a flood
@@ -26,7 +29,8 @@ memory. :class:`BoundedHttpToolsProtocol` therefore
 
 It relies on these hooks of uvicorn's ``HttpToolsProtocol``: ``data_received`` (the transport's
 callback), the parser callbacks ``on_message_begin``, ``on_headers_complete``, ``on_body`` and
-``on_message_complete``, its ``pipeline``, ``transport`` and ``server_state.default_headers``.
+``on_message_complete``, ``on_response_complete`` (a cycle's callback once its answer is sent), its
+``cycle``, ``pipeline``, ``transport`` and ``server_state.default_headers``.
 tests/unit/ingress/test_protocol.py fails when a uvicorn release changes them; pyproject.toml pins the
 uvicorn range that test ran against.
 """
@@ -78,6 +82,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._read_left = 0  # bytes of the current read not (yet) known to be body
         self._cut = False
         self._read_timer: asyncio.TimerHandle | None = None
+        self._receiving = False  # a request has begun and is not complete
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -120,7 +125,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._in_head = True
         self._in_body = False
-        if self._read_timer is None:
+        self._receiving = True
+        if self._earlier_unfinished():
+            self._disarm_read_timer()  # armed by on_response_complete once the answers before it are sent
+        elif self._read_timer is None:
             self._arm_read_timer()
         super().on_message_begin()
 
@@ -140,9 +148,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._in_head = True  # the next bytes begin the next request
         self._in_body = False
+        self._receiving = False
         self._unbounded = 0
         self._disarm_read_timer()
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        waited = self._receiving and self._read_timer is None  # a request that waited behind this answer
+        if waited and not self._cut and not self.transport.is_closing() and not self._earlier_unfinished():
+            self._arm_read_timer()  # its time starts now
+
+    def _earlier_unfinished(self) -> bool:
+        """An answer to an earlier request than the one being received is not complete yet."""
+        if self._in_head:
+            # the request has no cycle yet; uvicorn's ``cycle`` is the previous request's
+            return self.cycle is not None and not self.cycle.response_complete
+        return bool(self.pipeline)  # its cycle is queued behind an unfinished one
 
     def _arm_read_timer(self) -> None:
         self._disarm_read_timer()
@@ -159,8 +181,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._cut = True
         log.info("request_read_timeout", timeout=self.read_timeout, client=_client(self.client))
-        if self.cycle is None or not self.cycle.response_started:
-            self._answer_and_close(408, _TOO_SLOW)
+        if self._earlier_unfinished():
+            self.transport.close()  # a 408 now would read as the answer to the earlier request
+        elif self._in_head or self.cycle is None or not self.cycle.response_started:
+            self._answer_and_close(408, _TOO_SLOW)  # nothing was answered to this request
         else:
             self.transport.close()
 

@@ -49,10 +49,42 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
 
 
 class _EmbeddedServer(uvicorn.Server):
+    read_timeout = 30.0
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         # The daemon handles SIGTERM/SIGINT itself and stops the server in order.
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start, but a TLS listener bounds each handshake by ``read_timeout``.
+
+        asyncio and uvloop make the HTTP protocol of a TLS connection (which counts it against
+        ``max_connections`` and starts its read timer) only once the handshake is done; a client
+        that connects and never sends a ClientHello held a descriptor for the loop's default 60 s."""
+        config = self.config
+        if config.ssl is None or not sockets:
+            await super().startup(sockets)
+            return
+
+        def make() -> asyncio.Protocol:
+            made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+            return made
+
+        loop = asyncio.get_running_loop()
+        self.servers = [
+            await loop.create_server(
+                make,
+                sock=sock,
+                ssl=config.ssl,
+                backlog=config.backlog,
+                ssl_handshake_timeout=self.read_timeout,
+            )
+            for sock in sockets
+        ]
+        self.started = True
 
 
 def bind(settings: IngressSettings) -> socket.socket:
@@ -76,13 +108,16 @@ def bind(settings: IngressSettings) -> socket.socket:
 OTHER_FILES = 256
 """Open files the daemon needs besides its connections: the journal, adapters, rules, logs."""
 MIN_CONNECTIONS = 16
+"""Fewer than this (after the other files' share) and the daemon refuses to start."""
 
 
 def connection_limit(max_connections: int) -> int:
     """The connections the ingress may serve at once: ``max_connections``, after raising the soft
     RLIMIT_NOFILE to fit them and the daemon's other files (up to the hard limit: systemd and many
     containers start processes with a soft limit of 1024), and lowered to what that limit leaves,
-    so that a flood of connections never takes the journal's and the watcher's file descriptors."""
+    so that a flood of connections never takes the journal's and the watcher's file descriptors.
+    Never more than ``max_connections``; a limit that leaves fewer than :data:`MIN_CONNECTIONS` is a
+    start error (serving that few would take the other files' share)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = max_connections + OTHER_FILES
     if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -93,7 +128,14 @@ def connection_limit(max_connections: int) -> int:
                 soft = target
     if soft == resource.RLIM_INFINITY or soft >= wanted:
         return max_connections
-    allowed = max(MIN_CONNECTIONS, soft - min(OTHER_FILES, soft // 4))
+    allowed = min(max_connections, soft - min(OTHER_FILES, soft // 4))
+    if allowed < MIN_CONNECTIONS:
+        raise ConfigError(
+            f"the open-files limit ({soft}) leaves room for {max(allowed, 0)} connections besides the "
+            f"daemon's other files, fewer than {MIN_CONNECTIONS}: raise it (ulimit -n, LimitNOFILE=)"
+        )
+    if allowed == max_connections:
+        return allowed
     log.warning(
         "connection_limit_lowered",
         max_connections=max_connections,
@@ -126,6 +168,7 @@ class IngressServer:
             server_header=False,
         )
         self._server = _EmbeddedServer(config)
+        self._server.read_timeout = settings.read_timeout
         self._sock = sock
         host, port = sock.getsockname()[:2]
         scheme = "https" if settings.tls_cert_file else "http"

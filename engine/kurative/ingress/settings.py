@@ -10,6 +10,8 @@ from kurative.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9095
+MIN_READ_TIMEOUT = 1.0
+"""Seconds; the least ``read_timeout`` (``kurative.playbooks.configs`` says so with the position)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,11 @@ class IngressSettings:
             raise ConfigError(
                 f"refusing to listen on {self.host}:{self.port} without credentials: configure "
                 "auth.bearerTokens or auth.basic, or listen on 127.0.0.1"
+            )
+        if not self.read_timeout >= MIN_READ_TIMEOUT:
+            raise ConfigError(
+                f"listen.readTimeout must be at least {MIN_READ_TIMEOUT:g}s, not {self.read_timeout:g}s: "
+                "every request would be answered 408"
             )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("listen.tls needs both certFile and keyFile")

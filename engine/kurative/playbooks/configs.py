@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kurative.diagnostics import Diagnostic
+from kurative.durations import DurationError, parse_duration
 from kurative.playbooks.validation import schema_diagnostics
 from kurative.playbooks.yamlload import Document
 
@@ -31,10 +32,38 @@ def _secret_refs(data: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[
             yield from _secret_refs(value, (*path, index))
 
 
+MIN_READ_TIMEOUT = 1.0
+"""Seconds: under this, listen.readTimeout would answer 408 before most requests arrive (0s: all)."""
+
+
+def _read_timeout_diagnostics(doc: Document, data: dict[str, Any]) -> list[Diagnostic]:
+    listen = data.get("listen")
+    value = listen.get("readTimeout") if isinstance(listen, dict) else None
+    try:
+        seconds = parse_duration(value) if isinstance(value, str) else None
+    except DurationError:
+        return []  # the schema's duration pattern reports it
+    if seconds is None or seconds >= MIN_READ_TIMEOUT:
+        return []
+    line, column = doc.position(("listen", "readTimeout"))
+    return [
+        Diagnostic.make(
+            doc.path,
+            line,
+            column,
+            "E104",
+            f"listen.readTimeout must be at least 1s, not {value}",
+            "a client has this long to send a whole request: use 1s or more (default 30s)",
+        )
+    ]
+
+
 def config_diagnostics(doc: Document) -> list[Diagnostic]:
-    """Schema errors, and secret references that name no secret of the ``secrets`` section."""
+    """Schema errors, a readTimeout too short to receive a request, and secret references that name
+    no secret of the ``secrets`` section."""
     found = schema_diagnostics(doc, "config")
     data = doc.data if isinstance(doc.data, dict) else {}
+    found.extend(_read_timeout_diagnostics(doc, data))
     secrets = data.get("secrets")
     defined = set(secrets) if isinstance(secrets, dict) else set()
     for path, name in _secret_refs(data):

@@ -8,6 +8,7 @@ reached through the visible symlinks), and so are playbook test files (``*.test.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +45,30 @@ def files_under(directory: Path, keep: Callable[[Path], bool]) -> list[Path]:
     """Files below ``directory`` that ``keep`` accepts, sorted, skipping hidden files and folders.
 
     Every entry that is not a folder counts, not only regular files: a FIFO, a device, a symlink to
-    one, a dangling or looping symlink named like a playbook is refused when it is read (a diagnostic
-    naming it), not skipped without a word."""
+    one or a looping symlink named like a playbook is refused when it is read (a diagnostic naming
+    it), not skipped without a word. A symlink whose target is gone is a deleted file, though: a
+    git-sync checkout or a ConfigMap key removal (its ``..data`` is swapped before the visible link is
+    removed) deletes a playbook that way."""
     return sorted(
         p
         for p in directory.rglob("*")
         if not p.is_dir()
         and keep(p)
         and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        and not is_gone(p)
     )
+
+
+def is_gone(path: Path) -> bool:
+    """``path`` (a symlink's target, or the file itself) no longer exists: not a broken file, a
+    deleted one. A looping symlink or one that cannot be followed for another reason is not gone."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def is_playbook_file(path: Path) -> bool:

@@ -512,9 +512,17 @@ def _document_starts(text: str) -> Iterator[int]:
 
 def read_bounded(path: str) -> tuple[bytes | None, Diagnostic | None]:
     """A playbook file's bytes without ever reading more than the limit, or why not: a larger file is
-    refused by its size, a FIFO or device before anything is read (it could block, or never end)."""
+    refused by its size, a FIFO or device before anything is read (it could block, or never end).
+
+    A path that is not a regular file is not even opened: opening a device can act (a tape rewinds, a
+    watchdog arms, a terminal becomes the controlling terminal of a daemon that has none). The type is
+    checked again on the open file (it may have been swapped meanwhile), which is opened without
+    blocking and without ever taking a terminal as the controlling one."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None, _diag(path, 0, 0, "E001", "not a regular file", "name a file")
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+        fd = os.open(path, flags)
         with os.fdopen(fd, "rb") as file:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode):

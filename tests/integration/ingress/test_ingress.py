@@ -226,6 +226,46 @@ async def test_tls_serves_https_only(start_ingress: StartIngress, tmp_path: Path
         assert len(ingress.committed) == 1
 
 
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(seconds):
+            return await reader.read(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+async def test_tls_connections_that_never_handshake_are_closed_at_the_read_timeout(
+    start_ingress: StartIngress, tmp_path: Path
+) -> None:
+    """Clients that connect to the TLS listener and never send a ClientHello are closed after
+    readTimeout, not after the loop's 60 s handshake timeout; then the listener serves HTTPS."""
+    require_debian_tool(lambda: shutil.which("openssl"), "openssl", "openssl (to make a test certificate)")
+    cert, key = _self_signed(tmp_path)
+    settings = {
+        "tls_cert_file": str(cert),
+        "tls_key_file": str(key),
+        "read_timeout": 3.0,
+        "max_connections": 16,
+    }
+    async with start_ingress(**settings) as ingress:
+        host, port = ingress.url.removeprefix("https://").rsplit(":", 1)
+        opened = [await asyncio.open_connection(host, int(port)) for _ in range(26)]
+        try:
+            closed = await asyncio.gather(*(_closed_within(reader, 40) for reader, _ in opened))
+            assert all(closed)  # at readTimeout (3 s), well before 40 s
+        finally:
+            for _, writer in opened:
+                writer.close()
+        trusted = ssl.create_default_context(cafile=str(cert))
+        async with httpx.AsyncClient(base_url=ingress.url, verify=trusted, timeout=30) as client:
+            for _ in range(5):
+                answer = await client.post("/api/v1/alerts", json=webhook())
+                assert answer.status_code == 200
+        assert len(ingress.committed) == 5
+
+
 async def test_a_header_that_never_ends_is_cut_off(start_ingress: StartIngress) -> None:
     credentials = Credentials(bearer_tokens=("t0ken-for-tests",))
     async with start_ingress(credentials) as ingress:

@@ -109,6 +109,41 @@ async def test_deleted_file_removes_its_playbooks(rules: Path, journal: Journal)
     assert set(versions(live_rules)) == {"b"}
 
 
+async def test_a_symlinked_playbook_whose_target_is_deleted_is_removed(
+    rules: Path, journal: Journal, tmp_path: Path
+) -> None:
+    """A git-sync checkout or a store of links: deleting the target deletes the playbook; the link
+    left dangling is no broken file that would keep the last good version in force."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "a.yaml").write_text(playbook("a"))
+    (rules / "a.yaml").symlink_to(store / "a.yaml")
+    (rules / "b.yaml").write_text(playbook("b"))
+    live_rules = live(rules, journal)
+    await live_rules.reload("start")
+    (store / "a.yaml").unlink()
+    report = await live_rules.reload("watch")
+    assert report.removed == ("a",)
+    assert versions(live_rules) == {"b": (1, ACTIVE)}
+    assert not live_rules.problems()
+
+
+async def test_a_link_loop_or_a_fifo_keeps_the_last_good_version(rules: Path, journal: Journal) -> None:
+    """Unlike a deleted target, a link that turned into a loop or a FIFO is a broken file."""
+    (rules / "a.yaml").write_text(playbook("a"))
+    (rules / "b.yaml").write_text(playbook("b"))
+    live_rules = live(rules, journal)
+    await live_rules.reload("start")
+    (rules / "a.yaml").unlink()
+    (rules / "a.yaml").symlink_to("a.yaml")
+    (rules / "b.yaml").unlink()
+    os.mkfifo(rules / "b.yaml")
+    report = await live_rules.reload("watch")
+    assert report.removed == ()
+    assert versions(live_rules) == {"a": (1, STALE), "b": (1, STALE)}
+    assert sorted(d.code for d in live_rules.problems()) == ["E001", "E001"]
+
+
 async def test_duplicate_name_in_another_file_is_refused(rules: Path, journal: Journal) -> None:
     (rules / "b.yaml").write_text(playbook("shared", message="from b"))
     live_rules = live(rules, journal)
@@ -197,6 +232,31 @@ async def test_configmap_swap_is_one_change(rules: Path, journal: Journal) -> No
     assert report.updated == ("a",)
     assert versions(live_rules) == {"a": (2, ACTIVE)}
     assert not report.problems
+
+
+async def test_configmap_key_removal_removes_the_playbook(rules: Path, journal: Journal) -> None:
+    """The kubelet swaps ..data before it removes the visible link of a key that is gone: a reload
+    in between sees that link dangling, and the playbook is removed then, without an error."""
+    first = rules / "..2026_12_01_10_00_00.1"
+    first.mkdir()
+    (first / "a.yaml").write_text(playbook("a"))
+    (first / "b.yaml").write_text(playbook("b"))
+    (rules / "..data").symlink_to(first.name)
+    (rules / "a.yaml").symlink_to("..data/a.yaml")
+    (rules / "b.yaml").symlink_to("..data/b.yaml")
+    live_rules = live(rules, journal)
+    await live_rules.reload("start")
+    second = rules / "..2026_12_01_10_05_00.2"
+    second.mkdir()
+    (second / "b.yaml").write_text(playbook("b"))
+    (rules / "..data_tmp").symlink_to(second.name)
+    os.replace(rules / "..data_tmp", rules / "..data")
+    report = await live_rules.reload("watch")  # a.yaml still there, dangling
+    assert report.removed == ("a",)
+    assert versions(live_rules) == {"b": (1, ACTIVE)}
+    assert not report.problems
+    (rules / "a.yaml").unlink()
+    assert not (await live_rules.reload("watch")).changed
 
 
 def test_watch_roots_include_the_folder_of_each_symlink(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from kurative.adapters.secrets import EnvSecret, FileSecret
 from kurative.config import Overrides, load_settings
 from kurative.errors import ConfigError, UsageError
+from kurative.ingress.settings import IngressSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "config.yaml"
@@ -150,6 +151,27 @@ def test_the_ingress_read_timeout_and_connection_limit(tmp_path: Path) -> None:
     config.write_text("apiVersion: kurative/v1\nkind: Config\nlisten: {maxConnections: 3}\n")
     with pytest.raises(ConfigError):
         load_settings(Overrides(config=str(config)), {})
+
+
+@pytest.mark.parametrize("value", ["0s", "0ms", "500ms"])
+def test_a_read_timeout_under_one_second_is_a_positioned_config_error(tmp_path: Path, value: str) -> None:
+    """readTimeout 0s answered every request 408 before it was parsed."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"apiVersion: kurative/v1\nkind: Config\nlisten:\n  readTimeout: {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(Overrides(config=str(config)), {})
+    assert [str(d) for d in caught.value.diagnostics] == [
+        f"{config}:4:16: E104 listen.readTimeout must be at least 1s, not {value} (hint: a client has "
+        "this long to send a whole request: use 1s or more (default 30s))"
+    ]
+    config.write_text("apiVersion: kurative/v1\nkind: Config\nlisten: {readTimeout: 1s}\n")
+    assert load_settings(Overrides(config=str(config)), {}).listen.read_timeout == 1.0
+
+
+def test_the_ingress_settings_refuse_a_read_timeout_under_one_second() -> None:
+    with pytest.raises(ConfigError, match="readTimeout must be at least 1s"):
+        IngressSettings(read_timeout=0.0).check()
+    IngressSettings(read_timeout=1.0).check()
 
 
 def test_journal_timeout_bounds_each_operation_by_default_and_zero_lifts_the_bound(tmp_path: Path) -> None:

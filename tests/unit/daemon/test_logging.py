@@ -73,3 +73,28 @@ def test_a_known_secret_is_blanked_out_also_json_escaped_or_percent_encoded(stre
     for form in [value, *quoted, json.dumps(json.dumps(value)[1:-1])[1:-1]]:
         assert form not in written
     assert json.loads(written.splitlines()[-1])["error"] == 'answer {"password": "***"} for ?p=***&q=***'
+
+
+def test_the_redactor_orders_its_forms_once_not_per_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sorting every form on every string of every line cost 3-6x the lines per second."""
+    redactor = Redactor()
+    for number in range(50):
+        redactor.add(f"s3cr3t-{number:02d}-Zq8xk2LmP0/+=")
+    redactor.add("s3cr3t-00")  # a part of longer forms: replaced after them, never before
+    sorts: list[object] = []
+    real_sorted = sorted
+
+    def counting_sorted(*args: object, **kwargs: object) -> object:
+        sorts.append(args)
+        return real_sorted(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.sorted", counting_sorted)
+    event = {
+        "event": "step_failed",
+        "message": "HTTP 500: s3cr3t-07-Zq8xk2LmP0/+= and s3cr3t-00-Zq8xk2LmP0%2F%2B%3D",
+    }
+    for _ in range(100):
+        shown = redactor(None, "info", dict(event))
+    assert shown["message"] == "HTTP 500: *** and ***"
+    assert redactor.redact("s3cr3t-00 alone") == "*** alone"
+    assert sorts == []

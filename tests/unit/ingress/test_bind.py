@@ -9,6 +9,7 @@ import socket
 import pytest
 from structlog.testing import capture_logs
 
+from kurative.errors import ConfigError
 from kurative.ingress.server import OTHER_FILES, bind, connection_limit
 from kurative.ingress.settings import IngressSettings
 
@@ -46,7 +47,6 @@ async def test_accepted_connections_have_nagle_off() -> None:
         (1024, 2000, 2000, 2000 - OTHER_FILES),  # raised to the hard limit, connections lowered
         (256, 256, None, 192),  # nothing to raise: a quarter kept for the other files
         (40, 40, None, 30),
-        (16, 16, None, 16),  # the least it serves
         (100_000, 100_000, None, 4096),  # enough already
     ],
 )
@@ -61,3 +61,30 @@ def test_the_connection_limit_fits_the_open_files_limit(
     assert set_to == ([] if raised_to is None or raised_to == soft else [(raised_to, hard)])
     lowered = [entry for entry in logs if entry["event"] == "connection_limit_lowered"]
     assert bool(lowered) == (allowed < 4096)
+
+
+@pytest.mark.parametrize(
+    ("limit", "max_connections"),
+    [(300, 100), (300, 200), (356, 100), (1000, 16)],
+)
+def test_the_connection_limit_is_never_above_max_connections(
+    monkeypatch: pytest.MonkeyPatch, limit: int, max_connections: int
+) -> None:
+    """A hard limit under maxConnections plus the other files, whose three quarters are above it."""
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (limit, limit))
+    monkeypatch.setattr(resource, "setrlimit", lambda _, limits: None)
+    with capture_logs() as logs:
+        assert connection_limit(max_connections) == max_connections
+    assert not [entry for entry in logs if entry["event"] == "connection_limit_lowered"]
+
+
+@pytest.mark.parametrize("limit", [16, 20])
+def test_an_open_files_limit_too_low_for_the_least_connections_is_a_start_error(
+    monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """Serving 16 connections under a limit of 20 would leave 4 descriptors for the journal, the
+    adapters and the rules watch."""
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (limit, limit))
+    monkeypatch.setattr(resource, "setrlimit", lambda _, limits: None)
+    with pytest.raises(ConfigError, match="open-files limit"):
+        connection_limit(100)

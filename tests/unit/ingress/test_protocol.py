@@ -92,6 +92,7 @@ def test_the_hooks_it_relies_on_are_uvicorns() -> None:
         "on_headers_complete": ["self"],
         "on_message_complete": ["self"],
         "on_body": ["self", "body"],
+        "on_response_complete": ["self"],
     }
     for name, parameters in hooks.items():
         assert list(inspect.signature(getattr(HttpToolsProtocol, name)).parameters) == parameters, name
@@ -99,6 +100,8 @@ def test_the_hooks_it_relies_on_are_uvicorns() -> None:
     assert STATUS_LINE[431] == b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
     assert isinstance(ServerState().default_headers, list)
     assert "self.pipeline: deque" in inspect.getsource(HttpToolsProtocol.__init__)  # the queue it bounds
+    # the read timer waits behind an unfinished answer: the callback a cycle calls once it is sent
+    assert "on_response=self.on_response_complete" in inspect.getsource(HttpToolsProtocol.on_headers_complete)
 
 
 async def test_requests_under_the_bound_are_served_also_one_byte_at_a_time() -> None:
@@ -289,3 +292,63 @@ async def test_a_connection_over_the_limit_is_closed_when_accepted() -> None:
     transports[0][0].data_received(_request())
     await _settle()
     assert transports[0][1].written.startswith(b"HTTP/1.1 200 OK")
+
+
+def _gated_protocol(read_timeout: float, gate: asyncio.Event) -> tuple[BoundedHttpToolsProtocol, Transport]:
+    """A protocol whose app answers ``/slow`` only once ``gate`` is set (a journal commit that takes
+    longer than the read timeout)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/slow":
+            await gate.wait()
+        await _app(scope, receive, send)
+
+    protocol_class = bounded_protocol(LIMIT, read_timeout)
+    config = uvicorn.Config(app, http=protocol_class, lifespan="off", log_config=None, server_header=False)
+    config.load()
+    protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
+    transport = Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+def _post(path: bytes, body: bytes) -> bytes:
+    return b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+async def test_a_pipelined_request_is_not_timed_while_the_answer_before_it_is_unfinished() -> None:
+    """Its reading is paused: its body cannot arrive. A 408 then would read as the first answer."""
+    gate = asyncio.Event()
+    protocol, transport = _gated_protocol(0.3, gate)
+    protocol.data_received(_post(b"/slow", b"{}") + _post(b"/b", b"0123456789")[:-5])
+    await asyncio.sleep(0.8)  # the first request's handler takes longer than the read timeout
+    assert not transport.closed
+    assert transport.written == b""
+    gate.set()
+    await _until_closed(transport)  # the second request's time starts with the first answer sent
+    assert transport.written.startswith(b"HTTP/1.1 200 OK")
+    assert transport.written.count(b"HTTP/1.1 ") == 2
+    assert b"HTTP/1.1 408 Request Timeout" in transport.written
+
+
+async def test_pipelined_requests_that_arrived_whole_are_all_answered() -> None:
+    gate = asyncio.Event()
+    protocol, transport = _gated_protocol(0.3, gate)
+    protocol.data_received(_post(b"/slow", b"{}") + _post(b"/b", b"0123456789") + _post(b"/c", b"{}"))
+    await asyncio.sleep(0.8)
+    gate.set()
+    await _settle()
+    await asyncio.sleep(0.1)
+    assert transport.written.count(b"HTTP/1.1 200 OK") == 3
+    assert not transport.closed
+
+
+async def test_a_slow_second_request_on_a_keep_alive_connection_is_answered_408() -> None:
+    protocol, transport, _ = _timed_protocol(0.3)
+    protocol.data_received(_request())
+    await _settle()
+    assert transport.written.startswith(b"HTTP/1.1 200 OK")
+    protocol.data_received(b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\n")  # its head never ends
+    await _until_closed(transport)
+    assert transport.written.count(b"HTTP/1.1 ") == 2
+    assert b"HTTP/1.1 408 Request Timeout" in transport.written

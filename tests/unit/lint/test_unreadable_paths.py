@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -64,7 +66,7 @@ def test_entries_of_a_rules_folder_that_are_no_regular_files_are_refused_not_ski
     )
     os.mkfifo(tmp_path / "fifo.yaml")
     (tmp_path / "zero.yaml").symlink_to("/dev/zero")
-    (tmp_path / "dangling.yaml").symlink_to(tmp_path / "gone.yaml")
+    (tmp_path / "dangling.yaml").symlink_to(tmp_path / "gone.yaml")  # a deleted file: no diagnostic
     (tmp_path / "loop.yaml").symlink_to("loop.yaml")
     (tmp_path / "notes.txt").symlink_to("/dev/zero")  # not named like a playbook: not looked at
     loaded = load_playbooks([tmp_path])
@@ -73,6 +75,45 @@ def test_entries_of_a_rules_folder_that_are_no_regular_files_are_refused_not_ski
     assert found == {
         "fifo.yaml": ("E001", "not a regular file"),
         "zero.yaml": ("E001", "not a regular file"),
-        "dangling.yaml": ("E001", "cannot read file: No such file or directory"),
         "loop.yaml": ("E001", "cannot read file: Too many levels of symbolic links"),
     }
+
+
+TAKES_A_TERMINAL = """
+import os, sys
+from kurative.playbooks.loading import load_playbooks
+try:
+    os.close(os.open("/dev/tty", os.O_RDONLY))
+    print("had a terminal already")
+    sys.exit(2)
+except OSError:
+    pass
+diagnostics = [(d.code, d.message) for d in load_playbooks([sys.argv[1]]).diagnostics]
+try:
+    os.close(os.open("/dev/tty", os.O_RDONLY))
+    print("took the terminal", diagnostics)
+    sys.exit(1)
+except OSError:
+    print(diagnostics)
+"""
+
+
+def test_a_link_to_a_terminal_never_becomes_the_controlling_terminal(tmp_path: Path) -> None:
+    """A daemon without a controlling terminal (a session leader: systemd, a container's PID 1) that
+    opened a terminal named like a playbook would take it: ^C typed there would stop the daemon."""
+    master, slave = os.openpty()
+    try:
+        (tmp_path / "tty.yaml").symlink_to(os.ttyname(slave))
+        done = subprocess.run(
+            [sys.executable, "-c", TAKES_A_TERMINAL, str(tmp_path)],
+            start_new_session=True,  # setsid: no controlling terminal, like the daemon
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "not a regular file" in done.stdout
