@@ -33,6 +33,25 @@ class LoggingSettings:
     """Lowest level written: debug, info, warning or error."""
 
 
+MIN_SECRET_FORM = 4
+"""A secret's form shorter than this is never blanked out: it would blank out ordinary words."""
+
+
+def written_forms(value: str) -> set[str]:
+    """``value`` as a message or a remote may quote it: as is, JSON-escaped (the text of a JSON answer
+    or document inside an error, where a quote, a backslash or a non-ASCII letter is escaped) and
+    percent-encoded (inside a URL); forms shorter than :data:`MIN_SECRET_FORM` left out."""
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote(value),
+        urllib.parse.quote_plus(value),
+    }
+    return {form for form in forms if len(form) >= MIN_SECRET_FORM}
+
+
 class Redactor:
     """Knows the secret values in use and blanks them out of log lines."""
 
@@ -41,17 +60,7 @@ class Redactor:
         self._longest_first: tuple[str, ...] = ()  # sorted once per add(), not per string logged
 
     def add(self, value: str) -> None:
-        # as written, and as a message may quote it: JSON-escaped (the text of a JSON answer or
-        # document inside an error) and percent-encoded (inside a URL)
-        forms = {
-            value,
-            json.dumps(value)[1:-1],
-            json.dumps(value, ensure_ascii=False)[1:-1],
-            urllib.parse.quote(value, safe=""),
-            urllib.parse.quote(value),
-            urllib.parse.quote_plus(value),
-        }
-        self._values.update(form for form in forms if len(form) >= 4)  # shorter: ordinary words
+        self._values.update(written_forms(value))
         # a longer form before its parts; one tuple swapped in whole, so a line logged meanwhile sees
         # either the old forms or the new ones
         self._longest_first = tuple(sorted(self._values, key=len, reverse=True))

@@ -15,7 +15,6 @@ value it handed out, so that the step can scrub them from whatever it returns or
 from __future__ import annotations
 
 import base64
-import json
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -23,10 +22,11 @@ from typing import Any, Protocol
 
 from kurative.actions.base import ActionContext
 from kurative.errors import ActionError, PermanentActionError
+from kurative.logging import MIN_SECRET_FORM, written_forms
 
 # Secret values shorter than this are not scrubbed from text: replacing every "1" in an answer would
-# mangle it and hide nothing worth hiding.
-MIN_SCRUBBED_SECRET = 4
+# mangle it and hide nothing worth hiding (the log redactor's rule too).
+MIN_SCRUBBED_SECRET = MIN_SECRET_FORM
 
 
 class SecretValue(Protocol):
@@ -170,21 +170,6 @@ def _url_parts(url: str) -> list[str]:
     return [part for part in parts if len(part) >= MIN_SCRUBBED_SECRET]
 
 
-def _written_forms(value: str) -> list[str]:
-    """``value`` as a remote may quote it back: as is, JSON-escaped (an error message keeps the text
-    of a JSON answer, where a quote, a backslash or a non-ASCII letter is escaped) and
-    percent-encoded."""
-    forms = {
-        value,
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
-        urllib.parse.quote(value, safe=""),
-        urllib.parse.quote(value),
-        urllib.parse.quote_plus(value),
-    }
-    return [form for form in forms if len(form) >= MIN_SCRUBBED_SECRET]
-
-
 class ResolvedSecrets:
     """The secrets one step resolved, to put them where they are needed and scrub them everywhere else."""
 
@@ -215,7 +200,7 @@ class ResolvedSecrets:
             revealed = secret.reveal()
             self._values[revealed] = secret.name
             for part in [revealed, *(_url_parts(revealed) if url else ())]:
-                for form in _written_forms(part):
+                for form in written_forms(part):
                     self._values.setdefault(form, secret.name)
             return revealed, f"<secret {secret.name}>"
         raise PermanentActionError(

@@ -17,9 +17,10 @@ A cancelled call counts as neither. Breakers are injected by whoever owns the po
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import NoReturn, TypeVar
 
 import pybreaker
@@ -112,6 +113,24 @@ def _record(breaker: pybreaker.CircuitBreaker, error: BaseException | None) -> N
             raise
 
 
+@contextlib.contextmanager
+def _guarded(breaker: pybreaker.CircuitBreaker, target: str | None) -> Iterator[None]:
+    """Admit one call (or raise BreakerOpen), then record its outcome: an exception is a failure, a
+    cancellation is neither; a probe's slot is given back after its verdict is recorded, so the next
+    call sees that verdict, or probes itself."""
+    probe = _admit(breaker, target)
+    try:
+        try:
+            yield
+        except Exception as exc:
+            _record(breaker, exc)
+            raise
+        _record(breaker, None)
+    finally:
+        if probe:
+            _probed(breaker)
+
+
 async def call_through(
     breaker: pybreaker.CircuitBreaker | None,
     func: Callable[[], Awaitable[T]],
@@ -125,18 +144,8 @@ async def call_through(
     """
     if breaker is None:
         return await func()
-    probe = _admit(breaker, target)
-    try:
-        try:
-            result = await func()
-        except Exception as exc:
-            _record(breaker, exc)
-            raise
-        _record(breaker, None)
-        return result
-    finally:
-        if probe:  # recorded first: the next call sees the probe's verdict, or probes itself
-            _probed(breaker)
+    with _guarded(breaker, target):
+        return await func()
 
 
 def call_through_sync(
@@ -153,15 +162,5 @@ def call_through_sync(
     """
     if breaker is None:
         return func()
-    probe = _admit(breaker, target)
-    try:
-        try:
-            result = func()
-        except Exception as exc:
-            _record(breaker, exc)
-            raise
-        _record(breaker, None)
-        return result
-    finally:
-        if probe:
-            _probed(breaker)
+    with _guarded(breaker, target):
+        return func()
