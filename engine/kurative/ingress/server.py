@@ -49,6 +49,15 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
 
 
 class _EmbeddedServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.up = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.up.set()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         # The daemon handles SIGTERM/SIGINT itself and stops the server in order.
@@ -138,6 +147,17 @@ class IngressServer:
 
     async def serve(self) -> None:
         await self._server.serve(sockets=[self._sock])
+
+    async def wait_started(self, stop: asyncio.Event) -> bool:
+        """Until the server listens (True) or ``stop`` is set first (False): woken by the server's
+        start-up itself, so readiness follows it at once rather than at the next poll."""
+        waits = [asyncio.ensure_future(self._server.up.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        return self.started
 
     def stop(self) -> None:
         """Stop accepting; requests in flight finish (up to the graceful timeout)."""
