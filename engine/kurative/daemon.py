@@ -339,10 +339,6 @@ class Daemon:
         settings = self.settings
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._guard("ingress", server.serve()), name="ingress")
-            # Listening first: the other tasks' first rounds (recovery, claiming, matching what is
-            # committed, pruning) do not hold back readiness; an alert taken before the matcher
-            # runs is committed, and the matcher's first round matches it.
-            started = await server.wait_started(self._stop)
             tasks.create_task(self._guard("matcher", matcher.run()), name="matcher")
             tasks.create_task(self._guard("workers", workers.run()), name="workers")
             if self._reloader is not None:
@@ -366,7 +362,7 @@ class Daemon:
                 ),
                 name="pruner",
             )
-            if started:
+            if await server.wait_started(self._stop):
                 log.info("ready", url=self.url, owner=workers.owner, pid=os.getpid())
                 self.ready.set()
             checking = asyncio.create_task(asyncio.to_thread(self._check_kubernetes, kubernetes))
