@@ -363,9 +363,7 @@ class Daemon:
                 ),
                 name="pruner",
             )
-            while not server.started and not self._stop.is_set():
-                await asyncio.sleep(0.01)
-            if server.started:
+            if await server.wait_started(self._stop):
                 log.info("ready", url=self.url, owner=workers.owner, pid=os.getpid())
                 self.ready.set()
             checking = asyncio.create_task(asyncio.to_thread(self._check_kubernetes, kubernetes))

@@ -49,6 +49,17 @@ generator 42 us per alert (8 % of a core); 100/POST 9,102 alerts/s (1.16x), serv
 load generator 1 us. At 1 alert per POST the server would need 4,500 x 299 us = 1.35 cores for the
 target, on a machine of 2 cores that also runs PostgreSQL (whose commits the baseline shows at 2,273
 alerts/s in this run): the target is bound by the machine, not by the load generator.
+
+Where a 1-alert POST's server CPU goes, looked at again (load average 1.2 to 2.1): with a commit that
+does nothing, 116-120 us a request (three runs; 8,300-8,700 POSTs/s), of which 9-12 us in the kernel;
+no access log line (uvicorn's is off, and the ``alerts_committed`` line is at debug, dropped by the
+filtering logger before any processor runs). Answering in one write instead of uvicorn's two (head,
+then body) was tried and dropped: uvloop already sends the writes of one loop iteration together, and
+the extra layer cost 10-40 us a request. The rest is the journal: two PostgreSQL runs of this same
+code a minute apart gave 1,969 and 1,298 alerts/s (0.48x and 0.57x baselines of 4,100 and 2,275),
+p99 10.7 and 16.5 ms, 4.9 alerts per commit, 325 and 477 us of server CPU per alert; 100/POST 10,431
+and 7,445 alerts/s at 77 and 110 us. At these swings a change of a few us per request cannot be told
+apart here; the 4,500 alerts/s target stays unmet on this machine.
 """
 
 from __future__ import annotations

@@ -51,12 +51,21 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
 class _EmbeddedServer(uvicorn.Server):
     read_timeout = 30.0
 
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.up = asyncio.Event()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         # The daemon handles SIGTERM/SIGINT itself and stops the server in order.
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await self._listen(sockets)
+        if self.started:
+            self.up.set()
+
+    async def _listen(self, sockets: list[socket.socket] | None) -> None:
         """uvicorn's start, but a TLS listener bounds each handshake by ``read_timeout``.
 
         asyncio and uvloop make the HTTP protocol of a TLS connection (which counts it against
@@ -181,6 +190,17 @@ class IngressServer:
 
     async def serve(self) -> None:
         await self._server.serve(sockets=[self._sock])
+
+    async def wait_started(self, stop: asyncio.Event) -> bool:
+        """Until the server listens (True) or ``stop`` is set first (False): woken by the server's
+        start-up itself, so readiness follows it at once rather than at the next poll."""
+        waits = [asyncio.ensure_future(self._server.up.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        return self.started
 
     def stop(self) -> None:
         """Stop accepting; requests in flight finish (up to the graceful timeout)."""

@@ -348,8 +348,10 @@ def _plain_tag(value: str) -> str:
     return str(_RESOLVER.resolve(ScalarNode, value, (True, False)))
 
 
+@functools.lru_cache(maxsize=4096)
 def _plain_scalar(value: str) -> Any:
-    """What ruamel's round-trip loader makes of a plain scalar; :class:`_NotPlain` for the rare kinds."""
+    """What ruamel's round-trip loader makes of a plain scalar; :class:`_NotPlain` for the rare kinds.
+    Cached: the values (str, None, bool, int) are immutable, and an exception is not cached."""
     tag = _plain_tag(value)
     if tag == _STR_TAG:
         return value
@@ -362,18 +364,27 @@ def _plain_scalar(value: str) -> Any:
     raise _NotPlain(tag)
 
 
-def _is_empty(event: Any) -> bool:
-    return type(event).__name__ == "ScalarEvent" and event.value == "" and not event.style
+_QUOTED = frozenset(('"', "'"))
+_BLOCK = frozenset(("|", ">"))
+_KEY_STYLES = _QUOTED | _BLOCK
 
 
 def _fast_load(path: str, text: str) -> LoadedFile | None:
-    """The documents of a plain file from libyaml's events, or None when it is not plain."""
+    """The documents of a plain file from libyaml's events, or None when it is not plain.
+
+    The walk compares exact event classes (the C parser makes PyYAML's own), so an event of any
+    other class is not plain and the file goes the round-trip way."""
     if _CPARSER is None:
         return None
     # PyYAML's event classes, for the C parser's events
     import yaml as pyyaml  # type: ignore[import-untyped]
 
+    scalar_event = pyyaml.ScalarEvent
+    sequence_start, sequence_end = pyyaml.SequenceStartEvent, pyyaml.SequenceEndEvent
+    mapping_start, mapping_end = pyyaml.MappingStartEvent, pyyaml.MappingEndEvent
+    plain_scalar = _plain_scalar
     parser = _CPARSER(text)
+    next_event = parser.get_event
     documents: list[Document] = []
     lines = text.splitlines()
     nodes = 0
@@ -383,62 +394,70 @@ def _fast_load(path: str, text: str) -> LoadedFile | None:
         nodes += 1
         if nodes > MAX_EXPANDED_NODES or depth > MAX_DEPTH:
             raise _NotPlain("size")
-        if getattr(event, "anchor", None) is not None or isinstance(event, pyyaml.AliasEvent):
+        kind = type(event)
+        if event.anchor is not None:
             raise _NotPlain("anchor")
-        if isinstance(event, pyyaml.ScalarEvent):
+        positions = doc.positions
+        if kind is scalar_event:
             plain_implicit, quoted_implicit = event.implicit
             if event.tag is not None and not (plain_implicit or quoted_implicit):
                 raise _NotPlain("tag")
-            if event.style in ('"', "'"):
-                if path in doc.positions:
-                    line, column = doc.positions[path]
-                    doc.positions[path] = (line, column + 1)  # the first character inside the quotes
+            style = event.style
+            if style in _QUOTED:
+                if path in positions:
+                    line, column = positions[path]
+                    positions[path] = (line, column + 1)  # the first character inside the quotes
                 return event.value
-            if event.style in ("|", ">"):
-                if path in doc.positions:
+            if style in _BLOCK:
+                if path in positions:
                     _record_block(doc, path)
                 return event.value
-            return _plain_scalar(event.value)
+            return plain_scalar(event.value)
         if event.tag is not None and not event.implicit:
             raise _NotPlain("tag")
-        if isinstance(event, pyyaml.SequenceStartEvent):
+        if kind is sequence_start:
             items: list[Any] = []
-            while not isinstance(item := parser.get_event(), pyyaml.SequenceEndEvent):
+            while type(item := next_event()) is not sequence_end:
                 child: Path = (*path, len(items))
-                doc.positions[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                mark = item.start_mark
+                positions[child] = (mark.line + 1, mark.column + 1)
                 items.append(node(item, child, doc, depth + 1))
             return items
-        if isinstance(event, pyyaml.MappingStartEvent):
+        if kind is mapping_start:
             out: dict[str, Any] = {}
+            key_positions = doc.key_positions
             empty: Path | None = None
             while True:
-                key = parser.get_event()
+                key = next_event()
+                key_kind = type(key)
+                mark = key.start_mark
                 if empty is not None:  # ruamel places an empty value where the next token starts
-                    doc.positions[empty] = (key.start_mark.line + 1, key.start_mark.column + 1)
+                    positions[empty] = (mark.line + 1, mark.column + 1)
                     empty = None
-                if isinstance(key, pyyaml.MappingEndEvent):
+                if key_kind is mapping_end:
                     return out
-                if not isinstance(key, pyyaml.ScalarEvent) or key.anchor is not None:
+                if key_kind is not scalar_event or key.anchor is not None:
                     raise _NotPlain("complex key")
-                name = key.value if key.style in ('"', "'", "|", ">") else _plain_scalar(key.value)
-                if not isinstance(name, str) or name in out or name == "<<":
+                name = key.value if key.style in _KEY_STYLES else plain_scalar(key.value)
+                if type(name) is not str or name in out or name == "<<":
                     raise _NotPlain("key")  # non-string, duplicate or merge key
                 child = (*path, name)
-                value = parser.get_event()
-                doc.key_positions[child] = (key.start_mark.line + 1, key.start_mark.column + 1)
-                doc.positions[child] = (value.start_mark.line + 1, value.start_mark.column + 1)
+                value = next_event()
+                value_mark = value.start_mark
+                key_positions[child] = (mark.line + 1, mark.column + 1)
+                positions[child] = (value_mark.line + 1, value_mark.column + 1)
                 out[name] = node(value, child, doc, depth + 1)
-                if _is_empty(value):
+                if type(value) is scalar_event and value.value == "" and not value.style:
                     empty = child
-        raise _NotPlain(type(event).__name__)
+        raise _NotPlain(kind.__name__)
 
     try:
-        while not isinstance(event := parser.get_event(), pyyaml.StreamEndEvent):
+        while not isinstance(event := next_event(), pyyaml.StreamEndEvent):
             if isinstance(event, pyyaml.StreamStartEvent | pyyaml.DocumentEndEvent):
                 continue
             if not isinstance(event, pyyaml.DocumentStartEvent) or event.version or event.tags:
                 raise _NotPlain("directive")
-            root = parser.get_event()
+            root = next_event()
             if not isinstance(root, pyyaml.MappingStartEvent | pyyaml.SequenceStartEvent):
                 raise _NotPlain("scalar document")
             nodes = 0
@@ -446,7 +465,7 @@ def _fast_load(path: str, text: str) -> LoadedFile | None:
             doc.positions[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
             doc.data = node(root, (), doc, 1)
             documents.append(doc)
-    except (_NotPlain, pyyaml.YAMLError, RecursionError, ValueError, TypeError):
+    except (_NotPlain, pyyaml.YAMLError, RecursionError, ValueError, TypeError, AttributeError):
         return None
     if not documents:
         return None
