@@ -229,7 +229,7 @@ FROM json_to_recordset(%s::json) AS v("id" text, "owner" text, "attempt" integer
      "error" text, "finished" boolean, "delay" double precision)
 WHERE e.id = v."id" AND e.lease_owner = v."owner" AND e.attempt = v."attempt" AND e.state = 'running'
 RETURNING {", ".join("e." + c.strip() for c in rows.EXECUTION_COLUMNS.split(","))}
-"""
+"""  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
 # ASCII only: the server decodes the escapes
 _BATCH_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
