@@ -120,25 +120,27 @@ CREDENTIAL_PARAMETERS = frozenset(
     }
 )  # fmt: skip
 """Query parameters whose value alone is scrubbed whatever it looks like (compared in lower case)."""
-_NAME_WORDS = re.compile(r"[-_.]")
+_NAME_WORDS = re.compile(r"[-_.]|(?<=[a-z0-9])(?=[A-Z])")
+_CREDENTIAL_WORDS = ("key", "token", "secret", "pass", "pwd", "auth", "sig", "cred", "session", "jwt")
+"""A query parameter whose name holds one of these (``accessKey``, ``apiToken``, ``x-auth``) is a
+credential too."""
+_SEPARATORS = frozenset("-./:, ")
 LONG_VALUE = 16
-"""A query value this long, with letters and digits (or both cases), is scrubbed whatever its name."""
+"""A query value this long that reads as one token (no separators) is scrubbed whatever its name."""
 
 
 def _is_credential(name: str, value: str) -> bool:
     """A query value that may be a credential, to scrub on its own: named like one (``key``, ``token``,
-    ``X-Amz-Signature``, ``private_token``...), or long and random-looking. An ordinary value such as
-    ``tenant=prod`` or ``dedup=true`` is not: scrubbed everywhere, it would rewrite a label or a
-    message that merely holds the word."""
+    ``accessKey``, ``X-Amz-Signature``, ``private_token``...), or long and token-like. An ordinary value
+    such as ``tenant=prod``, ``dedup=true`` or ``job=kube-state-metrics`` is not: scrubbed everywhere,
+    it would rewrite a label or a message that merely holds the word."""
+    words = [word.lower() for word in _NAME_WORDS.split(name) if word]
     lowered = name.lower()
-    if lowered in CREDENTIAL_PARAMETERS or any(
-        word in CREDENTIAL_PARAMETERS for word in _NAME_WORDS.split(lowered)
-    ):
+    if lowered in CREDENTIAL_PARAMETERS or any(word in CREDENTIAL_PARAMETERS for word in words):
         return True
-    kinds = sum(
-        (any(c.islower() for c in value), any(c.isupper() for c in value), any(c.isdigit() for c in value))
-    )
-    return len(value) >= LONG_VALUE and kinds >= 2
+    if any(part in lowered for part in _CREDENTIAL_WORDS):
+        return True
+    return len(value) >= LONG_VALUE and not _SEPARATORS.intersection(value)
 
 
 def _url_parts(url: str) -> list[str]:

@@ -46,6 +46,8 @@ async def test_ordinary_query_values_of_a_secret_url_are_not_scrubbed() -> None:
     assert secrets.scrub(SERIES) == SERIES
     assert secrets.scrub("tenant prod, dedup true, format json") == "tenant prod, dedup true, format json"
     assert secrets.scrub({"prod": 1, "true": 2, "other": 3}) == {"prod": 1, "true": 2, "other": 3}
+    long_label = await resolved("https://h.example.com/q?job=kube-state-metrics&key=Zq8xk2LmP0")
+    assert long_label.scrub("job kube-state-metrics is down") == "job kube-state-metrics is down"
 
 
 @pytest.mark.parametrize(
@@ -57,6 +59,14 @@ async def test_ordinary_query_values_of_a_secret_url_are_not_scrubbed() -> None:
         ("https://h.example.com/hook?private_token=s3cr3tvalue&x=1", "s3cr3tvalue"),
         ("https://h.example.com/hook?id=AbCdEf0123456789xyz&x=1", "AbCdEf0123456789xyz"),  # long, random
         ("https://h.example.com/hook?sig=a%2Fb%2Bc%3Dd", "a/b+c=d"),
+        # named in camelCase, or holding a credential word
+        ("https://h.example.com/hook?accessKey=k3yV4lue99&x=1", "k3yV4lue99"),
+        ("https://h.example.com/hook?secretKey=Zq8xk2LmP0", "Zq8xk2LmP0"),
+        ("https://h.example.com/hook?apitoken=Zq8xk2LmP0", "Zq8xk2LmP0"),
+        ("https://h.example.com/hook?authtoken=Zq8xk2LmP0", "Zq8xk2LmP0"),
+        # long and token-like, whatever its name and letters
+        ("https://h.example.com/hook?id=lowercaselettersonlytokenvalue", "lowercaselettersonlytokenvalue"),
+        ("https://h.example.com/hook?pin=123456789012345678", "123456789012345678"),
     ],
 )
 async def test_a_credential_query_value_is_scrubbed_alone_and_as_written(url: str, hidden: str) -> None:
