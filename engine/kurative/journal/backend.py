@@ -92,6 +92,36 @@ class StepsToRecord:
     release: CleanRelease | None
 
 
+RETRY_CHECK_COLUMNS = "id, step_index, attempt, final, lease_attempt, status, error, idempotency_key"
+"""The columns of a step record :func:`written_before` compares, in its order."""
+
+
+def written_before(
+    steps: StepsToRecord, lease_attempt: int, stored: Iterable[Sequence[Any]]
+) -> StepsWritten | None:
+    """The records of ``steps`` when every one of them is stored already, as written, under this very
+    lease (``stored``: an execution's step records, :data:`RETRY_CHECK_COLUMNS`): the same write tried
+    again after its caller lost sight of it (a PostgreSQL commit that outlasted ``journal.timeout``).
+    Anything else — a record missing, another lease's, a different status, error or key — is a step
+    recorded twice, and None."""
+    if steps.release is not None:
+        return None
+    found = {(index, attempt, bool(final)): row for row in stored for index, attempt, final in [row[1:4]]}
+    ids: list[int] = []
+    for step, clean in steps.finished:
+        row = found.get((step.index, step.attempt, True))
+        if row is None or row[4] != lease_attempt or (row[5], row[6]) != (clean.status.value, clean.error):
+            return None
+        ids.append(int(row[0]))
+    if steps.started is None:
+        return StepsWritten(tuple(ids))
+    start, clean_start = steps.started
+    row = found.get((start.index, start.attempt, False))
+    if row is None or row[4] != lease_attempt or row[7] != clean_start.idempotency_key:
+        return None
+    return StepsWritten(tuple(ids), int(row[0]))
+
+
 @dataclass(frozen=True, slots=True)
 class CleanFinish:
     """A :class:`StepFinish` made storable; ``action`` is empty when the started record names it."""

@@ -30,6 +30,7 @@ from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
     RESOLVED_REASON,
+    RETRY_CHECK_COLUMNS,
     JournalBackend,
     StepsToRecord,
     alert_not_found,
@@ -41,6 +42,7 @@ from kurative.journal.backend import (
     playbook_not_found,
     rejected_by,
     step_twice,
+    written_before,
 )
 from kurative.journal.batching import GroupWriter
 from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
@@ -996,37 +998,29 @@ class PostgresJournal(JournalBackend):
     async def _conflict(self, lease: Lease, steps: StepsToRecord) -> StepsWritten:
         """Raise the conflict that kept :meth:`_record_steps` from writing: which record exists.
 
-        Unless every record is there already, written under this very lease: the same write, committed
-        late after its caller had given up on it (``journal.timeout`` during a slow commit) and now
-        tried again. Only this lease's holder can have written them, so that is its own write's
-        outcome, not a step run twice."""
+        Unless every record is there already, as written, under this very lease: the same write,
+        committed late after its caller had given up on it (``journal.timeout`` during a slow commit)
+        and now tried again (:func:`~kurative.journal.backend.written_before`)."""
 
         fence = {"id": lease.execution_id, "owner": lease.owner, "lease_attempt": lease.attempt}
 
-        async def existing(conn: Conn) -> dict[tuple[int, int, bool], tuple[int, int]] | None:
+        async def existing(conn: Conn) -> list[tuple[Any, ...]] | None:
             cur = await conn.execute(_LEASE_HELD, fence)
             if await cur.fetchone() is None:
                 return None
             cur = await conn.execute(
-                "SELECT id, step_index, attempt, final, lease_attempt FROM steps WHERE execution_id = %s",
-                (lease.execution_id,),
+                f"SELECT {RETRY_CHECK_COLUMNS} FROM steps WHERE execution_id = %s",  # nosec B608
+                (lease.execution_id,),  # (a constant column list; the id is bound)
             )
-            return {
-                (r["step_index"], r["attempt"], r["final"]): (int(r["id"]), r["lease_attempt"])
-                for r in await cur.fetchall()
-            }
+            return [tuple(r.values()) for r in await cur.fetchall()]
 
-        found = await self._run(existing, retry=True)
-        if found is None:
+        stored = await self._run(existing, retry=True)
+        if stored is None:
             raise lease_lost(lease)
-        wanted = [(step.index, step.attempt, True) for step, _ in steps.finished]
-        if steps.started is not None:
-            wanted.append((steps.started[0].index, steps.started[0].attempt, False))
-        if steps.release is None and all(found.get(key, (0, -1))[1] == lease.attempt for key in wanted):
-            ids = [found[key][0] for key in wanted]
-            if steps.started is not None:
-                return StepsWritten(tuple(ids[:-1]), ids[-1])
-            return StepsWritten(tuple(ids))
+        again = written_before(steps, lease.attempt, stored)
+        if again is not None:
+            return again
+        found = {(row[1], row[2], bool(row[3])) for row in stored}
         for step, _ in steps.finished:
             if (step.index, step.attempt, True) in found:
                 raise step_twice(lease, step.name, step.attempt, "finished")

@@ -25,6 +25,7 @@ from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
     RESOLVED_REASON,
+    RETRY_CHECK_COLUMNS,
     CleanFinish,
     CleanRelease,
     CleanStart,
@@ -39,6 +40,7 @@ from kurative.journal.backend import (
     playbook_not_found,
     rejected_by,
     step_twice,
+    written_before,
 )
 from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
 from kurative.journal.episodes import join_episodes, joining, open_episode
@@ -794,27 +796,12 @@ def _insert_started(
 
 
 def _written_before(conn: sqlite3.Connection, lease: Lease, steps: StepsToRecord) -> StepsWritten | None:
-    """The records of ``steps`` when every one is there already, written under this very lease: the
-    same write tried again after its caller lost sight of it (as the PostgreSQL backend, whose commit
-    can outlast ``journal.timeout``). Anything else is a step recorded twice."""
-    if steps.release is not None:
-        return None
-    wanted = [(step.index, step.attempt, 1) for step, _ in steps.finished]
-    if steps.started is not None:
-        wanted.append((steps.started[0].index, steps.started[0].attempt, 0))
-    found = {
-        (index, attempt, int(final)): (int(row_id), lease_attempt)
-        for row_id, index, attempt, final, lease_attempt in conn.execute(
-            "SELECT id, step_index, attempt, final, lease_attempt FROM steps WHERE execution_id = ?",
-            (lease.execution_id,),
-        )
-    }
-    if not all(found.get(key, (0, -1))[1] == lease.attempt for key in wanted):
-        return None
-    ids = [found[key][0] for key in wanted]
-    if steps.started is not None:
-        return StepsWritten(tuple(ids[:-1]), ids[-1])
-    return StepsWritten(tuple(ids))
+    """:func:`~kurative.journal.backend.written_before` on this execution's stored records."""
+    stored = conn.execute(
+        f"SELECT {RETRY_CHECK_COLUMNS} FROM steps WHERE execution_id = ?",  # nosec B608
+        (lease.execution_id,),  # (a constant column list; the id is bound)
+    ).fetchall()
+    return written_before(steps, lease.attempt, stored)
 
 
 def _insert_finished(

@@ -333,16 +333,20 @@ async def test_the_same_write_tried_again_under_its_lease_answers_with_its_recor
     done = await journal.record_steps(lease, **write)  # type: ignore[arg-type]
     again = await journal.record_steps(lease, **write)  # type: ignore[arg-type]
     assert (again.finished, again.started) == (done.finished, done.started)
-    assert (await journal.record_steps(lease, started=StepStart(0, "first", "log", 1, {}))).started == (
-        first.started
-    )
+    assert (
+        await journal.record_steps(lease, started=StepStart(0, "first", "log", 1, {}, "key/0/1"))
+    ).started == (first.started)
     detail = await journal.get_execution(claim.execution.id)
     assert sorted((s.index, s.status) for s in detail.steps) == [
         (0, StepStatus.STARTED),
         (0, StepStatus.SUCCEEDED),
         (1, StepStatus.STARTED),
     ]  # nothing written twice
-    # Not the same write: a record of it is missing, or another lease wrote them.
+    # Not the same write: another outcome of the same step, another key, or a record of it missing.
+    with pytest.raises(JournalConflict):
+        await journal.record_steps(lease, finished=[StepFinish(0, "first", StepStatus.FAILED, 1, error="x")])
+    with pytest.raises(JournalConflict):
+        await journal.record_steps(lease, started=StepStart(1, "second", "log", 1, {}, "another/key"))
     with pytest.raises(JournalConflict):
         await journal.record_steps(
             lease,
