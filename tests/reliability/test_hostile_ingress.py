@@ -306,7 +306,7 @@ def test_a_body_sent_at_1_kb_a_second_is_413_when_declared_and_408_at_the_read_t
         sock.sendall(head(f"Content-Length: {BIG}\r\n"))
         sock.settimeout(1.0)
         answer = b""
-        for _ in range(10):  # 1 KB a second until the answer comes (it comes at once)
+        for _ in range(60):  # 1 KB a second until the answer comes (at once; later on a loaded machine)
             if not send_quietly(sock, b"x" * 1024):
                 break
             with contextlib.suppress(TimeoutError):
@@ -319,17 +319,25 @@ def test_a_body_sent_at_1_kb_a_second_is_413_when_declared_and_408_at_the_read_t
         sock.settimeout(1.0)
         started = time.monotonic()
         answer = b""
-        while time.monotonic() - started < 4 * READ_TIMEOUT:
+        reset = False
+        while time.monotonic() - started < 10 * READ_TIMEOUT:  # a loaded machine is late
             if not send_quietly(sock, b"400\r\n" + b"x" * 1024 + b"\r\n"):
                 break
-            with contextlib.suppress(TimeoutError):
+            try:
                 chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                answer += chunk
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                # The daemon closed with this client's chunks still unread, so the kernel answered them
+                # with a reset, which can overtake the 408 (docs/operations.md, known limits).
+                reset = True
+                break
+            if not chunk:
+                break
+            answer += chunk
         took = time.monotonic() - started
         print(f"\na chunked body at 1 KB/s: {answer[:12]!r} after {took:.1f}s (readTimeout {READ_TIMEOUT}s)")
-        assert status_of(answer) == 408
+        assert status_of(answer) == 408 or (reset and took >= READ_TIMEOUT * 0.9), (answer[:40], reset, took)
     assert_serving(daemon)
 
 

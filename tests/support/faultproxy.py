@@ -217,6 +217,9 @@ class FaultProxy:
                 self.counts.upstream_failures += 1
                 self._close(link)
                 return
+            if link.closed:  # reset or closed while the upstream connection was being made
+                up_writer.close()
+                return
             link.upstream = up_writer
             await asyncio.gather(
                 self._pump(link, reader, up_writer, up=True),

@@ -302,15 +302,24 @@ async def test_resolve_owner_ends_at_an_owner_of_another_api_group(kube: Kube, r
 async def test_resolve_owner_refuses_an_owner_name_that_is_no_object_name(kube: Kube, run: Runner) -> None:
     """An ownerReference's name is not validated by the API server, and it would become a path."""
     owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x/../../../../nodes/n", "uid": "0000-rs"}
+    # A finalizer keeps the pod readable: a real garbage collector deletes a pod whose owner is absent.
+    keep = ["kurative.test/keep"]
     kube.create(
         kube.ns_path("pods"),
         {
-            "metadata": {"name": "forged", "ownerReferences": [{**owner, "controller": True}]},
+            "metadata": {
+                "name": "forged",
+                "ownerReferences": [{**owner, "controller": True}],
+                "finalizers": keep,
+            },
             "spec": {"containers": [{"name": "c", "image": "busybox"}]},
         },
     )
-    with pytest.raises(PermanentActionError, match="is not a valid DNS-1123 subdomain"):
-        await run("resolve_owner", {"namespace": kube.namespace, "pod": "forged"})
+    try:
+        with pytest.raises(PermanentActionError, match="is not a valid DNS-1123 subdomain"):
+            await run("resolve_owner", {"namespace": kube.namespace, "pod": "forged"})
+    finally:
+        kube.patch(kube.ns_path("pods", "forged"), {"metadata": {"finalizers": None}})
 
 
 async def test_resolve_owner_walks_pod_job_cronjob(kube: Kube, run: Runner) -> None:
