@@ -30,7 +30,6 @@ from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
     RESOLVED_REASON,
-    RETRY_CHECK_COLUMNS,
     JournalBackend,
     StepsToRecord,
     alert_not_found,
@@ -1009,8 +1008,9 @@ class PostgresJournal(JournalBackend):
             if await cur.fetchone() is None:
                 return None
             cur = await conn.execute(
-                f"SELECT {RETRY_CHECK_COLUMNS} FROM steps WHERE execution_id = %s",  # nosec B608
-                (lease.execution_id,),  # (a constant column list; the id is bound)
+                "SELECT id, step_index, attempt, final, lease_attempt, status, error, idempotency_key "
+                "FROM steps WHERE execution_id = %s",  # the columns of RETRY_CHECK_COLUMNS
+                (lease.execution_id,),
             )
             return [tuple(r.values()) for r in await cur.fetchall()]
 

@@ -25,7 +25,6 @@ from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
     RESOLVED_REASON,
-    RETRY_CHECK_COLUMNS,
     CleanFinish,
     CleanRelease,
     CleanStart,
@@ -798,8 +797,9 @@ def _insert_started(
 def _written_before(conn: sqlite3.Connection, lease: Lease, steps: StepsToRecord) -> StepsWritten | None:
     """:func:`~kurative.journal.backend.written_before` on this execution's stored records."""
     stored = conn.execute(
-        f"SELECT {RETRY_CHECK_COLUMNS} FROM steps WHERE execution_id = ?",  # nosec B608
-        (lease.execution_id,),  # (a constant column list; the id is bound)
+        "SELECT id, step_index, attempt, final, lease_attempt, status, error, idempotency_key "
+        "FROM steps WHERE execution_id = ?",  # the columns of RETRY_CHECK_COLUMNS
+        (lease.execution_id,),
     ).fetchall()
     return written_before(steps, lease.attempt, stored)
 
