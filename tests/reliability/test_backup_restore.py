@@ -41,7 +41,7 @@ from kurative.journal import ExecutionState, Journal, StepStatus, open_journal
 from tests.integration.kube.helpers import APPS, Kube, kube_in_namespace
 from tests.support.debian import require_debian_tool
 from tests.support.fakekube import FakeCluster, fake_cluster
-from tests.support.http_sink import HttpSink, http_sink
+from tests.support.http_sink import HttpSink
 from tests.support.postgres import free_port, require_binaries, start_postgres
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.postgres, pytest.mark.kube]
@@ -266,12 +266,6 @@ def fake() -> Iterator[FakeCluster]:
 @pytest.fixture
 def kube(fake: FakeCluster) -> Iterator[Kube]:
     yield from kube_in_namespace(fake, "drill")
-
-
-@pytest.fixture
-def sink() -> Iterator[HttpSink]:
-    with http_sink() as server:
-        yield server
 
 
 def write_config(folder: Path, journal_url: str, port: int, *, migrate: bool) -> Path:

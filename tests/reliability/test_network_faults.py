@@ -47,10 +47,10 @@ from kurative.errors import JournalUnavailable
 from kurative.execution.runner import BREAKER_MARK
 from kurative.journal import Execution, ExecutionState, Journal, StepStatus, open_journal
 from tests.integration.daemon.conftest import TOKEN, WEBHOOK_KEY, alert_payload
-from tests.integration.kube.helpers import APPS, Kube, kube_in_namespace
-from tests.support.fakekube import FakeCluster, fake_cluster
+from tests.integration.kube.helpers import APPS, Kube
+from tests.support.fakekube import FakeCluster
 from tests.support.faultproxy import FaultProxy, fault_proxy
-from tests.support.http_sink import HttpSink, http_sink
+from tests.support.http_sink import HttpSink
 from tests.support.postgres import PostgresServer, free_port, start_postgres
 
 pytestmark = pytest.mark.timeout(120)
@@ -109,23 +109,6 @@ def fault_seconds(fault: Fault) -> float:
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
     with start_postgres() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def fake_kube() -> Iterator[FakeCluster]:
-    with fake_cluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def kube(fake_kube: FakeCluster, request: pytest.FixtureRequest) -> Iterator[Kube]:
-    yield from kube_in_namespace(fake_kube, request.node.name)
-
-
-@pytest.fixture
-def sink() -> Iterator[HttpSink]:
-    with http_sink() as server:
         yield server
 
 

@@ -41,10 +41,10 @@ from kurative.errors import JournalUnavailable
 from kurative.execution.runner import BREAKER_MARK
 from kurative.journal import Execution, ExecutionState, Journal, StepStatus, open_journal
 from tests.integration.daemon.conftest import TOKEN, WEBHOOK_KEY, alert_payload
-from tests.integration.kube.helpers import APPS, Kube, kube_in_namespace
+from tests.integration.kube.helpers import APPS, Kube
 from tests.support.alertmanager import AlertmanagerServer, start_alertmanager
-from tests.support.fakekube import FakeCluster, fake_cluster
-from tests.support.http_sink import HttpSink, http_sink
+from tests.support.fakekube import FakeCluster
+from tests.support.http_sink import HttpSink
 from tests.support.postgres import PostgresServer, free_port, start_postgres
 
 PG_OUTAGE_SECONDS = float(os.environ.get("KURATIVE_PG_OUTAGE_SECONDS", "30"))
@@ -166,23 +166,6 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             total += float(match.group(2))
     return total
-
-
-@pytest.fixture
-def sink() -> Iterator[HttpSink]:
-    with http_sink() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def fake_kube() -> Iterator[FakeCluster]:
-    with fake_cluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def kube(fake_kube: FakeCluster, request: pytest.FixtureRequest) -> Iterator[Kube]:
-    yield from kube_in_namespace(fake_kube, request.node.name)
 
 
 # -- PostgreSQL stopped while a real Alertmanager delivers -------------------------------------------

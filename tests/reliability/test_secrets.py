@@ -27,7 +27,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support.http_sink import HttpSink, http_sink
+from tests.support.http_sink import HttpSink
 from tests.support.leaks import encodings, file_texts, report, scan
 from tests.support.postgres import PostgresServer, free_port, postgres_server  # noqa: F401
 
@@ -93,12 +93,6 @@ def echoed_secrets() -> str:
             "raw": f"/hook?key={SECRETS['webhook-key']} " + " ".join(sent.values()),
         }
     )
-
-
-@pytest.fixture
-def sink() -> Iterator[HttpSink]:
-    with http_sink() as server:
-        yield server
 
 
 def write_setup(folder: Path, sink: HttpSink, journal_url: str) -> tuple[Path, dict[str, str], int]:
