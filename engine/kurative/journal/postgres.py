@@ -138,6 +138,33 @@ ON CONFLICT (playbook_name, dedupe_key) DO UPDATE SET
 RETURNING execution_id
 """
 
+# The dedupe claims and the inserts of a matched batch, one statement each (see _create_pipelined):
+# the rows as one JSON array, in the order given.
+_DEDUPES = """
+INSERT INTO dedupe_keys AS d (playbook_name, dedupe_key, execution_id, expires_at, last_seen_at)
+SELECT v."playbook", v."key", v."id", now() + make_interval(secs => v."window"), now()
+FROM ROWS FROM (json_to_recordset(%s::json) AS ("playbook" text, "key" text, "id" text,
+     "window" double precision)) WITH ORDINALITY AS v("playbook", "key", "id", "window", "n")
+ORDER BY v."n"
+ON CONFLICT (playbook_name, dedupe_key) DO UPDATE SET
+    last_seen_at = now(),
+    execution_id = CASE WHEN d.expires_at <= now() THEN excluded.execution_id ELSE d.execution_id END,
+    expires_at = CASE WHEN d.expires_at <= now() THEN excluded.expires_at ELSE d.expires_at END
+RETURNING playbook_name, dedupe_key, execution_id
+"""
+
+_INSERT_EXECUTIONS = """
+INSERT INTO executions (id, alert_id, alert_fingerprint, playbook_name, playbook_version,
+                        playbook_hash, state, dry_run, dedupe_key)
+SELECT v."id", v."alert", v."fingerprint", v."playbook", v."version", v."hash", v."state", v."dry_run",
+       v."key"
+FROM ROWS FROM (json_to_recordset(%s::json) AS ("id" text, "alert" text, "fingerprint" text,
+     "playbook" text, "version" integer, "hash" text, "state" text, "dry_run" boolean, "key" text))
+     WITH ORDINALITY AS v("id", "alert", "fingerprint", "playbook", "version", "hash", "state",
+     "dry_run", "key", "n")
+ORDER BY v."n"
+"""
+
 _STEP_STARTED = """
 INSERT INTO steps (execution_id, step_index, name, action, attempt, status, final, params,
                    idempotency_key, started_at, lease_attempt)
@@ -709,8 +736,10 @@ class PostgresJournal(JournalBackend):
         conn: Conn, matches: Sequence[tuple[str, Sequence[ExecutionRequest]]], found: dict[str, DictRow]
     ) -> MatchResult:
         """The executions of firing alerts without limits, as :meth:`_try_create` creates them one by
-        one, in two round trips: every dedupe claim (in order, so a key claimed earlier in the batch
-        deduplicates a later request), then every insert."""
+        one, in two statements: every dedupe claim, then every insert. When two requests of the batch
+        claim the same key (or a value cannot go into one JSON document), the claims are sent one by one
+        instead, pipelined and in order, so that a key claimed earlier in the batch deduplicates a later
+        request exactly as one by one."""
         first = {alert_id: n for n, (alert_id, _) in reversed(list(enumerate(matches)))}
         planned = [
             (alert_id, request, new_id())
@@ -718,29 +747,12 @@ class PostgresJournal(JournalBackend):
             if alert_id in found and first[alert_id] == n  # listed twice: matched once
             for request in requests
         ]
-        holders: dict[str, str] = {}
         keyed = [
             (request, execution_id) for _, request, execution_id in planned if request.dedupe_key is not None
         ]
-        if keyed:
-            async with conn.pipeline():
-                cursors = [conn.cursor() for _ in keyed]
-                for cursor, (request, execution_id) in zip(cursors, keyed, strict=True):
-                    await cursor.execute(
-                        _DEDUPE,
-                        {
-                            "playbook": request.playbook_name,
-                            "key": request.dedupe_key,
-                            "id": execution_id,
-                            "window": request.dedupe_window,
-                        },
-                    )
-                for cursor, (_, execution_id) in zip(cursors, keyed, strict=True):
-                    row = await cursor.fetchone()
-                    assert row is not None
-                    holders[execution_id] = row["execution_id"]
+        holders = await _claim_dedupe_keys(conn, keyed) if keyed else {}
         outcomes: dict[str, list[CreationOutcome]] = {alert_id: [] for alert_id in found}
-        inserts: list[tuple[Any, ...]] = []
+        inserts: list[dict[str, Any]] = []
         for alert_id, request, execution_id in planned:
             holder = holders.get(execution_id, execution_id)
             if holder != execution_id:
@@ -748,27 +760,32 @@ class PostgresJournal(JournalBackend):
                 continue
             state = ExecutionState.AWAITING_APPROVAL if request.requires_approval else ExecutionState.PENDING
             inserts.append(
-                (
-                    execution_id,
-                    alert_id,
-                    found[alert_id]["fingerprint"],
-                    request.playbook_name,
-                    request.playbook_version,
-                    request.playbook_hash,
-                    state.value,
-                    request.dry_run,
-                    request.dedupe_key,
-                )
+                {
+                    "id": execution_id,
+                    "alert": alert_id,
+                    "fingerprint": found[alert_id]["fingerprint"],
+                    "playbook": request.playbook_name,
+                    "version": request.playbook_version,
+                    "hash": request.playbook_hash,
+                    "state": state.value,
+                    "dry_run": request.dry_run,
+                    "key": request.dedupe_key,
+                }
             )
             outcomes[alert_id].append(CreationOutcome(request, CreationStatus.CREATED, execution_id))
         if inserts:
-            async with conn.cursor() as cursor:
-                await cursor.executemany(
-                    "INSERT INTO executions (id, alert_id, alert_fingerprint, playbook_name, "
-                    "playbook_version, playbook_hash, state, dry_run, dedupe_key) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    inserts,
-                )
+            document = _batch_document(inserts)
+            if document is not None:
+                await conn.execute(_INSERT_EXECUTIONS, (document,))
+            else:
+                async with conn.cursor() as cursor:
+                    await cursor.executemany(
+                        "INSERT INTO executions (id, alert_id, alert_fingerprint, playbook_name, "
+                        "playbook_version, playbook_hash, state, dry_run, dedupe_key) VALUES (%(id)s, "
+                        "%(alert)s, %(fingerprint)s, %(playbook)s, %(version)s, %(hash)s, %(state)s, "
+                        "%(dry_run)s, %(key)s)",
+                        inserts,
+                    )
         return MatchResult(
             tuple(
                 tuple(outcomes[alert_id]) if alert_id in found and first[alert_id] == n else ()
@@ -1232,6 +1249,42 @@ class PostgresJournal(JournalBackend):
 
         await self._run(forget_idle_limits)
         return report
+
+
+def _batch_document(rows_: list[dict[str, Any]]) -> str | None:
+    """``rows_`` as the one JSON document a batched statement reads, or None when a value has no exact
+    form there (not JSON, or a NUL, which PostgreSQL text cannot hold: the caller then sends each row
+    on its own and gets the driver's own error for it)."""
+    try:
+        document = _BATCH_ENCODER.encode(rows_)
+    except (TypeError, ValueError):
+        return None
+    return None if "\\u0000" in document else document
+
+
+async def _claim_dedupe_keys(conn: Conn, keyed: list[tuple[ExecutionRequest, str]]) -> dict[str, str]:
+    """Claim each request's dedupe key for its new execution id; return the id holding each key."""
+    claims: list[dict[str, Any]] = [
+        {"playbook": r.playbook_name, "key": r.dedupe_key, "id": execution_id, "window": r.dedupe_window}
+        for r, execution_id in keyed
+    ]
+    distinct = len({(claim["playbook"], claim["key"]) for claim in claims}) == len(claims)
+    document = _batch_document(claims) if distinct else None
+    if document is not None:
+        cur = await conn.execute(_DEDUPES, (document,))
+        found = await cur.fetchall()
+        held = {(row["playbook_name"], row["dedupe_key"]): row["execution_id"] for row in found}
+        return {claim["id"]: held[claim["playbook"], claim["key"]] for claim in claims}
+    holders: dict[str, str] = {}
+    async with conn.pipeline():
+        cursors = [conn.cursor() for _ in claims]
+        for cursor, claim in zip(cursors, claims, strict=True):
+            await cursor.execute(_DEDUPE, claim)
+        for cursor, claim in zip(cursors, claims, strict=True):
+            row = await cursor.fetchone()
+            assert row is not None
+            holders[claim["id"]] = row["execution_id"]
+    return holders
 
 
 async def _lock_state(conn: Conn, execution_id: str) -> ExecutionState:
