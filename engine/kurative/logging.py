@@ -1,7 +1,7 @@
 """Structured logs, configured once at start: JSON lines in production, readable lines on a terminal.
 
-Every line is a snake_case event with stable keys; what a task binds with structlog's contextvars
-(alert fingerprint, execution id, playbook, version, step) appears on every line it writes. Lines from
+Every line is a snake_case event with stable keys; what a task binds with :func:`bind` (alert
+fingerprint, execution id, playbook, version, step) appears on every line it writes. Lines from
 libraries that use the standard library's logging (uvicorn, psycopg_pool, the kubernetes client) go
 through the same renderer. A last processor replaces every known secret value with ``***`` wherever it
 appears in a line, so that a secret that slipped into an error message still never reaches the log.
@@ -9,12 +9,14 @@ appears in a line, so that a secret that slipped into an error message still nev
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 import urllib.parse
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -52,18 +54,50 @@ def written_forms(value: str) -> set[str]:
     return {form for form in forms if len(form) >= MIN_SECRET_FORM}
 
 
+_NOTHING_BOUND: Mapping[str, Any] = MappingProxyType({})
+_BOUND: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "kurative_log_context", default=_NOTHING_BOUND
+)
+
+
+def bind(**values: Any) -> None:
+    """Add ``values`` to every line the current task (and the tasks it starts) writes from now on."""
+    _BOUND.set({**_BOUND.get(), **values})
+
+
+def unbind(*keys: str) -> None:
+    """Stop adding ``keys`` to the current task's lines."""
+    bound = _BOUND.get()
+    if any(key in bound for key in keys):
+        _BOUND.set({key: value for key, value in bound.items() if key not in keys})
+
+
+def _merge_bound(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """What the task bound, under what the line itself says (one context variable read per line)."""
+    bound = _BOUND.get()
+    return {**bound, **event} if bound else event
+
+
 class Redactor:
     """Knows the secret values in use and blanks them out of log lines."""
 
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._longest_first: tuple[str, ...] = ()  # sorted once per add(), not per string logged
+        self._in_json: tuple[str, ...] = ()
 
     def add(self, value: str) -> None:
         self._values.update(written_forms(value))
         # a longer form before its parts; one tuple swapped in whole, so a line logged meanwhile sees
         # either the old forms or the new ones
         self._longest_first = tuple(sorted(self._values, key=len, reverse=True))
+        # each form as a JSON line writes it: escaping is per letter, so a value holding a form holds
+        # it so escaped in the line
+        self._in_json = tuple({json.dumps(form)[1:-1] for form in self._values})
+
+    def in_json_line(self, line: str) -> bool:
+        """Whether a JSON line may show a secret (of a value, or a key: then it is looked at closely)."""
+        return any(form in line for form in self._in_json)
 
     def redact(self, text: str) -> str:
         for value in self._longest_first:
@@ -71,15 +105,28 @@ class Redactor:
                 text = text.replace(value, "***")
         return text
 
+    def redact_json_line(self, line: str) -> str:
+        """A JSON line with every secret, as JSON writes it, blanked out wherever it shows."""
+        for form in self._in_json:
+            line = line.replace(form, "***")
+        return line
+
+    def _value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, int | float | bool | type(None)):
+            return value
+        if isinstance(value, Mapping):
+            return {key: self._value(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._value(item) for item in value]
+        shown = self.redact(str(value))
+        return value if shown == str(value) else shown
+
     def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if self._values:
             for key, value in event.items():
-                if isinstance(value, str):
-                    event[key] = self.redact(value)
-                elif not isinstance(value, int | float | bool | type(None)):
-                    shown = self.redact(str(value))
-                    if shown != str(value):
-                        event[key] = shown
+                event[key] = self._value(value)
         return event
 
 
@@ -93,25 +140,37 @@ def _fallback(value: Any) -> Any:
 _LINE_ENCODER = json.JSONEncoder(default=_fallback)
 
 
-def _render_json(event: Any, **_options: Any) -> str:
-    return _LINE_ENCODER.encode(event)
+class _RedactedJSON:
+    """The JSON line of an event, its secrets blanked out: the line is written, then searched once for
+    any secret; only a line that shows one is written again from its values blanked out one by one
+    (searching each value of every line cost more than writing it)."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
+        redactor = self._redactor
+        line = _LINE_ENCODER.encode(event)
+        if redactor.in_json_line(line):
+            line = _LINE_ENCODER.encode(redactor(logger, method, event))
+            if redactor.in_json_line(line):  # in a key, or in what an object's repr shows
+                line = redactor.redact_json_line(line)
+        return line
 
 
 def configure_logging(settings: LoggingSettings, redactor: Redactor, stream: TextIO | None = None) -> None:
     """Set up structlog and the standard library's logging for the whole process."""
     out = stream or sys.stderr
     json_lines = settings.format == "json" or (settings.format == "auto" and not out.isatty())
-    renderer: Any = (
-        structlog.processors.JSONRenderer(serializer=_render_json)
-        if json_lines
-        else structlog.dev.ConsoleRenderer(colors=False)
+    render: list[Any] = (
+        [_RedactedJSON(redactor)] if json_lines else [redactor, structlog.dev.ConsoleRenderer(colors=False)]
     )
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+        _merge_bound,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    finish: list[Any] = [structlog.processors.format_exc_info, redactor, renderer]
+    finish: list[Any] = [structlog.processors.format_exc_info, *render]
     level = LEVELS.get(settings.level, logging.INFO)
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *finish],

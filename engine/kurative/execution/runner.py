@@ -63,6 +63,7 @@ from kurative.journal import (
 )
 from kurative.journal.backoff import retry_until
 from kurative.journal.inbox import inbox_alert
+from kurative.logging import bind, unbind
 from kurative.matching.conditions import Condition, compile_condition
 from kurative.matching.context import build_context
 from kurative.matching.planning import render_step
@@ -315,7 +316,7 @@ class ExecutionRunner:
     async def run(self, claim: Claim) -> ExecutionState | None:
         """Run ``claim``; return the state it was released in (None when the lease was lost)."""
         execution = claim.execution
-        structlog.contextvars.bind_contextvars(
+        bind(
             execution_id=execution.id,
             alert_fingerprint=execution.alert_fingerprint,
             playbook=execution.playbook_name,
@@ -357,9 +358,7 @@ class ExecutionRunner:
             if metrics is not None:
                 metrics.executions_in_progress.dec()
             await keeper.stop()
-            structlog.contextvars.unbind_contextvars(
-                "execution_id", "alert_fingerprint", "playbook", "version", "step"
-            )
+            unbind("execution_id", "alert_fingerprint", "playbook", "version", "step")
 
     async def _write(self, keeper: LeaseKeeper, write: Callable[[], Awaitable[Any]]) -> Any:
         """A journal write that waits out a short outage (half a lease) before giving up."""
@@ -462,7 +461,7 @@ class ExecutionRunner:
         steps: dict[str, Any] = {}
         failed: str | None = None
         for index, step in enumerate(playbook.steps):
-            structlog.contextvars.bind_contextvars(step=step.name)
+            bind(step=step.name)
             history = histories[index]
             final = history.final
             if final is not None:
@@ -486,7 +485,7 @@ class ExecutionRunner:
             steps[step.name] = _step_view(outcome)
             if outcome.status is StepStatus.FAILED and failed is None:
                 failed = f"step {step.name!r} failed: {outcome.error}"
-        structlog.contextvars.unbind_contextvars("step")
+        unbind("step")
         if failed is not None:
             return await self._release(keeper, ExecutionState.FAILED, failed)
         return await self._release(keeper, ExecutionState.SUCCEEDED)

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import structlog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from kurative.logging import LoggingSettings, Redactor, configure_logging
+from kurative.logging import LoggingSettings, Redactor, configure_logging, written_forms
 
 
 @pytest.fixture
@@ -98,3 +100,54 @@ def test_the_redactor_orders_its_forms_once_not_per_line(monkeypatch: pytest.Mon
     assert shown["message"] == "HTTP 500: *** and ***"
     assert redactor.redact("s3cr3t-00 alone") == "*** alone"
     assert sorts == []
+
+
+SECRETS = ["s3cr3t-Zq8x/+=", 'pa"ss\\wörd', "tab\there-xyz"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    parts=st.lists(
+        st.one_of(st.sampled_from(SECRETS), st.text(max_size=12)).map(
+            lambda part: json.dumps(part)[1:-1] if part.startswith("pa") and len(part) % 2 else part
+        ),
+        max_size=6,
+    ),
+    nested=st.booleans(),
+)
+def test_a_json_line_shows_no_secret_wherever_its_values_hold_one(
+    stream: io.StringIO, parts: list[str], nested: bool
+) -> None:
+    """The line is searched once for every secret as JSON writes it; one that shows a secret is written
+    again from its values blanked out, so that a secret never reaches the line and the line stays JSON."""
+    redactor = Redactor()
+    configure_logging(LoggingSettings(format="json", level="info"), redactor, stream)
+    for secret in SECRETS:
+        redactor.add(secret)
+    text = "".join(parts)
+    value: object = {"inner": [text]} if nested else text
+    structlog.get_logger("kurative.test").info("step_failed", error=value, count=3)
+    line = stream.getvalue().splitlines()[-1]
+    stream.truncate(0)
+    stream.seek(0)
+    written = json.loads(line)
+    if not any(form in text for secret in SECRETS for form in written_forms(secret)):
+        assert written["error"] == value
+    for secret in SECRETS:
+        for form in written_forms(secret):
+            assert form not in line
+
+
+def test_a_secret_in_a_key_or_an_objects_repr_is_blanked_out_of_the_line(stream: io.StringIO) -> None:
+    redactor = Redactor()
+    configure_logging(LoggingSettings(format="json", level="info"), redactor, stream)
+    redactor.add("s3cr3t-Zq8x")
+
+    class Shown:
+        def __repr__(self) -> str:
+            return "<token s3cr3t-Zq8x>"
+
+    structlog.get_logger("kurative.test").info("odd", **{"s3cr3t-Zq8x": 1}, thing=Shown())
+    line = stream.getvalue().splitlines()[-1]
+    assert "s3cr3t-Zq8x" not in line
+    assert json.loads(line)["***"] == 1
