@@ -16,6 +16,7 @@ import sys
 import urllib.parse
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, TextIO
 
@@ -72,10 +73,27 @@ def unbind(*keys: str) -> None:
         _BOUND.set({key: value for key, value in bound.items() if key not in keys})
 
 
-def _merge_bound(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """What the task bound, under what the line itself says (one context variable read per line)."""
+_LEVEL_OF_METHOD = {"warn": "warning", "exception": "error"}
+
+
+def _stamp(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """What the task bound (under what the line itself says), the level and the time, in one step."""
     bound = _BOUND.get()
-    return {**bound, **event} if bound else event
+    if bound:
+        event = {**bound, **event}
+    event["level"] = _LEVEL_OF_METHOD.get(method, method)
+    event["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return event
+
+
+_STACK_INFO = structlog.processors.StackInfoRenderer()
+
+
+def _exceptions(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A traceback or stack asked for, as text (looked for before anything is done on every line)."""
+    if "exc_info" in event or "stack_info" in event:
+        event = structlog.processors.format_exc_info(logger, method, _STACK_INFO(logger, method, event))
+    return event
 
 
 class Redactor:
@@ -165,15 +183,10 @@ def configure_logging(settings: LoggingSettings, redactor: Redactor, stream: Tex
     render: list[Any] = (
         [_RedactedJSON(redactor)] if json_lines else [redactor, structlog.dev.ConsoleRenderer(colors=False)]
     )
-    shared: list[Any] = [
-        _merge_bound,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    finish: list[Any] = [structlog.processors.format_exc_info, *render]
+    finish: list[Any] = [_exceptions, *render]
     level = LEVELS.get(settings.level, logging.INFO)
     structlog.configure(
-        processors=[*shared, structlog.processors.StackInfoRenderer(), *finish],
+        processors=[_stamp, *finish],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         # one write per line, newline included (print() makes two; stderr is unbuffered): a kill
         # between them would leave the line unended, and the next line glued to it
@@ -183,7 +196,7 @@ def configure_logging(settings: LoggingSettings, redactor: Redactor, stream: Tex
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[_stamp, structlog.stdlib.add_logger_name],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *finish],
         )
     )
