@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from kurative.alerts import Notification
 from kurative.errors import JournalError, KurativeError
 from kurative.execution.recent import ParsedAlert, RecentAlerts
 from kurative.journal import (
@@ -26,7 +27,7 @@ from kurative.journal import (
     LimitRequest,
     StoredAlert,
 )
-from kurative.journal.inbox import inbox_alert
+from kurative.journal.inbox import inbox_alert, received_alert
 from kurative.matching.context import alert_context, playbook_context
 from kurative.matching.planning import compute_dedupe_key, compute_limit_keys, needs_approval
 from kurative.matching.ruleset import Ruleset
@@ -35,6 +36,9 @@ from kurative.metrics import Metrics
 log = structlog.get_logger("kurative.matcher")
 
 BATCH = 500
+FRESH = 4096
+"""At most this many alerts the ingress committed are kept parsed until matched (older ones are read
+back from the journal and parsed again, as after a restart)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +102,16 @@ class Matcher:
         self._created = created
         self._wake = asyncio.Event()
         self._stopping = False
+        self._fresh: dict[str, ParsedAlert] = {}
 
-    def wake(self, ids: Sequence[str] = ()) -> None:
+    def wake(self, ids: Sequence[str] = (), notification: Notification | None = None) -> None:
+        """Match soon; ``ids`` were just committed, the alerts of ``notification`` in that order."""
+        if notification is not None and len(ids) == len(notification.alerts):
+            fresh = self._fresh
+            for alert_id, alert in zip(ids, notification.alerts, strict=True):
+                fresh[alert_id] = (alert, notification.group)
+            while len(fresh) > FRESH:
+                del fresh[next(iter(fresh))]
         self._wake.set()
 
     def stop(self) -> None:
@@ -132,7 +144,9 @@ class Matcher:
         parsed: dict[str, ParsedAlert] = {}
         for stored in alerts:
             try:
-                parsed[stored.id] = inbox_alert(stored)
+                sent = self._fresh.pop(stored.id, None)
+                known = received_alert(stored, *sent) if sent is not None else None
+                parsed[stored.id] = known if known is not None else inbox_alert(stored)
                 requests = requests_for(stored, active, self._dry_run, parsed[stored.id])
             except KurativeError as exc:  # an inbox record that no longer parses: matched to nothing
                 log.warning("alert_not_matchable", alert_id=stored.id, error=str(exc))

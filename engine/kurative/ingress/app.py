@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from kurative.alerts import Notification
 from kurative.errors import AlertError, BreakerOpen, JournalError, JournalUnavailable, RecordRejected
 from kurative.ingress.api import ApiHooks, api_routes
 from kurative.ingress.auth import authenticate
@@ -52,7 +53,7 @@ class IngressHooks:
 
     commit: Commit
     readiness: Readiness
-    committed: Callable[[tuple[str, ...]], None] = lambda ids: None
+    committed: Callable[[tuple[str, ...], Notification], None] = lambda ids, notification: None
     api: ApiHooks | None = None
     """What the REST API under ``/api/v1`` reads; None serves the webhooks and health only."""
     metrics: Metrics | None = None
@@ -159,7 +160,7 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
         except JournalError as exc:  # any other refusal: not the sender's fault, so worth a retry
             log.warning("alerts_not_committed", endpoint=endpoint, alerts=len(records), error=str(exc))
             raise _unavailable(f"the journal did not commit: {exc}", settings.retry_after) from None
-        hooks.committed(ids)
+        hooks.committed(ids, notification)
         if hooks.metrics is not None:
             for status, count in Counter(str(r.status) for r in records).items():
                 hooks.metrics.alerts_received.labels(endpoint, status).inc(count)

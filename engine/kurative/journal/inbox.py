@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from kurative.alerts import Alert, AlertGroup, parse_notification
 from kurative.journal.models import IncomingAlert, StoredAlert
@@ -34,6 +35,18 @@ def _labels(value: object) -> Mapping[str, str]:
     return MappingProxyType({str(k): str(v) for k, v in value.items()})
 
 
+def inbox_group(alert: Alert, kept: Mapping[str, Any]) -> AlertGroup:
+    """The group an inbox record keeps (``kept``: its group document), as matching reads it."""
+    return AlertGroup(
+        receiver=str(kept.get("receiver") or ""),
+        group_key=str(kept.get("groupKey") or ""),
+        status=alert.status,
+        group_labels=_labels(kept.get("groupLabels")),
+        common_labels=_labels(kept.get("commonLabels")),
+        external_url=str(kept.get("externalURL") or ""),
+    )
+
+
 def inbox_alert(stored: StoredAlert) -> tuple[Alert, AlertGroup | None]:
     """The alert of an inbox record, with its episode's start, and its group when it had one.
     Raises :class:`~kurative.errors.AlertError` for a record that no longer parses."""
@@ -42,14 +55,16 @@ def inbox_alert(stored: StoredAlert) -> tuple[Alert, AlertGroup | None]:
     alert = parse_notification(payload).alerts[0]
     if stored.starts_at is not None:
         alert = alert.with_start(stored.starts_at)
-    group = None
-    if isinstance(kept, Mapping):
-        group = AlertGroup(
-            receiver=str(kept.get("receiver") or ""),
-            group_key=str(kept.get("groupKey") or ""),
-            status=alert.status,
-            group_labels=_labels(kept.get("groupLabels")),
-            common_labels=_labels(kept.get("commonLabels")),
-            external_url=str(kept.get("externalURL") or ""),
-        )
-    return alert, group
+    return alert, (inbox_group(alert, kept) if isinstance(kept, Mapping) else None)
+
+
+def received_alert(
+    stored: StoredAlert, alert: Alert, group: AlertGroup | None
+) -> tuple[Alert, AlertGroup | None] | None:
+    """What :func:`inbox_alert` reads from ``stored``, from the alert the ingress parsed and committed
+    as ``stored`` (and its notification's group), without parsing its record again; None when the
+    record is not the alert as sent (the journal sanitized it: read it back instead)."""
+    if stored.sanitized or stored.starts_at is None:
+        return None
+    alert = alert.with_start(stored.starts_at)
+    return alert, (inbox_group(alert, group.document) if group is not None else None)

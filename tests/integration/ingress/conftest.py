@@ -51,7 +51,7 @@ def start_ingress(journal: Journal) -> StartIngress:  # noqa: F811
         hooks = IngressHooks(
             commit=commit or journal.commit_alerts,  # type: ignore[arg-type]
             readiness=readiness,
-            committed=ingress.committed.extend,
+            committed=lambda ids, notification: ingress.committed.extend(ids),
         )
         server = IngressServer(create_app(config, hooks), config, sock)
         ingress.url = server.url
