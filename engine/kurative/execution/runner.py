@@ -25,8 +25,8 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -182,7 +182,15 @@ def _breaker(record: StepRecord) -> bool:
     return bool(output.get(BREAKER_MARK))
 
 
-def _step_view(record: StepRecord) -> dict[str, Any]:
+class Settled(NamedTuple):
+    """How a step attempt ended, as later steps see it (its record goes with the next write)."""
+
+    status: StepStatus
+    output: Any
+    error: str | None
+
+
+def _step_view(record: StepRecord | Settled) -> dict[str, Any]:
     return {"status": record.status.value, "output": record.output, "error": record.error}
 
 
@@ -510,16 +518,12 @@ class ExecutionRunner:
         status: StepStatus,
         output: Any = None,
         error: str | None = None,
-    ) -> StepRecord:
+    ) -> Settled:
         """The final record of a step attempt. It is written with the runner's next write (the next
         step's start, a release), which is committed before anything else happens to the execution."""
         keeper.pending.append(StepFinish(index, step.name, status, attempt, step.action, output, error))
         log.debug("step_finished", status=status.value, attempt=attempt, error=error)
-        now = datetime.now(UTC)  # aware, as the journal's; without a local time zone lookup per step
-        return StepRecord(
-            0, keeper.lease.execution_id, index, step.name, step.action, attempt, status,
-            None, output, error, None, now, now, keeper.lease.attempt,
-        )  # fmt: skip
+        return Settled(status, output, error)
 
     async def _step(
         self,
@@ -532,13 +536,13 @@ class ExecutionRunner:
         context: Mapping[str, Any],
         loaded: LoadedPlaybook,
         failed: str | None,
-    ) -> StepRecord | ExecutionState:
+    ) -> Settled | ExecutionState:
         execution = claim.execution
         playbook = loaded.playbook
         open_record = history.open
         spec = get_action(step.action)
 
-        async def settle(status: StepStatus, output: Any = None, error: str | None = None) -> StepRecord:
+        async def settle(status: StepStatus, output: Any = None, error: str | None = None) -> Settled:
             attempt = open_record.attempt if open_record is not None else history.next_attempt
             return await self._finish(keeper, index, step, attempt, status, output, error)
 
@@ -610,7 +614,7 @@ class ExecutionRunner:
         ctx: ActionContext,
         params: Mapping[str, Any],
         cluster: str | None,
-    ) -> StepRecord | ExecutionState:
+    ) -> Settled | ExecutionState:
         failures = history.failures
         attempt = history.next_attempt
         unsure = history.last_failure_may_have_acted
@@ -711,7 +715,7 @@ class ExecutionRunner:
         step: Step,
         history: StepHistory,
         params: Mapping[str, Any],
-    ) -> StepRecord | ExecutionState:
+    ) -> Settled | ExecutionState:
         """An ``approval`` step: record it started and wait in ``awaiting_approval``; once a human
         approved (after the step started), record who and why as its output."""
         open_record = history.open

@@ -54,7 +54,7 @@ async def retry_until(
     postgresql://kurative@db/kurative after 10.0 s: connection refused".
     """
     started = clock()
-    delays = (backoff or Backoff()).delays(rng)
+    delays: Iterator[float] | None = None  # made at the first failure: most calls succeed at once
     while True:
         try:
             return await attempt()
@@ -63,4 +63,6 @@ async def retry_until(
             remaining = deadline - elapsed
             if not remaining > 0:  # also a NaN deadline: never wait on what cannot be compared
                 raise JournalUnavailable(f"couldn't reach {what} after {elapsed:.1f} s: {exc}") from exc
+            if delays is None:
+                delays = (backoff or Backoff()).delays(rng)
             await sleep(min(next(delays), remaining))
