@@ -32,7 +32,7 @@ import structlog
 from kurative import __version__
 from kurative.adapters.breaking import call_through
 from kurative.adapters.http import HttpAdapter
-from kurative.adapters.kube_settings import KubeSettings
+from kurative.adapters.kube_settings import KubeSettings, missing_config
 from kurative.adapters.prometheus import PrometheusAdapter
 from kurative.adapters.secrets import SecretStore
 from kurative.config import Settings
@@ -90,7 +90,11 @@ class LazyKubernetes:
         return self._get().client(cluster)
 
     def configured(self) -> str | None:
-        """None when the default cluster can be reached in principle, else why not."""
+        """None when the default cluster can be reached in principle, else why not. Without a
+        configuration to load, that is said without importing the client."""
+        missing = missing_config(self._settings, self._settings.default_context)
+        if missing is not None:
+            return missing
         from kurative.adapters.kubernetes import ClusterConfigError
 
         try:

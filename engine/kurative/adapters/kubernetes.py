@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +30,12 @@ from kubernetes import client as k8s_client
 from kubernetes import config as _k8s_config
 
 from kurative.adapters.breaking import call_through_sync
-from kurative.adapters.kube_settings import KubeSettings
+from kurative.adapters.kube_settings import (
+    KubeSettings,
+    kubeconfig_path,
+    missing_config,
+    uses_service_account,
+)
 from kurative.errors import (
     ConfigError,
     ObjectConflict,
@@ -46,7 +50,6 @@ k8s_config: Any = _k8s_config  # untyped module
 
 # How much of a remote error body ends up in a message (and so in logs and the journal).
 MAX_BODY_IN_MESSAGE = 400
-IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
 class ForbiddenError(PermanentActionError):
@@ -440,22 +443,18 @@ class KubernetesAdapter:
         """An ApiClient as kubectl would build it: an explicit kubeconfig wins; in a pod (and with
         no context asked for) the service account; otherwise ``$KUBECONFIG`` (several files merged,
         as kubectl merges them) or ``~/.kube/config``."""
-        explicit = self.settings.kubeconfig
-        in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(IN_CLUSTER_TOKEN)
-        path = explicit or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        path = kubeconfig_path(self.settings)
+        missing = missing_config(self.settings, context)
+        if missing is not None:
+            raise ClusterConfigError(missing)
         try:
-            if in_pod and not explicit and context is None:
+            if uses_service_account(self.settings, context):
                 configuration = k8s_client.Configuration()
                 k8s_config.load_incluster_config(client_configuration=configuration)
                 return k8s_client.ApiClient(configuration)
-            if any(os.path.exists(p) for p in path.split(os.pathsep) if p):
-                return k8s_config.new_client_from_config(config_file=path, context=context)
+            return k8s_config.new_client_from_config(config_file=path, context=context)
         except (k8s_config.ConfigException, OSError, ValueError) as exc:
             raise ClusterConfigError(f"cannot load Kubernetes config from {path}: {exc}") from exc
-        raise ClusterConfigError(
-            f"no Kubernetes config: {path} does not exist and this is not a pod "
-            "(set KUBECONFIG or --kubeconfig)"
-        )
 
     def close(self) -> None:
         with self._lock:

@@ -18,10 +18,10 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 import structlog
-import uvicorn
 from starlette.applications import Starlette
 
 from kurative.errors import ConfigError
+from kurative.ingress._uvicorn import Config, Server
 from kurative.ingress.protocol import bounded_protocol
 from kurative.ingress.settings import IngressSettings
 
@@ -48,10 +48,10 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-class _EmbeddedServer(uvicorn.Server):
+class _EmbeddedServer(Server):
     read_timeout = 30.0
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.up = asyncio.Event()
 
@@ -160,7 +160,7 @@ class IngressServer:
 
     def __init__(self, app: Starlette, settings: IngressSettings, sock: socket.socket) -> None:
         self.max_connections = connection_limit(settings.max_connections)
-        config = uvicorn.Config(
+        config = Config(
             app,
             # httptools, with the bound on a request's head that httptools alone does not keep
             http=bounded_protocol(settings.max_header_bytes, settings.read_timeout, self.max_connections),

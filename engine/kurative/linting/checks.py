@@ -124,8 +124,15 @@ def check_playbook(playbook: Playbook) -> list[Diagnostic]:
     return checker.found
 
 
+@functools.lru_cache(maxsize=4096)
+def _step_references(expression: Expression) -> tuple[str, ...]:
+    """:func:`step_references`, once per expression text: playbooks repeat their conditions, keys and
+    placeholders (``labels.namespace``), and an Expression is immutable (equal by its text)."""
+    return tuple(step_references(expression))
+
+
 def _no_steps_before_run(checker: _Checker, path: JSONPath, expression: Expression, what: str) -> None:
-    for name in step_references(expression):
+    for name in _step_references(expression):
         checker.report(
             path,
             "E304",
@@ -147,7 +154,7 @@ def _check_step(checker: _Checker, path: JSONPath, index: int, step: Step, playb
         expressions.extend(checker.templates((*path, "cluster"), step.cluster))
 
     for where, expression in expressions:
-        for name in step_references(expression):
+        for name in _step_references(expression):
             if name in earlier:
                 continue
             later = [s.name for s in playbook.steps[index:]]
@@ -248,66 +255,84 @@ def _missing(error: jsonschema.ValidationError) -> str:
     return error.message.split("'")[1] if "'" in error.message else error.message
 
 
-def _bare_literals(checker: _Checker, path: JSONPath, expression: Expression) -> None:
-    """``null``, ``true`` and ``false`` without backticks are field names in JMESPath, not literals."""
-    for node in walk(expression.ast):
-        if node.get("type") == "field" and node.get("value") in {"null", "true", "false"}:
-            word = node["value"]
-            checker.report(
-                path,
-                "W503",
-                f"{word} here is a field named {word!r}, not the literal (it reads as null)",
-                f"write the literal in backticks: `{word}`",
-            )
+_BARE_WORDS = frozenset({"null", "true", "false"})
+_Comparison = tuple[str, tuple[str, ...], Any]
+"""(operator, field path, literal)"""
 
 
-def _impossible_comparisons(
-    checker: _Checker, path: JSONPath, expression: Expression, playbook: Playbook
-) -> None:
-    _bare_literals(checker, path, expression)
+@functools.lru_cache(maxsize=4096)
+def _comparisons(expression: Expression) -> tuple[tuple[str, ...], tuple[_Comparison, ...]]:
+    """What the checks below look at in an expression, found once per expression text: the bare
+    ``null``/``true``/``false`` fields, and each comparison of a field path with a literal as
+    (operator, field path, literal), both in the order of the syntax tree."""
+    bare: list[str] = []
+    compared: list[_Comparison] = []
     for node in walk(expression.ast):
-        if node.get("type") != "comparator":
+        kind = node.get("type")
+        if kind == "field" and node.get("value") in _BARE_WORDS:
+            bare.append(node["value"])
+        if kind != "comparator":
             continue
         left, right = node["children"]
         for field_node, other in ((left, right), (right, left)):
             chain = field_chain(field_node)
             if chain is None or len(chain) < 2 or other.get("type") != "literal":
                 continue
-            root, name, literal = chain[:-1], chain[-1], other.get("value")
-            if root not in _LABEL_ROOTS:
-                if chain in {("alert", "status"), ("status",)} and isinstance(literal, str):
-                    _status_conflict(checker, path, playbook, node["value"], literal)
-                continue
-            op = node["value"]
-            if op in _ORDERING:
-                checker.report(
-                    path,
-                    "W501",
-                    f"{'.'.join(chain)} is compared with {_op(op)}, but label values are strings "
-                    "and JMESPath orders only numbers: this is never true",
-                    f"convert first: to_number({'.'.join(chain)}) {_op(op)} `{literal}`",
-                )
-            elif op == "eq" and literal is not None and not isinstance(literal, str):
-                checker.report(
-                    path,
-                    "W501",
-                    f"{'.'.join(chain)} == {literal!r} is never true: label values are strings",
-                    f"compare with a string: {'.'.join(chain)} == '{literal}'",
-                )
-            elif (
-                op == "eq"
-                and name == "alertname"
-                and "labels" in root
-                and playbook.trigger.alertnames
-                and literal not in playbook.trigger.alertnames
-            ):
-                checker.report(
-                    path,
-                    "W501",
-                    f"{'.'.join(chain)} == {literal!r} is never true: the trigger admits only "
-                    f"{', '.join(playbook.trigger.alertnames)}",
-                    "add the alert name to trigger.alertname or drop the comparison",
-                )
+            compared.append((node["value"], chain, other.get("value")))
+    return tuple(bare), tuple(compared)
+
+
+def _bare_literals(checker: _Checker, path: JSONPath, words: Iterable[str]) -> None:
+    """``null``, ``true`` and ``false`` without backticks are field names in JMESPath, not literals."""
+    for word in words:
+        checker.report(
+            path,
+            "W503",
+            f"{word} here is a field named {word!r}, not the literal (it reads as null)",
+            f"write the literal in backticks: `{word}`",
+        )
+
+
+def _impossible_comparisons(
+    checker: _Checker, path: JSONPath, expression: Expression, playbook: Playbook
+) -> None:
+    bare, compared = _comparisons(expression)
+    _bare_literals(checker, path, bare)
+    for op, chain, literal in compared:
+        root, name = chain[:-1], chain[-1]
+        if root not in _LABEL_ROOTS:
+            if chain in {("alert", "status"), ("status",)} and isinstance(literal, str):
+                _status_conflict(checker, path, playbook, op, literal)
+            continue
+        if op in _ORDERING:
+            checker.report(
+                path,
+                "W501",
+                f"{'.'.join(chain)} is compared with {_op(op)}, but label values are strings "
+                "and JMESPath orders only numbers: this is never true",
+                f"convert first: to_number({'.'.join(chain)}) {_op(op)} `{literal}`",
+            )
+        elif op == "eq" and literal is not None and not isinstance(literal, str):
+            checker.report(
+                path,
+                "W501",
+                f"{'.'.join(chain)} == {literal!r} is never true: label values are strings",
+                f"compare with a string: {'.'.join(chain)} == '{literal}'",
+            )
+        elif (
+            op == "eq"
+            and name == "alertname"
+            and "labels" in root
+            and playbook.trigger.alertnames
+            and literal not in playbook.trigger.alertnames
+        ):
+            checker.report(
+                path,
+                "W501",
+                f"{'.'.join(chain)} == {literal!r} is never true: the trigger admits only "
+                f"{', '.join(playbook.trigger.alertnames)}",
+                "add the alert name to trigger.alertname or drop the comparison",
+            )
 
 
 def _status_conflict(checker: _Checker, path: JSONPath, playbook: Playbook, op: str, literal: str) -> None:

@@ -133,12 +133,45 @@ class IndexPlan:
     residual: Closure | None = field(repr=False)
 
 
+# What compiling a playbook derives from one expression alone, once per expression text: playbooks
+# repeat their conditions and keys, an Expression is immutable (equal by its text) and a closure keeps
+# no state, so the playbooks that share an expression share its closures.
+
+
+@lru_cache(maxsize=4096)
+def _closure(expression: Expression) -> Closure:
+    return compile_closure(expression.ast)
+
+
+@lru_cache(maxsize=4096)
+def _reads_playbook(when: Expression) -> bool:
+    return bool(root_fields(when.ast) & _PLAYBOOK_KEYS)
+
+
+@lru_cache(maxsize=4096)
+def _constraints(when: Expression) -> tuple[tuple[int, str, str], ...]:
+    """The top-level conjuncts ``labels.X == 'v'`` of a condition: (position, label, value)."""
+    usable: list[tuple[int, str, str]] = []
+    for position, node in enumerate(conjuncts(when.ast)):
+        constraint = equality_constraint(node)
+        label = _label_path(constraint[0]) if constraint is not None else None
+        if constraint is not None and label is not None:
+            usable.append((position, label, constraint[1]))
+    return tuple(usable)
+
+
+@lru_cache(maxsize=4096)
+def _residual(when: Expression, implied: int | None) -> Closure | None:
+    """The condition without its conjunct at ``implied`` (the one the index slot already holds)."""
+    return compile_all([node for i, node in enumerate(conjuncts(when.ast)) if i != implied])
+
+
 def compile_playbook(playbook: Playbook, rank: int) -> tuple[CompiledPlaybook, IndexPlan]:
     """Compile one playbook's expressions and decide how the index files it."""
     when = _compile(playbook.trigger.when, "trigger.when", playbook)
     dedupe = _compile(playbook.dedupe.key, "dedupe.key", playbook)
     limits = tuple(
-        (expression, compile_closure(expression.ast))
+        (expression, _closure(expression))
         for index, limit in enumerate(playbook.limits)
         if (expression := _compile(limit.key, f"limits[{index}].key", playbook)) is not None
     )
@@ -146,27 +179,20 @@ def compile_playbook(playbook: Playbook, rank: int) -> tuple[CompiledPlaybook, I
         playbook=playbook,
         rank=rank,
         when=when,
-        condition=compile_closure(when.ast) if when is not None else None,
+        condition=_closure(when) if when is not None else None,
         dedupe_key=dedupe,
-        dedupe_closure=compile_closure(dedupe.ast) if dedupe is not None else None,
+        dedupe_closure=_closure(dedupe) if dedupe is not None else None,
         limit_keys=limits,
-        reads_playbook=bool(when is not None and root_fields(when.ast) & _PLAYBOOK_KEYS),
+        reads_playbook=when is not None and _reads_playbook(when),
     )
-    parts = conjuncts(when.ast) if when is not None else []
     if playbook.trigger.alertnames:
         values = tuple(dict.fromkeys(playbook.trigger.alertnames))
-        return compiled, IndexPlan("alertname", values, compile_all(parts))
-    usable: list[tuple[int, str, str]] = []
-    for position, node in enumerate(parts):
-        constraint = equality_constraint(node)
-        label = _label_path(constraint[0]) if constraint is not None else None
-        if constraint is not None and label is not None:
-            usable.append((position, label, constraint[1]))
-    if not usable:
-        return compiled, IndexPlan(None, (), compile_all(parts))
+        return compiled, IndexPlan("alertname", values, _residual(when, None) if when is not None else None)
+    usable = _constraints(when) if when is not None else ()
+    if when is None or not usable:
+        return compiled, IndexPlan(None, (), _residual(when, None) if when is not None else None)
     position, label, value = next((u for u in usable if u[1] == "alertname"), usable[0])
-    rest = [node for i, node in enumerate(parts) if i != position]
-    return compiled, IndexPlan(label, (value,), compile_all(rest))
+    return compiled, IndexPlan(label, (value,), _residual(when, position))
 
 
 @dataclass(frozen=True, slots=True)

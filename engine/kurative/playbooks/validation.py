@@ -283,9 +283,15 @@ def _get(mapping: Any, key: str, kind: type | tuple[type, ...], default: Any) ->
     return value if isinstance(value, kind) else default
 
 
-def _seconds(value: Any) -> float | None:
+def _seconds(value: str | None) -> float | None:
+    return _duration(value) if value is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _duration(text: str) -> float | None:
+    """A duration's seconds, or None if it does not parse; playbooks write the same few (``30s``)."""
     try:
-        return parse_duration(value) if value is not None else None
+        return parse_duration(text)
     except DurationError:
         return None
 

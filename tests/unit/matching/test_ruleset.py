@@ -299,3 +299,26 @@ def test_recompiling_reuses_unchanged_playbooks_and_matches_the_same() -> None:
         {"alertname": "NodeDiskFull"},
     ):
         assert names(second, labels) == names(fresh, labels)
+
+
+def test_playbooks_sharing_a_condition_are_each_indexed_by_their_own_trigger() -> None:
+    # The compiled form of a condition is shared by the playbooks that write the same text; what the
+    # index does with it (which conjunct it implies) still depends on each playbook's trigger.
+    when = "labels.namespace == 'shop' && labels.severity != 'info'"
+    ruleset = Ruleset.compile(
+        [
+            pb("by-name", alertnames=("Down",), when=when),
+            pb("by-label", when=when),
+            pb("resolved", status="resolved", when=when),
+        ]
+    )
+    assert names(ruleset, {"alertname": "Down", "namespace": "shop"}) == ["by-label", "by-name"]
+    assert names(ruleset, {"alertname": "Other", "namespace": "shop"}) == ["by-label"]
+    assert names(ruleset, {"alertname": "Down", "namespace": "web"}) == []
+    assert names(ruleset, {"alertname": "Down", "namespace": "shop", "severity": "info"}) == []
+    assert names(ruleset, {"alertname": "Down", "namespace": "shop"}, status="resolved") == ["resolved"]
+    conditions = {ruleset._by_name[n].condition for n in ("by-name", "by-label", "resolved")}
+    assert len(conditions) == 1
+    # the alertname slot implies nothing of the condition; the label slot implies its first conjunct
+    assert ruleset._plans["by-name"].residual is not ruleset._plans["by-label"].residual
+    assert ruleset._plans["by-label"].residual is ruleset._plans["resolved"].residual
