@@ -196,6 +196,7 @@ class Metrics:
             registry=registry,
         )
         self._journal_timers: dict[str, Any] = {}
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self.journal_errors = Counter(
             "kurative_journal_errors",
             "Journal calls that failed, by operation and error (unavailable, conflict, error).",
@@ -221,6 +222,15 @@ class Metrics:
     def observe(self, sources: Sources) -> None:
         """Read the scrape-time gauges from ``sources`` from now on."""
         self._scrape_time.sources = sources
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once per label values: prometheus_client checks the
+        values and takes a lock on every ``labels()``, and these are on every alert and step."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def breaker_changed(self, target: str, state: str) -> None:
         self.breaker_transitions.labels(breaker_label(target, self._breakers), state).inc()

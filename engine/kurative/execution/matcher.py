@@ -161,7 +161,8 @@ class Matcher:
                     if self._recent is not None and stored.id in parsed:
                         self._recent.remember(stored.id, parsed[stored.id])
                 if self._metrics is not None:
-                    self._metrics.matches.labels(result.request.playbook_name, result.status.value).inc()
+                    metrics = self._metrics
+                    metrics.child(metrics.matches, result.request.playbook_name, result.status.value).inc()
                 log.info(
                     "alert_matched",
                     alert_id=stored.id,

@@ -339,7 +339,7 @@ class ExecutionRunner:
         try:
             state = await self._run(claim, keeper)
             if metrics is not None and state.finished:
-                metrics.executions.labels(execution.playbook_name, state.value).inc()
+                metrics.child(metrics.executions, execution.playbook_name, state.value).inc()
             return state
         except Stop as stop:
             log.info("execution_stopped", reason=str(stop))
@@ -705,7 +705,7 @@ class ExecutionRunner:
             outcome = "breaker_open"
         else:
             outcome = "failed"
-        self._metrics.step_duration.labels(step.action, outcome).observe(seconds)
+        self._metrics.child(self._metrics.step_duration, step.action, outcome).observe(seconds)
 
     async def _approval(
         self,
