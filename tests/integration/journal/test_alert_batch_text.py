@@ -62,3 +62,17 @@ async def test_start_less_and_started_alerts_share_one_batch(journal: Journal) -
 
 def _order(url: str) -> str:
     return "rowid" if url.startswith("sqlite") else "seq"
+
+
+@pytest.mark.parametrize("bad", ["nul\x00inside", "lone \udcff surrogate"])
+async def test_a_bad_text_in_one_alert_does_not_fail_its_batch(journal: Journal, bad: str) -> None:
+    """NUL and lone surrogates (which PostgreSQL's text cannot hold) in the name, source and
+    fingerprint of one alert are replaced; the batch, with its good neighbours, is stored."""
+    odd = IncomingAlert(f"fp {bad}", "firing", {"alertname": bad}, {"labels": {"alertname": bad}}, bad)
+    ids = await journal.commit_alerts([nasty_alert(0, "fine", None), odd, nasty_alert(2, "fine", None)])
+    stored = await journal.get_alert(ids[1])
+    assert stored.sanitized
+    for text in (stored.fingerprint, stored.source, stored.labels["alertname"]):
+        assert "\x00" not in text
+        text.encode("utf-8")
+    assert (await journal.get_alert(ids[2])).labels["pod"] == "fine"
