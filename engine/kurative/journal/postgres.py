@@ -101,19 +101,20 @@ ON CONFLICT (id) DO NOTHING
 """
 # One JSON parameter for the whole group, built as text around the labels and payload already encoded:
 # psycopg dumps a str as it is, where ten arrays cost it about as much as the insert itself.
-_ALERT_ROW = '{"i":%s,"f":%s,"s":"%s","n":%s,"l":%s,"p":%s,"o":%s,"z":%s,"t":%s}'
+_ALERT_ROW = '{"i":%s,"f":%s,"s":%s,"n":%s,"l":%s,"p":%s,"o":%s,"z":%s,"t":%s}'
 _quoted = json.encoder.encode_basestring_ascii
 
 
 def _alerts_document(prepared: Sequence[PreparedAlert], starts: Sequence[datetime | None]) -> str:
-    """The rows of :data:`_INSERT_ALERTS` as one JSON array (every text already cleaned: no NUL, no
-    lone surrogate, which PostgreSQL's text could not hold)."""
+    """The rows of :data:`_INSERT_ALERTS` as one JSON array. Every text is quoted here (whatever it
+    holds, it stays one JSON string) and was cleaned before (no NUL, no lone surrogate, which
+    PostgreSQL's text could not hold); labels and payload are JSON our encoder wrote."""
     rows_text = ",".join(
         _ALERT_ROW
         % (
             _quoted(a.id),
             _quoted(a.fingerprint),
-            a.status,
+            _quoted(a.status),
             _quoted(a.alertname),
             a.labels_json,
             a.payload_json,
