@@ -130,12 +130,23 @@ def _quoted(text: str) -> str:
     return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
+_FORMATTED_TIMES: dict[datetime, str] = {}
+"""Times already formatted (an alert's start comes again with every notification of its group)."""
+
+
 def format_timestamp(moment: datetime | None) -> str | None:
     """RFC 3339 in UTC with a ``Z``, the way Alertmanager writes times; ``None`` stays ``None``."""
     if moment is None:
         return None
-    text = moment.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
+    known = _FORMATTED_TIMES.get(moment)
+    if known is not None and moment.tzinfo is UTC:  # equal instants in other offsets format the same
+        return known
+    text = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if moment.tzinfo is UTC:
+        if len(_FORMATTED_TIMES) >= _MAX_KNOWN_TIMES:
+            _FORMATTED_TIMES.clear()
+        _FORMATTED_TIMES[moment] = text
+    return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,13 +91,31 @@ def _success() -> None:
     return None
 
 
+_QUIET = (pybreaker.CircuitBreakerListener.before_call, pybreaker.CircuitBreakerListener.success)
+
+
+def _success_unheard(breaker: pybreaker.CircuitBreaker) -> bool:
+    """No listener of ``breaker`` overrides what pybreaker calls on a success (``before_call``,
+    ``success``): recording one changes nothing a closed breaker without failures shows."""
+    for listener in breaker.listeners:
+        kind = type(listener)
+        if (kind.before_call, kind.success) != _QUIET:
+            return False
+    return True
+
+
 def _record(breaker: pybreaker.CircuitBreaker, error: BaseException | None) -> None:
     """Report the outcome of a finished call to the breaker's current state.
 
     A result that arrives after another call opened the breaker is dropped: the breaker already
     decided, and the next call after the reset timeout is the probe.
     """
-    if breaker.current_state == STATE_OPEN:
+    state = breaker.current_state
+    if state == STATE_OPEN:
+        return
+    if error is None and state == STATE_CLOSED and breaker.fail_counter == 0 and _success_unheard(breaker):
+        # pybreaker would reset a failure count that is 0 already and tell listeners that ignore it:
+        # nothing to record (the usual call, one per ingress request on the journal's breaker)
         return
 
     def failure() -> NoReturn:
@@ -144,8 +162,20 @@ async def call_through(
     """
     if breaker is None:
         return await func()
-    with _guarded(breaker, target):
-        return await func()
+    # _guarded, written out: a generator context manager costs more than the rest of a journal commit's
+    # bookkeeping
+    probe = _admit(breaker, target)
+    try:
+        try:
+            result = await func()
+        except Exception as exc:
+            _record(breaker, exc)
+            raise
+        _record(breaker, None)
+        return result
+    finally:
+        if probe:
+            _probed(breaker)
 
 
 def call_through_sync(

@@ -17,7 +17,6 @@ router. Everything else, and every other method on those paths (405), goes throu
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -132,6 +131,20 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
             )
         return who
 
+    received: dict[tuple[str, str], Any] = {}  # a counter's child per endpoint and status, looked up once
+
+    def count_received(endpoint: Endpoint, records: Sequence[IncomingAlert]) -> None:
+        assert hooks.metrics is not None
+        counts: dict[str, int] = {}
+        for record in records:
+            status = str(record.status)  # firing or resolved: the records passed the journal's check
+            counts[status] = counts.get(status, 0) + 1
+        for status, count in counts.items():
+            child = received.get((endpoint, status))
+            if child is None:
+                child = received[endpoint, status] = hooks.metrics.alerts_received.labels(endpoint, status)
+            child.inc(count)
+
     async def receive(scope: Scope, receive_message: Receive, endpoint: Endpoint) -> int:
         """Commit the alerts of one POST; how many were committed."""
         authorization, content_type, content_length = _headers(scope)
@@ -162,8 +175,7 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
             raise _unavailable(f"the journal did not commit: {exc}", settings.retry_after) from None
         hooks.committed(ids, notification)
         if hooks.metrics is not None:
-            for status, count in Counter(str(r.status) for r in records).items():
-                hooks.metrics.alerts_received.labels(endpoint, status).inc(count)
+            count_received(endpoint, records)
         group = notification.group
         if group is not None and group.truncated_alerts:
             log.warning("alerts_truncated", endpoint=endpoint, truncated=group.truncated_alerts, who=who)

@@ -91,14 +91,41 @@ _INSERT_ALERTS = """
 INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, sanitized, starts_at,
                     received_at)
 SELECT id, fingerprint, status, alertname, labels, payload, source, sanitized, starts_at,
-       coalesce(%b::timestamptz, now())
-FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]::jsonb[], %b::text[]::json[],
-            %b::text[], %b::bool[], %b::timestamptz[])
+       coalesce(%s::timestamptz, now())
+FROM ROWS FROM (json_to_recordset(%s::json) AS (i text, f text, s text, n text, l jsonb, p json, o text,
+                                                z bool, t timestamptz))
      WITH ORDINALITY AS batch(id, fingerprint, status, alertname, labels, payload, source, sanitized,
                               starts_at, position)
 ORDER BY position
 ON CONFLICT (id) DO NOTHING
 """
+# One JSON parameter for the whole group, built as text around the labels and payload already encoded:
+# psycopg dumps a str as it is, where ten arrays cost it about as much as the insert itself.
+_ALERT_ROW = '{"i":%s,"f":%s,"s":%s,"n":%s,"l":%s,"p":%s,"o":%s,"z":%s,"t":%s}'
+_quoted = json.encoder.encode_basestring_ascii
+
+
+def _alerts_document(prepared: Sequence[PreparedAlert], starts: Sequence[datetime | None]) -> str:
+    """The rows of :data:`_INSERT_ALERTS` as one JSON array. Every text is quoted here (whatever it
+    holds, it stays one JSON string) and was cleaned before (no NUL, no lone surrogate, which
+    PostgreSQL's text could not hold); labels and payload are JSON our encoder wrote."""
+    rows_text = ",".join(
+        _ALERT_ROW
+        % (
+            _quoted(a.id),
+            _quoted(a.fingerprint),
+            _quoted(a.status),
+            _quoted(a.alertname),
+            a.labels_json,
+            a.payload_json,
+            _quoted(a.source),
+            "true" if a.sanitized else "false",
+            "null" if start is None else f'"{start.isoformat()}"',
+        )
+        for a, start in zip(prepared, starts, strict=True)
+    )
+    return f"[{rows_text}]"
+
 
 # A start-less alert reads the newest alert of its fingerprint: commits that do so for one fingerprint
 # take turns (a transaction-scoped advisory lock per fingerprint, taken in sorted order), so that two
@@ -558,23 +585,14 @@ class PostgresJournal(JournalBackend):
     # -- alert inbox --------------------------------------------------------------------------------
 
     async def _flush_alerts(self, prepared: list[PreparedAlert]) -> None:
-        params = [
-            [a.id for a in prepared],
-            [a.fingerprint for a in prepared],
-            [a.status for a in prepared],
-            [a.alertname for a in prepared],
-            [a.labels_json for a in prepared],
-            [a.payload_json for a in prepared],
-            [a.source for a in prepared],
-            [a.sanitized for a in prepared],
-        ]
         fingerprints = joining(prepared)
+        # every alert has its start: the group's rows are encoded once, for every try
+        document = None if fingerprints else _alerts_document(prepared, [a.starts_at for a in prepared])
 
         async def insert(conn: Conn) -> None:
             # ON CONFLICT makes the retry safe: a retried alert keeps the start it was stored with.
-            # Binary parameters: text arrays of JSON would be escaped character by character.
-            if not fingerprints:  # every alert has its start: one statement, one transaction
-                await conn.execute(_INSERT_ALERTS, (None, *params, [a.starts_at for a in prepared]))
+            if document is not None:  # one statement, one transaction
+                await conn.execute(_INSERT_ALERTS, (None, document))
                 return
             async with conn.transaction():
                 for fingerprint in fingerprints:
@@ -590,7 +608,7 @@ class PostgresJournal(JournalBackend):
                     r["fingerprint"]: open_episode(r["status"], r["starts_at"]) for r in await cur.fetchall()
                 }
                 starts = join_episodes(prepared, open_starts, _to_time(row["now"]))
-                await conn.execute(_INSERT_ALERTS, (row["now"], *params, starts))
+                await conn.execute(_INSERT_ALERTS, (row["now"], _alerts_document(prepared, starts)))
 
         await self._run(insert, retry=True)
 
