@@ -131,19 +131,15 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
             )
         return who
 
-    received: dict[tuple[str, str], Any] = {}  # a counter's child per endpoint and status, looked up once
-
     def count_received(endpoint: Endpoint, records: Sequence[IncomingAlert]) -> None:
-        assert hooks.metrics is not None
+        metrics = hooks.metrics
+        assert metrics is not None
         counts: dict[str, int] = {}
         for record in records:
             status = str(record.status)  # firing or resolved: the records passed the journal's check
             counts[status] = counts.get(status, 0) + 1
         for status, count in counts.items():
-            child = received.get((endpoint, status))
-            if child is None:
-                child = received[endpoint, status] = hooks.metrics.alerts_received.labels(endpoint, status)
-            child.inc(count)
+            metrics.child(metrics.alerts_received, endpoint, status).inc(count)
 
     async def receive(scope: Scope, receive_message: Receive, endpoint: Endpoint) -> int:
         """Commit the alerts of one POST; how many were committed."""
