@@ -114,7 +114,7 @@ class Redactor:
         self._in_json = tuple({json.dumps(form)[1:-1] for form in self._values})
 
     def in_json_line(self, line: str) -> bool:
-        """Whether a JSON line may show a secret (of a value, or a key: then it is looked at closely)."""
+        """Whether a JSON line may show a secret (then its event is blanked out and written again)."""
         for form in self._in_json:  # noqa: SIM110  # a loop: any() resumes a generator per form
             if form in line:
                 return True
@@ -126,29 +126,48 @@ class Redactor:
                 text = text.replace(value, "***")
         return text
 
-    def redact_json_line(self, line: str) -> str:
-        """A JSON line with every secret, as JSON writes it, blanked out wherever it shows."""
-        for form in self._in_json:
-            line = line.replace(form, "***")
-        return line
-
-    def _value(self, value: Any) -> Any:
+    def _as_text(self, value: Any) -> Any:
+        """A value as a text line shows it (``str``, and ``repr`` for an object), blanked out."""
         if isinstance(value, str):
             return self.redact(value)
         if isinstance(value, int | float | bool | type(None)):
             return value
-        if isinstance(value, Mapping):
-            return {key: self._value(item) for key, item in value.items()}
-        if isinstance(value, list | tuple):
-            return [self._value(item) for item in value]
-        shown = self.redact(str(value))
-        return value if shown == str(value) else shown
+        for shown in (str(value), repr(value)):  # a container's str shows its keys and items' reprs
+            blanked = self.redact(shown)
+            if blanked != shown:
+                return blanked
+        return value
 
     def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        """Blank secrets out of an event rendered as text (console lines): its keys and values."""
         if self._values:
-            for key, value in event.items():
-                event[key] = self._value(value)
+            return {self.redact(key): self._as_text(value) for key, value in event.items()}
         return event
+
+    def _as_json(self, value: Any, depth: int) -> Any:
+        """A value with every string its JSON shows blanked out: keys and items at any depth, and
+        what JSON writes for an object it has no type for (``__structlog__``, else ``repr``)."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, int | float | bool | type(None)):
+            return value
+        if depth > MAX_REDACTED_DEPTH:  # deeper than any line needs: shown whole, blanked out
+            return self.redact(repr(value))
+        if isinstance(value, Mapping):
+            return {
+                (self.redact(key) if isinstance(key, str) else key): self._as_json(item, depth + 1)
+                for key, item in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self._as_json(item, depth + 1) for item in value]
+        return self._as_json(_fallback(value), depth + 1)
+
+    def json_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """``event`` with secrets blanked out of everything its JSON line would show as text."""
+        return self._as_json(event, 0)  # type: ignore[no-any-return]
+
+
+MAX_REDACTED_DEPTH = 32
 
 
 def _fallback(value: Any) -> Any:
@@ -163,19 +182,17 @@ _LINE_ENCODER = json.JSONEncoder(default=_fallback)
 
 class _RedactedJSON:
     """The JSON line of an event, its secrets blanked out: the line is written, then searched once for
-    any secret; only a line that shows one is written again from its values blanked out one by one
-    (searching each value of every line cost more than writing it)."""
+    any secret as JSON writes it; only a line that shows one is written again from the event with
+    every string in it blanked out (searching each value of every line cost more than writing it).
+    The line itself is never edited: a form can start inside an escape, and JSON stays JSON."""
 
     def __init__(self, redactor: Redactor) -> None:
         self._redactor = redactor
 
     def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
-        redactor = self._redactor
         line = _LINE_ENCODER.encode(event)
-        if redactor.in_json_line(line):
-            line = _LINE_ENCODER.encode(redactor(logger, method, event))
-            if redactor.in_json_line(line):  # in a key, or in what an object's repr shows
-                line = redactor.redact_json_line(line)
+        if self._redactor.in_json_line(line):
+            line = _LINE_ENCODER.encode(self._redactor.json_event(event))
         return line
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from kurative.alerts import Notification
+from kurative.alerts import Notification, clean_text
 from kurative.errors import JournalError, KurativeError
 from kurative.execution.recent import ParsedAlert, RecentAlerts
 from kurative.journal import (
@@ -27,7 +27,9 @@ from kurative.journal import (
     LimitRequest,
     StoredAlert,
 )
+from kurative.journal.encoding import DEFAULT_LIMITS
 from kurative.journal.inbox import inbox_alert, received_alert
+from kurative.journal.validation import check_request
 from kurative.matching.context import alert_context, playbook_context
 from kurative.matching.planning import compute_dedupe_key, compute_limit_keys, needs_approval
 from kurative.matching.ruleset import Ruleset
@@ -36,9 +38,10 @@ from kurative.metrics import Metrics
 log = structlog.get_logger("kurative.matcher")
 
 BATCH = 500
-FRESH = 4096
+FRESH = 2 * BATCH
 """At most this many alerts the ingress committed are kept parsed until matched (older ones are read
-back from the journal and parsed again, as after a restart)."""
+back from the journal and parsed again, as after a restart). Those another replica matched are let go
+as soon as a pass sees every unmatched alert."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,24 +64,32 @@ def requests_for(
         playbook = compiled.playbook
         try:
             context = playbook_context(base, playbook)
-            dedupe_key = compute_dedupe_key(compiled, alert, context)
+            dedupe_key = _storable(compute_dedupe_key(compiled, alert, context))
             limits = compute_limit_keys(compiled, context)
-        except KurativeError as exc:
-            log.warning("playbook_not_started", alert_id=stored.id, playbook=playbook.name, error=str(exc))
-            continue
-        requests.append(
-            ExecutionRequest(
+            request = ExecutionRequest(
                 playbook_name=playbook.name,
                 playbook_version=playbook.version,
                 playbook_hash=playbook.content_hash,
                 dedupe_key=dedupe_key,
                 dedupe_window=playbook.dedupe.window,
-                limits=tuple(LimitRequest(k.value, k.max, k.per, k.limit) for k in limits),
+                limits=tuple(LimitRequest(_storable(k.value), k.max, k.per, k.limit) for k in limits),
                 requires_approval=needs_approval(playbook),
                 dry_run=dry_run or playbook.dry_run,
             )
-        )
+            # refused here, not by the journal for the whole batch (which would be refused again and
+            # again, every alert behind it left unmatched)
+            check_request(request, DEFAULT_LIMITS)
+        except KurativeError as exc:
+            log.warning("playbook_not_started", alert_id=stored.id, playbook=playbook.name, error=str(exc))
+            continue
+        requests.append(request)
     return requests
+
+
+def _storable(key: str) -> str:
+    """A rendered key as the journal can store it: NUL and lone surrogates (a JMESPath literal can make
+    one) replaced by U+FFFD, as the journal does to alert text."""
+    return clean_text(key).replace("\x00", "\ufffd")
 
 
 class Matcher:
@@ -137,7 +148,15 @@ class Matcher:
         active = self._ruleset()
         if active is None:
             return 0
+        kept = list(self._fresh)
         alerts = await self._journal.unmatched_alerts(limit=BATCH)
+        if len(alerts) < BATCH and kept:
+            # every unmatched alert is in hand: one kept from before and not among them was matched
+            # meanwhile (by another replica), and nobody will ask for it
+            unmatched = {stored.id for stored in alerts}
+            for alert_id in kept:
+                if alert_id not in unmatched:
+                    self._fresh.pop(alert_id, None)
         if not alerts:
             return 0
         batch = []

@@ -166,13 +166,14 @@ RETURNING execution_id
 """
 
 # The dedupe claims and the inserts of a matched batch, one statement each (see _create_pipelined):
-# the rows as one JSON array, in the order given.
+# the rows as one JSON array. The claims are all of distinct keys, so their order changes no outcome:
+# they are taken in key order, as every replica takes them (two replicas claiming overlapping keys
+# wait for each other instead of deadlocking); the executions are inserted in the order given.
 _DEDUPES = """
 INSERT INTO dedupe_keys AS d (playbook_name, dedupe_key, execution_id, expires_at, last_seen_at)
 SELECT v."playbook", v."key", v."id", now() + make_interval(secs => v."window"), now()
-FROM ROWS FROM (json_to_recordset(%s::json) AS ("playbook" text, "key" text, "id" text,
-     "window" double precision)) WITH ORDINALITY AS v("playbook", "key", "id", "window", "n")
-ORDER BY v."n"
+FROM json_to_recordset(%s::json) AS v("playbook" text, "key" text, "id" text, "window" double precision)
+ORDER BY v."playbook", v."key"
 ON CONFLICT (playbook_name, dedupe_key) DO UPDATE SET
     last_seen_at = now(),
     execution_id = CASE WHEN d.expires_at <= now() THEN excluded.execution_id ELSE d.execution_id END,

@@ -151,3 +151,50 @@ def test_a_secret_in_a_key_or_an_objects_repr_is_blanked_out_of_the_line(stream:
     line = stream.getvalue().splitlines()[-1]
     assert "s3cr3t-Zq8x" not in line
     assert json.loads(line)["***"] == 1
+
+
+class _Token:
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return "<token>"
+
+    def __repr__(self) -> str:
+        return f"Token({self.value!r})"
+
+
+@pytest.mark.parametrize("format", ["console", "json"])
+def test_a_secret_in_a_nested_key_or_in_what_a_line_shows_of_an_object_is_blanked_out(
+    stream: io.StringIO, format: str
+) -> None:
+    redactor = Redactor()
+    configure_logging(LoggingSettings(format=format, level="info"), redactor, stream)  # type: ignore[arg-type]
+    redactor.add("S3cr3tT0ken")
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    log = structlog.get_logger("kurative.test")
+    log.info("nested_key", headers={"x-S3cr3tT0ken": "v"})
+    log.info("object_in_a_dict", d={"o": _Token("S3cr3tT0ken")}, items=[_Token("S3cr3tT0ken")])
+    if format == "console":  # JSON has no form for a cycle at all
+        log.info("cycle", value=cyclic, token="S3cr3tT0ken")
+    written = stream.getvalue()
+    assert "S3cr3tT0ken" not in written
+    assert written.count("***") >= 3
+
+
+def test_a_json_line_is_never_edited_inside_an_escape(stream: io.StringIO) -> None:
+    """A secret that starts with a letter an escape ends in (``\\n`` + ``abc1234``) is searched for
+    as JSON writes it; a value that only looks like it in the line is left as it is."""
+    redactor = Redactor()
+    configure_logging(LoggingSettings(format="json", level="info"), redactor, stream)
+    redactor.add("nabc1234")
+    dsn = "postgresql://kurative:pw-9f8e7d@db.internal/kurative"
+    redactor.add("pw-9f8e7d")
+    redactor.add(dsn)
+    log = structlog.get_logger("kurative.test")
+    log.info("output", output="first line\nabc1234 second")
+    log.info("pools", pools={dsn: 3})
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["output"] == "first line\nabc1234 second"
+    assert second["pools"] == {"***": 3}
