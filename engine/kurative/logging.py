@@ -96,6 +96,45 @@ def _exceptions(logger: Any, method: str, event: MutableMapping[str, Any]) -> Mu
     return event
 
 
+class Logger:
+    """A module's logger, for the modules that log on every alert and step: structlog's own, taken from
+    its lazy proxy at first use and, as the proxy itself does when the configuration says to cache it,
+    kept from then on. Calling the proxy's methods costs a failed attribute lookup (a formatted
+    ``AttributeError``) and a bind on every call, even a debug call that writes nothing."""
+
+    __slots__ = ("_bound", "_proxy")
+
+    def __init__(self, name: str) -> None:
+        self._proxy = structlog.get_logger(name)
+        self._bound: Any = None
+
+    def _logger(self) -> Any:
+        bound = self._bound
+        if bound is None:
+            bound = self._proxy.bind()
+            if structlog.get_config()["cache_logger_on_first_use"]:
+                self._bound = bound
+        return bound
+
+    def debug(self, event: str, **values: Any) -> Any:
+        return self._logger().debug(event, **values)
+
+    def info(self, event: str, **values: Any) -> Any:
+        return self._logger().info(event, **values)
+
+    def warning(self, event: str, **values: Any) -> Any:
+        return self._logger().warning(event, **values)
+
+    def error(self, event: str, **values: Any) -> Any:
+        return self._logger().error(event, **values)
+
+    def exception(self, event: str, **values: Any) -> Any:
+        return self._logger().exception(event, **values)
+
+    def log(self, level: int, event: str, **values: Any) -> Any:
+        return self._logger().log(level, event, **values)
+
+
 class Redactor:
     """Knows the secret values in use and blanks them out of log lines."""
 

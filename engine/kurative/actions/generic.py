@@ -23,7 +23,6 @@ from typing import Any
 
 import jmespath
 import jmespath.exceptions
-import structlog
 from jmespath.parser import ParsedResult
 
 from kurative.actions.base import ActionContext, ActionSpec, RepeatSafety, Risk
@@ -37,6 +36,7 @@ from kurative.actions.services import (
 )
 from kurative.durations import parse_duration
 from kurative.errors import ActionError, BreakerOpen, ExpectationFailed, PermanentActionError
+from kurative.logging import Logger
 
 # How much of a text answer ends up in a step's output (and so in the journal).
 MAX_BODY_IN_OUTPUT = 16_384
@@ -44,7 +44,7 @@ MAX_BODY_IN_OUTPUT = 16_384
 MAX_RESULT_IN_MESSAGE = 400
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
-log = structlog.get_logger("kurative.actions")
+log = Logger("kurative.actions")
 
 declare(
     ActionSpec(

@@ -15,8 +15,6 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import structlog
-
 from kurative.alerts import Notification, clean_text
 from kurative.errors import JournalError, KurativeError
 from kurative.execution.recent import ParsedAlert, RecentAlerts
@@ -30,12 +28,13 @@ from kurative.journal import (
 from kurative.journal.encoding import DEFAULT_LIMITS
 from kurative.journal.inbox import inbox_alert, received_alert
 from kurative.journal.validation import check_request
+from kurative.logging import Logger
 from kurative.matching.context import alert_context, playbook_context
 from kurative.matching.planning import compute_dedupe_key, compute_limit_keys, needs_approval
 from kurative.matching.ruleset import Ruleset
 from kurative.metrics import Metrics
 
-log = structlog.get_logger("kurative.matcher")
+log = Logger("kurative.matcher")
 
 BATCH = 500
 FRESH = 2 * BATCH

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-import structlog
-
 from kurative.actions.base import ActionContext, ActionSpec, RepeatSafety
 from kurative.actions.registry import get_action
 from kurative.durations import FORMATS, format_duration, parse_duration
@@ -63,7 +61,7 @@ from kurative.journal import (
 )
 from kurative.journal.backoff import retry_until
 from kurative.journal.inbox import inbox_alert
-from kurative.logging import bind, unbind
+from kurative.logging import Logger, bind, unbind
 from kurative.matching.conditions import Condition, compile_condition
 from kurative.matching.context import build_context
 from kurative.matching.planning import render_step
@@ -72,7 +70,7 @@ from kurative.playbooks.loading import load_bytes
 from kurative.playbooks.models import Playbook, Step
 from kurative.playbooks.quickcheck import Check, compile_check
 
-log = structlog.get_logger("kurative.execution")
+log = Logger("kurative.execution")
 
 APPROVAL = "approval"
 BREAKER_MARK = "breaker_open"
