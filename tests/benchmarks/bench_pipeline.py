@@ -95,6 +95,7 @@ import httpx
 import loadgen
 import psycopg
 
+from kurative.commands.serve import collecting_less_until_ready
 from kurative.config import Overrides, load_settings
 from kurative.daemon import Daemon
 from kurative.ingress.server import event_loop_name, run_event_loop
@@ -236,7 +237,12 @@ async def through_daemon(url: str, args: argparse.Namespace, folder: Path) -> di
     log_file = (folder / "daemon.log").open("w")
     configure_logging(settings.logging, redactor, stream=log_file)
     daemon = Daemon(settings, redactor=redactor, environ=env)
-    task = asyncio.create_task(daemon.run())
+
+    async def serve() -> None:  # with the garbage collection policy of ``kurative serve``
+        async with collecting_less_until_ready(daemon.ready):
+            await daemon.run()
+
+    task = asyncio.create_task(serve())
     try:
         await asyncio.wait_for(daemon.ready.wait(), 60)
         assert daemon.url is not None

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _collecting_less(ready: asyncio.Event) -> Any:
+async def collecting_less_until_ready(ready: asyncio.Event) -> Any:
     """The start-up garbage collection policy (:data:`START_GC_THRESHOLD`) until ``ready`` is set.
 
     What is imported before the daemon starts lives as long as the process, so it is also moved out
@@ -117,7 +117,7 @@ async def _serve(settings: Any, redactor: Any) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, daemon.request_reload, "sighup")
-    async with _collecting_less(daemon.ready):
+    async with collecting_less_until_ready(daemon.ready):
         await daemon.run()
     if daemon.crashed:
         print(f"kurative serve: stopped because a task crashed: {'; '.join(daemon.crashed)}", file=sys.stderr)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kurative.commands.serve import START_GC_THRESHOLD, _collecting_less
+from kurative.commands.serve import START_GC_THRESHOLD, collecting_less_until_ready
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ def test_the_usual_threshold_is_back_once_ready() -> None:
     async def start() -> list[tuple[int, ...]]:
         ready = asyncio.Event()
         seen = []
-        async with _collecting_less(ready):
+        async with collecting_less_until_ready(ready):
             seen.append(gc.get_threshold())
             assert gc.get_freeze_count() > 0  # what was imported before the start
             ready.set()
@@ -44,7 +44,7 @@ def test_a_start_that_fails_before_ready_restores_it_too() -> None:
     usual = gc.get_threshold()
 
     async def start() -> None:
-        async with _collecting_less(asyncio.Event()):
+        async with collecting_less_until_ready(asyncio.Event()):
             raise RuntimeError("the journal cannot be reached")
 
     with pytest.raises(RuntimeError):
