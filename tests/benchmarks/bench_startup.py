@@ -20,6 +20,16 @@ is not counted); ``--no-bytecode`` measures the compile-every-time case instead.
 
 Targets: < 0.5 s to ready with 200 playbooks; RSS < 150 MB with 1,000.
 
+Then, the machine quiet (load average under 1) and the host fast, this code installed against the
+previous one (commit 9aae33f, installed in its own venv), 7 runs each, two rounds alternated: ready
+with 200 playbooks in a median 0.482 / 0.492 s, was 0.561 / 0.573 s; with one 0.362 / 0.382 s, was
+0.347 / 0.375 s; CPU to ready 0.47 / 0.48 s, was 0.55 / 0.56 s; 0.60 / 0.55 ms of CPU a playbook, was
+1.11 / 1.01 ms. Counted by callgrind at that point (start to the first 200 of ``/readyz``): 2.057 G
+instructions with 200 playbooks, was 2.231 G (-7.8 %); 1.417 G with one, was 1.455 G; 3.21 M a
+playbook, was 3.89 M. The target is met there, by 2 to 4 %: on this machine the same runs take 10 to
+40 % longer whenever the host is busier (an earlier round an hour before: 0.581 s, was 0.549 s), so
+it is not met with any margin.
+
 Latest round, structural cuts on both halves. Per playbook: what lint and the ruleset derive from
 one expression alone (its step references, the literals it compares, its closures, conjuncts and
 index constraint) is computed once per expression text and shared by the playbooks that write it
