@@ -42,8 +42,9 @@ MIN_SECRET_FORM = 4
 
 def written_forms(value: str) -> set[str]:
     """``value`` as a message or a remote may quote it: as is, JSON-escaped (the text of a JSON answer
-    or document inside an error, where a quote, a backslash or a non-ASCII letter is escaped) and
-    percent-encoded (inside a URL); forms shorter than :data:`MIN_SECRET_FORM` left out."""
+    or document inside an error, where a quote, a backslash or a non-ASCII letter is escaped),
+    percent-encoded (inside a URL) and as the repr of its UTF-8 bytes shows it; forms shorter than
+    :data:`MIN_SECRET_FORM` left out."""
     forms = {
         value,
         json.dumps(value)[1:-1],
@@ -51,6 +52,7 @@ def written_forms(value: str) -> set[str]:
         urllib.parse.quote(value, safe=""),
         urllib.parse.quote(value),
         urllib.parse.quote_plus(value),
+        repr(value.encode("utf-8", "surrogatepass"))[2:-1],  # inside the repr of bytes holding it
     }
     return {form for form in forms if len(form) >= MIN_SECRET_FORM}
 
@@ -160,18 +162,49 @@ class Redactor:
         return False
 
     def redact(self, text: str) -> str:
-        for value in self._longest_first:
-            if value in text:
-                text = text.replace(value, "***")
-        return text
+        """``text`` with every stretch that any secret's form covers replaced by ``***``: overlapping
+        or adjacent matches (of two secrets, or of one repeating itself) become one, so that no part
+        of a secret is left beside another's blank."""
+        spans: list[tuple[int, int]] = []
+        for form in self._longest_first:
+            start = text.find(form)
+            while start != -1:
+                spans.append((start, start + len(form)))
+                start = text.find(form, start + 1)
+        if not spans:
+            return text
+        spans.sort()
+        parts: list[str] = []
+        kept = 0  # text before this is written
+        begin, end = spans[0]
+        for start, stop in spans[1:]:
+            if start <= end:
+                end = max(end, stop)
+                continue
+            parts += (text[kept:begin], "***")
+            kept, (begin, end) = end, (start, stop)
+        parts += (text[kept:begin], "***", text[end:])
+        return "".join(parts)
+
+    def _number(self, value: int | float) -> Any:
+        """A number as it is, unless its digits show a secret: then its text, blanked out."""
+        shown = repr(value)
+        blanked = self.redact(shown)
+        return value if blanked == shown else blanked
 
     def _as_text(self, value: Any) -> Any:
         """A value as a text line shows it (``str``, and ``repr`` for an object), blanked out."""
         if isinstance(value, str):
             return self.redact(value)
-        if isinstance(value, int | float | bool | type(None)):
+        if isinstance(value, bool) or value is None:
             return value
-        for shown in (str(value), repr(value)):  # a container's str shows its keys and items' reprs
+        if isinstance(value, int | float):
+            return self._number(value)
+        for show in (str, repr):  # a container's str shows its keys and items' reprs
+            try:
+                shown = show(value)
+            except Exception:  # an object that cannot say itself: the renderer's problem
+                continue
             blanked = self.redact(shown)
             if blanked != shown:
                 return blanked
@@ -183,20 +216,28 @@ class Redactor:
             return {self.redact(key): self._as_text(value) for key, value in event.items()}
         return event
 
+    def _json_key(self, key: Any) -> Any:
+        """A mapping's key as JSON writes it (text, whatever its type), blanked out."""
+        if isinstance(key, str):
+            return self.redact(key)
+        if isinstance(key, int | float | bool) or key is None:
+            return self.redact(json.dumps(key))
+        return self.redact(repr(key))  # JSON takes no such key: its repr, as for an odd value
+
     def _as_json(self, value: Any, depth: int) -> Any:
-        """A value with every string its JSON shows blanked out: keys and items at any depth, and
-        what JSON writes for an object it has no type for (``__structlog__``, else ``repr``)."""
+        """A value with every string its JSON shows blanked out: keys and items at any depth, a number
+        whose digits show a secret, and what JSON writes for an object it has no type for
+        (``__structlog__``, else ``repr``)."""
         if isinstance(value, str):
             return self.redact(value)
-        if isinstance(value, int | float | bool | type(None)):
+        if isinstance(value, bool) or value is None:
             return value
+        if isinstance(value, int | float):
+            return self._number(value)
         if depth > MAX_REDACTED_DEPTH:  # deeper than any line needs: shown whole, blanked out
             return self.redact(repr(value))
         if isinstance(value, Mapping):
-            return {
-                (self.redact(key) if isinstance(key, str) else key): self._as_json(item, depth + 1)
-                for key, item in value.items()
-            }
+            return {self._json_key(key): self._as_json(item, depth + 1) for key, item in value.items()}
         if isinstance(value, list | tuple):
             return [self._as_json(item, depth + 1) for item in value]
         return self._as_json(_fallback(value), depth + 1)

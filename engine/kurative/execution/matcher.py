@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from kurative.alerts import Notification, clean_text
+from kurative.alerts import Notification
 from kurative.errors import JournalError, KurativeError
 from kurative.execution.recent import ParsedAlert, RecentAlerts
 from kurative.journal import (
@@ -63,7 +63,7 @@ def requests_for(
         playbook = compiled.playbook
         try:
             context = playbook_context(base, playbook)
-            dedupe_key = _storable(compute_dedupe_key(compiled, alert, context))
+            dedupe_key = compute_dedupe_key(compiled, alert, context)
             limits = compute_limit_keys(compiled, context)
             request = ExecutionRequest(
                 playbook_name=playbook.name,
@@ -71,24 +71,18 @@ def requests_for(
                 playbook_hash=playbook.content_hash,
                 dedupe_key=dedupe_key,
                 dedupe_window=playbook.dedupe.window,
-                limits=tuple(LimitRequest(_storable(k.value), k.max, k.per, k.limit) for k in limits),
+                limits=tuple(LimitRequest(k.value, k.max, k.per, k.limit) for k in limits),
                 requires_approval=needs_approval(playbook),
                 dry_run=dry_run or playbook.dry_run,
             )
             # refused here, not by the journal for the whole batch (which would be refused again and
-            # again, every alert behind it left unmatched)
+            # again, every alert behind it left unmatched); planning has cleaned and bounded the keys
             check_request(request, DEFAULT_LIMITS)
         except KurativeError as exc:
             log.warning("playbook_not_started", alert_id=stored.id, playbook=playbook.name, error=str(exc))
             continue
         requests.append(request)
     return requests
-
-
-def _storable(key: str) -> str:
-    """A rendered key as the journal can store it: NUL and lone surrogates (a JMESPath literal can make
-    one) replaced by U+FFFD, as the journal does to alert text."""
-    return clean_text(key).replace("\x00", "\ufffd")
 
 
 class Matcher:

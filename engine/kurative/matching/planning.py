@@ -16,13 +16,17 @@ from typing import Any
 
 from kurative.actions.base import Risk
 from kurative.actions.registry import get_action
-from kurative.alerts import Alert, AlertGroup
+from kurative.alerts import Alert, AlertGroup, clean_text
 from kurative.errors import ExpressionError, TemplateRenderError
+from kurative.journal.encoding import DEFAULT_LIMITS
 from kurative.matching.compiler import Closure, compile_closure, root_fields
 from kurative.matching.context import alert_context, playbook_context
 from kurative.matching.ruleset import EVALUATION_ERRORS, CompiledPlaybook, Ruleset
 from kurative.matching.templates import Placeholder, parse_template, to_text
 from kurative.playbooks.models import Playbook, Step
+
+MAX_KEY_CHARS = DEFAULT_LIMITS.max_text_chars
+"""The longest dedupe or limit key the journal takes."""
 
 # Context keys that only exist once an execution runs.
 RUNTIME_KEYS = frozenset({"steps", "execution", "@"})
@@ -81,16 +85,32 @@ def default_dedupe_key(alert: Alert) -> str:
     return key + "/resolved" if alert.status == "resolved" else key
 
 
+def _stored_key(compiled: CompiledPlaybook, what: str, source: str, text: str, *, empty: bool) -> str:
+    """A rendered key as the journal keeps it: NUL and lone surrogates (a JMESPath literal can make
+    one) as U+FFFD, as the journal stores alert text; an empty dedupe key or one over the journal's
+    length for keys is refused, so that ``simulate``, ``test`` and the daemon agree on every key."""
+    key = clean_text(text).replace("\x00", "\ufffd")
+    if not key and not empty:
+        raise TemplateRenderError(f"playbook {compiled.name!r}: {what} `{source}` rendered an empty key")
+    if len(key) > MAX_KEY_CHARS:
+        raise TemplateRenderError(
+            f"playbook {compiled.name!r}: {what} `{source}` rendered {len(key)} characters, over the "
+            f"journal's limit of {MAX_KEY_CHARS} for a key"
+        )
+    return key
+
+
 def compute_dedupe_key(compiled: CompiledPlaybook, alert: Alert, context: Mapping[str, Any]) -> str:
     """``dedupe.key`` rendered as text for this alert, or the default key."""
     if compiled.dedupe_closure is None or compiled.dedupe_key is None:
         return default_dedupe_key(alert)
+    source = compiled.dedupe_key.source
     try:
-        return to_text(compiled.dedupe_closure(context))
+        text = to_text(compiled.dedupe_closure(context))
     except EVALUATION_ERRORS as exc:
-        raise TemplateRenderError(
-            f"playbook {compiled.name!r}: dedupe.key `{compiled.dedupe_key.source}` failed: {exc}"
-        ) from None
+        failed = f"playbook {compiled.name!r}: dedupe.key `{source}` failed: {exc}"
+        raise TemplateRenderError(failed) from None
+    return _stored_key(compiled, "dedupe.key", source, text, empty=False)
 
 
 def compute_limit_keys(compiled: CompiledPlaybook, context: Mapping[str, Any]) -> tuple[LimitKey, ...]:
@@ -102,6 +122,7 @@ def compute_limit_keys(compiled: CompiledPlaybook, context: Mapping[str, Any]) -
             raise TemplateRenderError(
                 f"playbook {compiled.name!r}: limits key `{expression.source}` failed: {exc}"
             ) from None
+        value = _stored_key(compiled, "limits key", expression.source, value, empty=True)
         keys.append(LimitKey(expression.source, value, limit.max, limit.per))
     return tuple(keys)
 

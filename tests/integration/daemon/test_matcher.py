@@ -89,3 +89,24 @@ async def test_alerts_another_replica_matched_are_not_kept(tmp_path: Path, journ
         assert mine._fresh == {}
     finally:
         await journal.close()
+
+
+@pytest.mark.parametrize(("pod", "key"), [("a\x00b", "labels.pod"), ("pod-1", SURROGATE_LITERAL)])
+def test_simulate_and_test_plan_the_key_the_daemon_stores(tmp_path: Path, pod: str, key: str) -> None:
+    from kurative.execution.matcher import requests_for
+    from kurative.journal.inbox import inbox_record
+    from kurative.journal.models import StoredAlert
+    from kurative.matching.planning import plan
+
+    active = _rules(tmp_path, key)
+    alert = parse_notification(alert_payload({"labels": {"alertname": "KeyedAlert", "pod": pod}})).alerts[0]
+    record = inbox_record(alert, "alertmanager")
+    stored = StoredAlert(
+        "id-1", alert.fingerprint, alert.status, record.labels, record.payload, "alertmanager",
+        alert.starts_at, False, alert.starts_at,
+    )  # fmt: skip
+    (planned,) = plan(active.ruleset, alert)
+    (request,) = requests_for(stored, active, dry_run=False)
+    assert planned.dedupe_key == request.dedupe_key
+    assert "\x00" not in planned.dedupe_key
+    assert "\ud800" not in planned.dedupe_key

@@ -198,3 +198,28 @@ def test_a_json_line_is_never_edited_inside_an_escape(stream: io.StringIO) -> No
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["output"] == "first line\nabc1234 second"
     assert second["pools"] == {"***": 3}
+
+
+@pytest.mark.parametrize("format", ["console", "json"])
+def test_numbers_overlapping_secrets_and_bytes_show_no_part_of_a_secret(
+    stream: io.StringIO, format: str
+) -> None:
+    redactor = Redactor()
+    configure_logging(LoggingSettings(format=format, level="info"), redactor, stream)  # type: ignore[arg-type]
+    for secret in ("12345678", "aaaa1111", "1111bbbb", "pässwörd-42"):
+        redactor.add(secret)
+
+    class Unsayable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    log = structlog.get_logger("kurative.test")
+    log.info("number", pin=12345678, d={12345678: "x"}, ratio=0.5)
+    log.info("overlap", v="aaaa1111bbbb", w="xaaaa1111bbbbx")
+    log.info("bytes", b="pässwörd-42".encode(), odd=Unsayable())
+    written = stream.getvalue()
+    for part in ("12345678", "aaaa", "bbbb", "1111", "\\xc3\\xa4ssw"):
+        assert part not in written
+    assert "0.5" in written
+    if format == "json":
+        assert all(json.loads(line) for line in written.splitlines())
