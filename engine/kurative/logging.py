@@ -137,6 +137,9 @@ class Logger:
         return self._logger().log(level, event, **values)
 
 
+_NOT_SCALAR = object()
+
+
 class Redactor:
     """Knows the secret values in use and blanks them out of log lines."""
 
@@ -186,20 +189,24 @@ class Redactor:
         parts += (text[kept:begin], "***", text[end:])
         return "".join(parts)
 
-    def _number(self, value: int | float) -> Any:
-        """A number as it is, unless its digits show a secret: then its text, blanked out."""
-        shown = repr(value)
-        blanked = self.redact(shown)
-        return value if blanked == shown else blanked
-
-    def _as_text(self, value: Any) -> Any:
-        """A value as a text line shows it (``str``, and ``repr`` for an object), blanked out."""
+    def _scalar(self, value: Any) -> Any:
+        """A string blanked out; ``None``, a bool, or a number unless its digits show a secret (then
+        its text, blanked out), as they are; :data:`_NOT_SCALAR` for anything else."""
         if isinstance(value, str):
             return self.redact(value)
         if isinstance(value, bool) or value is None:
             return value
         if isinstance(value, int | float):
-            return self._number(value)
+            shown = repr(value)
+            blanked = self.redact(shown)
+            return value if blanked == shown else blanked
+        return _NOT_SCALAR
+
+    def _as_text(self, value: Any) -> Any:
+        """A value as a text line shows it (``str``, and ``repr`` for an object), blanked out."""
+        scalar = self._scalar(value)
+        if scalar is not _NOT_SCALAR:
+            return scalar
         for show in (str, repr):  # a container's str shows its keys and items' reprs
             try:
                 shown = show(value)
@@ -228,12 +235,9 @@ class Redactor:
         """A value with every string its JSON shows blanked out: keys and items at any depth, a number
         whose digits show a secret, and what JSON writes for an object it has no type for
         (``__structlog__``, else ``repr``)."""
-        if isinstance(value, str):
-            return self.redact(value)
-        if isinstance(value, bool) or value is None:
-            return value
-        if isinstance(value, int | float):
-            return self._number(value)
+        scalar = self._scalar(value)
+        if scalar is not _NOT_SCALAR:
+            return scalar
         if depth > MAX_REDACTED_DEPTH:  # deeper than any line needs: shown whole, blanked out
             return self.redact(repr(value))
         if isinstance(value, Mapping):

@@ -195,7 +195,6 @@ class Metrics:
             buckets=JOURNAL_BUCKETS,
             registry=registry,
         )
-        self._journal_timers: dict[str, Any] = {}
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self.journal_errors = Counter(
             "kurative_journal_errors",
@@ -236,10 +235,7 @@ class Metrics:
         self.breaker_transitions.labels(breaker_label(target, self._breakers), state).inc()
 
     def journal_call(self, operation: str, started: float, error: BaseException | None) -> None:
-        timer = self._journal_timers.get(operation)
-        if timer is None:  # a child per operation, looked up once: this is on every journal call
-            timer = self._journal_timers[operation] = self.journal_seconds.labels(operation)
-        timer.observe(time.perf_counter() - started)
+        self.child(self.journal_seconds, operation).observe(time.perf_counter() - started)
         if error is not None:
             self.journal_errors.labels(operation, journal_error_kind(error)).inc()
 

@@ -25,9 +25,7 @@ from kurative.journal import (
     LimitRequest,
     StoredAlert,
 )
-from kurative.journal.encoding import DEFAULT_LIMITS
 from kurative.journal.inbox import inbox_alert, received_alert
-from kurative.journal.validation import check_request
 from kurative.logging import Logger
 from kurative.matching.context import alert_context, playbook_context
 from kurative.matching.planning import compute_dedupe_key, compute_limit_keys, needs_approval
@@ -63,9 +61,15 @@ def requests_for(
         playbook = compiled.playbook
         try:
             context = playbook_context(base, playbook)
+            # planning cleans and bounds the keys as the journal takes them: a key it refuses costs
+            # only this request, never the whole batch (refused again on every pass)
             dedupe_key = compute_dedupe_key(compiled, alert, context)
             limits = compute_limit_keys(compiled, context)
-            request = ExecutionRequest(
+        except KurativeError as exc:
+            log.warning("playbook_not_started", alert_id=stored.id, playbook=playbook.name, error=str(exc))
+            continue
+        requests.append(
+            ExecutionRequest(
                 playbook_name=playbook.name,
                 playbook_version=playbook.version,
                 playbook_hash=playbook.content_hash,
@@ -75,13 +79,7 @@ def requests_for(
                 requires_approval=needs_approval(playbook),
                 dry_run=dry_run or playbook.dry_run,
             )
-            # refused here, not by the journal for the whole batch (which would be refused again and
-            # again, every alert behind it left unmatched); planning has cleaned and bounded the keys
-            check_request(request, DEFAULT_LIMITS)
-        except KurativeError as exc:
-            log.warning("playbook_not_started", alert_id=stored.id, playbook=playbook.name, error=str(exc))
-            continue
-        requests.append(request)
+        )
     return requests
 
 
