@@ -505,6 +505,49 @@ async def test_a_journal_operation_on_a_silent_connection_fails_on_its_timeout(
     postgres.drop_database(name)
 
 
+@pytest.mark.postgres
+async def test_an_idempotent_operation_outlasts_every_pooled_connection_cut_at_once(
+    postgres: PostgresServer,
+) -> None:
+    """Regression: a connection in use while the idle ones were checked came back to the pool broken
+    after the check, so the one try more after a cut met it and the operation failed although the
+    path was back (seen as a flaky failure of the test above on a loaded machine)."""
+    name = f"faults_{uuid.uuid4().hex[:10]}"
+    direct = postgres.create_database(name)
+    with fault_proxy("127.0.0.1", postgres.port) as proxy:
+        through = direct.replace(f":{postgres.port}/", f":{proxy.port}/")
+        journal = await open_journal(through, migrate=True, timeout=5.0, min_size=2, max_size=2)
+        pool = journal._pool  # type: ignore[attr-defined]
+        checked, returned = asyncio.Event(), asyncio.Event()
+        real_check = pool.check
+
+        async def check_then_return() -> None:
+            await real_check()
+            checked.set()  # the connection in use comes back now, after the check
+            await returned.wait()
+
+        async def in_use_elsewhere() -> None:
+            async with pool.connection():
+                holding.set()
+                await checked.wait()
+            returned.set()
+
+        holding = asyncio.Event()
+        holder = asyncio.create_task(in_use_elsewhere())
+        try:
+            await holding.wait()
+            await journal.now()  # the other connection, idle again
+            pool.check = check_then_return
+            assert proxy.reset_all() == 2
+            assert (await journal.now()).year >= 2026
+            assert returned.is_set()  # the path the regression took was taken
+        finally:
+            checked.set()
+            await holder
+            await journal.close()
+    postgres.drop_database(name)
+
+
 # -- (b) the Kubernetes API server ----------------------------------------------------------------------
 
 

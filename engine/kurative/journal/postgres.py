@@ -458,26 +458,33 @@ class PostgresJournal(JournalBackend):
 
         Deadlocks and serialization failures are retried (the transaction was rolled back whole).
         When ``retry`` is set (the operation is idempotent), a connection broken by a server restart
-        is replaced and the operation tried once more. Each try is bounded by the operation timeout
+        or a cut network path is replaced and the operation tried again, at most once per connection
+        the pool holds. Each try is bounded by the operation timeout
         (unless ``bounded`` is false: migrations): past it the caller gets
         :class:`~kurative.errors.JournalUnavailable`, as for a broken connection — the outcome of a
         write is then unknown in the same way — while the query is cancelled and its connection
         discarded in the background.
         """
-        broken_retried = False
+        conflicts = broken = 0
         limit = self._operation_timeout if bounded else None
-        for attempt in range(_TRANSIENT_RETRIES):
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + (limit or 0.0)
+        while True:
             try:
                 return await self._within(self._attempt(fn), limit)
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
-                if attempt + 1 < _TRANSIENT_RETRIES:
+                conflicts += 1
+                if conflicts < _TRANSIENT_RETRIES:
                     continue
                 raise JournalError(f"journal transaction kept conflicting on {self._url}: {exc}") from exc
             except (PoolTimeout, PoolClosed) as exc:
                 raise self._unavailable(exc) from exc
             except psycopg.OperationalError as exc:
-                if retry and not broken_retried:
-                    broken_retried = True
+                # a restart or a cut path breaks every pooled connection at once, and one in use
+                # while the idle ones are checked returns broken after the check: each is discarded
+                # as it fails, so the next try gets another, within the one operation timeout
+                if retry and broken < self._pool.max_size and (limit is None or clock() < deadline):
+                    broken += 1
                     try:
                         await self._within(self._pool.check(), limit)
                     except TimeoutError:
@@ -488,7 +495,6 @@ class PostgresJournal(JournalBackend):
                 raise self._unavailable(_no_answer(limit)) from exc
             except psycopg.Error as exc:
                 raise JournalError(f"journal operation failed on {self._url}: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         async with self._pool.connection(timeout=self._pool_timeout) as conn:
