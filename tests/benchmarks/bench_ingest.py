@@ -178,7 +178,10 @@ def records(per_call: int, clients: int, offset: int) -> list[list[list[Incoming
     ]
 
 
-async def baseline(journal: Journal, *, clients: int, per_call: int, seconds: float, offset: int) -> float:
+async def baseline(
+    journal: Journal, *, clients: int, per_call: int, seconds: float, offset: int
+) -> tuple[float, float]:
+    """Alerts/s committed, and this process's CPU seconds per alert."""
     pool = records(per_call, clients, offset)
     stop_at = 0.0
 
@@ -194,9 +197,11 @@ async def baseline(journal: Journal, *, clients: int, per_call: int, seconds: fl
 
     await asyncio.gather(*(journal.commit_alerts(batches[0]) for batches in pool))  # warm-up
     started = time.perf_counter()
+    cpu = time.process_time()
     stop_at = started + seconds
     totals = await asyncio.gather(*(client(b) for b in pool))
-    return sum(totals) / (time.perf_counter() - started)
+    cpu = time.process_time() - cpu
+    return sum(totals) / (time.perf_counter() - started), cpu / max(1, sum(totals))
 
 
 async def over_http(port: int, *, clients: int, per_post: int, seconds: float, offset: int) -> dict[str, Any]:
@@ -236,14 +241,16 @@ async def run_backend(url: str, args: argparse.Namespace, profile: cProfile.Prof
     flushes = _count_flushes(journal)
     try:
         for per_call, offset in ((1, 0), (100, 100_000_000)):
-            rate = await baseline(
+            rate, cpu_per_alert = await baseline(
                 journal, clients=args.clients, per_call=per_call, seconds=args.seconds, offset=offset
             )
             figures[f"baseline_alerts_per_s_{per_call}"] = round(rate)
+            figures[f"baseline_cpu_us_per_alert_{per_call}"] = round(cpu_per_alert * 1e6)
             group = flushes.take()
             figures[f"baseline_alerts_per_flush_{per_call}"] = group
             print(f"{backend} baseline: commit_alerts x {args.clients} tasks, {per_call}/call: "
-                  f"{rate:,.0f} alerts/s, {group} alerts per commit", flush=True)  # fmt: skip
+                  f"{rate:,.0f} alerts/s, {group} alerts per commit, "
+                  f"{cpu_per_alert * 1e6:.0f} us of CPU per alert", flush=True)  # fmt: skip
 
         listen = IngressSettings(host="127.0.0.1", port=0, credentials=Credentials((TOKEN,)))
         breakers = BreakerPolicy(settings.breakers)
