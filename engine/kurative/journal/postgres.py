@@ -365,6 +365,13 @@ def check_postgres_url(url: str, shown: str) -> None:
             raise UsageError(f"{invalid}: port {port!r} is not a number from 1 to 65535")
 
 
+def _connection_lost(exc: psycopg.OperationalError) -> bool:
+    """Whether the connection broke (cut, reset, ended by a server restart or an administrator)
+    rather than the statement failing on a working one."""
+    state = exc.sqlstate
+    return state is None or state.startswith(("08", "57P"))
+
+
 def _no_answer(limit: float | None) -> TimeoutError:
     return TimeoutError(f"no answer within {limit:g}s (journal.timeout)")
 
@@ -458,8 +465,8 @@ class PostgresJournal(JournalBackend):
 
         Deadlocks and serialization failures are retried (the transaction was rolled back whole).
         When ``retry`` is set (the operation is idempotent), a connection broken by a server restart
-        or a cut network path is replaced and the operation tried again, at most once per connection
-        the pool holds. Each try is bounded by the operation timeout
+        or a cut network path is replaced and the operation tried again, and again for each further
+        connection found broken (at most as many as the pool holds, within the operation timeout). Each try is bounded by the operation timeout
         (unless ``bounded`` is false: migrations): past it the caller gets
         :class:`~kurative.errors.JournalUnavailable`, as for a broken connection — the outcome of a
         write is then unknown in the same way — while the query is cancelled and its connection
@@ -483,7 +490,8 @@ class PostgresJournal(JournalBackend):
                 # a restart or a cut path breaks every pooled connection at once, and one in use
                 # while the idle ones are checked returns broken after the check: each is discarded
                 # as it fails, so the next try gets another, within the one operation timeout
-                if retry and broken < self._pool.max_size and (limit is None or clock() < deadline):
+                again = broken == 0 or (_connection_lost(exc) and broken < self._pool.max_size)
+                if retry and again and (limit is None or clock() < deadline):
                     broken += 1
                     try:
                         await self._within(self._pool.check(), limit)
