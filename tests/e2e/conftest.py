@@ -41,7 +41,7 @@ from tests.support.postgres import PostgresServer, free_port, postgres_server  #
 
 TOKEN = "alertmanager-e2e-t0ken"
 WEBHOOK_KEY = "e2e-hook-secret-7731"
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 60.0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -291,23 +291,30 @@ def test_an_alert_prometheus_resolves_cancels_its_execution_awaiting_approval(st
     stack.playbook("cordon", CORDON)
     stack.start(alertmanager_token=None)
     assert stack.serve is not None
-    end = int(time.time()) + 20  # firing from the first evaluation until then, resolved after
-    rules = textwrap.dedent(
-        f"""\
-        groups:
-          - name: e2e
-            interval: 1s
-            rules:
-              - alert: {UNHEALTHY}
-                expr: vector(1) and on() vector(time()) < {end}
-                labels: {{severity: critical, node: {node}}}
-        """
-    )
-    with start_prometheus(rules=rules, alertmanagers=[stack.serve.url], alertmanager_token=TOKEN):
+
+    def rules(end: int, phase: str) -> str:
+        """The alert fires from the first evaluation until ``end`` (a Unix time), resolved after."""
+        return textwrap.dedent(
+            f"""\
+            groups:
+              - name: e2e
+                interval: 1s
+                rules:
+                  - alert: {UNHEALTHY}
+                    expr: vector(1) and on() vector(time()) < {end}
+                    labels: {{severity: critical, node: {node}}}
+                    annotations: {{phase: {phase}}}
+            """
+        )
+
+    firing = rules(int(time.time()) + 3600, "firing")
+    with start_prometheus(rules=firing, alertmanagers=[stack.serve.url], alertmanager_token=TOKEN) as prom:
         (waiting,) = stack.wait(
             lambda: [e for e in stack.executions() if e["state"] == "awaiting_approval"],
             "the firing alert waits for approval",
         )
+        ended = int(time.time()) - 1  # the alert resolves once Prometheus evaluates the new rule
+        prom.reload_rules(rules(ended, "ending"), applied='"phase": "ending"')
         stack.wait(
             lambda: [e for e in stack.executions() if e["state"] == "cancelled"],
             "the resolved alert cancels it",

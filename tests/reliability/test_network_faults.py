@@ -248,6 +248,17 @@ class Observed:
     breaker_states: set[tuple[str, str]] = field(default_factory=set)
     answers: list[tuple[float, float, str]] = field(default_factory=list)
     """(sent at, seconds to the answer, status or the client's error) of every POST."""
+    faulted_at: float = 0.0
+    lifted_at: float = 0.0
+    """When the fault was switched on and lifted (``time.monotonic()``)."""
+
+    def waited_for_the_lift(self, margin: float) -> list[tuple[float, float, str]]:
+        """The POSTs sent while the fault lasted, at least ``margin`` before it was lifted, that
+        were not answered before it was: with a silent connection, those the daemon left waiting
+        until the fault's end cut it (a hang), not answered on its own timeouts."""
+        early = [a for a in self.answers if self.faulted_at <= a[0] < self.lifted_at - margin]
+        assert early, ("no POST was sent early in the fault", self.answers)
+        return [a for a in early if a[0] + a[1] >= self.lifted_at]
 
 
 class Sender:
@@ -305,9 +316,11 @@ async def drive(running: Running, proxy: FaultProxy, fault: Fault, alertname: st
             for n in range(2):
                 await sender.send(n)
             fault.apply(proxy)
-            until = time.monotonic() + fault_seconds(fault)
+            observed.faulted_at = time.monotonic()
+            until = observed.faulted_at + fault_seconds(fault)
             sending = asyncio.gather(*(sender.send(n) for n in range(2, ALERTS)))
             await asyncio.sleep(max(0.0, until - time.monotonic()))
+            observed.lifted_at = time.monotonic()
             proxy.heal()
             if fault.cuts:
                 proxy.reset_all()
@@ -465,15 +478,30 @@ async def test_journal_path(fault: Fault, world: World, postgres: PostgresServer
     report(fault, "journal", did, lost, duplicated)
     assert observed.hung == 0, did
     if fault.cuts:
-        # answered while the fault lasted (a 503 on journal.timeout), not when its connections were cut
+        # answered while the fault lasted (a 503 on journal.timeout), not when its connections were cut:
         # a POST may queue behind a group commit or two that time out, then meet a new connection
-        # that has to time out too: a few journal.timeouts, well before the fault is lifted
-        assert observed.slowest < 4 * JOURNAL_TIMEOUT < fault_seconds(fault) - 1, (did, observed.answers)
+        # that has to time out too (a few journal.timeouts, more on a loaded machine), but one sent
+        # early in the fault is answered before the fault is lifted
+        margin = 2 * JOURNAL_TIMEOUT
+        assert margin < fault_seconds(fault) - 2
+        assert observed.waited_for_the_lift(margin) == [], (did, observed.answers)
         assert observed.statuses[503] >= 1, did
     assert sorted(observed.acknowledged, key=int) == [str(n) for n in range(ALERTS)]
     assert len(executions) == ALERTS
     assert states == {ExecutionState.SUCCEEDED: ALERTS}, [e.error for e in executions]
     assert (lost, duplicated) == (0, 0), did
+
+
+async def _answered_within(journal: Journal, seconds: float) -> Any:
+    """The database's time from the first ``now()`` that answers within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await journal.now()
+        except JournalUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 @pytest.mark.postgres
@@ -495,10 +523,14 @@ async def test_a_journal_operation_on_a_silent_connection_fails_on_its_timeout(
             with pytest.raises(JournalUnavailable, match=r"no answer within 1s \(journal.timeout\)"):
                 await journal.now()
             took = time.monotonic() - started
-            assert took < 5.0, took  # the bound plus the pool's wait, not the fault's length
+            # the bound plus the pool's wait, with room for a loaded machine: the fault never ends
+            # by itself, so a wait on the silent connection would last until the test's timeout
+            assert took < 15.0, took
             proxy.heal()
             proxy.reset_all()
-            assert (await journal.now()).year >= 2026  # a fresh connection once the path is back
+            # a fresh connection once the path is back; on a loaded machine the first try after the
+            # cut can still meet the new connection's set-up past the 1 s bound, so a few tries
+            assert (await _answered_within(journal, 15.0)).year >= 2026
         finally:
             proxy.heal()
             await journal.close()

@@ -90,6 +90,9 @@ class HttpSink:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:  # the client went away (killed) before its body was sent:
+                    self.close_connection = True  # no request, as for any HTTP server
+                    return
                 recorded = Recorded(self.command, self.path, dict(self.headers.items()), body)
                 rule = sink._take(recorded)
                 try:

@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import json
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -120,6 +121,22 @@ class PrometheusServer:
             )
         atexit.register(self.stop)
         wait_ready("prometheus", f"{self.url}/-/ready", self.process, self.log_tail, START_TIMEOUT)
+
+    def reload_rules(self, rules: str, *, applied: str, timeout: float = 30.0) -> None:
+        """Replace the rule file and have Prometheus reload it (SIGHUP), until its rules API shows
+        ``applied`` (a piece of the new rules). Alerts of rules that keep their name carry over."""
+        assert self.process is not None, "started"
+        assert self.rules, "started with rules"
+        (self.workdir / "rules.yml").write_text(rules)
+        self.rules = rules
+        self.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{self.url}/api/v1/rules", timeout=5) as answer:
+                if applied in json.dumps(json.load(answer)["data"], ensure_ascii=False):
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"Prometheus did not reload its rules within {timeout:g}s: {self.log_tail()}")
 
     def query(self, expr: str) -> Any:
         """The ``data.result`` of an instant query (for waiting on series in tests)."""

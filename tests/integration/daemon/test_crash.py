@@ -94,7 +94,7 @@ def serve(setup: Setup, tmp_path: Path) -> Iterator[tuple[Serve, str]]:
             process.kill()
 
 
-async def ready(url: str, within: float = 30.0) -> None:
+async def ready(url: str, within: float = 60.0) -> None:
     async with httpx.AsyncClient(timeout=2) as client:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:

@@ -82,6 +82,8 @@ class StolenDuringRelease:
     def __init__(self, journal: Journal) -> None:
         self._journal = journal
         self.releasing = False
+        self.taken = asyncio.Event()
+        """Set once the other replica holds the execution."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._journal, name)
@@ -89,12 +91,12 @@ class StolenDuringRelease:
     async def record_steps(self, lease: Any, **records: Any) -> Any:
         if records.get("release") is not None:
             self.releasing = True
-            await asyncio.sleep(LEASE * 2.5)
+            await self.taken.wait()
         return await self._journal.record_steps(lease, **records)
 
     async def renew_lease(self, lease: Any, seconds: float) -> Any:
         if self.releasing:
-            await asyncio.sleep(LEASE * 1.2)
+            await self.taken.wait()
         return await self._journal.renew_lease(lease, seconds)
 
 
@@ -103,19 +105,19 @@ async def test_a_lease_really_lost_while_the_release_is_written_is_logged_as_los
     journal = await open_journal(setup.journal_url, migrate=True)
     try:
         _, cache = await matched_alert(journal, setup.rules, {"alertname": "Quick"})
-        runner = ExecutionRunner(
-            StolenDuringRelease(journal), Services(), RunnerSettings(lease_seconds=LEASE), cache
-        )
+        stolen = StolenDuringRelease(journal)
+        runner = ExecutionRunner(stolen, Services(), RunnerSettings(lease_seconds=LEASE), cache)
         (claim,) = await journal.claim_executions("replica-a", lease_seconds=LEASE)
 
         async def other_replica() -> None:
             while not await journal.claim_executions("replica-b", lease_seconds=60):
                 await asyncio.sleep(0.1)
+            stolen.taken.set()
 
         claiming = asyncio.create_task(other_replica())
         with structlog.testing.capture_logs() as logs:
             await runner.run(claim)
-        await asyncio.wait_for(claiming, timeout=10)
+        await asyncio.wait_for(claiming, timeout=30)
         assert [e for e in logs if e["event"] == "lease_lost" and e["log_level"] == "warning"], logs
     finally:
         await journal.close()

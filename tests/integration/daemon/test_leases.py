@@ -17,6 +17,8 @@ from tests.integration.journal.helpers import raw_sql
 
 pytestmark = pytest.mark.timeout(120)
 
+LEASE = 60.0
+
 PLAYBOOK = """\
     apiVersion: kurative/v1
     kind: Playbook
@@ -40,15 +42,17 @@ async def test_a_worker_whose_lease_was_taken_stops_before_its_next_step(setup: 
     http = HttpAdapter()
     try:
         _, cache = await matched_alert(journal, setup.rules, {"alertname": "Slowly"})
-        settings = RunnerSettings(lease_seconds=3.0)
+        # leases far longer than the test: replica-a's first renewal (at a third of its lease) must not
+        # come before the takeover below, however slowly a loaded machine gets there
+        settings = RunnerSettings(lease_seconds=LEASE)
         runner = ExecutionRunner(journal, Services(http=http), settings, cache)
 
-        (first,) = await journal.claim_executions("replica-a", lease_seconds=3.0)
+        (first,) = await journal.claim_executions("replica-a", lease_seconds=LEASE)
         stalled = asyncio.create_task(runner.run(first))
         await asyncio.sleep(0.5)  # replica-a is in its sleep step
         past = "0" if setup.journal_url.startswith("sqlite") else "now() - interval '1 second'"
         raw_sql(setup.journal_url, f"UPDATE executions SET lease_expires_at = {past}")  # a-stall
-        (second,) = await journal.claim_executions("replica-b", lease_seconds=3.0)
+        (second,) = await journal.claim_executions("replica-b", lease_seconds=LEASE)
         assert second.recovered
         taken_over = asyncio.create_task(runner.run(second))
         results = await asyncio.gather(stalled, taken_over)

@@ -137,13 +137,14 @@ async def test_create_dedupes_by_key_for_the_whole_episode(journal: Journal) -> 
 
 
 async def test_dedupe_key_frees_up_after_its_window(journal: Journal) -> None:
+    window = 3.0  # the second request must come within it, even on a loaded machine
     (alert_id,) = await journal.commit_alerts([alert()])
-    (first,) = await journal.create_executions(alert_id, [request(window=0.3)])
-    (second,) = await journal.create_executions(alert_id, [request(window=0.3)])
+    (first,) = await journal.create_executions(alert_id, [request(window=window)])
+    (second,) = await journal.create_executions(alert_id, [request(window=window)])
     assert (first.status, second.status) == (CreationStatus.CREATED, CreationStatus.DEDUPLICATED)
 
     async def created_again() -> str | None:
-        (outcome,) = await journal.create_executions(alert_id, [request(window=0.3)])
+        (outcome,) = await journal.create_executions(alert_id, [request(window=window)])
         return outcome.execution_id if outcome.status is CreationStatus.CREATED else None
 
     assert await eventually(created_again) != first.execution_id

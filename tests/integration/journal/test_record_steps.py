@@ -216,7 +216,9 @@ async def test_concurrent_calls_get_their_own_outcomes(journal: Journal) -> None
 async def test_batch_claims_never_hand_one_execution_to_two_claimers(journal: Journal) -> None:
     created = {await new_execution(journal) for _ in range(24)}
     batches = await asyncio.gather(
-        *(journal.claim_executions(f"replica-{n}", limit=5, lease_seconds=0.5) for n in range(6))
+        # leases long enough for the six claims to be made before the first one's runs out, even
+        # with SQLite serialising them on a loaded machine, short enough to wait for below
+        *(journal.claim_executions(f"replica-{n}", limit=5, lease_seconds=3) for n in range(6))
     )
     claimed = [c.execution.id for batch in batches for c in batch]
     assert all(len(batch) <= 5 for batch in batches)

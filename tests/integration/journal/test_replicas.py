@@ -102,10 +102,10 @@ async def test_leases_use_the_database_clock_not_the_replicas(
         # this replica's wall clock runs an hour ahead (a bad NTP setup); it claims with a short lease
         real_time = time.time
         monkeypatch.setattr(time, "time", lambda: real_time() + 3600)
-        claim = await running(skewed, owner="skewed", lease=0.5)
+        claim = await running(skewed, owner="skewed", lease=3)
         monkeypatch.undo()
         assert await honest.claim_executions("honest") == ()
-        # had the lease been computed on the skewed clock it would last an hour; it lasts 0.5 s
+        # had the lease been computed on the skewed clock it would last an hour; it lasts 3 s
         (taken,) = await eventually(lambda: honest.claim_executions("honest"))
         assert taken.execution.id == claim.execution.id
         assert taken.recovered

@@ -29,7 +29,7 @@ def sink() -> Iterator[HttpSink]:
 
 @pytest.fixture
 def policy() -> BreakerPolicy:
-    return BreakerPolicy(BreakerSettings(fail_max=3, reset_timeout=0.2))
+    return BreakerPolicy(BreakerSettings(fail_max=3, reset_timeout=1.0))  # past any stall between two calls
 
 
 @pytest.fixture
