@@ -437,7 +437,7 @@ async def test_the_journal_reconnects_soon_after_postgresql_returns_from_a_long_
             await asyncio.sleep(0.5)
         await asyncio.to_thread(own_postgres.start)
         back_at = time.monotonic()
-        async with asyncio.timeout(12):  # the old chain would next try about 15 s after the restart
+        async with asyncio.timeout(8):  # the old chain would next try about 15 s after the restart
             while True:
                 try:
                     await journal.now()

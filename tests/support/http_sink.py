@@ -79,6 +79,8 @@ class HttpSink:
         self._in_flight = 0
         self.max_in_flight = 0
         """The most requests the sink was answering at the same moment."""
+        self.incomplete = 0
+        """Requests whose sender went away before their body was complete (not recorded)."""
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -92,6 +94,8 @@ class HttpSink:
                 body = self.rfile.read(length) if length else b""
                 if len(body) < length:  # the client went away (killed) before its body was sent:
                     self.close_connection = True  # no request, as for any HTTP server
+                    with sink._lock:
+                        sink.incomplete += 1
                     return
                 recorded = Recorded(self.command, self.path, dict(self.headers.items()), body)
                 rule = sink._take(recorded)

@@ -466,19 +466,20 @@ class PostgresJournal(JournalBackend):
         Deadlocks and serialization failures are retried (the transaction was rolled back whole).
         When ``retry`` is set (the operation is idempotent), a connection broken by a server restart
         or a cut network path is replaced and the operation tried again, and again for each further
-        connection found broken (at most as many as the pool holds, within the operation timeout). Each try is bounded by the operation timeout
-        (unless ``bounded`` is false: migrations): past it the caller gets
+        connection found broken (at most as many as the pool holds). The whole call is bounded by
+        the operation timeout (unless ``bounded`` is false: migrations): past it the caller gets
         :class:`~kurative.errors.JournalUnavailable`, as for a broken connection — the outcome of a
         write is then unknown in the same way — while the query is cancelled and its connection
         discarded in the background.
         """
         conflicts = broken = 0
         limit = self._operation_timeout if bounded else None
+        budget = limit
         clock = asyncio.get_running_loop().time
-        deadline = clock() + (limit or 0.0)
+        deadline = None if limit is None else clock() + limit
         while True:
             try:
-                return await self._within(self._attempt(fn), limit)
+                return await self._within(self._attempt(fn), budget)
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 conflicts += 1
                 if conflicts < _TRANSIENT_RETRIES:
@@ -489,16 +490,24 @@ class PostgresJournal(JournalBackend):
             except psycopg.OperationalError as exc:
                 # a restart or a cut path breaks every pooled connection at once, and one in use
                 # while the idle ones are checked returns broken after the check: each is discarded
-                # as it fails, so the next try gets another, within the one operation timeout
+                # as it fails, so the next try gets another, in what is left of the timeout
                 again = broken == 0 or (_connection_lost(exc) and broken < self._pool.max_size)
-                if retry and again and (limit is None or clock() < deadline):
-                    broken += 1
-                    try:
-                        await self._within(self._pool.check(), limit)
-                    except TimeoutError:
-                        raise self._unavailable(_no_answer(limit)) from exc
-                    continue
-                raise self._unavailable(exc) from exc
+                if not (retry and again):
+                    raise self._unavailable(exc) from exc
+                broken += 1
+                try:
+                    if deadline is not None:
+                        budget = deadline - clock()
+                    await self._within(self._pool.check(), budget)
+                    if deadline is not None:
+                        budget = deadline - clock()
+                        if budget <= 0:
+                            raise TimeoutError
+                except TimeoutError:
+                    raise self._unavailable(_no_answer(limit)) from exc
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # the pool's check does not pass it on
+                    raise asyncio.CancelledError from None
             except TimeoutError as exc:
                 raise self._unavailable(_no_answer(limit)) from exc
             except psycopg.Error as exc:

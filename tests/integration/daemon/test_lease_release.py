@@ -110,9 +110,11 @@ async def test_a_lease_really_lost_while_the_release_is_written_is_logged_as_los
         (claim,) = await journal.claim_executions("replica-a", lease_seconds=LEASE)
 
         async def other_replica() -> None:
-            while not await journal.claim_executions("replica-b", lease_seconds=60):
-                await asyncio.sleep(0.1)
-            stolen.taken.set()
+            try:
+                while not await journal.claim_executions("replica-b", lease_seconds=60):
+                    await asyncio.sleep(0.1)
+            finally:
+                stolen.taken.set()  # a failed claim must not leave the runner waiting
 
         claiming = asyncio.create_task(other_replica())
         with structlog.testing.capture_logs() as logs:
