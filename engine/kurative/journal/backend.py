@@ -55,6 +55,10 @@ from kurative.journal.schema import Migration, check_version, load_migrations
 from kurative.journal.validation import check_lease_seconds, check_page_limit, check_release, check_request
 
 PRUNE_BATCH_MAX = 100_000
+SPARE_FLUSHER_AFTER = 0.05
+"""Seconds an alert commit may take before a second one starts beside it (see ``_Group``): far
+longer than a commit to a healthy database (about 1 ms with fsync on here), short enough that a
+commit waiting on a lock or a silent connection holds up the alerts behind it only this long."""
 RESOLVED_REASON = "the alert resolved"
 """Why :meth:`match_alerts` cancels an execution that waited for approval."""
 
@@ -147,7 +151,9 @@ class JournalBackend(abc.ABC):
         self._url = url
         self._limits = limits
         self._committer: GroupCommitter[PreparedAlert] | None = (
-            GroupCommitter(self._flush_alerts, concurrency=flushers) if group_commit else None
+            GroupCommitter(self._flush_alerts, concurrency=flushers, spare_after=SPARE_FLUSHER_AFTER)
+            if group_commit
+            else None
         )
 
     @property

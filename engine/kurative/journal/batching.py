@@ -25,28 +25,64 @@ Q = TypeVar("Q")  # what one caller queues
 class _Group(abc.ABC, Generic[Q, T]):
     """The queue and flush tasks both groupings share: callers queue an item and wait for its future;
     at most ``concurrency`` tasks take groups off the queue and flush them, each caller's future
-    settled from its group's outcome. How a group is taken and flushed is the subclass's."""
+    settled from its group's outcome. How a group is taken and flushed is the subclass's.
 
-    def __init__(self, concurrency: int) -> None:
+    With ``spare_after``, one task flushes while its commits are quick, and another joins only when
+    a flush has lasted that long (a commit waiting on a lock or a silent connection): one flusher
+    lets the callers fall into groups that take turns, one group queueing while the other commits,
+    where two flushers at once keep them in one group and the process idle during its commit."""
+
+    def __init__(self, concurrency: int, spare_after: float | None = None) -> None:
         self._concurrency = concurrency
+        self._spare_after = spare_after
         self._pending: list[tuple[Q, asyncio.Future[T]]] = []
         self._active = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flushing: list[float] = []
+        """When each flush in flight started (the loop's clock)."""
+        self._spare: asyncio.TimerHandle | None = None
 
     async def _submit(self, item: Q) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._active < self._concurrency:
-            self._active += 1
-            task = asyncio.create_task(self._drain())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            if self._active == 0 or self._spare_after is None:
+                self._start()
+            elif self._spare is None:
+                self._arm_spare()
         return await future
+
+    def _arm_spare(self) -> None:
+        """Look again when the oldest flush in flight will have lasted ``spare_after``."""
+        assert self._spare_after is not None
+        loop = asyncio.get_running_loop()
+        since = min(self._flushing) if self._flushing else loop.time()
+        self._spare = loop.call_at(since + self._spare_after, self._spare_due)
+
+    def _start(self) -> None:
+        self._active += 1
+        task = asyncio.create_task(self._drain())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _spare_due(self) -> None:
+        """Start another flusher if a flush has lasted ``spare_after`` and callers are queued."""
+        self._spare = None
+        if not self._pending or self._active >= self._concurrency or not self._flushing:
+            return  # nothing waits, or the running flusher is about to take what does
+        assert self._spare_after is not None
+        if asyncio.get_running_loop().time() - min(self._flushing) >= self._spare_after:
+            self._start()
+        else:  # the flush it was armed for ended; another one is in flight
+            self._arm_spare()
 
     async def close(self) -> None:
         """Wait for what is queued to be flushed."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._spare is not None:
+            self._spare.cancel()
+            self._spare = None
 
     @abc.abstractmethod
     def _take(self) -> list[tuple[Q, asyncio.Future[T]]]:
@@ -64,6 +100,8 @@ class _Group(abc.ABC, Generic[Q, T]):
                 taken = self._take()
                 if not taken:
                     continue
+                started = asyncio.get_running_loop().time()
+                self._flushing.append(started)
                 try:
                     outcomes = await self._flush_group([item for item, _ in taken])
                 except Exception as exc:
@@ -82,6 +120,8 @@ class _Group(abc.ABC, Generic[Q, T]):
                             future.set_exception(outcome)
                         else:
                             future.set_result(outcome)
+                finally:
+                    self._flushing.remove(started)
         finally:
             self._active -= 1
 
@@ -96,8 +136,9 @@ class GroupCommitter(_Group[Sequence[R], None]):
         *,
         max_rows: int = 2000,
         concurrency: int = 1,
+        spare_after: float | None = None,
     ) -> None:
-        super().__init__(concurrency)
+        super().__init__(concurrency, spare_after)
         self._flush = flush
         self._max_rows = max_rows
 

@@ -83,3 +83,85 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_shared_commit() -> Non
         await impatient
     assert [2] in store.transactions or [1, 2] in store.transactions
     await committer.close()
+
+
+class Flushes:
+    """A flush target whose flushes each wait for their own release; counts how many overlap."""
+
+    def __init__(self) -> None:
+        self.gates: list[asyncio.Event] = []
+        self.groups: list[list[int]] = []
+        self.in_flight = self.most_in_flight = 0
+        self.started = asyncio.Event()
+
+    async def flush(self, rows: list[int]) -> None:
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        self.groups.append(rows)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        self.started.set()
+        try:
+            await gate.wait()
+        finally:
+            self.in_flight -= 1
+
+    async def next_start(self) -> None:
+        await self.started.wait()
+        self.started.clear()
+
+
+async def test_with_quick_commits_one_flusher_takes_turns_and_no_second_one_starts() -> None:
+    """Callers queue while the one flush commits, and go in the next: the groups take turns."""
+    flushes = Flushes()
+    committer = GroupCommitter(flushes.flush, concurrency=2, spare_after=30.0)
+    first = asyncio.create_task(committer.submit([0]))
+    await flushes.next_start()
+    queued = [asyncio.create_task(committer.submit([n])) for n in range(1, 4)]
+    await asyncio.sleep(0.01)
+    assert (flushes.in_flight, len(flushes.groups)) == (1, 1)  # no second flusher beside it
+    flushes.gates[0].set()
+    await first
+    await flushes.next_start()
+    assert sorted(flushes.groups[1]) == [1, 2, 3]  # all that queued meanwhile, in the next flush
+    flushes.gates[1].set()
+    await asyncio.gather(*queued)
+    assert flushes.most_in_flight == 1
+    await committer.close()
+
+
+async def test_a_flush_that_lasts_past_spare_after_gets_a_second_flusher_for_the_callers_behind_it() -> None:
+    """A commit stuck on a lock or a silent connection holds up the alerts behind it only for
+    ``spare_after``: a second flusher commits them while the first still waits."""
+    flushes = Flushes()
+    committer = GroupCommitter(flushes.flush, concurrency=2, spare_after=0.05)
+    stuck = asyncio.create_task(committer.submit([0]))
+    await flushes.next_start()
+    behind = asyncio.create_task(committer.submit([1]))
+    await asyncio.wait_for(flushes.next_start(), 10)  # the spare, after 50 ms
+    assert flushes.groups == [[0], [1]]
+    assert flushes.in_flight == 2
+    flushes.gates[1].set()
+    await asyncio.wait_for(behind, 10)  # committed while the first flush is still stuck
+    assert not stuck.done()
+    flushes.gates[0].set()
+    await stuck
+    assert flushes.most_in_flight == 2
+    await committer.close()
+
+
+async def test_a_caller_queued_while_a_flush_is_young_gets_the_spare_once_it_has_lasted_spare_after() -> None:
+    flushes = Flushes()
+    loop = asyncio.get_running_loop()
+    committer = GroupCommitter(flushes.flush, concurrency=2, spare_after=0.2)
+    stuck = asyncio.create_task(committer.submit([0]))
+    await flushes.next_start()
+    began = loop.time()
+    await asyncio.sleep(0.1)
+    behind = asyncio.create_task(committer.submit([1]))
+    await asyncio.wait_for(flushes.next_start(), 10)
+    assert loop.time() - began >= 0.2  # not before the first flush lasted spare_after
+    flushes.gates[1].set()
+    flushes.gates[0].set()
+    await asyncio.gather(stuck, behind)
+    await committer.close()
