@@ -68,12 +68,14 @@ class _Group(abc.ABC, Generic[Q, T]):
     def _spare_due(self) -> None:
         """Start another flusher if a flush has lasted ``spare_after`` and callers are queued."""
         self._spare = None
-        if not self._pending or self._active >= self._concurrency or not self._flushing:
-            return  # nothing waits, or the running flusher is about to take what does
+        if not self._pending or self._active >= self._concurrency:
+            return
         assert self._spare_after is not None
-        if asyncio.get_running_loop().time() - min(self._flushing) >= self._spare_after:
+        ended = self._active == 0  # the flusher ended (cancelled) with callers queued
+        now = asyncio.get_running_loop().time()
+        if ended or (self._flushing and now - min(self._flushing) >= self._spare_after):
             self._start()
-        else:  # the flush it was armed for ended; another one is in flight
+        else:  # between two flushes (a group is capped: some may stay queued), or another flush began
             self._arm_spare()
 
     async def close(self) -> None:

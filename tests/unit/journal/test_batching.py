@@ -4,6 +4,7 @@ up does not cancel the others."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -164,4 +165,59 @@ async def test_a_caller_queued_while_a_flush_is_young_gets_the_spare_once_it_has
     flushes.gates[1].set()
     flushes.gates[0].set()
     await asyncio.gather(stuck, behind)
+    await committer.close()
+
+
+async def test_callers_a_capped_group_left_queued_get_the_spare_when_the_next_flush_sticks() -> None:
+    """Regression: the spare's timer fired in the loop turn between two flushes, found none in flight
+    and was not armed again; the group then taken was capped (max_rows) and stuck, and the caller
+    it left queued waited for it with no spare coming."""
+    groups: list[list[int]] = []
+    first_done, stuck = asyncio.Event(), asyncio.Event()
+
+    async def flush(rows: list[int]) -> None:
+        groups.append(rows)
+        if len(groups) <= 2:
+            await (first_done if len(groups) == 1 else stuck).wait()
+
+    committer = GroupCommitter(flush, concurrency=2, max_rows=2, spare_after=0.05)
+    first = asyncio.create_task(committer.submit([0]))
+    await asyncio.sleep(0.001)
+    capped = asyncio.create_task(committer.submit([1, 2]))
+    left = asyncio.create_task(committer.submit([3]))
+    await asyncio.sleep(0)
+
+    def end_the_first_flush_on_a_busy_loop() -> None:
+        first_done.set()
+        time.sleep(0.03)  # the loop busy past the timer's due time: it fires between two flushes
+
+    asyncio.get_running_loop().call_later(0.04, end_the_first_flush_on_a_busy_loop)
+    await asyncio.wait_for(left, 10)
+    assert groups == [[0], [1, 2], [3]]
+    assert not capped.done()
+    stuck.set()
+    await asyncio.gather(first, capped)
+    await committer.close()
+
+
+async def test_a_flusher_that_ends_cancelled_leaves_no_caller_behind_it_waiting() -> None:
+    groups: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def flush(rows: list[int]) -> None:
+        groups.append(rows)
+        if len(groups) == 1:
+            await release.wait()
+            raise asyncio.CancelledError  # as a library may, unasked
+
+    committer = GroupCommitter(flush, concurrency=2, spare_after=0.05)
+    first = asyncio.create_task(committer.submit([0]))
+    await asyncio.sleep(0.001)
+    behind = asyncio.create_task(committer.submit([1]))
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(behind, 10)
+    assert groups == [[0], [1]]
     await committer.close()
