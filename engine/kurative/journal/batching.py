@@ -16,6 +16,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from kurative.errors import JournalError
+
 R = TypeVar("R")
 W = TypeVar("W")
 T = TypeVar("T")
@@ -106,6 +108,10 @@ class _Group(abc.ABC, Generic[Q, T]):
                 self._flushing.append(started)
                 try:
                     outcomes = await self._flush_group([item for item, _ in taken])
+                    if len(outcomes) != len(taken):  # a caller left without an outcome would wait for ever
+                        raise JournalError(
+                            f"a group flush gave {len(outcomes)} outcomes for {len(taken)} writes"
+                        )
                 except Exception as exc:
                     for _, future in taken:
                         if not future.done():

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from kurative.journal.batching import GroupCommitter
+from kurative.errors import JournalError
+from kurative.journal.batching import GroupCommitter, GroupWriter
 
 
 class Store:
@@ -221,3 +222,30 @@ async def test_a_flusher_that_ends_cancelled_leaves_no_caller_behind_it_waiting(
     await asyncio.wait_for(behind, 10)
     assert groups == [[0], [1]]
     await committer.close()
+
+
+@pytest.mark.parametrize("given", [0, 1, 3])
+async def test_a_flush_with_the_wrong_number_of_outcomes_fails_every_caller_and_the_next_group_flushes(
+    given: int,
+) -> None:
+    gate = asyncio.Event()
+    calls: list[list[int]] = []
+
+    async def flush(writes: list[int]) -> list[int]:
+        calls.append(writes)
+        await gate.wait()
+        if len(calls) == 1:
+            return list(range(given))  # two writes in the group, ``given`` outcomes
+        return [w * 10 for w in writes]
+
+    writer: GroupWriter[int, int] = GroupWriter(flush, concurrency=1)
+    first = [asyncio.create_task(writer.submit(i)) for i in (1, 2)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    later = asyncio.create_task(writer.submit(3))  # queued behind the first group
+    gate.set()
+    for task in first:
+        with pytest.raises(JournalError, match=f"gave {given} outcomes for 2 writes"):
+            await asyncio.wait_for(task, 5)
+    assert await asyncio.wait_for(later, 5) == 30
+    await writer.close()
