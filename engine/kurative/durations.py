@@ -21,7 +21,8 @@ from kurative.errors import KurativeError
 if TYPE_CHECKING:
     import jsonschema
 
-DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+(?!\n)$"
+"""Also refuses a final newline, which ``$`` alone lets through (jsonschema matches with re.search)."""
 _PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
 _WHOLE = re.compile(DURATION_PATTERN)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

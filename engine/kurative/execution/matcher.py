@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kurative.alerts import Notification
-from kurative.errors import JournalError, KurativeError
+from kurative.errors import JournalError, KurativeError, PlaybookError
 from kurative.execution.recent import ParsedAlert, RecentAlerts
 from kurative.journal import (
     CreationStatus,
@@ -65,6 +65,10 @@ def requests_for(
             # only this request, never the whole batch (refused again on every pass)
             dedupe_key = compute_dedupe_key(compiled, alert, context)
             limits = compute_limit_keys(compiled, context)
+            if (playbook.dedupe.window is not None and not playbook.dedupe.window > 0) or any(
+                not limit.per > 0 for limit in limits
+            ):  # lint refuses them; were one in force, the journal would refuse the whole batch
+                raise PlaybookError("a dedupe window or limit period of 0s")
         except KurativeError as exc:
             log.warning("playbook_not_started", alert_id=stored.id, playbook=playbook.name, error=str(exc))
             continue

@@ -30,8 +30,9 @@ class Recovery(enum.StrEnum):
 async def recover_step(spec: ActionSpec, ctx: ActionContext, params: Mapping[str, Any]) -> Recovery:
     """The fate of a step of ``spec`` that may have taken effect (it was interrupted, or an attempt
     failed in a way that does not prove nothing happened), run as ``ctx`` with the recorded ``params``.
-    :class:`~kurative.errors.BreakerOpen` while the target cannot even be asked."""
-    if spec.repeat_safety is RepeatSafety.IDEMPOTENT:
+    :class:`~kurative.errors.BreakerOpen` while the target cannot even be asked. A dry run changes
+    nothing (and stamps nothing to look for): it runs again."""
+    if ctx.dry_run or spec.repeat_safety is RepeatSafety.IDEMPOTENT:
         return Recovery.RUN
     if spec.repeat_safety is RepeatSafety.UNSAFE:
         return Recovery.REVIEW

@@ -41,6 +41,7 @@ from kurative.errors import (
     LeaseLost,
     PermanentActionError,
     RecordRejected,
+    TemporaryActionError,
 )
 from kurative.execution.recent import RecentAlerts
 from kurative.execution.recovery import Recovery, recover_step
@@ -578,6 +579,10 @@ class ExecutionRunner:
         params = rendered.params
 
         if step.action == APPROVAL and not dry_run:
+            try:
+                spec.check_params(params)  # as every action's, though no implementation runs
+            except PermanentActionError as exc:
+                return await settle(StepStatus.FAILED, None, str(exc))
             return await self._approval(keeper, detail, index, step, history, params)
 
         if open_record is not None:
@@ -620,8 +625,9 @@ class ExecutionRunner:
             keeper.check()
             if unsure and spec.repeat_safety is not RepeatSafety.IDEMPOTENT:
                 # The failed attempt may have changed the target after all (its answer was lost): a
-                # stamped change that is there is done. Anything else is retried; a preconditioned
-                # action's retry is itself guarded by the uid it read.
+                # stamped change that is there is done, one that is not is retried, and what cannot
+                # be told (a deletion's object there but not stamped: maybe a same-name replacement,
+                # which a retry would delete) is parked for review, as after a crash.
                 try:
                     verdict = await recover_step(spec, ctx, params)
                 except BreakerOpen as exc:
@@ -630,6 +636,12 @@ class ExecutionRunner:
                 if verdict is Recovery.DONE:
                     found = {"recovered": True}
                     return await self._finish(keeper, index, step, attempt, StepStatus.SUCCEEDED, found)
+                if verdict is Recovery.REVIEW:
+                    reason = (
+                        f"step {step.name!r} ({step.action}) failed in a way that may have taken effect "
+                        "and cannot be proven done or not done; check the target and rerun or cancel"
+                    )
+                    return await self._release(keeper, ExecutionState.NEEDS_REVIEW, reason)
             if attempt > history.next_attempt:
                 await self._write(keeper, keeper.refresh)
             if keeper.cancel_requested:
@@ -655,11 +667,15 @@ class ExecutionRunner:
                     log.debug("step_started", action=step.action, attempt=attempt, dry_run=ctx.dry_run)
                     begun = time.monotonic()
                     keeper.acting = True
+                    deadline = asyncio.timeout(step.timeout)
                     try:
-                        async with asyncio.timeout(step.timeout):
+                        async with deadline:
                             output = await self._act(spec, ctx, params)
-                    except TimeoutError:
-                        error = TimeoutError(f"timed out after {step.timeout:g}s")
+                    except TimeoutError as exc:
+                        if deadline.expired():
+                            error = TimeoutError(f"timed out after {step.timeout:g}s")
+                        else:  # the action's own (a socket's): temporary, as a timeout is
+                            error = TemporaryActionError(f"{step.action} timed out: {exc or 'no answer'}")
                     except (ActionError, BreakerOpen, KurativeError) as exc:
                         error = exc
                     except Exception as exc:  # an action's bug must not take the worker down

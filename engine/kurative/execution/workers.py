@@ -22,7 +22,7 @@ import structlog
 from kurative.errors import JournalError
 from kurative.execution.runner import ExecutionRunner
 from kurative.execution.settings import RunnerSettings
-from kurative.journal import Claim, Journal
+from kurative.journal import Claim, ExecutionState, Journal
 
 log = structlog.get_logger("kurative.execution")
 
@@ -57,6 +57,9 @@ class WorkerPool:
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[object]] = set()
         self._claiming = True
+        self._no_claim = asyncio.Event()
+        """Set while no claim is in flight: a claim :meth:`stop` began during has been handed back."""
+        self._no_claim.set()
 
     @property
     def busy(self) -> int:
@@ -72,12 +75,20 @@ class WorkerPool:
             free = self._settings.workers - len(self._running)
             claims: tuple[Claim, ...] = ()
             if free > 0:
+                self._no_claim.clear()
                 try:
                     claims = await self._journal.claim_executions(
                         self.owner, limit=free, lease_seconds=self._settings.lease_seconds
                     )
                 except JournalError as exc:
                     log.warning("claim_failed", error=str(exc))
+                finally:
+                    stopping = self._stopping()
+                    if stopping:  # stop() began meanwhile: nothing claimed starts here
+                        await self._hand_back(claims)
+                    self._no_claim.set()
+                if stopping:
+                    return
             for claim in claims:
                 if claim.recovered:
                     log.info(
@@ -103,10 +114,27 @@ class WorkerPool:
             log.error("execution_task_crashed", task=task.get_name(), error=repr(task.exception()))
         self._wake.set()
 
+    def _stopping(self) -> bool:
+        return not self._claiming
+
+    async def _hand_back(self, claims: tuple[Claim, ...]) -> None:
+        """Release executions claimed as the pool stopped, untouched, for any replica to run."""
+        for claim in claims:
+            try:
+                await self._journal.release_execution(
+                    claim.lease, ExecutionState.PENDING, error="not started: its replica was stopping"
+                )
+            except JournalError as exc:  # its lease expires, and recovery finds it as it was
+                log.warning("claim_not_handed_back", execution_id=claim.execution.id, error=str(exc))
+
     async def stop(self, deadline: float) -> None:
-        """Stop claiming; wait up to ``deadline`` seconds for running executions, then cancel them."""
+        """Stop claiming (what a claim in flight returns is handed back); wait up to ``deadline``
+        seconds for running executions, then cancel them."""
         self._claiming = False
         self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(deadline):
+                await self._no_claim.wait()
         if not self._running:
             return
         log.info("waiting_for_executions", running=len(self._running), deadline=deadline)

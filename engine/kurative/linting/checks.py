@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kurative.actions.registry import get_action, suggest_action
 from kurative.diagnostics import Diagnostic
-from kurative.durations import FORMATS, format_checker
+from kurative.durations import FORMATS, DurationError, format_checker, parse_duration
 from kurative.matching.expressions import (
     Expression,
     ExpressionSyntaxError,
@@ -96,6 +96,24 @@ def check_playbook(playbook: Playbook) -> list[Diagnostic]:
         if when is not None:
             _no_steps_before_run(checker, (*spec, "trigger", "when"), when, "the trigger")
             _impossible_comparisons(checker, (*spec, "trigger", "when"), when, playbook)
+    spec_body = playbook.body.get("spec") if isinstance(playbook.body, dict) else None
+    dedupe_body = spec_body.get("dedupe") if isinstance(spec_body, dict) else None
+    if isinstance(dedupe_body, dict) and _zero_duration(dedupe_body.get("window")):
+        checker.report(
+            (*spec, "dedupe", "window"),
+            "E104",
+            "dedupe window must be longer than 0s",
+            "give the time the key stays taken (30m), or leave the window out: the key then runs once",
+        )
+    limits_body = spec_body.get("limits") if isinstance(spec_body, dict) else None
+    for index, limit_body in enumerate(limits_body if isinstance(limits_body, list) else []):
+        if isinstance(limit_body, dict) and _zero_duration(limit_body.get("per")):
+            checker.report(
+                (*spec, "limits", index, "per"),
+                "E104",
+                "a limit's period must be longer than 0s",
+                "give the period the limit counts over, e.g. per: 1h",
+            )
     if playbook.dedupe.key is not None:
         key = checker.expression((*spec, "dedupe", "key"), playbook.dedupe.key, "E202", "dedupe key")
         if key is not None:
@@ -122,6 +140,16 @@ def check_playbook(playbook: Playbook) -> list[Diagnostic]:
             seen[step.name] = index
         _check_step(checker, path, index, step, playbook)
     return checker.found
+
+
+def _zero_duration(value: Any) -> bool:
+    """A duration that parses, to 0s (``0s``, ``0ms``, ``0h0m``)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return parse_duration(value) == 0
+    except DurationError:
+        return False
 
 
 @functools.lru_cache(maxsize=4096)

@@ -203,3 +203,43 @@ def test_numbers_json_cannot_hold(
     assert problem.endswith(
         "which JSON cannot hold (hint: write a finite number, or quote the value to make it a string)"
     )
+
+
+@pytest.mark.parametrize(
+    ("new", "where", "message"),
+    [
+        ("dedupe: {window: 0s}\n  steps: [", "6:20", "dedupe window must be longer than 0s"),
+        (
+            "limits: [{key: x, max: 1, per: 0ms}]\n  steps: [",
+            "6:34",
+            "a limit's period must be longer than 0s",
+        ),
+    ],
+)
+def test_a_zero_dedupe_window_or_limit_period_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], new: str, where: str, message: str
+) -> None:
+    # the journal refuses them: in force, such a playbook failed matching for every alert behind it
+    path = write(tmp_path, "steps: [", new)
+    code, out, err = run(capsys, "lint", str(path))
+    assert (code, err) == (1, ""), out
+    (problem,) = out.splitlines()[:-1]
+    assert f"bad.yaml:{where}: E104 {message}" in problem
+
+
+@pytest.mark.parametrize(
+    ("new", "where"),
+    [
+        ('dedupe: {window: "30m\\n"}\n  steps: [', "spec.dedupe.window"),
+        ('limits: [{key: x, max: 1, per: "1h\\n"}]\n  steps: [', "spec.limits[0].per"),
+        ('steps: [{name: nap, action: sleep, params: {duration: "1s\\n"}},', "params.duration"),
+    ],
+)
+def test_a_duration_ending_in_a_newline_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], new: str, where: str
+) -> None:
+    path = write(tmp_path, "steps: [", new)
+    code, out, err = run(capsys, "lint", str(path))
+    assert (code, err) == (1, ""), out
+    assert " E105 " in out or " E302 " in out, out
+    assert where in out, out
