@@ -18,7 +18,7 @@ from typing import Any
 
 from kurative.actions.base import ActionContext, ActionSpec, RepeatSafety
 from kurative.actions.kubernetes import Effect, check_effect
-from kurative.errors import BreakerOpen, KurativeError
+from kurative.errors import BreakerOpen, KurativeError, TemporaryActionError
 
 
 class Recovery(enum.StrEnum):
@@ -27,11 +27,14 @@ class Recovery(enum.StrEnum):
     REVIEW = "review"
 
 
-async def recover_step(spec: ActionSpec, ctx: ActionContext, params: Mapping[str, Any]) -> Recovery:
+async def recover_step(
+    spec: ActionSpec, ctx: ActionContext, params: Mapping[str, Any], *, ask_again: bool = False
+) -> Recovery:
     """The fate of a step of ``spec`` that may have taken effect (it was interrupted, or an attempt
     failed in a way that does not prove nothing happened), run as ``ctx`` with the recorded ``params``.
-    :class:`~kurative.errors.BreakerOpen` while the target cannot even be asked. A dry run changes
-    nothing (and stamps nothing to look for): it runs again."""
+    :class:`~kurative.errors.BreakerOpen` while the target cannot even be asked; with ``ask_again``, a
+    temporary error of the check too (the caller asks again later), instead of parking for review.
+    A dry run changes nothing (and stamps nothing to look for): it runs again."""
     if ctx.dry_run or spec.repeat_safety is RepeatSafety.IDEMPOTENT:
         return Recovery.RUN
     if spec.repeat_safety is RepeatSafety.UNSAFE:
@@ -42,6 +45,10 @@ async def recover_step(spec: ActionSpec, ctx: ActionContext, params: Mapping[str
         effect = await check_effect(spec.name, ctx, params)
     except BreakerOpen:
         raise
+    except TemporaryActionError:
+        if ask_again:
+            raise
+        return Recovery.REVIEW
     except KurativeError:
         return Recovery.REVIEW
     return {Effect.DONE: Recovery.DONE, Effect.NOT_DONE: Recovery.RUN}.get(effect, Recovery.REVIEW)

@@ -75,6 +75,9 @@ log = Logger("kurative.execution")
 
 APPROVAL = "approval"
 BREAKER_MARK = "breaker_open"
+CANCELLED = "cancelled while running"
+"""The error of an execution released cancelled (the cancel request's who and why, when recorded, win)."""
+CANCELLED_BEFORE = "cancelled before it ran"
 
 
 class Stop(Exception):
@@ -215,10 +218,12 @@ class LeaseKeeper:
         self._timer: asyncio.TimerHandle | None = None
         self._renewing: asyncio.Task[None] | None = None
         self._stopped = False
+        self.cancel_seen = False
+        """A write told of a cancel request made after the lease was last renewed."""
 
     @property
     def cancel_requested(self) -> bool:
-        return self.lease.cancel_requested
+        return self.lease.cancel_requested or self.cancel_seen
 
     def start(self) -> None:
         """Renew from now on, until :meth:`stop` or the lease is lost."""
@@ -424,6 +429,8 @@ class ExecutionRunner:
                 return None
             return await self._commit(keeper, started, release)
         keeper.pending = []
+        if written.cancel_requested:
+            keeper.cancel_seen = True
         return written.started  # type: ignore[no-any-return]
 
     async def _write_alone(self, keeper: LeaseKeeper, record: StepFinish) -> None:
@@ -478,7 +485,7 @@ class ExecutionRunner:
                 continue
             keeper.check()
             if keeper.cancel_requested:
-                return await self._release(keeper, ExecutionState.CANCELLED, "cancelled while running")
+                return await self._release(keeper, ExecutionState.CANCELLED, CANCELLED)
             context = build_context(
                 alert,
                 playbook,
@@ -629,9 +636,13 @@ class ExecutionRunner:
                 # be told (a deletion's object there but not stamped: maybe a same-name replacement,
                 # which a retry would delete) is parked for review, as after a crash.
                 try:
-                    verdict = await recover_step(spec, ctx, params)
+                    verdict = await recover_step(spec, ctx, params, ask_again=True)
                 except BreakerOpen as exc:
                     return await self._release(keeper, ExecutionState.PENDING, str(exc), exc.retry_after)
+                except TemporaryActionError as exc:  # the target cannot be asked now: ask it later
+                    unknown = f"whether the last attempt took effect cannot be checked yet: {exc}"
+                    wait = max(step.retry.backoff, 1.0)
+                    return await self._release(keeper, ExecutionState.PENDING, unknown, wait)
                 log.info("step_checked_before_retry", verdict=verdict.value, attempt=attempt)
                 if verdict is Recovery.DONE:
                     found = {"recovered": True}
@@ -645,7 +656,7 @@ class ExecutionRunner:
             if attempt > history.next_attempt:
                 await self._write(keeper, keeper.refresh)
             if keeper.cancel_requested:
-                return await self._release(keeper, ExecutionState.CANCELLED, "cancelled while running")
+                return await self._release(keeper, ExecutionState.CANCELLED, CANCELLED)
             start = StepStart(index, step.name, step.action, attempt, dict(params), ctx.idempotency_key)
             kube = step.action.startswith("kubernetes.")
             if kube and keeper.pending:
@@ -663,7 +674,9 @@ class ExecutionRunner:
                     await self._commit(keeper, started=start)
                 except RecordRejected as exc:  # its rendered params are too large to journal
                     error = PermanentActionError(f"the step cannot be journalled: {exc}")
-                else:
+                # a cancel asked for while the step before ran is seen as this one is recorded: it
+                # does not run
+                if error is None and not keeper.cancel_requested:
                     log.debug("step_started", action=step.action, attempt=attempt, dry_run=ctx.dry_run)
                     begun = time.monotonic()
                     keeper.acting = True
@@ -681,6 +694,9 @@ class ExecutionRunner:
                     except Exception as exc:  # an action's bug must not take the worker down
                         log.exception("step_crashed", action=step.action)
                         error = exc
+            if error is None and begun is None:  # recorded started, then the cancel was seen
+                await self._finish(keeper, index, step, attempt, StepStatus.SKIPPED, None, CANCELLED_BEFORE)
+                return await self._release(keeper, ExecutionState.CANCELLED, CANCELLED)
             if begun is not None:
                 self._took(step, ctx, error, time.monotonic() - begun)
             if error is None:

@@ -282,6 +282,9 @@ class StepsWritten:
     finished: tuple[int, ...] = ()
     started: int | None = None
     execution: Execution | None = None
+    cancel_requested: bool = False
+    """With a ``started`` record: someone asked to cancel the execution (seen as the record was
+    written), so the step must not run."""
 
 
 @dataclass(frozen=True, slots=True)

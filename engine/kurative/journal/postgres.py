@@ -202,7 +202,8 @@ FROM executions e
 WHERE e.id = %(id)s AND e.lease_owner = %(owner)s AND e.attempt = %(lease_attempt)s AND e.state = 'running'
 FOR SHARE
 ON CONFLICT DO NOTHING
-RETURNING id
+RETURNING id,
+          (SELECT x.cancel_requested FROM executions x WHERE x.id = steps.execution_id) AS cancel_requested
 """
 
 _STEP_FINISHED = """
@@ -229,7 +230,8 @@ WHERE id = %(id)s AND lease_owner = %(owner)s AND attempt = %(lease_attempt)s AN
 
 _RELEASE = f"""
 UPDATE executions SET state = %(state)s, lease_owner = NULL, lease_expires_at = NULL,
-    error = %(error)s, updated_at = now(), finished_at = CASE WHEN %(finished)s THEN now() END,
+    error = CASE WHEN %(state)s = 'cancelled' THEN coalesce(error, %(error)s) ELSE %(error)s END,
+    updated_at = now(), finished_at = CASE WHEN %(finished)s THEN now() END,
     available_at = now() + make_interval(secs => %(delay)s)
 WHERE id = %(id)s AND lease_owner = %(owner)s AND attempt = %(attempt)s AND state = 'running'
 RETURNING {rows.EXECUTION_COLUMNS}
@@ -274,12 +276,14 @@ JOIN executions e
 ORDER BY v."n"
 FOR SHARE OF e
 ON CONFLICT DO NOTHING
-RETURNING execution_id, step_index, attempt, id
+RETURNING execution_id, step_index, attempt, id,
+          (SELECT x.cancel_requested FROM executions x WHERE x.id = steps.execution_id) AS cancel_requested
 """
 
 _RELEASES = f"""
 UPDATE executions e SET state = v."state", lease_owner = NULL, lease_expires_at = NULL,
-    error = v."error", updated_at = now(), finished_at = CASE WHEN v."finished" THEN now() END,
+    error = CASE WHEN v."state" = 'cancelled' THEN coalesce(e.error, v."error") ELSE v."error" END,
+    updated_at = now(), finished_at = CASE WHEN v."finished" THEN now() END,
     available_at = now() + make_interval(secs => v."delay")
 FROM json_to_recordset(%s::json) AS v("id" text, "owner" text, "attempt" integer, "state" text,
      "error" text, "finished" boolean, "delay" double precision)
@@ -1045,13 +1049,15 @@ class PostgresJournal(JournalBackend):
         rows_of = list(found)
         finished = tuple(int(row["id"]) for row in rows_of[: len(steps.finished)] if row is not None)
         started = None
+        cancel = False
         if steps.started is not None:
             row = rows_of[len(steps.finished)]
             started = int(row["id"]) if row is not None else None
+            cancel = bool(row is not None and row["cancel_requested"])
         execution = None
         if steps.release is not None and rows_of[-1] is not None:
             execution = rows.execution_from_row(rows_of[-1], CODEC)
-        return StepsWritten(finished, started, execution)
+        return StepsWritten(finished, started, execution, cancel)
 
     async def _conflict(self, lease: Lease, steps: StepsToRecord) -> StepsWritten:
         """Raise the conflict that kept :meth:`_record_steps` from writing: which record exists.
@@ -1226,9 +1232,9 @@ class PostgresJournal(JournalBackend):
                     raise already_finished(execution_id, state)
                 if state is ExecutionState.RUNNING:
                     cur = await conn.execute(
-                        "UPDATE executions SET cancel_requested = true, updated_at = now() WHERE id = %s "
-                        f"RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
-                        (execution_id,),
+                        "UPDATE executions SET cancel_requested = true, error = %s, updated_at = now() "
+                        f"WHERE id = %s RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
+                        (cancelled_by(who_text, reason_text), execution_id),
                     )
                 else:
                     cur = await conn.execute(

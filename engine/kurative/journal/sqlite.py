@@ -532,13 +532,16 @@ class SQLiteJournal(JournalBackend):
 
         return await self._run(release)
 
-    def _check_lease(self, conn: sqlite3.Connection, lease: Lease) -> None:
+    def _check_lease(self, conn: sqlite3.Connection, lease: Lease) -> bool:
+        """Raise :class:`LeaseLost` unless ``lease`` is held; whether a cancel was requested."""
         held = conn.execute(
-            "SELECT 1 FROM executions WHERE id = ? AND lease_owner = ? AND attempt = ? AND state = 'running'",
+            "SELECT cancel_requested FROM executions "
+            "WHERE id = ? AND lease_owner = ? AND attempt = ? AND state = 'running'",
             (lease.execution_id, lease.owner, lease.attempt),
         ).fetchone()
         if held is None:
             raise lease_lost(lease)
+        return bool(held[0])
 
     async def record_step_started(self, lease: Lease, step: StepStart) -> int:
         clean = self._clean_start(step)
@@ -579,7 +582,7 @@ class SQLiteJournal(JournalBackend):
     async def _record_steps(self, lease: Lease, steps: StepsToRecord) -> StepsWritten:
         def record(conn: sqlite3.Connection) -> StepsWritten:
             with self._transaction(conn):
-                self._check_lease(conn, lease)
+                cancel = self._check_lease(conn, lease)
                 finished: list[int] = []
                 for step, clean in steps.finished:
                     try:
@@ -600,7 +603,7 @@ class SQLiteJournal(JournalBackend):
                         raise step_twice(lease, start.name, start.attempt, "started") from None
                     started = int(cursor.lastrowid or 0)
                 execution = _release(conn, lease, steps.release) if steps.release is not None else None
-            return StepsWritten(tuple(finished), started, execution)
+            return StepsWritten(tuple(finished), started, execution, cancel and started is not None)
 
         return await self._run(record)
 
@@ -683,9 +686,9 @@ class SQLiteJournal(JournalBackend):
                 now = _now()
                 if state is ExecutionState.RUNNING:
                     updated = conn.execute(
-                        "UPDATE executions SET cancel_requested = 1, updated_at = ? WHERE id = ? "
+                        "UPDATE executions SET cancel_requested = 1, error = ?, updated_at = ? WHERE id = ? "
                         f"RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
-                        (now, execution_id),
+                        (cancelled_by(who_text, reason_text), now, execution_id),
                     ).fetchone()
                 else:
                     updated = conn.execute(
@@ -837,11 +840,14 @@ def _insert_finished(
 def _release(conn: sqlite3.Connection, lease: Lease, release: CleanRelease) -> Execution:
     now = _now()
     row = conn.execute(
-        "UPDATE executions SET state = ?, lease_owner = NULL, lease_expires_at = NULL, error = ?, "
+        "UPDATE executions SET state = ?, lease_owner = NULL, lease_expires_at = NULL, "
+        "error = CASE WHEN ? = 'cancelled' THEN coalesce(error, ?) ELSE ? END, "
         "updated_at = ?, finished_at = ?, available_at = ? WHERE id = ? AND lease_owner = ? "
         f"AND attempt = ? AND state = 'running' RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
         (
             release.state.value,
+            release.state.value,
+            release.error,
             release.error,
             now,
             now if release.state.finished else None,

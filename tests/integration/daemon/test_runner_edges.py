@@ -232,3 +232,36 @@ async def test_executions_a_claim_in_flight_returns_after_stop_began_are_handed_
         assert not again.recovered
     finally:
         await journal.close()
+
+
+async def test_a_cancel_asked_for_during_a_step_stops_the_next_one_and_says_who_and_why(setup: Setup) -> None:
+    steps = """\
+        - {name: first, action: sleep, params: {duration: 1s}}
+        - {name: second, action: log, params: {message: "must not run"}}
+        - {name: third, action: log, params: {message: "nor this"}}
+"""
+    setup.playbook("two", _playbook("two", steps))
+    journal = await _journal(setup)
+    try:
+        _, cache = await matched_alert(journal, setup.rules, {"alertname": "Edge"})
+        # renewals every 10 s: only the step's own write can tell the runner in time
+        runner = ExecutionRunner(journal, Services(), RunnerSettings(lease_seconds=30), cache)
+        (claim,) = await journal.claim_executions("replica-a", lease_seconds=30)
+        running = asyncio.create_task(runner.run(claim))
+        while not (await journal.get_execution(claim.execution.id)).steps:
+            await asyncio.sleep(0.01)  # "first" has started
+        asked = await journal.cancel_execution(claim.execution.id, "alice", "wrong cluster")
+        assert asked.state is ExecutionState.RUNNING
+        assert asked.error == "cancelled by alice: wrong cluster"  # recorded at once, not only at the end
+        assert await asyncio.wait_for(running, 30) is ExecutionState.CANCELLED
+        detail = await journal.get_execution(claim.execution.id)
+        assert detail.execution.error == "cancelled by alice: wrong cluster"
+        records = [(s.name, s.status, s.error) for s in detail.steps]
+        assert records == [
+            ("first", StepStatus.STARTED, None),
+            ("first", StepStatus.SUCCEEDED, None),
+            ("second", StepStatus.STARTED, None),
+            ("second", StepStatus.SKIPPED, "cancelled before it ran"),
+        ]
+    finally:
+        await journal.close()

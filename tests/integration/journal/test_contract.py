@@ -448,12 +448,42 @@ async def test_cancel_pending_running_and_waiting(journal: Journal) -> None:
     assert cancelled.state is ExecutionState.CANCELLED
     flagged = await journal.cancel_execution(claim.execution.id, "alice", "stop it")
     assert flagged.state is ExecutionState.RUNNING
+    assert flagged.error == "cancelled by alice: stop it"  # who and why, recorded at once
     assert (await journal.renew_lease(claim.lease, 30)).cancel_requested
     with pytest.raises(JournalConflict, match="already finished"):
         await journal.cancel_execution(pending_id, "alice")
     assert await journal.cancel_awaiting_approval("fp-1", "alert resolved") == (waiting_id,)
     assert (await journal.get_execution(waiting_id)).execution.state is ExecutionState.CANCELLED
     assert await journal.cancel_awaiting_approval("fp-1", "alert resolved") == ()
+
+
+async def test_a_step_start_written_after_a_cancel_request_says_so_and_the_release_keeps_who_and_why(
+    journal: Journal,
+) -> None:
+    claim = await running(journal)
+    first = await journal.record_steps(claim.lease, started=StepStart(0, "a", "log", 1, {}, None))
+    assert not first.cancel_requested
+    await journal.cancel_execution(claim.execution.id, "alice", "stop it")
+    # the holder's lease (renewed before the request) does not know; the next start's write does
+    finished = StepFinish(0, "a", StepStatus.SUCCEEDED, 1, "log", {}, None)
+    second = await journal.record_steps(
+        claim.lease, finished=[finished], started=StepStart(1, "b", "log", 1, {}, None)
+    )
+    assert second.cancel_requested
+    assert second.started is not None
+    alone = await journal.record_steps(
+        claim.lease, finished=[StepFinish(1, "b", StepStatus.SKIPPED, 1, "log", None, "x")]
+    )
+    assert not alone.cancel_requested  # told only with a start
+    released = await journal.release_execution(
+        claim.lease, ExecutionState.CANCELLED, error="cancelled while running"
+    )
+    assert released.state is ExecutionState.CANCELLED
+    assert released.error == "cancelled by alice: stop it"
+    # any other release says what it is given
+    other = await running(journal)
+    done = await journal.release_execution(other.lease, ExecutionState.FAILED, error="step 'a' failed: no")
+    assert done.error == "step 'a' failed: no"
 
 
 # -- retention --------------------------------------------------------------------------------------
