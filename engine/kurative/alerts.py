@@ -101,14 +101,15 @@ def parse_timestamp(text: str, where: str = "timestamp") -> datetime | None:
         return known
     if text in _ZERO_TIMES or text.startswith("0001-01-01T00:00:00"):
         return None
-    parsed = _parse_timestamp(text, where)
+    parsed = parse_rfc3339(text, where)
     if len(_KNOWN_TIMES) >= _MAX_KNOWN_TIMES:
         _KNOWN_TIMES.clear()
     _KNOWN_TIMES[text] = parsed
     return parsed
 
 
-def _parse_timestamp(text: str, where: str) -> datetime:
+def parse_rfc3339(text: str, where: str) -> datetime:
+    """An RFC 3339 time as an aware UTC datetime; an :class:`AlertError` naming ``where`` if it is not one."""
     if _RFC3339.fullmatch(text) is None:
         raise AlertError(
             f"{where}: invalid timestamp {_quoted(text)}: write an RFC 3339 time such as 2024-05-01T12:00:00Z"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -26,8 +26,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from kurative.alerts import parse_rfc3339
 from kurative.diagnostics import Diagnostic
 from kurative.errors import (
+    AlertError,
     BreakerOpen,
     ExecutionNotFound,
     JournalConflict,
@@ -99,17 +101,39 @@ def openapi_document() -> dict[str, Any]:
 def plain(value: Any) -> Any:
     """A journal model as JSON values: enums by value, times as RFC 3339 in UTC."""
     if is_dataclass(value) and not isinstance(value, type):
-        return plain(asdict(value))
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime):
         moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
+    if isinstance(value, Mapping | list | tuple):
+        return _tree(value)
     return value
+
+
+def _tree(root: Mapping[Any, Any] | list[Any] | tuple[Any, ...]) -> Any:
+    """:func:`plain` of nested mappings and sequences, walked without recursion: a step's output is
+    stored JSON, which may nest as deep as the journal takes (about a thousand levels)."""
+
+    def empty(node: Any) -> dict[str, Any] | list[Any]:
+        return {} if isinstance(node, Mapping) else []
+
+    out = empty(root)
+    stack: list[tuple[Any, Any]] = [(root, out)]
+    while stack:
+        source, target = stack.pop()
+        for key, item in source.items() if isinstance(source, Mapping) else enumerate(source):
+            if isinstance(item, Mapping | list | tuple):
+                converted: Any = empty(item)
+                stack.append((item, converted))  # filled in later: the same object, in its place
+            else:
+                converted = plain(item)
+            if isinstance(target, dict):
+                target[str(key)] = converted
+            else:
+                target.append(converted)
+    return out
 
 
 def diagnostic_json(d: Diagnostic) -> dict[str, Any]:
@@ -139,9 +163,14 @@ def playbooks_json(view: PlaybooksView) -> dict[str, Any]:
 
 
 def _text(request: Request, name: str) -> str | None:
-    value = request.query_params.get(name)
-    if value is None:
+    given = request.query_params.getlist(name)
+    if not given:
         return None
+    if len(given) > 1:
+        raise Problem(
+            400, "Bad Request", f"query parameter {name!r} is given {len(given)} times; give it once"
+        )
+    value = given[0]
     if "\x00" in value:
         raise Problem(400, "Bad Request", f"query parameter {name!r} must not contain NUL")
     return value
@@ -151,11 +180,18 @@ def _limit(request: Request) -> int:
     given = _text(request, "limit")
     if given is None:
         return DEFAULT_LIMIT
-    if not given.isascii() or not given.isdigit() or not 1 <= int(given) <= MAX_LIMIT:
+    # the digits' count first: int() refuses more than 4,300 of them
+    digits = given.lstrip("0")
+    if (
+        not given.isascii()
+        or not given.isdigit()
+        or len(digits) > 6
+        or not 1 <= int(digits or "0") <= MAX_LIMIT
+    ):
         raise Problem(
             400, "Bad Request", f"limit must be an integer from 1 to {MAX_LIMIT}, got {given[:40]!r}"
         )
-    return int(given)
+    return int(digits)
 
 
 def _moment(request: Request, name: str) -> datetime | None:
@@ -163,15 +199,9 @@ def _moment(request: Request, name: str) -> datetime | None:
     if given is None:
         return None
     try:
-        moment = datetime.fromisoformat(given.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise Problem(
-            400, "Bad Request", f"{name} must be an RFC 3339 time (2026-12-01T08:00:00Z), got {given[:40]!r}"
-        ) from None
-    try:
-        return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).astimezone(UTC)
-    except OverflowError:
-        raise Problem(400, "Bad Request", f"{name} is out of range: {given[:40]!r}") from None
+        return parse_rfc3339(given, name)  # as the webhooks take it
+    except AlertError as exc:
+        raise Problem(400, "Bad Request", str(exc)) from None
 
 
 def _states(request: Request) -> tuple[ExecutionState, ...]:

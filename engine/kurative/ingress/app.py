@@ -211,7 +211,8 @@ def create_app(settings: IngressSettings, hooks: IngressHooks) -> Starlette:
         return Problem(404, "Not Found", f"no such endpoint: {request.url.path}").response(request.url.path)
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return Problem(405, "Method Not Allowed", f"{request.method} is not allowed here").response(
+        allow = dict(getattr(exc, "headers", None) or {})  # Starlette's Allow: a 405 must carry it
+        return Problem(405, "Method Not Allowed", f"{request.method} is not allowed here", allow).response(
             request.url.path
         )
 

@@ -20,6 +20,14 @@ def _same(given: str, expected: str) -> bool:
     )
 
 
+def _sent(header_text: str) -> bytes:
+    """A header's value as the client sent it: servers decode header bytes as latin-1."""
+    try:
+        return header_text.encode("latin-1")
+    except UnicodeEncodeError:  # not from a header after all: its UTF-8
+        return header_text.encode("utf-8", "surrogatepass")
+
+
 def authenticate(credentials: Credentials, authorization: str | None) -> str | None:
     """The caller's identity (the token's name, ``token#N`` for an unnamed one, or the basic-auth user
     name), or None when the header proves nothing.
@@ -34,7 +42,8 @@ def authenticate(credentials: Credentials, authorization: str | None) -> str | N
     found: str | None = None
     if scheme.lower() == "bearer":
         for number, token in enumerate(credentials.bearer_tokens, 1):
-            if _same(value, token) and found is None:
+            # a token is configured as text: the client sends its UTF-8
+            if hmac.compare_digest(_sent(value), token.encode("utf-8", "surrogatepass")) and found is None:
                 names = credentials.bearer_names
                 found = names[number - 1] if number <= len(names) else f"token#{number}"
     elif scheme.lower() == "basic":

@@ -432,7 +432,10 @@ class JournalBackend(abc.ABC):
 
     def _who_and_reason(self, who: str, reason: str, what: str) -> tuple[str, str]:
         """The person acting on an execution (``what`` names the argument) and their reason."""
-        return self._clean(who, what) or "", truncate_text(reason, self._limits.max_text_chars) or ""
+        # a reason is kept whole (refused past the record limit), as its limit says
+        return self._clean(who, what) or "", bounded_text(
+            reason or "", "reason", self._limits.max_record_bytes
+        )
 
     # -- retention ----------------------------------------------------------------------------------
 
