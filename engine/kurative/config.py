@@ -131,6 +131,13 @@ def parse_listen(text: str, where: str) -> tuple[str, int]:
         raise UsageError(f"{where}: invalid listen address {text!r}: {exc}") from None
     if port is None:
         raise UsageError(f"{where}: invalid listen address {text!r}: a port is missing (HOST:PORT)")
+    host = parts.netloc.rsplit(":", 1)[0]
+    odd = parts.netloc != text or "@" in text or (host.startswith("[") and not host.endswith("]"))
+    if odd or (host and not host.startswith("[") and ("[" in host or "]" in host)):
+        raise UsageError(
+            f"{where}: invalid listen address {text!r}: "
+            "write only HOST:PORT, e.g. 127.0.0.1:9095 or [::1]:9095"
+        )
     return parts.hostname or "127.0.0.1", port
 
 

@@ -365,6 +365,13 @@ def _plain_scalar(value: str) -> Any:
 
 
 _QUOTED = frozenset(('"', "'"))
+_UNLIKE = re.compile("[\t\u2028\u2029\x85\ufeff]|\r(?!\n)|^[ ]+\r?$", re.MULTILINE)
+"""What libyaml reads otherwise than ruamel: a tab (a separator to libyaml, an error to ruamel), the
+Unicode line and paragraph separators and NEL (line breaks to libyaml only), a carriage return not
+followed by a line feed, a byte order mark (each places what follows it otherwise), and a line of
+nothing but spaces (in a block scalar, each counts its indentation its own way). Such a file goes
+the round-trip way."""
+_BLOCK_HEADER = re.compile(r"[|>][-+0-9]*(?:[ ]|$)")
 _BLOCK = frozenset(("|", ">"))
 _KEY_STYLES = _QUOTED | _BLOCK
 
@@ -374,7 +381,7 @@ def _fast_load(path: str, text: str) -> LoadedFile | None:
 
     The walk compares exact event classes (the C parser makes PyYAML's own), so an event of any
     other class is not plain and the file goes the round-trip way."""
-    if _CPARSER is None:
+    if _CPARSER is None or _UNLIKE.search(text):
         return None
     # PyYAML's event classes, for the C parser's events
     import yaml as pyyaml  # type: ignore[import-untyped]
@@ -409,6 +416,9 @@ def _fast_load(path: str, text: str) -> LoadedFile | None:
                     positions[path] = (line, column + 1)  # the first character inside the quotes
                 return event.value
             if style in _BLOCK:
+                header = doc.lines[event.start_mark.line][event.start_mark.column :]
+                if not _BLOCK_HEADER.match(header):
+                    raise _NotPlain("block scalar header")  # a comment glued to it, say: ruamel refuses
                 if path in positions:
                     _record_block(doc, path)
                 return event.value
@@ -432,22 +442,29 @@ def _fast_load(path: str, text: str) -> LoadedFile | None:
                 key_kind = type(key)
                 mark = key.start_mark
                 if empty is not None:  # ruamel places an empty value where the next token starts
+                    if mark.index >= len(text) and not text.endswith("\n"):
+                        raise _NotPlain("empty value at the end of a file without a last line break")
                     positions[empty] = (mark.line + 1, mark.column + 1)
                     empty = None
                 if key_kind is mapping_end:
                     return out
-                if key_kind is not scalar_event or key.anchor is not None:
-                    raise _NotPlain("complex key")
+                if key_kind is not scalar_event or key.anchor is not None or key.tag is not None:
+                    raise _NotPlain("complex or tagged key")
                 name = key.value if key.style in _KEY_STYLES else plain_scalar(key.value)
                 if type(name) is not str or name in out or name == "<<":
                     raise _NotPlain("key")  # non-string, duplicate or merge key
                 child = (*path, name)
                 value = next_event()
                 value_mark = value.start_mark
+                if value_mark.line > mark.line and "#" in lines[mark.line]:
+                    raise _NotPlain("a comment between a key and its value")  # ruamel places it there
                 key_positions[child] = (mark.line + 1, mark.column + 1)
                 positions[child] = (value_mark.line + 1, value_mark.column + 1)
                 out[name] = node(value, child, doc, depth + 1)
                 if type(value) is scalar_event and value.value == "" and not value.style:
+                    if event.flow_style or "#" in lines[mark.line]:
+                        # ruamel places it otherwise: in a flow mapping, or before a comment
+                        raise _NotPlain("empty value in a flow mapping or before a comment")
                     empty = child
         raise _NotPlain(kind.__name__)
 

@@ -112,7 +112,18 @@ def test_an_unreadable_or_huge_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "listen", ["nohost", "127.0.0.1:99999", "127.0.0.1:http", "[::1:9095", "a b:1", "127.0.0.1:9\x0095", ""]
+    "listen",
+    [
+        *("nohost", "127.0.0.1:99999", "127.0.0.1:http", "[::1:9095", "a b:1", "127.0.0.1:9\x0095", ""),
+        # nothing around HOST:PORT is dropped without a word
+        *(
+            "127.0.0.1:9095/x",
+            "127.0.0.1:9095?a=b",
+            "127.0.0.1:9095#x",
+            "[::1]junk:9095",
+            "user:pw@10.0.0.1:80",
+        ),
+    ],
 )
 def test_bad_listen_addresses_are_usage_errors(listen: str) -> None:
     with pytest.raises(UsageError, match="listen address"):

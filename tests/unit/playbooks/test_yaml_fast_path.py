@@ -92,6 +92,26 @@ PLAIN = {
 }
 
 NOT_PLAIN = {
+    # where libyaml and ruamel part ways (found by fuzzing the two against each other)
+    "tag on a key": "!x a: b\n",
+    "python tag on a key": "a:\n  !!python/name:os.system k: v\n",
+    "float tag on a key": "!!float a: b\n",
+    "trailing tab": "a: b\t\nc: 1\n",
+    "tab after a colon": "a:\t1\n",
+    "tab inside a plain scalar": "a: x\ty\n",
+    "comment glued to a block header": "a: |#\n  x\n",
+    "line of spaces first in a block": "s:\n  script: |\n  \n    echo two\n",
+    "line of spaces and a carriage return": "a: >-\n \r\n  text\n",
+    "lone carriage return": "a: >\n \r   q\n",
+    "empty value at the end without a line break": "a:\n  b:",
+    "empty value in a flow mapping": "a: {b: }\n",
+    "empty value in a flow pair": "a: [b: ]\n",
+    "key without a value in a flow mapping": "{a, b: c}\n",
+    "empty value before a comment": "a:\n  b: #\n  d: 1\n",
+    "comment between a key and its mapping": "a:\n  - f: #g\n    h: 'i'\n",
+    "line separator in a folded scalar": "- >\n\u2028 p\n\n  q\n",
+    "next line character": "a: x\x85y\n",
+    "byte order mark inside": "a:\n  \ufeff: 'i'\n",
     "anchor": "a: &x {b: 1}\nc: *x\n",
     "tag": "a: !!str 1\n",
     "python tag": "a: !!python/object:os.system x\n",
