@@ -144,8 +144,12 @@ def check_playbook(playbook: Playbook) -> list[Diagnostic]:
 
 def _zero_duration(value: Any) -> bool:
     """A duration that parses, to 0s (``0s``, ``0ms``, ``0h0m``)."""
-    if not isinstance(value, str):
-        return False
+    return isinstance(value, str) and _parses_to_zero(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parses_to_zero(value: str) -> bool:
+    """Playbooks write the same few durations (``30m``)."""
     try:
         return parse_duration(value) == 0
     except DurationError:
