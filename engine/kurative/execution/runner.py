@@ -78,6 +78,9 @@ BREAKER_MARK = "breaker_open"
 CANCELLED = "cancelled while running"
 """The error of an execution released cancelled (the cancel request's who and why, when recorded, win)."""
 CANCELLED_BEFORE = "cancelled before it ran"
+INTERRUPTED_CANCELLED = (
+    "interrupted by a crash, then cancelled: not checked nor run again (it may have acted)"
+)
 
 
 class Stop(Exception):
@@ -220,6 +223,9 @@ class LeaseKeeper:
         self._stopped = False
         self.cancel_seen = False
         """A write told of a cancel request made after the lease was last renewed."""
+        self.released: ExecutionState | None = None
+        """The state the release left the execution in (cancelled, when one to pending or
+        awaiting_approval met a cancel request)."""
 
     @property
     def cancel_requested(self) -> bool:
@@ -431,6 +437,8 @@ class ExecutionRunner:
         keeper.pending = []
         if written.cancel_requested:
             keeper.cancel_seen = True
+        if written.execution is not None:
+            keeper.released = written.execution.state
         return written.started  # type: ignore[no-any-return]
 
     async def _write_alone(self, keeper: LeaseKeeper, record: StepFinish) -> None:
@@ -450,8 +458,9 @@ class ExecutionRunner:
         self, keeper: LeaseKeeper, state: ExecutionState, error: str | None = None, delay: float = 0.0
     ) -> ExecutionState:
         await self._commit(keeper, release=Release(state, error, delay))
-        log.info("execution_released", state=state.value, error=error, delay=round(delay, 3) or None)
-        return state
+        released = keeper.released or state
+        log.info("execution_released", state=released.value, error=error, delay=round(delay, 3) or None)
+        return released
 
     async def _run(self, claim: Claim, keeper: LeaseKeeper) -> ExecutionState:
         execution = claim.execution
@@ -485,6 +494,16 @@ class ExecutionRunner:
                 continue
             keeper.check()
             if keeper.cancel_requested:
+                if history.open is not None:  # a crash interrupted it: it is closed, not run again
+                    await self._finish(
+                        keeper,
+                        index,
+                        step,
+                        history.open.attempt,
+                        StepStatus.FAILED,
+                        None,
+                        INTERRUPTED_CANCELLED,
+                    )
                 return await self._release(keeper, ExecutionState.CANCELLED, CANCELLED)
             context = build_context(
                 alert,
@@ -754,9 +773,11 @@ class ExecutionRunner:
             start = StepStart(index, step.name, step.action, attempt, dict(params), None)
             state = ExecutionState.AWAITING_APPROVAL
             await self._commit(keeper, started=start, release=Release(state))
-            log.info("approval_requested", message=params.get("message"))
-            log.info("execution_released", state=state.value)
-            return state
+            released = keeper.released or state  # cancelled, if a cancel was asked for meanwhile
+            if released is state:
+                log.info("approval_requested", message=params.get("message"))
+            log.info("execution_released", state=released.value)
+            return released
         since = open_record.started_at
         decided = [a for a in detail.approvals if since is None or a.decided_at >= since]
         if not decided:

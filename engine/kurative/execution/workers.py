@@ -132,13 +132,15 @@ class WorkerPool:
         seconds for running executions, then cancel them."""
         self._claiming = False
         self._wake.set()
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + deadline  # one deadline for the claim in flight and the executions
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(deadline):
                 await self._no_claim.wait()
         if not self._running:
             return
         log.info("waiting_for_executions", running=len(self._running), deadline=deadline)
-        _, pending = await asyncio.wait(set(self._running), timeout=deadline)
+        _, pending = await asyncio.wait(set(self._running), timeout=max(0.0, ends - loop.time()))
         for task in pending:
             task.cancel()
         if pending:

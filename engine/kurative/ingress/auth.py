@@ -37,8 +37,10 @@ def authenticate(credentials: Credentials, authorization: str | None) -> str | N
         return "anonymous"
     if not authorization:
         return None
-    scheme, _, value = authorization.strip().partition(" ")
-    value = value.strip()
+    # ASCII blanks only: the header is latin-1 text, where U+00A0 and U+0085 (which str.strip takes
+    # for blanks) are the last bytes of many a UTF-8 letter
+    scheme, _, value = authorization.strip(" \t").partition(" ")
+    value = value.strip(" \t")
     found: str | None = None
     if scheme.lower() == "bearer":
         for number, token in enumerate(credentials.bearer_tokens, 1):

@@ -149,7 +149,8 @@ WITH picked AS (
 )
 UPDATE executions e
 SET state = 'running', lease_owner = %(owner)s, lease_expires_at = now() + make_interval(secs => %(lease)s),
-    attempt = e.attempt + 1, started_at = coalesce(e.started_at, now()), updated_at = now(), error = NULL
+    attempt = e.attempt + 1, started_at = coalesce(e.started_at, now()), updated_at = now(),
+    error = CASE WHEN e.cancel_requested THEN e.error END
 FROM picked
 WHERE e.id = picked.id
 RETURNING {rows.qualified(rows.EXECUTION_COLUMNS, "e")}, picked.previous_state, picked.previous_owner
@@ -203,7 +204,8 @@ WHERE e.id = %(id)s AND e.lease_owner = %(owner)s AND e.attempt = %(lease_attemp
 FOR SHARE
 ON CONFLICT DO NOTHING
 RETURNING id,
-          (SELECT x.cancel_requested FROM executions x WHERE x.id = steps.execution_id) AS cancel_requested
+          (SELECT x.cancel_requested FROM executions x WHERE x.id = steps.execution_id FOR SHARE)
+          AS cancel_requested
 """
 
 _STEP_FINISHED = """
@@ -229,9 +231,17 @@ WHERE id = %(id)s AND lease_owner = %(owner)s AND attempt = %(lease_attempt)s AN
 """
 
 _RELEASE = f"""
-UPDATE executions SET state = %(state)s, lease_owner = NULL, lease_expires_at = NULL,
-    error = CASE WHEN %(state)s = 'cancelled' THEN coalesce(error, %(error)s) ELSE %(error)s END,
-    updated_at = now(), finished_at = CASE WHEN %(finished)s THEN now() END,
+UPDATE executions SET
+    state = CASE WHEN cancel_requested AND %(state)s IN ('pending', 'awaiting_approval') THEN 'cancelled'
+                 ELSE %(state)s END,
+    lease_owner = NULL, lease_expires_at = NULL,
+    error = CASE WHEN %(state)s = 'cancelled'
+                      OR (cancel_requested AND %(state)s IN ('pending', 'awaiting_approval'))
+                 THEN coalesce(error, %(error)s) ELSE %(error)s END,
+    updated_at = now(),
+    finished_at = CASE WHEN %(finished)s
+                            OR (cancel_requested AND %(state)s IN ('pending', 'awaiting_approval'))
+                       THEN now() END,
     available_at = now() + make_interval(secs => %(delay)s)
 WHERE id = %(id)s AND lease_owner = %(owner)s AND attempt = %(attempt)s AND state = 'running'
 RETURNING {rows.EXECUTION_COLUMNS}
@@ -277,13 +287,22 @@ ORDER BY v."n"
 FOR SHARE OF e
 ON CONFLICT DO NOTHING
 RETURNING execution_id, step_index, attempt, id,
-          (SELECT x.cancel_requested FROM executions x WHERE x.id = steps.execution_id) AS cancel_requested
+          (SELECT x.cancel_requested FROM executions x WHERE x.id = steps.execution_id FOR SHARE)
+          AS cancel_requested
 """
 
 _RELEASES = f"""
-UPDATE executions e SET state = v."state", lease_owner = NULL, lease_expires_at = NULL,
-    error = CASE WHEN v."state" = 'cancelled' THEN coalesce(e.error, v."error") ELSE v."error" END,
-    updated_at = now(), finished_at = CASE WHEN v."finished" THEN now() END,
+UPDATE executions e SET
+    state = CASE WHEN e.cancel_requested AND v."state" IN ('pending', 'awaiting_approval') THEN 'cancelled'
+                 ELSE v."state" END,
+    lease_owner = NULL, lease_expires_at = NULL,
+    error = CASE WHEN v."state" = 'cancelled'
+                      OR (e.cancel_requested AND v."state" IN ('pending', 'awaiting_approval'))
+                 THEN coalesce(e.error, v."error") ELSE v."error" END,
+    updated_at = now(),
+    finished_at = CASE WHEN v."finished"
+                            OR (e.cancel_requested AND v."state" IN ('pending', 'awaiting_approval'))
+                       THEN now() END,
     available_at = now() + make_interval(secs => v."delay")
 FROM json_to_recordset(%s::json) AS v("id" text, "owner" text, "attempt" integer, "state" text,
      "error" text, "finished" boolean, "delay" double precision)
@@ -292,6 +311,16 @@ RETURNING {", ".join("e." + c.strip() for c in rows.EXECUTION_COLUMNS.split(",")
 """  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
 # ASCII only: the server decodes the escapes
 _BATCH_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+# A resolved notification cancels the approvals its episode (or an older one) waits for, not those of
+# a later episode of the same fingerprint: a resolved notification can arrive late (a retry).
+_CANCEL_RESOLVED = """
+UPDATE executions e SET state = 'cancelled', finished_at = now(), updated_at = now(), error = %s
+FROM alerts a
+WHERE a.id = e.alert_id AND e.alert_fingerprint = %s AND e.state = 'awaiting_approval'
+  AND coalesce(a.starts_at <= (SELECT r.starts_at FROM alerts r WHERE r.id = %s), true)
+RETURNING e.id
+"""
 
 _BATCHED = {_STEP_FINISHED: _STEPS_FINISHED, _STEP_STARTED: _STEPS_STARTED, _RELEASE: _RELEASES}
 """Each statement a runner's write is made of, and the statement that writes it for a whole group."""
@@ -766,12 +795,8 @@ class PostgresJournal(JournalBackend):
                     ]
                     outcomes.append(tuple(created))
                     if alert["status"] == "resolved":
-                        cur = await conn.execute(
-                            "UPDATE executions SET state = 'cancelled', finished_at = now(), "
-                            "updated_at = now(), error = %s WHERE alert_fingerprint = %s "
-                            "AND state = 'awaiting_approval' RETURNING id",
-                            (RESOLVED_REASON, alert["fingerprint"]),
-                        )
+                        values = (RESOLVED_REASON, alert["fingerprint"], alert_id)
+                        cur = await conn.execute(_CANCEL_RESOLVED, values)
                         cancelled.extend(r["id"] for r in await cur.fetchall())
             return MatchResult(tuple(outcomes), tuple(sorted(cancelled)))
 

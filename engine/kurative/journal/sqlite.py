@@ -390,11 +390,15 @@ class SQLiteJournal(JournalBackend):
                         )
                     )
                     if alert[1] == "resolved":
+                        # its episode's approvals (or an older one's), not a later episode's: a
+                        # resolved notification can arrive late (a retry)
                         found = conn.execute(
                             "UPDATE executions SET state = 'cancelled', finished_at = ?, updated_at = ?, "
                             "error = ? WHERE alert_fingerprint = ? AND state = 'awaiting_approval' "
-                            "RETURNING id",
-                            (now, now, RESOLVED_REASON, alert[0]),
+                            "AND coalesce((SELECT a.starts_at FROM alerts a "
+                            "WHERE a.id = executions.alert_id) "
+                            "<= (SELECT r.starts_at FROM alerts r WHERE r.id = ?), 1) RETURNING id",
+                            (now, now, RESOLVED_REASON, alert[0], alert_id),
                         ).fetchall()
                         cancelled.extend(r[0] for r in found)
             return MatchResult(tuple(outcomes), tuple(sorted(cancelled)))
@@ -501,7 +505,8 @@ class SQLiteJournal(JournalBackend):
                     updated = conn.execute(
                         f"UPDATE executions SET state = 'running', lease_owner = ?, lease_expires_at = ?, "
                         "attempt = attempt + 1, started_at = coalesce(started_at, ?), updated_at = ?, "
-                        f"error = NULL WHERE id = ? RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
+                        "error = CASE WHEN cancel_requested THEN error END "  # a cancel's who and why stay
+                        f"WHERE id = ? RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                         (owner_text, now + lease_seconds, now, now, row["id"]),
                     ).fetchone()
                     claims.append(rows.claim_from_row(updated, CODEC, row["state"], row["lease_owner"]))
@@ -840,17 +845,22 @@ def _insert_finished(
 def _release(conn: sqlite3.Connection, lease: Lease, release: CleanRelease) -> Execution:
     now = _now()
     row = conn.execute(
-        "UPDATE executions SET state = ?, lease_owner = NULL, lease_expires_at = NULL, "
-        "error = CASE WHEN ? = 'cancelled' THEN coalesce(error, ?) ELSE ? END, "
-        "updated_at = ?, finished_at = ?, available_at = ? WHERE id = ? AND lease_owner = ? "
-        f"AND attempt = ? AND state = 'running' RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
+        # a release to pending or awaiting_approval of an execution someone asked to cancel cancels it;
+        # a cancelled one keeps the who and why the request recorded
+        "UPDATE executions SET "
+        "state = CASE WHEN cancel_requested AND ?2 IN ('pending', 'awaiting_approval') THEN 'cancelled' "
+        "ELSE ?2 END, lease_owner = NULL, lease_expires_at = NULL, "
+        "error = CASE WHEN ?2 = 'cancelled' OR (cancel_requested AND ?2 IN ('pending', 'awaiting_approval')) "
+        "THEN coalesce(error, ?3) ELSE ?3 END, updated_at = ?1, "
+        "finished_at = CASE WHEN ?4 OR (cancel_requested AND ?2 IN ('pending', 'awaiting_approval')) "
+        "THEN ?1 END, "
+        "available_at = ?5 WHERE id = ?6 AND lease_owner = ?7 "
+        f"AND attempt = ?8 AND state = 'running' RETURNING {rows.EXECUTION_COLUMNS}",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
         (
-            release.state.value,
-            release.state.value,
-            release.error,
-            release.error,
             now,
-            now if release.state.finished else None,
+            release.state.value,
+            release.error,
+            release.state.finished,
             now + release.delay,
             lease.execution_id,
             lease.owner,

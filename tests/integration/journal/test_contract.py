@@ -486,6 +486,22 @@ async def test_a_step_start_written_after_a_cancel_request_says_so_and_the_relea
     assert done.error == "step 'a' failed: no"
 
 
+@pytest.mark.parametrize("state", [ExecutionState.PENDING, ExecutionState.AWAITING_APPROVAL])
+async def test_a_release_that_would_wait_cancels_an_execution_someone_asked_to_cancel(
+    journal: Journal, state: ExecutionState
+) -> None:
+    claim = await running(journal)
+    await journal.cancel_execution(claim.execution.id, "alice", "stop it")
+    released = await journal.release_execution(claim.lease, state, error="breaker open", delay=60)
+    assert released.state is ExecutionState.CANCELLED
+    assert released.error == "cancelled by alice: stop it"
+    assert released.finished_at is not None
+    assert await journal.claim_executions("replica-b") == ()
+    # without a request, it waits as asked
+    other = await running(journal)
+    assert (await journal.release_execution(other.lease, state, error="breaker open")).state is state
+
+
 # -- retention --------------------------------------------------------------------------------------
 
 

@@ -4,8 +4,9 @@ transaction per batch, so a second pass (after a crash, or on another replica) n
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
-from kurative.journal import CreationStatus, ExecutionState, Journal, open_journal
+from kurative.journal import CreationStatus, ExecutionState, IncomingAlert, Journal, open_journal
 
 from .helpers import alert, request
 
@@ -46,6 +47,25 @@ async def test_a_resolved_alert_cancels_its_waiting_approvals_in_the_matching_tr
     assert detail.execution.error == "the alert resolved"
     kept = await journal.get_execution(waiting.outcomes[1][0].execution_id or "")
     assert kept.execution.state is ExecutionState.AWAITING_APPROVAL
+
+
+def _episode(status: str, starts_at: str) -> IncomingAlert:
+    sent = alert("fp-1", status=status)
+    return dataclasses.replace(sent, payload={**sent.payload, "startsAt": starts_at})
+
+
+async def test_a_late_resolved_notification_cancels_only_its_own_episodes_approvals(journal: Journal) -> None:
+    (first,) = await journal.commit_alerts([_episode("firing", "2026-11-26T06:00:00Z")])
+    (older,) = (await journal.match_alerts([(first, [request(key="a", approval=True)])], "r")).outcomes[0]
+    (second,) = await journal.commit_alerts([_episode("firing", "2026-11-26T07:00:00Z")])  # it fired again
+    (newer,) = (await journal.match_alerts([(second, [request(key="b", approval=True)])], "r")).outcomes[0]
+    # the first episode's resolved notification, sent again late (Alertmanager retries)
+    (late,) = await journal.commit_alerts([_episode("resolved", "2026-11-26T06:00:00Z")])
+    assert (await journal.match_alerts([(late, [])], "r")).cancelled == (older.execution_id,)
+    waiting = await journal.get_execution(newer.execution_id or "")
+    assert waiting.execution.state is ExecutionState.AWAITING_APPROVAL
+    (resolved,) = await journal.commit_alerts([_episode("resolved", "2026-11-26T07:00:00Z")])
+    assert (await journal.match_alerts([(resolved, [])], "r")).cancelled == (newer.execution_id,)
 
 
 async def test_replicas_matching_the_same_batch_create_each_execution_once(journal_url: str) -> None:
