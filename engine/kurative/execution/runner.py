@@ -367,10 +367,13 @@ class ExecutionRunner:
                     ).inc()
             return None
         except asyncio.CancelledError:
-            # Shutting down: between steps the execution goes back to pending for any replica;
-            # inside an action its lease is left to expire, and recovery checks the open step.
+            # Shutting down: between steps the execution goes back to pending for any replica (or is
+            # cancelled, if someone asked); inside an action its lease is left to expire, and recovery
+            # checks the open step.
             if not keeper.acting and keeper.lost is None:
-                await self._last_release(keeper, ExecutionState.PENDING, "interrupted by shutdown")
+                left = await self._last_release(keeper, ExecutionState.PENDING, "interrupted by shutdown")
+                if left is not None:
+                    self.released(execution.playbook_name, left)
             raise
         finally:
             if metrics is not None:
@@ -391,20 +394,33 @@ class ExecutionRunner:
         except JournalUnavailable as exc:
             raise Stop(f"the journal is unavailable: {exc}") from None
 
-    async def _last_release(self, keeper: LeaseKeeper, state: ExecutionState, error: str) -> None:
-        """Release after something went wrong, with the final records still pending when possible."""
+    async def _last_release(
+        self, keeper: LeaseKeeper, state: ExecutionState, error: str
+    ) -> ExecutionState | None:
+        """Release after something went wrong, with the final records still pending when possible;
+        the state it left the execution in (None: not released)."""
         pending, keeper.pending = keeper.pending, []
         keeper.releasing = True
         if pending:
             try:
-                await self._journal.record_steps(
+                written = await self._journal.record_steps(
                     keeper.lease, finished=pending, release=Release(state, error)
                 )
-                return
+                return written.execution.state if written.execution is not None else state
             except KurativeError:
                 pass  # without them: a step left started is what recovery looks at, as after a crash
-        with contextlib.suppress(KurativeError):
-            await self._journal.release_execution(keeper.lease, state, error=error)
+        try:
+            return (await self._journal.release_execution(keeper.lease, state, error=error)).state
+        except KurativeError:
+            return None
+
+    def released(self, playbook: str, state: ExecutionState) -> None:
+        """An execution released outside a run's own end: counted if that finished it (a release to
+        pending of an execution someone asked to cancel cancels it)."""
+        if state.finished:
+            log.info("execution_released", state=state.value)
+            if self._metrics is not None:
+                self._metrics.child(self._metrics.executions, playbook, state.value).inc()
 
     async def _commit(
         self, keeper: LeaseKeeper, started: StepStart | None = None, release: Release | None = None
@@ -616,6 +632,14 @@ class ExecutionRunner:
             try:
                 verdict = await recover_step(spec, ctx, recorded)
             except BreakerOpen as exc:
+                # parked with its step open, unless a cancel came meanwhile: then the step is closed
+                await self._write(keeper, keeper.refresh)
+                if keeper.cancel_requested:
+                    attempt = open_record.attempt
+                    await self._finish(
+                        keeper, index, step, attempt, StepStatus.FAILED, None, INTERRUPTED_CANCELLED
+                    )
+                    return await self._release(keeper, ExecutionState.CANCELLED, CANCELLED)
                 return await self._release(keeper, ExecutionState.PENDING, str(exc), exc.retry_after)
             log.info("step_recovered", verdict=verdict.value, attempt=open_record.attempt)
             if verdict is Recovery.DONE:

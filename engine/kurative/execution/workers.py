@@ -118,14 +118,20 @@ class WorkerPool:
         return not self._claiming
 
     async def _hand_back(self, claims: tuple[Claim, ...]) -> None:
-        """Release executions claimed as the pool stopped, untouched, for any replica to run."""
+        """Release executions claimed as the pool stopped, untouched, for any replica to run. One taken
+        over from a dead replica is not: its lease expires, and whoever claims it next looks at the
+        step that replica left open (a release could cancel it, leaving that step unlooked at)."""
         for claim in claims:
+            if claim.recovered:
+                continue
             try:
-                await self._journal.release_execution(
+                left = await self._journal.release_execution(
                     claim.lease, ExecutionState.PENDING, error="not started: its replica was stopping"
                 )
             except JournalError as exc:  # its lease expires, and recovery finds it as it was
                 log.warning("claim_not_handed_back", execution_id=claim.execution.id, error=str(exc))
+            else:
+                self._runner.released(claim.execution.playbook_name, left.state)
 
     async def stop(self, deadline: float) -> None:
         """Stop claiming (what a claim in flight returns is handed back); wait up to ``deadline``
