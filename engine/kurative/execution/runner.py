@@ -478,6 +478,15 @@ class ExecutionRunner:
         log.info("execution_released", state=released.value, error=error, delay=round(delay, 3) or None)
         return released
 
+    async def _cancel(
+        self, keeper: LeaseKeeper, index: int, step: Step, open_record: StepRecord | None
+    ) -> ExecutionState:
+        """Release cancelled, as asked; a step a crash left open is closed first, not run again."""
+        if open_record is not None:
+            attempt = open_record.attempt
+            await self._finish(keeper, index, step, attempt, StepStatus.FAILED, None, INTERRUPTED_CANCELLED)
+        return await self._release(keeper, ExecutionState.CANCELLED, CANCELLED)
+
     async def _run(self, claim: Claim, keeper: LeaseKeeper) -> ExecutionState:
         execution = claim.execution
         try:
@@ -510,17 +519,7 @@ class ExecutionRunner:
                 continue
             keeper.check()
             if keeper.cancel_requested:
-                if history.open is not None:  # a crash interrupted it: it is closed, not run again
-                    await self._finish(
-                        keeper,
-                        index,
-                        step,
-                        history.open.attempt,
-                        StepStatus.FAILED,
-                        None,
-                        INTERRUPTED_CANCELLED,
-                    )
-                return await self._release(keeper, ExecutionState.CANCELLED, CANCELLED)
+                return await self._cancel(keeper, index, step, history.open)
             context = build_context(
                 alert,
                 playbook,
@@ -635,11 +634,7 @@ class ExecutionRunner:
                 # parked with its step open, unless a cancel came meanwhile: then the step is closed
                 await self._write(keeper, keeper.refresh)
                 if keeper.cancel_requested:
-                    attempt = open_record.attempt
-                    await self._finish(
-                        keeper, index, step, attempt, StepStatus.FAILED, None, INTERRUPTED_CANCELLED
-                    )
-                    return await self._release(keeper, ExecutionState.CANCELLED, CANCELLED)
+                    return await self._cancel(keeper, index, step, open_record)
                 return await self._release(keeper, ExecutionState.PENDING, str(exc), exc.retry_after)
             log.info("step_recovered", verdict=verdict.value, attempt=open_record.attempt)
             if verdict is Recovery.DONE:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kurative.actions.registry import get_action, suggest_action
 from kurative.diagnostics import Diagnostic
-from kurative.durations import FORMATS, DurationError, format_checker, parse_duration
+from kurative.durations import FORMATS, format_checker
 from kurative.matching.expressions import (
     Expression,
     ExpressionSyntaxError,
@@ -33,7 +33,7 @@ from kurative.matching.templates import (
 )
 from kurative.playbooks.models import JSONPath, Playbook, Step
 from kurative.playbooks.quickcheck import Check, compile_check
-from kurative.playbooks.validation import TYPE_NAMES, describe, dotted
+from kurative.playbooks.validation import TYPE_NAMES, describe, dotted, duration_seconds
 
 if TYPE_CHECKING:
     import jsonschema
@@ -144,16 +144,7 @@ def check_playbook(playbook: Playbook) -> list[Diagnostic]:
 
 def _zero_duration(value: Any) -> bool:
     """A duration that parses, to 0s (``0s``, ``0ms``, ``0h0m``)."""
-    return isinstance(value, str) and _parses_to_zero(value)
-
-
-@functools.lru_cache(maxsize=1024)
-def _parses_to_zero(value: str) -> bool:
-    """Playbooks write the same few durations (``30m``)."""
-    try:
-        return parse_duration(value) == 0
-    except DurationError:
-        return False
+    return isinstance(value, str) and duration_seconds(value) == 0
 
 
 @functools.lru_cache(maxsize=4096)

@@ -284,11 +284,11 @@ def _get(mapping: Any, key: str, kind: type | tuple[type, ...], default: Any) ->
 
 
 def _seconds(value: str | None) -> float | None:
-    return _duration(value) if value is not None else None
+    return duration_seconds(value) if value is not None else None
 
 
 @functools.lru_cache(maxsize=1024)
-def _duration(text: str) -> float | None:
+def duration_seconds(text: str) -> float | None:
     """A duration's seconds, or None if it does not parse; playbooks write the same few (``30s``)."""
     try:
         return parse_duration(text)

@@ -150,6 +150,37 @@ async def matched_alert(journal: Journal, rules: Path, labels: dict[str, str]) -
     return alert_id, cache
 
 
+def edge_playbook(name: str, steps: str) -> str:
+    """A playbook ``name`` that an ``Edge`` alert starts, without approval, running ``steps`` (YAML
+    list items indented by eight spaces)."""
+    return f"""\
+    apiVersion: kurative/v1
+    kind: Playbook
+    metadata: {{name: {name}, version: 1}}
+    spec:
+      trigger: {{alertname: [Edge]}}
+      approval: auto
+      steps:
+{steps}"""
+
+
+class HeldClaims:
+    """A journal whose claims wait until let go."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self.claiming = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def claim_executions(self, *args: Any, **kwargs: Any) -> Any:
+        self.claiming.set()
+        await self.go.wait()
+        return await self._journal.claim_executions(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._journal, name)
+
+
 @pytest.fixture
 def start_daemon() -> StartDaemon:
     @contextlib.asynccontextmanager

@@ -18,26 +18,14 @@ from kurative.execution.settings import RunnerSettings
 from kurative.execution.workers import WorkerPool
 from kurative.journal import ExecutionState, StepStart, open_journal
 from kurative.metrics import Metrics
-from tests.integration.daemon.conftest import Setup, matched_alert
+from tests.integration.daemon.conftest import HeldClaims, Setup, edge_playbook, matched_alert
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def _playbook(name: str, steps: str) -> str:
-    return f"""\
-    apiVersion: kurative/v1
-    kind: Playbook
-    metadata: {{name: {name}, version: 1}}
-    spec:
-      trigger: {{alertname: [Edge]}}
-      approval: auto
-      steps:
-{steps}"""
-
-
 async def test_who_and_why_of_a_cancel_survive_a_crash(setup: Setup) -> None:
     """The who and why recorded at once survive the replica dying and another one claiming."""
-    setup.playbook("say", _playbook("say", "        - {name: say, action: log, params: {message: hi}}\n"))
+    setup.playbook("say", edge_playbook("say", "        - {name: say, action: log, params: {message: hi}}\n"))
     journal = await open_journal(setup.journal_url, migrate=True)
     try:
         _, cache = await matched_alert(journal, setup.rules, {"alertname": "Edge"})
@@ -60,7 +48,7 @@ async def test_a_cancel_seen_by_an_approval_steps_start_write_is_not_dropped(set
         - {name: first, action: sleep, params: {duration: 1s}}
         - {name: ask, action: approval, params: {message: "go?"}}
 """
-    setup.playbook("ask", _playbook("ask", steps))
+    setup.playbook("ask", edge_playbook("ask", steps))
     journal = await open_journal(setup.journal_url, migrate=True)
     try:
         _, cache = await matched_alert(journal, setup.rules, {"alertname": "Edge"})
@@ -87,7 +75,7 @@ async def test_a_cancel_seen_by_an_approval_steps_start_write_is_not_dropped(set
 async def test_a_cancel_committed_while_the_start_write_waits_is_seen(setup: Setup) -> None:
     """READ COMMITTED: the start write waits for the cancel's row lock and then reads the row as
     the cancel left it."""
-    setup.playbook("say", _playbook("say", "        - {name: say, action: log, params: {message: hi}}\n"))
+    setup.playbook("say", edge_playbook("say", "        - {name: say, action: log, params: {message: hi}}\n"))
     journal = await open_journal(setup.journal_url, migrate=True)
     try:
         _, _cache = await matched_alert(journal, setup.rules, {"alertname": "Edge"})
@@ -114,7 +102,7 @@ async def test_recovery_of_an_open_step_under_a_cancel_closes_it(setup: Setup) -
     steps = """\
         - {name: say, action: log, params: {message: hi}}
 """
-    setup.playbook("say", _playbook("say", steps))
+    setup.playbook("say", edge_playbook("say", steps))
     journal = await open_journal(setup.journal_url, migrate=True)
     try:
         _, cache = await matched_alert(journal, setup.rules, {"alertname": "Edge"})
@@ -136,21 +124,6 @@ async def test_recovery_of_an_open_step_under_a_cancel_closes_it(setup: Setup) -
         await journal.close()
 
 
-class HeldClaims:
-    def __init__(self, journal: Any) -> None:
-        self._journal = journal
-        self.claiming = asyncio.Event()
-        self.go = asyncio.Event()
-
-    async def claim_executions(self, *args: Any, **kwargs: Any) -> Any:
-        self.claiming.set()
-        await self.go.wait()
-        return await self._journal.claim_executions(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._journal, name)
-
-
 async def _crashed_and_cancelled(journal: Any) -> str:
     (dead,) = await journal.claim_executions("dead-replica", lease_seconds=0.5)
     await journal.cancel_execution(dead.execution.id, "alice", "wrong cluster")
@@ -162,7 +135,7 @@ async def _crashed_and_cancelled(journal: Any) -> str:
 async def test_a_claim_taken_over_from_a_dead_replica_is_not_handed_back_but_left_to_recovery(
     setup: Setup,
 ) -> None:
-    setup.playbook("say", _playbook("say", "        - {name: say, action: log, params: {message: hi}}\n"))
+    setup.playbook("say", edge_playbook("say", "        - {name: say, action: log, params: {message: hi}}\n"))
     journal = await open_journal(setup.journal_url, migrate=True)
     try:
         _, cache = await matched_alert(journal, setup.rules, {"alertname": "Edge"})
@@ -191,7 +164,7 @@ async def test_a_claim_taken_over_from_a_dead_replica_is_not_handed_back_but_lef
 async def test_breaker_during_recovery_of_an_open_step_under_a_late_cancel(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    setup.playbook("say", _playbook("say", "        - {name: say, action: log, params: {message: hi}}\n"))
+    setup.playbook("say", edge_playbook("say", "        - {name: say, action: log, params: {message: hi}}\n"))
     journal = await open_journal(setup.journal_url, migrate=True)
     try:
         _, cache = await matched_alert(journal, setup.rules, {"alertname": "Edge"})
@@ -218,7 +191,7 @@ async def test_breaker_during_recovery_of_an_open_step_under_a_late_cancel(
 
 async def test_a_shutdown_release_that_cancels_is_counted(setup: Setup) -> None:
     steps = "        - {name: kill, action: kubernetes.delete_pod, params: {namespace: x, pod: y}}\n"
-    setup.playbook("kill", _playbook("kill", steps))
+    setup.playbook("kill", edge_playbook("kill", steps))
     journal = await open_journal(setup.journal_url, migrate=True)
     try:
         _, cache = await matched_alert(journal, setup.rules, {"alertname": "Edge"})

@@ -19,22 +19,10 @@ from kurative.execution.services import Services
 from kurative.execution.settings import RunnerSettings
 from kurative.execution.workers import WorkerPool
 from kurative.journal import ExecutionState, Journal, StepStart, StepStatus, open_journal
-from tests.integration.daemon.conftest import Setup, matched_alert
+from tests.integration.daemon.conftest import HeldClaims, Setup, edge_playbook, matched_alert
 from tests.support.fakekube import FakeCluster
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _playbook(name: str, steps: str) -> str:
-    return f"""\
-    apiVersion: kurative/v1
-    kind: Playbook
-    metadata: {{name: {name}, version: 1}}
-    spec:
-      trigger: {{alertname: [Edge]}}
-      approval: auto
-      steps:
-{steps}"""
 
 
 async def _journal(setup: Setup) -> Journal:
@@ -91,7 +79,7 @@ async def test_a_retry_whose_check_cannot_tell_parks_for_review_and_spares_the_r
           params: {{namespace: {setup.kube.namespace}, pod: db-0}}
           retry: {{attempts: 3, backoff: 100ms}}
 """
-    setup.playbook("kill", _playbook("kill", steps))
+    setup.playbook("kill", edge_playbook("kill", steps))
     journal = await _journal(setup)
     adapter = _kube(fake_kube)
     lossy = LostDelete(adapter, setup.kube)
@@ -124,7 +112,7 @@ async def test_an_interrupted_dry_run_step_runs_again_as_a_dry_run(
           action: kubernetes.delete_pod
           params: {{namespace: {setup.kube.namespace}, pod: web}}
 """
-    setup.playbook("kill", _playbook("kill", steps))
+    setup.playbook("kill", edge_playbook("kill", steps))
     journal = await _journal(setup)
     adapter = _kube(fake_kube)
     try:
@@ -162,7 +150,7 @@ async def test_an_actions_own_timeout_in_a_step_without_timeout_fails_the_step(
     monkeypatch.setattr(
         runner_module, "get_action", lambda name: spec if name == "log" else registry.get_action(name)
     )
-    setup.playbook("say", _playbook("say", "        - {name: say, action: log, params: {message: hi}}\n"))
+    setup.playbook("say", edge_playbook("say", "        - {name: say, action: log, params: {message: hi}}\n"))
     journal = await _journal(setup)
     try:
         _, cache = await matched_alert(journal, setup.rules, {"alertname": "Edge"})
@@ -177,7 +165,7 @@ async def test_an_actions_own_timeout_in_a_step_without_timeout_fails_the_step(
 
 async def test_an_approval_step_whose_rendered_params_break_its_schema_fails(setup: Setup) -> None:
     steps = '        - {name: ask, action: approval, params: {message: "go?", timeout: "${labels.wait}"}}\n'
-    setup.playbook("ask", _playbook("ask", steps))
+    setup.playbook("ask", edge_playbook("ask", steps))
     journal = await _journal(setup)
     try:
         _, cache = await matched_alert(journal, setup.rules, {"alertname": "Edge", "wait": "soon"})
@@ -191,25 +179,10 @@ async def test_an_approval_step_whose_rendered_params_break_its_schema_fails(set
         await journal.close()
 
 
-class HeldClaims:
-    """A journal whose claims wait until let go."""
-
-    def __init__(self, journal: Journal) -> None:
-        self._journal = journal
-        self.claiming = asyncio.Event()
-        self.go = asyncio.Event()
-
-    async def claim_executions(self, *args: Any, **kwargs: Any) -> Any:
-        self.claiming.set()
-        await self.go.wait()
-        return await self._journal.claim_executions(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._journal, name)
-
-
 async def test_executions_a_claim_in_flight_returns_after_stop_began_are_handed_back(setup: Setup) -> None:
-    setup.playbook("nap", _playbook("nap", "        - {name: nap, action: sleep, params: {duration: 1s}}\n"))
+    setup.playbook(
+        "nap", edge_playbook("nap", "        - {name: nap, action: sleep, params: {duration: 1s}}\n")
+    )
     journal = await _journal(setup)
     try:
         _, cache = await matched_alert(journal, setup.rules, {"alertname": "Edge"})
@@ -240,7 +213,7 @@ async def test_a_cancel_asked_for_during_a_step_stops_the_next_one_and_says_who_
         - {name: second, action: log, params: {message: "must not run"}}
         - {name: third, action: log, params: {message: "nor this"}}
 """
-    setup.playbook("two", _playbook("two", steps))
+    setup.playbook("two", edge_playbook("two", steps))
     journal = await _journal(setup)
     try:
         _, cache = await matched_alert(journal, setup.rules, {"alertname": "Edge"})
