@@ -53,10 +53,10 @@ _MASK = (1 << 64) - 1
 
 # Alertmanager and Go write the zero time for "unset".
 _ZERO_TIMES = frozenset({"0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"})
-_RFC3339 = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
+_RFC3339_DATE_TIME = r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+_RFC3339_OFFSET = r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+_RFC3339 = re.compile(_RFC3339_DATE_TIME + r"(\.[0-9]{1,9})?" + _RFC3339_OFFSET)  # as Go writes them
+_RFC3339_ANY_FRACTION = re.compile(_RFC3339_DATE_TIME + r"(\.[0-9]+)?" + _RFC3339_OFFSET)
 _MAX_INT_BITS = 14_284  # at most 4,300 decimal digits: what JSON accepts, and what Python will print
 _LOG10_2 = 0.30103
 _MAX_UINT64 = 2**64 - 1  # truncatedAlerts is a uint64 in Alertmanager
@@ -108,9 +108,12 @@ def parse_timestamp(text: str, where: str = "timestamp") -> datetime | None:
     return parsed
 
 
-def parse_rfc3339(text: str, where: str) -> datetime:
-    """An RFC 3339 time as an aware UTC datetime; an :class:`AlertError` naming ``where`` if it is not one."""
-    if _RFC3339.fullmatch(text) is None:
+def parse_rfc3339(text: str, where: str, *, any_fraction: bool = False) -> datetime:
+    """An RFC 3339 time as an aware UTC datetime; an :class:`AlertError` naming ``where`` if it is not one.
+
+    Fractions of a second have at most 9 digits, as Go writes them, unless ``any_fraction`` (RFC 3339
+    allows any number); either way they are kept to the microsecond."""
+    if (_RFC3339_ANY_FRACTION if any_fraction else _RFC3339).fullmatch(text) is None:
         raise AlertError(
             f"{where}: invalid timestamp {_quoted(text)}: write an RFC 3339 time such as 2024-05-01T12:00:00Z"
         )

@@ -199,7 +199,7 @@ def _moment(request: Request, name: str) -> datetime | None:
     if given is None:
         return None
     try:
-        return parse_rfc3339(given, name)  # as the webhooks take it
+        return parse_rfc3339(given, name, any_fraction=True)  # as the webhooks, with any fraction
     except AlertError as exc:
         raise Problem(400, "Bad Request", str(exc)) from None
 

@@ -17,6 +17,7 @@ from kurative.alerts import (
     fingerprint,
     parse_json,
     parse_notification,
+    parse_rfc3339,
     parse_timestamp,
 )
 from kurative.errors import AlertError
@@ -411,6 +412,16 @@ def test_the_last_representable_times_still_parse() -> None:
         9999, 12, 31, 23, 59, 59, 999999, UTC
     )
     assert parse_timestamp("9999-12-31T23:59:59+01:00") == datetime(9999, 12, 31, 22, 59, 59, tzinfo=UTC)
+
+
+def test_any_fraction_takes_what_rfc_3339_allows_and_nothing_more() -> None:
+    long = "2024-05-01T12:00:00." + "9" * 40 + "Z"
+    assert parse_rfc3339(long, "since", any_fraction=True) == datetime(2024, 5, 1, 12, 0, 0, 999999, UTC)
+    with pytest.raises(AlertError, match="invalid timestamp"):
+        parse_rfc3339(long, "startsAt")  # an alert's times are Go's: at most 9 digits
+    for bad in ("2024-05-01T12:00:00.Z", "2024-05-01T12:00:00.5", "2024-05-01T12:00:00.5Z\n"):
+        with pytest.raises(AlertError, match=r"^since: invalid timestamp"):
+            parse_rfc3339(bad, "since", any_fraction=True)
 
 
 def test_numbers_with_thousands_of_digits_are_alert_errors() -> None:
