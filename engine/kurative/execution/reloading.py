@@ -108,7 +108,12 @@ class _File:
 class _Scan:
     files: dict[str, _File] = field(default_factory=dict)
     missing: list[Diagnostic] = field(default_factory=list)
+    """A rules path that does not exist (E001): what was last read under it stays in force."""
     checked: int = 0
+
+    def under_missing(self, path: str) -> bool:
+        """``path`` (a file read before) lies under a rules path that is missing now."""
+        return any(path == d.path or path.startswith(d.path.rstrip(os.sep) + os.sep) for d in self.missing)
 
 
 SETTLED_NS = 1_000_000_000
@@ -155,7 +160,8 @@ def _check_file(
 
 def _scan(paths: Sequence[str], known: dict[str, _File]) -> _Scan:
     found, missing = discover(paths)
-    scan = _Scan(missing=missing)
+    hint = "check the path; the playbooks read under it before stay in force until it is back"
+    scan = _Scan(missing=[replace(d, hint=hint) for d in missing])
     for file in found:
         name = str(file)
         previous = known.get(name)
@@ -335,7 +341,9 @@ class LiveRules:
 
     def _offered(self, scan: _Scan) -> list[Playbook]:
         """The playbooks each file offers: those that pass now, and for a file that does not, the last
-        good version of each of its other playbooks."""
+        good version of each of its other playbooks. A rules path that is missing (an unmounted volume,
+        a link flipped onto nothing) is a fault of the setup, not a deletion: what was read under it
+        stays in force, stale, until it is back; a file deleted under a rules path that is there goes."""
         offered: list[Playbook] = []
         for path, file in scan.files.items():
             offered.extend(file.playbooks)
@@ -346,6 +354,12 @@ class LiveRules:
                     for name, source in self._origin.items()
                     if source == path and name not in passing
                 )
+        if scan.missing:
+            offered.extend(
+                self._playbooks[name]
+                for name, source in self._origin.items()
+                if source not in scan.files and scan.under_missing(source)
+            )
         return offered
 
     def _swap(

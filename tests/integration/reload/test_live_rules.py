@@ -109,6 +109,43 @@ async def test_deleted_file_removes_its_playbooks(rules: Path, journal: Journal)
     assert set(versions(live_rules)) == {"b"}
 
 
+async def test_a_missing_rules_path_keeps_what_was_read_under_it(
+    rules: Path, journal: Journal, tmp_path: Path
+) -> None:
+    """An unmounted volume or a link flipped onto nothing is a fault, not a deletion: the playbooks
+    stay in force (stale, E001 reported) until the path is back; then it is read as usual."""
+    other = tmp_path / "other.yaml"
+    other.write_text(playbook("o"))
+    (rules / "team").mkdir()
+    (rules / "team" / "a.yaml").write_text(playbook("a"))
+    (rules / "b.yaml").write_text(playbook("b"))
+    live_rules = LiveRules([str(rules), str(other)], journal, PlaybookCache(journal))
+    await live_rules.reload("start")
+    before = live_rules.active
+    rules.rename(tmp_path / "away")
+    other.unlink()
+    report = await live_rules.reload("watch")
+    assert report.removed == ()
+    assert live_rules.active is before
+    assert versions(live_rules) == {"a": (1, STALE), "b": (1, STALE), "o": (1, STALE)}
+    assert sorted((d.code, d.path) for d in live_rules.problems()) == [
+        ("E001", str(other)),
+        ("E001", str(rules)),
+    ]
+    assert all("stay in force" in d.hint for d in live_rules.problems())
+    (tmp_path / "away").rename(rules)
+    (rules / "b.yaml").write_text(playbook("b", version=2))
+    (rules / "team" / "a.yaml").unlink()  # deleted while the path is there: it goes
+    report = await live_rules.reload("watch")
+    assert report.removed == ("a",)
+    assert report.updated == ("b",)
+    assert versions(live_rules) == {"b": (2, ACTIVE), "o": (1, STALE)}
+    other.write_text(playbook("o"))
+    await live_rules.reload("watch")
+    assert versions(live_rules) == {"b": (2, ACTIVE), "o": (1, ACTIVE)}
+    assert not live_rules.problems()
+
+
 async def test_a_symlinked_playbook_whose_target_is_deleted_is_removed(
     rules: Path, journal: Journal, tmp_path: Path
 ) -> None:
