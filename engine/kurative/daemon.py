@@ -138,6 +138,7 @@ class Daemon:
         self._stopping = False
         self._active: ActiveRuleset | None = None
         self._reloader: Reloader | None = None
+        self._rules: LiveRules | None = None
         self._journal: Journal | None = None
         self.ready = asyncio.Event()
         self.metrics = Metrics()
@@ -222,6 +223,8 @@ class Daemon:
             reasons.append("shutting down")
         if self._active is None:
             reasons.append("no ruleset loaded")
+        if self._rules is not None and self._rules.absent():  # the paths are in the E001 log lines
+            reasons.append("no rules path exists: alerts wait unmatched")
         if self._journal is not None:
             try:
                 async with asyncio.timeout(READY_PROBE_TIMEOUT):
@@ -279,6 +282,7 @@ class Daemon:
             cache = PlaybookCache(journal)
             rules = LiveRules(settings.rules.paths, journal, cache, swapped=self._swap_ruleset)
             await rules.reload("start")
+            self._rules = rules
             self._reloader = Reloader(rules, watch=settings.rules.watch, metrics=metrics)
             metrics.observe(
                 Sources(
@@ -300,7 +304,7 @@ class Daemon:
             workers = WorkerPool(journal, runner, settings.runner)
             matcher = Matcher(
                 journal,
-                lambda: self._active,
+                lambda: None if rules.absent() else self._active,
                 dry_run=settings.runner.dry_run,
                 poll_interval=settings.runner.poll_interval,
                 created=workers.wake,

@@ -210,6 +210,8 @@ class LiveRules:
         """Active playbook name -> the file it came from."""
         self._playbooks: dict[str, Playbook] = {}
         self._problems: tuple[Diagnostic, ...] = ()
+        self._missing: frozenset[str] = frozenset()
+        """The rules paths that did not exist at the last reload."""
         self._refused: tuple[PlaybookState, ...] = ()
         self._logged: frozenset[Diagnostic] = frozenset()
         """The problems already logged: a reload logs only those that are new."""
@@ -231,6 +233,15 @@ class LiveRules:
 
     def problems(self) -> tuple[Diagnostic, ...]:
         return self._problems
+
+    def absent(self) -> tuple[str, ...]:
+        """Every rules path, when none of them exists and no playbook is in force (a git-sync clone
+        not there yet, a mistyped path): then there is nothing to match against yet, which is not
+        the same as an empty ruleset."""
+        wanted = {str(Path(p)) for p in self.paths}
+        if self._playbooks or not wanted or not wanted <= self._missing:
+            return ()
+        return tuple(sorted(wanted))
 
     # -- reload --------------------------------------------------------------------------------------
 
@@ -379,6 +390,7 @@ class LiveRules:
         for file in scan.files.values():
             problems.extend(file.diagnostics)
         self._files = scan.files
+        self._missing = frozenset(d.path for d in scan.missing)
         self._origin = {name: origin.get(name, playbook.source.path) for name, playbook in kept.items()}
         self._problems = tuple(sorted(set(problems)))
         if added or updated or removed or self.active is None:

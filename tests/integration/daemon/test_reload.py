@@ -150,6 +150,30 @@ async def test_broken_and_deleted_files(setup: Setup, start_daemon: StartDaemon)
         await until_versions(running, {"probe": 1})
 
 
+async def test_alerts_wait_unmatched_until_a_missing_rules_path_appears(
+    setup: Setup, start_daemon: StartDaemon
+) -> None:
+    """A git-sync clone not there yet (or a mistyped path): not ready, and an alert acknowledged
+    meanwhile is matched once the playbooks arrive, not against nothing."""
+    assert not setup.rules.exists()
+    async with start_daemon(setup.settings(), setup.env) as running, running.client() as client:
+        answer = await client.get("/readyz")
+        assert answer.status_code == 503
+        assert "no rules path exists" in answer.text
+        assert str(setup.rules) not in answer.text  # /readyz needs no credentials: no paths
+        posted = await client.post(
+            "/api/v1/alerts", json=alert_payload({"labels": {"alertname": "Probe", "pod": "early"}})
+        )
+        assert posted.status_code == 200, posted.text
+        await asyncio.sleep(1.0)  # the matcher was woken by the commit
+        assert len(await running.journal.unmatched_alerts()) == 1
+        setup.playbook("probe", playbook(1))
+        (execution,) = await running.settle(1)
+        assert execution.playbook_version == 1
+        assert (await client.get("/readyz")).status_code == 200
+        assert await running.journal.unmatched_alerts() == ()
+
+
 async def test_sighup_reloads_when_watching_is_off(setup: Setup, tmp_path: Path) -> None:
     setup.playbook("probe", playbook(1))
     config = setup.config(playbooks={"paths": ["rules"], "watch": False})

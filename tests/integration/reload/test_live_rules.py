@@ -133,6 +133,7 @@ async def test_a_missing_rules_path_keeps_what_was_read_under_it(
         ("E001", str(rules)),
     ]
     assert all("stay in force" in d.hint for d in live_rules.problems())
+    assert live_rules.absent() == ()  # every path is missing, but playbooks are in force
     (tmp_path / "away").rename(rules)
     (rules / "b.yaml").write_text(playbook("b", version=2))
     (rules / "team" / "a.yaml").unlink()  # deleted while the path is there: it goes
@@ -144,6 +145,21 @@ async def test_a_missing_rules_path_keeps_what_was_read_under_it(
     await live_rules.reload("watch")
     assert versions(live_rules) == {"b": (2, ACTIVE), "o": (1, ACTIVE)}
     assert not live_rules.problems()
+
+
+async def test_absent_while_no_rules_path_exists_and_nothing_is_in_force(
+    rules: Path, journal: Journal, tmp_path: Path
+) -> None:
+    later = tmp_path / "later"
+    live_rules = LiveRules([str(later), str(later) + "/"], journal, PlaybookCache(journal))
+    await live_rules.reload("start")
+    assert live_rules.absent() == (str(later),)
+    both = LiveRules([str(later), str(rules)], journal, PlaybookCache(journal))
+    await both.reload("start")
+    assert both.absent() == ()  # one path is there, empty: an empty ruleset is what it says
+    later.mkdir()
+    await live_rules.reload("watch")
+    assert live_rules.absent() == ()
 
 
 async def test_a_symlinked_playbook_whose_target_is_deleted_is_removed(
