@@ -201,6 +201,7 @@ class LiveRules:
         swapped: Callable[[ActiveRuleset], None] | None = None,
     ) -> None:
         self.paths = tuple(paths)
+        self._wanted = frozenset(str(Path(p)) for p in self.paths)
         self._journal = journal
         self._cache = cache
         self._swapped = swapped
@@ -238,10 +239,9 @@ class LiveRules:
         """Every rules path, when none of them exists and no playbook is in force (a git-sync clone
         not there yet, a mistyped path): then there is nothing to match against yet, which is not
         the same as an empty ruleset."""
-        wanted = {str(Path(p)) for p in self.paths}
-        if self._playbooks or not wanted or not wanted <= self._missing:
+        if self._playbooks or not self._wanted or not self._wanted <= self._missing:
             return ()
-        return tuple(sorted(wanted))
+        return tuple(sorted(self._wanted))
 
     # -- reload --------------------------------------------------------------------------------------
 
