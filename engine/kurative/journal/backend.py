@@ -31,6 +31,7 @@ from kurative.journal.models import (
     Approval,
     Claim,
     CreationOutcome,
+    CreationStatus,
     Decision,
     Execution,
     ExecutionFilter,
@@ -61,6 +62,20 @@ longer than a commit to a healthy database (about 1 ms with fsync on here), shor
 commit waiting on a lock or a silent connection holds up the alerts behind it only this long."""
 RESOLVED_REASON = "the alert resolved"
 """Why :meth:`match_alerts` cancels an execution that waited for approval."""
+
+
+def awaiting_approval(result: MatchResult) -> list[str]:
+    """The executions ``result`` created in ``awaiting_approval``: those a resolution already in the
+    journal may cancel at once (only a firing alert's; a backend checks which alert they are of)."""
+    return [
+        outcome.execution_id
+        for outcomes in result.outcomes
+        for outcome in outcomes
+        if outcome.status is CreationStatus.CREATED
+        and outcome.request.requires_approval
+        and outcome.execution_id is not None
+    ]
+
 
 DEDUPE_KEY_HELD = "EXISTS (SELECT 1 FROM executions e WHERE e.id = dedupe_keys.execution_id)"
 """SQL true while the execution holding a dedupe key is in the journal. Prune keeps such a key whatever

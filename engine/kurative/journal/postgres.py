@@ -34,6 +34,7 @@ from kurative.journal.backend import (
     StepsToRecord,
     alert_not_found,
     already_finished,
+    awaiting_approval,
     cancelled_by,
     execution_not_found,
     lease_lost,
@@ -131,6 +132,7 @@ def _alerts_document(prepared: Sequence[PreparedAlert], starts: Sequence[datetim
 # take turns (a transaction-scoped advisory lock per fingerprint, taken in sorted order), so that two
 # replicas cannot both open an episode. On a tie in time (one batch) the one committed last is newer.
 _EPISODE_LOCK = 0x65706973  # "epis": the class of the two-key advisory locks, apart from _MIGRATION_LOCK
+_RESOLVE_LOCK = 0x7265736F  # "reso": another class, see _RESOLVE_LOCKS
 _NEWEST_ALERTS = """
 SELECT DISTINCT ON (fingerprint) fingerprint, status, starts_at
 FROM alerts WHERE fingerprint = ANY(%b::text[])
@@ -318,8 +320,27 @@ _CANCEL_RESOLVED = """
 UPDATE executions e SET state = 'cancelled', finished_at = now(), updated_at = now(), error = %s
 FROM alerts a
 WHERE a.id = e.alert_id AND e.alert_fingerprint = %s AND e.state = 'awaiting_approval'
+  AND a.status = 'firing'
   AND coalesce(a.starts_at <= (SELECT r.starts_at FROM alerts r WHERE r.id = %s), true)
 RETURNING e.id
+"""
+# A firing alert matched after its resolved notification was committed (matched in another order, by
+# another replica, or a late retry of the firing one): the approvals it would wait for are cancelled
+# as they are created, as that notification's own cancel would have done.
+_CANCEL_ALREADY_RESOLVED = """
+UPDATE executions e SET state = 'cancelled', finished_at = now(), updated_at = now(), error = %s
+FROM alerts a
+WHERE e.id = ANY(%s) AND e.state = 'awaiting_approval' AND a.id = e.alert_id AND a.status = 'firing'
+  AND EXISTS (SELECT 1 FROM alerts r WHERE r.fingerprint = a.fingerprint AND r.status = 'resolved'
+              AND r.starts_at >= a.starts_at)
+RETURNING e.id
+"""
+# Matching a resolved alert and creating approvals for a firing one of the same fingerprint take
+# turns: otherwise each could miss the other's uncommitted work. In the order of the lock keys, so
+# that two matchers never wait for each other in a circle.
+_RESOLVE_LOCKS = """
+SELECT pg_advisory_xact_lock(%s, h)
+FROM (SELECT DISTINCT hashtext(f) AS h FROM unnest(%s::text[]) AS f ORDER BY h) AS keys
 """
 
 _BATCHED = {_STEP_FINISHED: _STEPS_FINISHED, _STEP_STARTED: _STEPS_STARTED, _RELEASE: _RELEASES}
@@ -756,7 +777,7 @@ class PostgresJournal(JournalBackend):
         async def read(conn: Conn) -> tuple[StoredAlert, ...]:
             cur = await conn.execute(
                 f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE matched_at IS NULL "
-                "ORDER BY received_at, id LIMIT %s",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
+                "ORDER BY received_at, seq LIMIT %s",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                 (limit,),
             )
             return tuple(rows.alert_from_row(row, CODEC) for row in await cur.fetchall())
@@ -775,13 +796,22 @@ class PostgresJournal(JournalBackend):
                     (ruleset, [alert_id for alert_id, _ in matches]),
                 )
                 found = {row["id"]: row for row in await cur.fetchall()}
+                resolving = {
+                    row["fingerprint"]
+                    for alert_id, requests in matches
+                    if (row := found.get(alert_id)) is not None
+                    and (row["status"] == "resolved" or any(r.requires_approval for r in requests))
+                }
+                if resolving:
+                    await conn.execute(_RESOLVE_LOCKS, (_RESOLVE_LOCK, sorted(resolving)))
                 simple = all(
                     found[alert_id]["status"] != "resolved" and not any(r.limits for r in requests)
                     for alert_id, requests in matches
                     if alert_id in found
                 )
                 if simple:
-                    return await self._create_pipelined(conn, matches, found)
+                    result = await self._create_pipelined(conn, matches, found)
+                    return MatchResult(result.outcomes, await _cancel_resolved_approvals(conn, result))
                 outcomes: list[tuple[CreationOutcome, ...]] = []
                 cancelled: list[str] = []
                 for alert_id, requests in matches:
@@ -798,6 +828,7 @@ class PostgresJournal(JournalBackend):
                         values = (RESOLVED_REASON, alert["fingerprint"], alert_id)
                         cur = await conn.execute(_CANCEL_RESOLVED, values)
                         cancelled.extend(r["id"] for r in await cur.fetchall())
+                cancelled.extend(await _cancel_resolved_approvals(conn, MatchResult(tuple(outcomes))))
             return MatchResult(tuple(outcomes), tuple(sorted(cancelled)))
 
         return await self._run(match)
@@ -1333,6 +1364,16 @@ def _batch_document(rows_: list[dict[str, Any]]) -> str | None:
     except (TypeError, ValueError):
         return None
     return None if "\\u0000" in document else document
+
+
+async def _cancel_resolved_approvals(conn: Conn, result: MatchResult) -> tuple[str, ...]:
+    """Of the approvals ``result`` created, cancel those of a firing alert whose episode has resolved
+    already (see :data:`_CANCEL_ALREADY_RESOLVED`); their ids."""
+    waiting = awaiting_approval(result)
+    if not waiting:
+        return ()
+    cur = await conn.execute(_CANCEL_ALREADY_RESOLVED, (RESOLVED_REASON, waiting))
+    return tuple(row["id"] for row in await cur.fetchall())
 
 
 async def _claim_dedupe_keys(conn: Conn, keyed: list[tuple[ExecutionRequest, str]]) -> dict[str, str]:

@@ -32,6 +32,7 @@ from kurative.journal.backend import (
     StepsToRecord,
     alert_not_found,
     already_finished,
+    awaiting_approval,
     cancelled_by,
     execution_not_found,
     lease_lost,
@@ -360,7 +361,7 @@ class SQLiteJournal(JournalBackend):
         def read(conn: sqlite3.Connection) -> tuple[StoredAlert, ...]:
             found = conn.execute(
                 f"SELECT {rows.ALERT_COLUMNS} FROM alerts WHERE matched_at IS NULL "
-                "ORDER BY received_at, id LIMIT ?",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
+                "ORDER BY received_at, rowid LIMIT ?",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
                 (limit,),
             ).fetchall()
             return tuple(rows.alert_from_row(row, CODEC) for row in found)
@@ -390,17 +391,32 @@ class SQLiteJournal(JournalBackend):
                         )
                     )
                     if alert[1] == "resolved":
-                        # its episode's approvals (or an older one's), not a later episode's: a
-                        # resolved notification can arrive late (a retry)
+                        # its episode's approvals of firing alerts (or an older episode's), not a later
+                        # episode's (a resolved notification can arrive late: a retry), nor those of
+                        # playbooks that a resolution starts
                         found = conn.execute(
                             "UPDATE executions SET state = 'cancelled', finished_at = ?, updated_at = ?, "
                             "error = ? WHERE alert_fingerprint = ? AND state = 'awaiting_approval' "
-                            "AND coalesce((SELECT a.starts_at FROM alerts a "
-                            "WHERE a.id = executions.alert_id) "
-                            "<= (SELECT r.starts_at FROM alerts r WHERE r.id = ?), 1) RETURNING id",
+                            "AND EXISTS (SELECT 1 FROM alerts a WHERE a.id = executions.alert_id "
+                            "AND a.status = 'firing' AND coalesce(a.starts_at "
+                            "<= (SELECT r.starts_at FROM alerts r WHERE r.id = ?), 1)) RETURNING id",
                             (now, now, RESOLVED_REASON, alert[0], alert_id),
                         ).fetchall()
                         cancelled.extend(r[0] for r in found)
+                waiting = awaiting_approval(MatchResult(tuple(outcomes)))
+                if waiting:
+                    # a firing alert matched after its resolved notification was committed (matched
+                    # first, or a late retry of the firing one): its approvals are cancelled at once
+                    found = conn.execute(
+                        "UPDATE executions SET state = 'cancelled', finished_at = ?, updated_at = ?, "
+                        "error = ? WHERE state = 'awaiting_approval' "
+                        f"AND id IN ({', '.join('?' * len(waiting))}) "
+                        "AND EXISTS (SELECT 1 FROM alerts a JOIN alerts r ON r.fingerprint = a.fingerprint "
+                        "WHERE a.id = executions.alert_id AND a.status = 'firing' "
+                        "AND r.status = 'resolved' AND r.starts_at >= a.starts_at) RETURNING id",
+                        (now, now, RESOLVED_REASON, *waiting),
+                    ).fetchall()
+                    cancelled.extend(r[0] for r in found)
             return MatchResult(tuple(outcomes), tuple(sorted(cancelled)))
 
         return await self._run(match)

@@ -68,6 +68,46 @@ async def test_a_late_resolved_notification_cancels_only_its_own_episodes_approv
     assert (await journal.match_alerts([(resolved, [])], "r")).cancelled == (newer.execution_id,)
 
 
+async def test_unmatched_alerts_of_one_commit_come_in_commit_order(journal: Journal) -> None:
+    """One commit's alerts share their time of receipt: their order is the order given, not their ids'."""
+    ids = await journal.commit_alerts([alert(f"fp-{i}") for i in range(30)])
+    assert [a.id for a in await journal.unmatched_alerts()] == list(ids)
+
+
+async def test_a_playbook_that_a_resolution_starts_keeps_waiting_for_its_approval(journal: Journal) -> None:
+    (resolved,) = await journal.commit_alerts([alert("fp-1", status="resolved")])
+    result = await journal.match_alerts([(resolved, [request(key="on-resolve", approval=True)])], "r")
+    ((created,),) = result.outcomes
+    assert result.cancelled == ()
+    (again,) = await journal.commit_alerts([alert("fp-1", status="resolved")])  # the notification repeated
+    assert (await journal.match_alerts([(again, [])], "r")).cancelled == ()
+    waiting = await journal.get_execution(created.execution_id or "")
+    assert waiting.execution.state is ExecutionState.AWAITING_APPROVAL
+
+
+async def test_a_firing_alert_matched_after_its_resolution_has_its_approvals_cancelled_at_once(
+    journal: Journal,
+) -> None:
+    """Committed together, or matched in the other order (a late retry of the firing notification):
+    an approval of an episode that resolved already would wait for ever."""
+    firing, resolved = await journal.commit_alerts([alert("fp-1"), alert("fp-1", status="resolved")])
+    assert (await journal.match_alerts([(resolved, [])], "r")).cancelled == ()
+    result = await journal.match_alerts(
+        [(firing, [request("restart", key="a", approval=True), request("note", key="b")])], "r"
+    )
+    ((approval, plain),) = result.outcomes
+    assert approval.status is CreationStatus.CREATED
+    assert result.cancelled == (approval.execution_id,)
+    cancelled = (await journal.get_execution(approval.execution_id or "")).execution
+    assert cancelled.state is ExecutionState.CANCELLED
+    assert cancelled.error == "the alert resolved"
+    assert (await journal.get_execution(plain.execution_id or "")).execution.state is ExecutionState.PENDING
+    # the next episode (a later start) is not the one that resolved: its approval waits
+    (later,) = await journal.commit_alerts([_episode("firing", "2026-11-26T07:00:00Z")])
+    result = await journal.match_alerts([(later, [request(key="c", approval=True)])], "r")
+    assert result.cancelled == ()
+
+
 async def test_replicas_matching_the_same_batch_create_each_execution_once(journal_url: str) -> None:
     a = await open_journal(journal_url, migrate=True)
     b = await open_journal(journal_url)

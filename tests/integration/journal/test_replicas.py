@@ -127,3 +127,41 @@ async def test_replicas_committing_one_start_less_alert_open_one_episode(
     starts = {(await a.get_alert(alert_id)).starts_at for (alert_id,) in rounds}
     assert len(starts) == 1
     assert None not in starts
+
+
+@pytest.mark.postgres
+async def test_a_resolution_matched_while_another_replica_creates_its_approval_cancels_it(
+    postgres_server: PostgresServer,
+) -> None:
+    """Replica A matches a firing alert (held up on its dedupe key) while replica B matches the
+    resolved notification: neither may miss the other's work, the approval ends cancelled."""
+    import psycopg
+
+    name = f"resolve_{uuid.uuid4().hex[:8]}"
+    url = postgres_server.create_database(name)
+    a = await open_journal(url, migrate=True)
+    b = await open_journal(url)
+    blocker = await psycopg.AsyncConnection.connect(url)
+    try:
+        (firing,) = await a.commit_alerts([alert("fp-1")])
+        await blocker.execute(
+            "INSERT INTO dedupe_keys (playbook_name, dedupe_key, execution_id) VALUES ('restart', 'k', 'x')"
+        )
+        matching = asyncio.create_task(a.match_alerts([(firing, [request(key="k", approval=True)])], "r"))
+        await asyncio.sleep(0.3)
+        assert not matching.done()  # its dedupe claim waits for the blocker
+        (resolved,) = await b.commit_alerts([alert("fp-1", status="resolved")])
+        resolving = asyncio.create_task(b.match_alerts([(resolved, [])], "r"))
+        await asyncio.sleep(0.3)
+        await blocker.rollback()
+        first, second = await asyncio.wait_for(asyncio.gather(matching, resolving), 30)
+        ((outcome,),) = first.outcomes
+        assert outcome.status is CreationStatus.CREATED
+        assert (*first.cancelled, *second.cancelled) == (outcome.execution_id,)
+        execution = (await a.get_execution(outcome.execution_id or "")).execution
+        assert execution.state.value == "cancelled"
+    finally:
+        await blocker.close()
+        await a.close()
+        await b.close()
+        postgres_server.drop_database(name)
