@@ -6,13 +6,15 @@ not, and the parser then takes the time of receipt, which differs on every repea
 the first start of an alert that is still firing; so does kurative: a firing alert of a fingerprint
 with an open episode and no ``startsAt`` joins that episode (takes its start). A firing alert with a
 ``startsAt`` opens the episode at that start (or moves it there); a resolved one closes it, joining it
-first when it has no start of its own. With no episode open, a start-less alert starts one at its
-receipt. An episode stays open until a resolved notification of its fingerprint arrives.
+first when it has no start of its own. A start-less resolved notification sent again joins the episode
+it closed, so that a playbook it starts runs once. With no episode open, a start-less firing alert
+starts one at its receipt. An episode stays open until a resolved notification of its fingerprint
+arrives.
 
 :func:`episode_start` is that rule, written once. The journal applies it in ``commit_alerts``, in the
 transaction that stores the alerts (``StoredAlert.starts_at`` holds the result): the inbox itself
-records the episodes — the open episode of a fingerprint is the start of its newest alert when that
-one is firing — so alerts that carry ``startsAt`` cost nothing more, and only a batch with a
+records the episodes — the last episode of a fingerprint is the start of its newest alert, open when
+that one is firing — so alerts that carry ``startsAt`` cost nothing more, and only a batch with a
 start-less alert reads the inbox, serialized per fingerprint so that replicas agree.
 :class:`EpisodeTracker` applies the rule in memory for ``kurative simulate`` and ``kurative test``.
 :func:`commit_and_join` is the ingress's way in: it commits parsed alerts and hands them back with the
@@ -31,56 +33,68 @@ from kurative.journal.encoding import PreparedAlert
 from kurative.journal.inbox import inbox_record
 
 
-def episode_start(
-    status: str, given: datetime | None, open_start: datetime | None, received_at: datetime
-) -> tuple[datetime, datetime | None]:
-    """The start of an alert and its fingerprint's open episode after it, as ``(start, open)``.
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """The last firing episode of a fingerprint: its start, and whether it is still open."""
 
-    ``given`` is the alert's own ``startsAt`` (``None`` when it sent none), ``open_start`` the start of
-    the fingerprint's open episode (``None`` when none is open), ``received_at`` the time of receipt.
+    start: datetime
+    open: bool
+
+
+def episode_start(
+    status: str, given: datetime | None, last: Episode | None, received_at: datetime
+) -> tuple[datetime, Episode]:
+    """The start of an alert and its fingerprint's last episode after it, as ``(start, last)``.
+
+    ``given`` is the alert's own ``startsAt`` (``None`` when it sent none), ``last`` the fingerprint's
+    last episode (``None`` when it has none), ``received_at`` the time of receipt.
     """
-    start = given if given is not None else (open_start if open_start is not None else received_at)
-    return start, (None if status == "resolved" else start)
+    resolved = status == "resolved"
+    if given is not None:
+        start = given
+    elif last is not None and (last.open or resolved):
+        start = last.start  # joins the open episode, or repeats the resolution of the last one
+    else:
+        start = received_at
+    return start, Episode(start, not resolved)
 
 
 @dataclass(slots=True)
 class EpisodeTracker:
-    """The open firing episodes of one run of ``kurative simulate`` or one ``kurative test`` case."""
+    """The firing episodes of one run of ``kurative simulate`` or one ``kurative test`` case."""
 
-    _open: dict[str, datetime] = field(default_factory=dict)
+    _last: dict[str, Episode] = field(default_factory=dict)
 
     def join(self, alert: Alert, received_at: datetime | None = None) -> Alert:
-        """``alert`` with the start :func:`episode_start` gives it; remembers the episode it leaves open.
+        """``alert`` with the start :func:`episode_start` gives it; remembers the episode it leaves.
 
         ``received_at`` defaults to the start the parser gave a start-less alert: its time of receipt.
         """
         given = alert.starts_at if alert.starts_at_given else None
         receipt = received_at or alert.starts_at or datetime.now(UTC)
-        start, still_open = episode_start(alert.status, given, self._open.get(alert.fingerprint), receipt)
-        if still_open is None:
-            self._open.pop(alert.fingerprint, None)
-        else:
-            self._open[alert.fingerprint] = still_open
+        start, self._last[alert.fingerprint] = episode_start(
+            alert.status, given, self._last.get(alert.fingerprint), receipt
+        )
         return alert.with_start(start)
 
 
 def joining(batch: Sequence[PreparedAlert]) -> list[str]:
-    """The fingerprints whose open episode a backend must read (sorted): those of start-less alerts."""
+    """The fingerprints whose last episode a backend must read (sorted): those of start-less alerts."""
     return sorted({alert.fingerprint for alert in batch if alert.starts_at is None})
 
 
-def open_episode(status: str, starts_at: datetime | None) -> datetime | None:
-    """The open episode's start, given the newest stored alert of a fingerprint (none once resolved)."""
-    return starts_at if status == "firing" else None
+def last_episode(status: str, starts_at: datetime) -> Episode:
+    """The last episode of a fingerprint, given its newest stored alert (open while that one fires)."""
+    return Episode(starts_at, status == "firing")
 
 
 def join_episodes(
-    batch: Sequence[PreparedAlert], open_starts: Mapping[str, datetime | None], received_at: datetime
+    batch: Sequence[PreparedAlert], last: Mapping[str, Episode], received_at: datetime
 ) -> list[datetime]:
-    """:func:`episode_start` over a batch in order: each alert's start. ``open_starts`` holds the open
-    episode of (at least) every fingerprint of :func:`joining`, read in the transaction that stores
-    the batch."""
-    episodes = dict(open_starts)
+    """:func:`episode_start` over a batch in order: each alert's start. ``last`` holds the last episode
+    of (at least) every fingerprint of :func:`joining` that has one, read in the transaction that
+    stores the batch."""
+    episodes = dict(last)
     starts: list[datetime] = []
     for alert in batch:
         start, episodes[alert.fingerprint] = episode_start(

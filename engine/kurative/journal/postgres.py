@@ -46,7 +46,7 @@ from kurative.journal.backend import (
 )
 from kurative.journal.batching import GroupWriter
 from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
-from kurative.journal.episodes import join_episodes, joining, open_episode
+from kurative.journal.episodes import join_episodes, joining, last_episode
 from kurative.journal.models import (
     FINISHED_STATES,
     AlertPage,
@@ -133,10 +133,12 @@ def _alerts_document(prepared: Sequence[PreparedAlert], starts: Sequence[datetim
 # replicas cannot both open an episode. On a tie in time (one batch) the one committed last is newer.
 _EPISODE_LOCK = 0x65706973  # "epis": the class of the two-key advisory locks, apart from _MIGRATION_LOCK
 _RESOLVE_LOCK = 0x7265736F  # "reso": another class, see _RESOLVE_LOCKS
+# The newest alert of each fingerprint by the order of the inserts, not by the clock (which may have
+# stepped back since).
 _NEWEST_ALERTS = """
 SELECT DISTINCT ON (fingerprint) fingerprint, status, starts_at
 FROM alerts WHERE fingerprint = ANY(%b::text[])
-ORDER BY fingerprint, received_at DESC, seq DESC
+ORDER BY fingerprint, seq DESC
 """
 
 _CLAIM = f"""
@@ -682,10 +684,12 @@ class PostgresJournal(JournalBackend):
                 row = await cur.fetchone()
                 assert row is not None
                 cur = await conn.execute(_NEWEST_ALERTS, (fingerprints,))
-                open_starts = {
-                    r["fingerprint"]: open_episode(r["status"], r["starts_at"]) for r in await cur.fetchall()
+                last = {
+                    r["fingerprint"]: last_episode(r["status"], _to_time(r["starts_at"]))
+                    for r in await cur.fetchall()
+                    if r["starts_at"] is not None
                 }
-                starts = join_episodes(prepared, open_starts, _to_time(row["now"]))
+                starts = join_episodes(prepared, last, _to_time(row["now"]))
                 await conn.execute(_INSERT_ALERTS, (row["now"], _alerts_document(prepared, starts)))
 
         await self._run(insert, retry=True)

@@ -43,7 +43,7 @@ from kurative.journal.backend import (
     written_before,
 )
 from kurative.journal.encoding import DEFAULT_LIMITS, JournalLimits, PreparedAlert, new_id
-from kurative.journal.episodes import join_episodes, joining, open_episode
+from kurative.journal.episodes import Episode, join_episodes, joining, last_episode
 from kurative.journal.models import (
     FINISHED_STATES,
     AlertPage,
@@ -245,18 +245,17 @@ class SQLiteJournal(JournalBackend):
         def insert(conn: sqlite3.Connection) -> None:
             now = _now()
             with self._transaction(conn):
-                open_starts: dict[str, datetime | None] = {}
+                last: dict[str, Episode] = {}
                 for fingerprint in fingerprints:  # one transaction at a time: nobody commits meanwhile
+                    # the last committed, whatever the clock said (it may have stepped back since)
                     newest = conn.execute(
                         "SELECT status, starts_at FROM alerts WHERE fingerprint = ? "
-                        "ORDER BY received_at DESC, rowid DESC LIMIT 1",
+                        "ORDER BY rowid DESC LIMIT 1",
                         (fingerprint,),
                     ).fetchone()
                     if newest is not None and newest["starts_at"] is not None:
-                        open_starts[fingerprint] = open_episode(
-                            newest["status"], _to_time(newest["starts_at"])
-                        )
-                starts = join_episodes(prepared, open_starts, _to_time(now))
+                        last[fingerprint] = last_episode(newest["status"], _to_time(newest["starts_at"]))
+                starts = join_episodes(prepared, last, _to_time(now))
                 conn.executemany(
                     "INSERT INTO alerts (id, fingerprint, status, alertname, labels, payload, source, "
                     "sanitized, received_at, starts_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from kurative.alerts import Alert, parse_notification
 from kurative.journal import CreationStatus, ExecutionRequest, IncomingAlert, Journal, open_journal
@@ -45,6 +48,24 @@ async def test_repeats_without_starts_at_join_the_open_episode(journal: Journal)
     (reopened,) = await starts(journal, [startless()])
     assert reopened is not None
     assert reopened > first
+
+
+async def test_a_resolution_sent_again_without_starts_at_joins_the_episode_it_closed(
+    journal: Journal,
+) -> None:
+    """So that a ``status: resolved`` playbook it starts runs once (the default dedupe key holds the
+    start), while the next firing still opens a new episode."""
+    (first,) = await starts(journal, [startless()])
+    repeats = [await starts(journal, [startless(status="resolved")]) for _ in range(3)]
+    assert repeats == [[first]] * 3
+    await asyncio.sleep(0.01)
+    (reopened,) = await starts(journal, [startless()])
+    assert reopened is not None
+    assert first is not None
+    assert reopened > first
+    (lonely,) = await starts(journal, [startless("fp-9", status="resolved")])  # nothing before it
+    assert lonely is not None
+    assert lonely > first
 
 
 async def test_a_sent_starts_at_is_kept_and_becomes_the_open_episode(journal: Journal) -> None:
@@ -126,3 +147,25 @@ async def test_within_one_batch_the_alert_committed_last_decides_whether_the_epi
     await asyncio.sleep(0.01)
     (repeat,) = await starts(journal, [startless()])
     assert repeat == batch[1]  # the re-opened episode is open: the repeat joins it
+
+
+async def test_a_clock_stepping_back_does_not_reopen_a_resolved_episode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest alert of a fingerprint is the one committed last, whatever the clock said: after
+    an NTP step back, a resolution committed after a firing alert still closes its episode. (SQLite
+    reads the host clock; PostgreSQL orders by its own sequence in the same way.)"""
+    import kurative.journal.sqlite as backend
+
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(backend, "_now", lambda: clock[0])
+    journal = await open_journal(f"sqlite:///{tmp_path / 'journal.db'}", migrate=True)
+    try:
+        (first,) = await starts(journal, [startless()])
+        clock[0] -= 2.0  # the host clock steps back
+        assert await starts(journal, [startless(status="resolved")]) == [first]
+        clock[0] += 60.0
+        (again,) = await starts(journal, [startless()])
+        assert again != first
+    finally:
+        await journal.close()

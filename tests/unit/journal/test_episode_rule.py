@@ -36,6 +36,7 @@ def test_tracker_joins_repeats_until_resolved_and_keeps_given_starts() -> None:
     assert sent(0 * hour) == T0
     assert sent(4 * hour) == T0  # a repeat joins
     assert sent(5 * hour, "resolved") == T0  # and so does the resolution, which closes the episode
+    assert sent(5.5 * hour, "resolved") == T0  # the resolution sent again joins the episode it closed
     assert sent(6 * hour) == T0 + 6 * hour  # a new episode
     assert sent(7 * hour, starts="2026-01-01T06:30:00Z") == T0 + 6.5 * hour  # a given start is kept
     assert sent(8 * hour) == T0 + 6.5 * hour  # and the next start-less repeat joins it
