@@ -77,6 +77,16 @@ def awaiting_approval(result: MatchResult) -> list[str]:
     ]
 
 
+LAST_WORD = (
+    "(NOT EXISTS (SELECT 1 FROM alerts n WHERE n.fingerprint = a.fingerprint AND n.{order} > a.{order}) "
+    "AND EXISTS (SELECT 1 FROM alerts o WHERE o.fingerprint = a.fingerprint AND o.{order} < a.{order} "
+    "AND (o.matched_at IS NULL OR EXISTS (SELECT 1 FROM executions e WHERE e.alert_id = o.id))))"
+)
+"""SQL true for an alert ``a`` that is the newest of its fingerprint while an older one stays (its
+execution is kept, or it is still to be matched): prune keeps it, since the newest alert says whether
+the fingerprint's episode is open (see :mod:`kurative.journal.episodes`), and without it the older one
+would say so instead (a resolved episode would look open again). ``{order}`` is the insert order."""
+
 DEDUPE_KEY_HELD = "EXISTS (SELECT 1 FROM executions e WHERE e.id = dedupe_keys.execution_id)"
 """SQL true while the execution holding a dedupe key is in the journal. Prune keeps such a key whatever
 its age: dropping the key of an execution still waiting (for approval, a lease, its retry) or finished

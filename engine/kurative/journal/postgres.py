@@ -29,6 +29,7 @@ from kurative.errors import ExecutionNotFound, JournalError, JournalUnavailable,
 from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
+    LAST_WORD,
     RESOLVED_REASON,
     JournalBackend,
     StepsToRecord,
@@ -385,7 +386,8 @@ _PRUNE = (
         "alerts",
         "DELETE FROM alerts WHERE id IN (SELECT a.id FROM alerts a "
         "WHERE a.received_at < now() - make_interval(secs => %(age)s) AND a.matched_at IS NOT NULL "
-        "AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.alert_id = a.id) LIMIT %(batch)s)",
+        "AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.alert_id = a.id) "
+        f"AND NOT {LAST_WORD.format(order='seq')} LIMIT %(batch)s)",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
     ),
     (
         "dedupe_keys",

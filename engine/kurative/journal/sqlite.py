@@ -24,6 +24,7 @@ from kurative.errors import JournalError, JournalUnavailable
 from kurative.journal import rows
 from kurative.journal.backend import (
     DEDUPE_KEY_HELD,
+    LAST_WORD,
     RESOLVED_REASON,
     CleanFinish,
     CleanRelease,
@@ -761,7 +762,8 @@ class SQLiteJournal(JournalBackend):
                 "alerts",
                 "DELETE FROM alerts WHERE id IN (SELECT a.id FROM alerts a WHERE a.received_at < :cutoff "
                 "AND a.matched_at IS NOT NULL "
-                "AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.alert_id = a.id) LIMIT :batch)",
+                "AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.alert_id = a.id) "
+                f"AND NOT {LAST_WORD.format(order='rowid')} LIMIT :batch)",  # nosec B608  # SQL from constants and placeholders; every value is a bound parameter
             ),
             (
                 "dedupe_keys",

@@ -112,9 +112,30 @@ async def test_an_episode_outlives_pruned_repeats_while_its_execution_is_kept(
     shift = "86400 * 2" if backend == "sqlite" else "interval '2 days'"
     raw_sql(journal_url, f"UPDATE alerts SET received_at = received_at - {shift}")
 
-    assert (await journal.prune(86400.0)).alerts == 2  # the repeats go, the execution's alert stays
+    # the older repeat goes; the execution's alert stays, and so does the newest alert of the
+    # fingerprint, which says whether the episode is open
+    assert (await journal.prune(86400.0)).alerts == 1
     (repeat,) = await starts(journal, [startless()])
     assert repeat == (await journal.get_alert(held)).starts_at  # so the next repeat still joins
+
+
+async def test_a_closed_episode_stays_closed_when_prune_keeps_its_first_alert(
+    journal: Journal, journal_url: str, backend: str
+) -> None:
+    """The resolution that closed a start-less episode is the fingerprint's last word while the
+    episode's first alert is kept (its execution runs on): prune keeps it, or the next firing would
+    join the closed episode and be deduplicated against the old execution."""
+    (held,) = await journal.commit_alerts([startless()])
+    (outcome,) = await journal.create_executions(held, [ExecutionRequest("p", 1, "h", "k", None)])
+    assert outcome.status is CreationStatus.CREATED
+    (resolved,) = await journal.commit_alerts([startless(status="resolved")])
+    await journal.match_alerts([(resolved, [])], "ruleset-1")
+    shift = "86400 * 2" if backend == "sqlite" else "interval '2 days'"
+    raw_sql(journal_url, f"UPDATE alerts SET received_at = received_at - {shift}")
+    assert (await journal.prune(86400.0)).alerts == 0
+    (again,) = await starts(journal, [startless()])
+    assert again != (await journal.get_alert(held)).starts_at  # a new episode
+    await journal.cancel_execution(outcome.execution_id or "", "test")
 
 
 async def test_alerts_stored_before_migration_2_have_no_episode_start(journal_url: str, backend: str) -> None:
