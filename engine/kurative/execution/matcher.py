@@ -16,13 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kurative.alerts import Notification
-from kurative.errors import JournalError, KurativeError, PlaybookError
+from kurative.errors import JournalError, KurativeError, PlaybookError, RecordRejected
 from kurative.execution.recent import ParsedAlert, RecentAlerts
 from kurative.journal import (
+    CreationOutcome,
     CreationStatus,
     ExecutionRequest,
     Journal,
     LimitRequest,
+    MatchResult,
     StoredAlert,
 )
 from kurative.journal.inbox import inbox_alert, received_alert
@@ -138,6 +140,22 @@ class Matcher:
                 async with asyncio.timeout(self._poll_interval):
                     await self._wake.wait()
 
+    async def _match_one_by_one(
+        self, batch: Sequence[tuple[str, Sequence[ExecutionRequest]]], version: str
+    ) -> MatchResult:
+        """``batch`` an alert at a time; one whose requests the journal refuses is matched to nothing."""
+        outcomes: list[tuple[CreationOutcome, ...]] = []
+        cancelled: list[str] = []
+        for alert_id, requests in batch:
+            try:
+                result = await self._journal.match_alerts([(alert_id, requests)], version)
+            except RecordRejected as exc:
+                log.warning("alert_not_matchable", alert_id=alert_id, error=str(exc))
+                result = await self._journal.match_alerts([(alert_id, [])], version)
+            outcomes.extend(result.outcomes)
+            cancelled.extend(result.cancelled)
+        return MatchResult(tuple(outcomes), tuple(sorted(cancelled)))
+
     async def match_pending(self) -> int:
         """Match one batch of unmatched alerts; return how many were matched."""
         active = self._ruleset()
@@ -166,7 +184,10 @@ class Matcher:
                 log.warning("alert_not_matchable", alert_id=stored.id, error=str(exc))
                 requests = []
             batch.append((stored.id, requests))
-        matched = await self._journal.match_alerts(batch, active.version)
+        try:
+            matched = await self._journal.match_alerts(batch, active.version)
+        except RecordRejected:  # one alert's requests cannot be stored: it must not hold up the rest
+            matched = await self._match_one_by_one(batch, active.version)
         created = 0
         for stored, results in zip(alerts, matched.outcomes, strict=True):
             for result in results:

@@ -25,6 +25,7 @@ from kurative.matching.expressions import (
     step_references,
     walk,
 )
+from kurative.matching.planning import MAX_KEY_CHARS
 from kurative.matching.templates import (
     TemplateSyntaxError,
     TemplateTooDeep,
@@ -113,6 +114,15 @@ def check_playbook(playbook: Playbook) -> list[Diagnostic]:
                 "E104",
                 "a limit's period must be longer than 0s",
                 "give the period the limit counts over, e.g. per: 1h",
+            )
+        key_text = limit_body.get("key") if isinstance(limit_body, dict) else None
+        if isinstance(key_text, str) and len(key_text) > MAX_KEY_CHARS:
+            checker.report(
+                (*spec, "limits", index, "key"),
+                "E104",
+                f"a limit's key expression is {len(key_text)} characters, over the journal's "
+                f"{MAX_KEY_CHARS} (the expression names the limit in the journal)",
+                "shorten the expression: move long literals to vars",
             )
     if playbook.dedupe.key is not None:
         key = checker.expression((*spec, "dedupe", "key"), playbook.dedupe.key, "E202", "dedupe key")

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from kurative.alerts import parse_notification
 from kurative.execution.matcher import ActiveRuleset, Matcher
 from kurative.ingress.payloads import inbox_records
-from kurative.journal import open_journal
+from kurative.journal import JournalLimits, open_journal
 from kurative.linting.rulesets import load_ruleset
 
 from .conftest import alert_payload
@@ -70,6 +71,32 @@ async def test_a_key_the_journal_cannot_take_as_rendered_costs_only_its_own_requ
         keys = sorted(e.dedupe_key or "" for e in (await journal.list_executions(limit=10)).items)
         ok = "ok" if key == "labels.pod" else ("ok-\ufffd" if key == SURROGATE_LITERAL else "okok")
         assert keys == sorted([ok] if stored is None else [ok, stored])
+    finally:
+        await journal.close()
+
+
+async def test_an_alert_whose_requests_the_journal_refuses_is_matched_to_nothing_alone(
+    tmp_path: Path, journal_url: str
+) -> None:
+    """A request the journal refuses (here: a key over a journal's smaller text limit) fails the whole
+    batch's transaction: the batch is then matched an alert at a time, that alert to nothing, so that
+    it does not hold up every alert behind it at every pass."""
+    active = _rules(tmp_path, "labels.pod")
+    journal = await open_journal(journal_url, migrate=True, limits=JournalLimits(max_text_chars=80))
+    try:
+        matcher = Matcher(journal, lambda: active, dry_run=True, poll_interval=1.0)
+        alerts = [{"labels": {"alertname": "KeyedAlert", "pod": p}} for p in ("a", "p" * 100, "b")]
+        notification = parse_notification(alert_payload(*alerts))
+        ids = await journal.commit_alerts(inbox_records(notification, "alertmanager"))
+        matcher.wake(ids, notification)
+        with structlog.testing.capture_logs() as logs:
+            assert await matcher.match_pending() == 3
+        assert await journal.unmatched_alerts() == ()
+        keys = sorted(e.dedupe_key or "" for e in (await journal.list_executions(limit=10)).items)
+        assert keys == ["a", "b"]
+        (refused,) = [line for line in logs if line["event"] == "alert_not_matchable"]
+        assert refused["alert_id"] == ids[1]
+        assert "at most 80 characters" in refused["error"]
     finally:
         await journal.close()
 

@@ -214,6 +214,11 @@ def test_numbers_json_cannot_hold(
             "6:34",
             "a limit's period must be longer than 0s",
         ),
+        (  # the expression names the limit in the journal, which would refuse every alert's batch
+            f"limits: [{{key: \"labels.namespace || '{'x' * 4100}'\", max: 1, per: 1h}}]\n  steps: [",
+            "6:19",
+            "a limit's key expression is 4122 characters, over the journal's 4096",
+        ),
     ],
 )
 def test_a_zero_dedupe_window_or_limit_period_is_an_error(
