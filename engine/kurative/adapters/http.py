@@ -2,9 +2,16 @@
 
 Each host (scheme, host, port) gets its own ``httpx.AsyncClient`` with bounded connections, so a
 slow webhook host cannot use up the connections another host needs, and its own circuit breaker
-(``http/<host:port>``; the Prometheus adapter uses the same machinery under ``prometheus/``). Every
-request has a deadline for the whole exchange, not only between bytes, so a server that drips its
-answer still fails the call in time.
+(``http/<host:port>``; the Prometheus adapter uses the same machinery under ``prometheus/``). The
+clients share one TLS context, and only the :data:`MAX_CLIENTS` most recently used are kept: a URL
+built from alert labels may name a new host with every alert. Every request has a deadline for the
+whole exchange, not only between bytes, so a server that drips its answer still fails the call in
+time.
+
+An answer is read raw and decoded here, never by httpx: it would inflate every ``Content-Encoding``
+layer without bound, so that a few hundred bytes of stacked gzip become gigabytes in memory. We ask
+for ``identity``; a single gzip or deflate layer sent anyway is inflated up to
+``max_response_bytes``, and a body in stacked or unknown encodings is not kept (its text says so).
 
 Answers come back as :class:`HttpAnswer` whatever their status (an action decides which statuses it
 expects); :meth:`HttpAnswer.failure` maps a status to our error tree: 4xx permanent, 429 and 5xx
@@ -25,6 +32,9 @@ import datetime
 import email.utils
 import json
 import re
+import urllib.parse
+import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,6 +47,8 @@ from kurative.adapters.breaking import call_through
 from kurative.errors import PermanentActionError, TemporaryActionError
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx  # imported where a request is made: the daemon is ready before its first one
 
 log = structlog.get_logger("kurative.adapters.http")
@@ -47,6 +59,11 @@ MAX_BODY_IN_MESSAGE = 400
 MAX_BODY_IN_OUTPUT = 16_384
 # What is read of an answer at most; the rest is dropped and the answer marked truncated.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+# Clients (connection pools) kept at once, the most recently used; an evicted one is closed once its
+# last request is done, and the next request to its host opens a new one.
+MAX_CLIENTS = 64
+# The wbits of zlib.decompressobj for each Content-Encoding we inflate (deflate: zlib-wrapped first).
+_INFLATED = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -108,16 +125,28 @@ class HttpAnswer:
     truncated: bool = False
     what: str = ""
     """The request as messages show it (``POST <secret slack-webhook>``)."""
+    undecoded: str = ""
+    """Why the body was not kept (its ``Content-Encoding`` is stacked, unknown or corrupt); ``content``
+    is then empty. Empty when the body was read."""
 
     @property
     def text(self) -> str:
-        return self.content.decode(self._charset(), errors="replace")
+        """The body decoded with its charset (UTF-8 when that is not a text codec), or a note saying
+        why it was not kept."""
+        if self.undecoded:
+            return f"<body not kept: {self.undecoded}>"
+        try:
+            return self.content.decode(self._charset(), errors="replace")
+        except (LookupError, UnicodeError):  # a text codec that refuses errors="replace" (idna, undefined)
+            return self.content.decode("utf-8", errors="replace")
 
     def _charset(self) -> str:
         match = re.search(r"charset=\"?([\w.:-]+)", self.headers.get("content-type", ""))
         if match:
             with contextlib.suppress(LookupError):
-                return codecs.lookup(match.group(1)).name
+                codec = codecs.lookup(match.group(1))
+                if codec._is_text_encoding:  # not base64, rot13, zlib...: they do not decode to text
+                    return codec.name
         return "utf-8"
 
     @property
@@ -133,9 +162,15 @@ class HttpAnswer:
     def retry_after(self) -> float | None:
         return parse_retry_after(self.headers.get("retry-after"))
 
-    def failure(self, why: str = "") -> PermanentActionError | TemporaryActionError:
-        """The error of our tree for this answer's status; ``why`` replaces the default wording."""
-        body = " ".join(self.text.split())[:MAX_BODY_IN_MESSAGE]
+    def failure(
+        self, why: str = "", *, scrub: Callable[[str], str] | None = None
+    ) -> PermanentActionError | TemporaryActionError:
+        """The error of our tree for this answer's status; ``why`` replaces the default wording.
+
+        ``scrub`` is applied to the whole body before it is cut to fit the message: a secret the
+        remote quotes back across the cut must not leave its first part behind."""
+        text = self.text if scrub is None else scrub(self.text)
+        body = " ".join(text.split())[:MAX_BODY_IN_MESSAGE]
         text = f"{self.what}: {why or f'HTTP {self.status}'}" + (f": {body}" if body else "")
         if self.status == 429:
             return HttpThrottled(text, retry_after=self.retry_after)
@@ -172,12 +207,24 @@ _NO_JSON = object()
 _Origin = tuple[str, str, int]
 
 
+@dataclass(slots=True)
+class _Pool:
+    """The client of one origin, and how many requests use it now (an evicted one closes after them)."""
+
+    client: httpx.AsyncClient
+    users: int = 0
+    evicted: bool = False
+
+
 class HttpAdapter:
     """HTTP clients by origin, each with its own connection pool and circuit breaker.
 
     ``breakers`` hands out the breaker of a target (``http/<host:port>``), as the daemon's breaker
     policy does; without it no breaker guards the calls. ``kind`` is the first part of the target
     names (the Prometheus adapter uses ``prometheus``).
+
+    The scheme is not part of a target: a breaker stands for the server listening at host:port, the
+    same for ``http://h:443`` and ``https://h``, and an override names it as ``http/h:443``.
     """
 
     def __init__(
@@ -190,7 +237,8 @@ class HttpAdapter:
         self.settings = settings or HttpSettings()
         self._breakers = breakers
         self._kind = kind
-        self._clients: dict[_Origin, httpx.AsyncClient] = {}
+        self._pools: OrderedDict[_Origin, _Pool] = OrderedDict()
+        self._tls: ssl.SSLContext | None = None
         self._closed = False
 
     def target(self, url: str, shown: str | None = None) -> str:
@@ -204,10 +252,11 @@ class HttpAdapter:
 
         try:
             parsed = httpx.URL(url)
+            host = parsed.host  # decoded here, not by httpx.URL: an invalid IDNA name raises now
         except (httpx.InvalidURL, TypeError, UnicodeError) as exc:
             reason = str(exc) if shown == url else "malformed"
             raise HttpRequestInvalid(f"URL {shown} is not a valid URL ({reason})") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
+        if parsed.scheme not in ("http", "https") or not host:
             raise HttpRequestInvalid(
                 f"URL {shown} must be an absolute http:// or https:// URL with a host"
             ) from None
@@ -217,23 +266,43 @@ class HttpAdapter:
     def _origin(parsed: httpx.URL) -> _Origin:
         return parsed.scheme, parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
 
-    def _client(self, origin: _Origin) -> httpx.AsyncClient:
-        found = self._clients.get(origin)
+    def _checkout(self, origin: _Origin) -> tuple[_Pool, list[_Pool]]:
+        """The pool of ``origin``, now in use, and the idle pools it evicted (to close)."""
+        found = self._pools.get(origin)
         if found is None:
             import httpx
 
             settings = self.settings
-            found = self._clients[origin] = httpx.AsyncClient(
-                limits=httpx.Limits(
-                    max_connections=settings.max_connections_per_host,
-                    max_keepalive_connections=settings.max_keepalive_per_host,
-                    keepalive_expiry=settings.keepalive_expiry,
-                ),
-                verify=settings.verify_tls,
-                follow_redirects=False,
-                headers={"User-Agent": settings.user_agent},
+            if self._tls is None:  # loading the CA bundle takes tens of milliseconds: once per adapter
+                self._tls = httpx.create_ssl_context(verify=settings.verify_tls)
+            found = self._pools[origin] = _Pool(
+                httpx.AsyncClient(
+                    limits=httpx.Limits(
+                        max_connections=settings.max_connections_per_host,
+                        max_keepalive_connections=settings.max_keepalive_per_host,
+                        keepalive_expiry=settings.keepalive_expiry,
+                    ),
+                    verify=self._tls,
+                    follow_redirects=False,
+                    headers={"User-Agent": settings.user_agent, "Accept-Encoding": "identity"},
+                )
             )
-        return found
+        else:
+            self._pools.move_to_end(origin)
+        found.users += 1
+        idle: list[_Pool] = []
+        while len(self._pools) > MAX_CLIENTS:
+            _, oldest = self._pools.popitem(last=False)
+            oldest.evicted = True
+            if oldest.users == 0:
+                idle.append(oldest)
+        return found, idle
+
+    @staticmethod
+    async def _close(pools: list[_Pool]) -> None:
+        for pool in pools:
+            with contextlib.suppress(Exception):
+                await pool.client.aclose()
 
     async def request(
         self,
@@ -244,9 +313,14 @@ class HttpAdapter:
         json_body: Any = _NO_JSON,
         content: str | bytes | None = None,
         timeout: float | None = None,
+        deadline: float | None = None,
         shown: str | None = None,
     ) -> HttpAnswer:
         """Send one request and return the answer, whatever its status.
+
+        ``deadline`` (on the event loop's clock) ends the request sooner than ``timeout`` would: the
+        deadline of the step it runs for, so that this timeout, which counts against the host's
+        breaker, fires before the step is cancelled, which counts as nothing.
 
         Raises :class:`HttpRequestInvalid` for what cannot be sent, :class:`HttpUnreachable` and
         :class:`HttpTimeout` for transport failures, and :class:`~kurative.errors.BreakerOpen` while
@@ -266,19 +340,27 @@ class HttpAdapter:
             raise HttpRequestInvalid(f"{what}: timeout must be positive, got {limit}")
         origin = self._origin(parsed)
         target = f"{self._kind}/{origin[1]}:{origin[2]}"
-        client = self._client(origin)
         breaker = self._breakers(target) if self._breakers is not None else None
-
-        async def attempt() -> HttpAnswer:
-            answer = await self._send(client, method, parsed, sent_headers, body, limit, what, url != shown)
-            if answer.status >= 500:
-                raise _FailedAnswer(answer)
-            return answer
-
+        pool, evicted = self._checkout(origin)
         try:
-            answer = await call_through(breaker, attempt, target=target)
-        except _FailedAnswer as failed:
-            answer = failed.answer
+            await self._close(evicted)
+
+            async def attempt() -> HttpAnswer:
+                answer = await self._send(
+                    pool.client, method, parsed, sent_headers, body, limit, deadline, what, url != shown
+                )
+                if answer.status >= 500:
+                    raise _FailedAnswer(answer)
+                return answer
+
+            try:
+                answer = await call_through(breaker, attempt, target=target)
+            except _FailedAnswer as failed:
+                answer = failed.answer
+        finally:
+            pool.users -= 1
+            if pool.evicted and pool.users == 0:
+                await self._close([pool])
         if answer.status >= 500 or answer.status == 429:
             await log.awarning("http_error", request=what, status=answer.status, target=target)
         return answer
@@ -291,29 +373,25 @@ class HttpAdapter:
         headers: Mapping[str, bytes],
         body: bytes | None,
         limit: float,
+        deadline: float | None,
         what: str,
         secret_url: bool,
     ) -> HttpAnswer:
         import httpx
 
-        cap = self.settings.max_response_bytes
+        now = asyncio.get_running_loop().time()
+        ends = now + limit if deadline is None else min(now + limit, deadline)
+        limit = round(max(ends - now, 0.0), 3)
         timeout = httpx.Timeout(limit, connect=min(self.settings.connect_timeout, limit))
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout_at(ends):
                 raw = {name.encode("ascii"): value for name, value in headers.items()}
                 request = client.build_request(method, url, headers=raw, content=body, timeout=timeout)
                 response = await client.send(request, stream=True)
                 try:
-                    chunks: list[bytes] = []
-                    size = 0
-                    truncated = False
-                    async for chunk in response.aiter_bytes():
-                        if size + len(chunk) > cap:
-                            chunks.append(chunk[: cap - size])
-                            truncated = True
-                            break
-                        chunks.append(chunk)
-                        size += len(chunk)
+                    content, truncated, undecoded = await _read_body(
+                        response, self.settings.max_response_bytes
+                    )
                 finally:
                     await response.aclose()
         except (TimeoutError, httpx.TimeoutException):
@@ -324,18 +402,90 @@ class HttpAdapter:
             ) from None
         except httpx.ConnectError as exc:
             raise HttpUnreachable(f"{what}: cannot connect: {_reason(exc, url, secret_url)}") from None
-        except (httpx.TransportError, httpx.DecodingError) as exc:
+        except httpx.TransportError as exc:
             raise HttpUnreachable(f"{what}: the connection failed: {_reason(exc, url, secret_url)}") from None
         answer_headers = {key.lower(): value for key, value in response.headers.items()}
-        return HttpAnswer(response.status_code, answer_headers, b"".join(chunks), truncated, what)
+        return HttpAnswer(response.status_code, answer_headers, content, truncated, what, undecoded)
 
     async def aclose(self) -> None:
         """Close every connection pool; later requests fail with a temporary error."""
         self._closed = True
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            with contextlib.suppress(Exception):
-                await client.aclose()
+        pools, self._pools = list(self._pools.values()), OrderedDict()
+        await self._close(pools)
+
+
+async def _read_body(response: httpx.Response, cap: int) -> tuple[bytes, bool, str]:
+    """(body, truncated, why it was not kept) of ``response``, at most ``cap`` bytes read and kept.
+
+    One gzip or deflate layer is inflated within the same bound; a body in stacked or unknown
+    encodings, or whose compressed stream is corrupt, is not kept (and, for the former, not read).
+    """
+    encoding = response.headers.get("content-encoding", "")
+    layers = [part.strip().lower() for part in encoding.split(",")]
+    layers = [layer for layer in layers if layer not in ("", "identity")]
+    if len(layers) > 1 or (layers and layers[0] not in _INFLATED):
+        why = "stacked" if len(layers) > 1 else "unknown"
+        return (
+            b"",
+            False,
+            f"Content-Encoding {encoding.strip()!r} is {why}; only one gzip or deflate layer is read",
+        )
+    inflater = zlib.decompressobj(_INFLATED[layers[0]]) if layers else None
+    chunks: list[bytes] = []
+    size = read = 0
+    started = False
+    async for chunk in response.aiter_raw():
+        read += len(chunk)
+        if inflater is not None:
+            try:
+                data = inflater.decompress(chunk, cap - size + 1)
+            except zlib.error:
+                if started or layers[0] != "deflate":
+                    return b"", False, f"its {layers[0]} stream is corrupt"
+                # "deflate" as some servers send it: raw, without the zlib wrapper (as httpx reads it)
+                inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                try:
+                    data = inflater.decompress(chunk, cap - size + 1)
+                except zlib.error:
+                    return b"", False, "its deflate stream is corrupt"
+            started = True
+        else:
+            data = chunk
+        if size + len(data) > cap:
+            chunks.append(data[: cap - size])
+            return b"".join(chunks), True, ""
+        chunks.append(data)
+        size += len(data)
+        if read > cap:  # a compressed stream this long that inflates to little is not read on
+            return b"".join(chunks), True, ""
+    return b"".join(chunks), False, ""
+
+
+def host_port(name: str) -> str | None:
+    """``name`` (``Hooks.Slack.com:443``) as breaker targets spell a host and port: lower case, an
+    IDNA name decoded (``münchen.de:443``); None when it is not a host with a port."""
+    import httpx
+
+    if not re.search(r":\d{1,5}\Z", name) or any(char in name for char in "/?#@"):
+        return None
+    try:
+        parsed = httpx.URL(f"http://{name}")
+        host = parsed.host
+    except (httpx.InvalidURL, TypeError, UnicodeError):
+        return None
+    port = parsed.port or 80
+    return f"{host}:{port}" if host and port <= 65535 else None
+
+
+def without_credentials(url: str) -> str:
+    """``url`` as messages may show it: without the user name and password it may carry."""
+    try:
+        split = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<malformed URL>"
+    if "@" not in split.netloc:
+        return url
+    return urllib.parse.urlunsplit(split._replace(netloc=split.netloc.rpartition("@")[2]))
 
 
 def _reason(exc: Exception, url: httpx.URL, secret_url: bool) -> str:

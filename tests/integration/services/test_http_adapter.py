@@ -209,3 +209,129 @@ async def test_a_compressed_answer_is_decoded(http: HttpAdapter, sink: HttpSink)
         headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
     )
     assert (await http.request("GET", sink.url)).json() == {"status": "success"}
+
+
+async def test_stacked_encodings_are_not_inflated(sink: HttpSink) -> None:
+    import gzip
+    import tracemalloc
+
+    cap = 1024 * 1024
+    bomb = gzip.compress(gzip.compress(b"\0" * (100 * cap), compresslevel=9), compresslevel=9)
+    sink.answer(200, bomb, headers={"Content-Type": "text/plain", "Content-Encoding": "gzip, gzip"})
+    adapter = HttpAdapter(HttpSettings(max_response_bytes=cap))
+    try:
+        tracemalloc.start()
+        answer = await adapter.request("GET", sink.url)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await adapter.aclose()
+    assert peak < 10 * cap
+    assert (answer.status, answer.content, answer.truncated) == (200, b"", False)
+    assert answer.text == (
+        "<body not kept: Content-Encoding 'gzip, gzip' is stacked; only one gzip or deflate layer is read>"
+    )
+    assert "gzip, gzip" in str(answer.failure())
+    assert sink.requests[0].header("Accept-Encoding") == "identity"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_one_compressed_layer_is_inflated_up_to_the_limit(sink: HttpSink, encoding: str) -> None:
+    import gzip
+    import tracemalloc
+    import zlib
+
+    cap = 1024 * 1024
+    plain = b"\0" * (100 * cap)
+    sink.answer(
+        200,
+        gzip.compress(plain) if encoding == "gzip" else zlib.compress(plain),
+        headers={"Content-Encoding": encoding},
+    )
+    adapter = HttpAdapter(HttpSettings(max_response_bytes=cap))
+    try:
+        tracemalloc.start()
+        answer = await adapter.request("GET", sink.url)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await adapter.aclose()
+    assert peak < 10 * cap
+    assert (len(answer.content), answer.truncated) == (cap, True)
+
+
+@pytest.mark.parametrize(("encoding", "why"), [("br", "is unknown"), ("gzip", "gzip stream is corrupt")])
+async def test_a_body_that_cannot_be_decoded_is_not_kept(
+    http: HttpAdapter, sink: HttpSink, encoding: str, why: str
+) -> None:
+    sink.answer(200, b"\x1f\x8bnot really compressed", headers={"Content-Encoding": encoding})
+    answer = await http.request("GET", sink.url)
+    assert (answer.status, answer.content) == (200, b"")
+    assert why in answer.text
+
+
+@pytest.mark.parametrize("charset", ["base64", "idna", "undefined", "punycode", "rot13"])
+async def test_a_charset_that_is_no_text_codec_reads_as_utf8(
+    http: HttpAdapter, sink: HttpSink, charset: str
+) -> None:
+    sink.answer(
+        200,
+        "né \xff".encode("latin-1") + b" ok",
+        headers={"Content-Type": f"text/plain; charset={charset}"},
+    )
+    answer = await http.request("GET", sink.url)
+    assert answer.text == "n\ufffd \ufffd ok"
+    assert str(answer.failure("why")).endswith(": n\ufffd \ufffd ok")
+
+
+@pytest.mark.parametrize("url", ["http://xn--/hook", "https://xn--abc-.example.com/hook"])
+async def test_an_invalid_international_host_is_permanent(http: HttpAdapter, url: str) -> None:
+    with pytest.raises(HttpRequestInvalid, match="not a valid URL"):
+        await http.request("GET", url)
+    with pytest.raises(HttpRequestInvalid, match="not a valid URL"):
+        http.target(url)
+
+
+async def _refused(adapter: HttpAdapter, count: int) -> None:
+    """Requests to ``count`` new origins (ports nothing listens on): each makes a client."""
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(unused_port())
+    for port in ports:
+        with pytest.raises(HttpUnreachable):
+            await adapter.request("GET", f"http://127.0.0.1:{port}/")
+
+
+async def test_only_the_most_recently_used_clients_are_kept(sink: HttpSink) -> None:
+    from kurative.adapters.http import MAX_CLIENTS
+
+    adapter = HttpAdapter()
+    try:
+        assert (await adapter.request("GET", sink.url)).status == 200
+        (first,) = adapter._pools.values()
+        await _refused(adapter, MAX_CLIENTS)
+        assert len(adapter._pools) == MAX_CLIENTS
+        assert first.client.is_closed  # evicted and closed
+        contexts = {id(pool.client._transport._pool._ssl_context) for pool in adapter._pools.values()}
+        assert len(contexts) == 1  # one TLS context (one CA bundle loaded) for every client
+        assert (await adapter.request("GET", sink.url)).status == 200  # a new client for it
+    finally:
+        await adapter.aclose()
+
+
+async def test_a_client_evicted_while_in_use_finishes_its_request(sink: HttpSink) -> None:
+    from kurative.adapters.http import MAX_CLIENTS
+
+    sink.answer(200, "slow", delay=0.5, path="/slow")
+    adapter = HttpAdapter()
+    try:
+        slow = asyncio.create_task(adapter.request("GET", f"{sink.url}/slow"))
+        await asyncio.sleep(0.1)
+        (pool,) = adapter._pools.values()
+        await _refused(adapter, MAX_CLIENTS)
+        assert pool.evicted
+        assert not pool.client.is_closed
+        assert (await slow).text == "slow"
+        assert pool.client.is_closed
+    finally:
+        await adapter.aclose()
