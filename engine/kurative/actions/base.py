@@ -21,6 +21,10 @@ from typing import Any
 from kurative.durations import format_checker
 from kurative.errors import ActionNotImplemented, PermanentActionError
 
+# Seconds an action's own timeout ends before its step's: the action's (a request's) then fires first,
+# fails as the action's timeout does (and counts against the target's breaker) instead of the step
+# being cancelled, which counts as nothing.
+DEADLINE_MARGIN = 0.05
 # A schema's own words for a failed oneOf/anyOf ("give replicas or delta"), shown instead of
 # jsonschema's "is not valid under any of the given schemas".
 HINT_KEY = "x-kurative-hint"
@@ -66,10 +70,17 @@ class ActionContext:
     dry_run: bool = False
     cluster: str | None = None
     services: Mapping[str, Any] = field(default_factory=dict)
+    deadline: float | None = None
+    """When the step's ``timeout`` ends, on the event loop's clock (``loop.time()``); None: no timeout."""
 
     @property
     def idempotency_key(self) -> str:
         return f"{self.execution_id}/{self.step}"
+
+    @property
+    def action_deadline(self) -> float | None:
+        """When an action's own timeout (a request's) must fire at the latest: just before the step's."""
+        return None if self.deadline is None else self.deadline - DEADLINE_MARGIN
 
 
 ActionFunc = Callable[[ActionContext, Mapping[str, Any]], Awaitable[Mapping[str, Any]]]

@@ -30,6 +30,7 @@ from kurative.actions.registry import declare, implement
 from kurative.actions.schema import duration, enum, integer, obj, secret_or_string, string
 from kurative.actions.services import (
     HttpClient,
+    HttpResponse,
     PrometheusClient,
     ResolvedSecrets,
     service,
@@ -182,14 +183,17 @@ def _expected(value: Any) -> tuple[frozenset[int], str]:
     return frozenset(codes), ", ".join(map(str, codes))
 
 
-def _output_body(answer: Any, secrets: ResolvedSecrets) -> Any:
-    """The answer's body as JSON when it is JSON (and small enough to keep), else truncated text."""
+def _output_body(answer: HttpResponse, secrets: ResolvedSecrets) -> Any:
+    """The answer's body as JSON when it is JSON (and small enough to keep), else truncated text.
+
+    JSON nested too deeply to parse or scrub is kept as text. Text is scrubbed whole, then cut: a
+    secret quoted back across the cut must not leave its first part behind."""
     if answer.is_json and not answer.truncated and len(answer.content) <= MAX_BODY_IN_OUTPUT:
         try:
             return secrets.scrub(answer.json())
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
-    return secrets.scrub(answer.text[:MAX_BODY_IN_OUTPUT])
+    return secrets.scrub_text(answer.text)[:MAX_BODY_IN_OUTPUT]
 
 
 @implement("http.request")
@@ -211,9 +215,17 @@ async def run_http_request(ctx: ActionContext, params: Mapping[str, Any]) -> Map
             body["content"] = params["body"]
         timeout = parse_duration(params.get("timeout", "10s"))
         accepted, wording = _expected(params.get("expect_status"))
-        answer = await http.request(method, url, headers=headers, timeout=timeout, shown=shown, **body)
+        answer = await http.request(
+            method,
+            url,
+            headers=headers,
+            timeout=timeout,
+            deadline=ctx.action_deadline,
+            shown=shown,
+            **body,
+        )
         if answer.status not in accepted:
-            raise answer.failure(f"HTTP {answer.status}, expected {wording}")
+            raise answer.failure(f"HTTP {answer.status}, expected {wording}", scrub=secrets.scrub_text)
         return {"status": answer.status, "body": _output_body(answer, secrets)}
     except (ActionError, BreakerOpen) as error:
         raise secrets.scrub_error(error) from None
@@ -242,29 +254,47 @@ async def run_prometheus_query(ctx: ActionContext, params: Mapping[str, Any]) ->
             (None, None) if params.get("url") is None else await secrets.text(params["url"], "url", url=True)
         )
         found = await prometheus.query(
-            query, url=url, timeout=parse_duration(params.get("timeout", "10s")), shown=shown
+            query,
+            url=url,
+            timeout=parse_duration(params.get("timeout", "10s")),
+            deadline=ctx.action_deadline,
+            shown=shown,
+            scrub=secrets.scrub_text,
         )
         # what is stored and shown is scrubbed; ``expect`` holds or not on what Prometheus answered
-        result = secrets.scrub(found.result)
+        try:
+            result = secrets.scrub(found.result)
+        except RecursionError:
+            raise PermanentActionError(
+                f"prometheus.query: the result of `{query}` is nested too deeply to keep"
+            ) from None
         expect = params.get("expect")
         if expect is None:
             return {"result": result, "ok": True}
         compiled = _compile_expect(expect)
         try:
+            # JMESPath runs on remote data: whatever its functions raise on it (ceil of 1e999 is an
+            # OverflowError) is the expression not applying to this result
             value = compiled.search(found.result)
-        except (jmespath.exceptions.JMESPathError, TypeError, ValueError) as exc:
-            raise PermanentActionError(
-                f"expect `{expect}` cannot be evaluated on the result: {exc}"
-            ) from None
-        if not _holds(value):
+            if _holds(value):
+                return {"result": result, "ok": True}
             seen = json.dumps(result, separators=(",", ":"), default=str)
-            if len(seen) > MAX_RESULT_IN_MESSAGE:
-                seen = seen[:MAX_RESULT_IN_MESSAGE] + "…"
-            shown = json.dumps(secrets.scrub(value), default=str)
-            raise ExpectationFailed(
-                f"prometheus.query: expect `{expect}` is {shown} for `{query}`; the result was {seen}",
-                output={"result": result, "ok": False},
-            )
-        return {"result": result, "ok": True}
+            said = json.dumps(secrets.scrub(value), default=str)
+        except (
+            jmespath.exceptions.JMESPathError,
+            TypeError,
+            ValueError,
+            ArithmeticError,
+            RecursionError,
+        ) as exc:
+            raise PermanentActionError(
+                f"expect `{expect}` cannot be evaluated on the result: {exc or type(exc).__name__}"
+            ) from None
+        if len(seen) > MAX_RESULT_IN_MESSAGE:
+            seen = seen[:MAX_RESULT_IN_MESSAGE] + "…"
+        raise ExpectationFailed(
+            f"prometheus.query: expect `{expect}` is {said} for `{query}`; the result was {seen}",
+            output={"result": result, "ok": False},
+        )
     except (ActionError, BreakerOpen) as error:
         raise secrets.scrub_error(error) from None

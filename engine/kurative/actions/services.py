@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from kurative.actions.base import ActionContext
@@ -65,8 +65,9 @@ class HttpResponse(Protocol):
 
     def json(self) -> Any: ...
 
-    def failure(self, why: str = "") -> ActionError:
-        """The error for this status: 4xx permanent, 429 and 5xx temporary with ``Retry-After``."""
+    def failure(self, why: str = "", *, scrub: Callable[[str], str] | None = None) -> ActionError:
+        """The error for this status: 4xx permanent, 429 and 5xx temporary with ``Retry-After``;
+        ``scrub`` is applied to the whole body before it is cut to fit the message."""
         ...
 
 
@@ -80,10 +81,12 @@ class HttpClient(Protocol):
         json_body: Any = ...,
         content: str | bytes | None = None,
         timeout: float | None = None,
+        deadline: float | None = None,
         shown: str | None = None,
     ) -> HttpResponse:
         """The answer whatever its status; transport failures raise temporary errors, and
-        ``BreakerOpen`` while the host's breaker is open. ``shown`` is the URL as messages show it."""
+        ``BreakerOpen`` while the host's breaker is open. ``deadline`` (the event loop's clock) cuts
+        ``timeout`` short; ``shown`` is the URL as messages show it."""
         ...
 
 
@@ -97,9 +100,17 @@ class PrometheusResult(Protocol):
 
 class PrometheusClient(Protocol):
     async def query(
-        self, query: str, *, url: str | None = None, timeout: float | None = None, shown: str | None = None
+        self,
+        query: str,
+        *,
+        url: str | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        shown: str | None = None,
+        scrub: Callable[[str], str] | None = None,
     ) -> PrometheusResult:
-        """An instant query at ``url`` (default: the configured Prometheus)."""
+        """An instant query at ``url`` (default: the configured Prometheus); ``scrub`` is applied to
+        remote text before it is cut to fit a message."""
         ...
 
 
@@ -129,6 +140,11 @@ LONG_VALUE = 16
 """A query value this long that reads as one token (no separators) is scrubbed whatever its name."""
 
 
+def _is_token_like(value: str) -> bool:
+    """Long and in one piece (no separators), as an API token or a random id is."""
+    return len(value) >= LONG_VALUE and not _SEPARATORS.intersection(value)
+
+
 def _is_credential(name: str, value: str) -> bool:
     """A query value that may be a credential, to scrub on its own: named like one (``key``, ``token``,
     ``accessKey``, ``X-Amz-Signature``, ``private_token``...), or long and token-like. An ordinary value
@@ -140,13 +156,14 @@ def _is_credential(name: str, value: str) -> bool:
         return True
     if any(part in lowered for part in _CREDENTIAL_WORDS):
         return True
-    return len(value) >= LONG_VALUE and not _SEPARATORS.intersection(value)
+    return _is_token_like(value)
 
 
 def _url_parts(url: str) -> list[str]:
-    """The parts of a URL that carry its secret: path with query, the query, each query value that
-    may be a credential (:func:`_is_credential`; as written and decoded: a remote that echoes
-    ``key=...`` back often quotes the value alone), user credentials."""
+    """The parts of a URL that carry its secret: path with query, the query, each path segment and
+    query value that may be a credential (a token-like segment, :func:`_is_credential`; as written
+    and decoded: a remote that echoes ``key=...`` or a webhook's token back often quotes the value
+    alone), user credentials."""
     try:
         split = urllib.parse.urlsplit(url)
         values = urllib.parse.parse_qsl(split.query, keep_blank_values=False)
@@ -162,6 +179,10 @@ def _url_parts(url: str) -> list[str]:
             (urllib.parse.unquote(split.username or ""), urllib.parse.unquote(split.password)),
         }:
             parts.append(base64.b64encode(f"{user}:{password}".encode()).decode())
+    for segment in split.path.split("/"):
+        decoded = urllib.parse.unquote(segment)
+        if _is_token_like(decoded):
+            parts += [segment, decoded]
     for name, value in values:
         if _is_credential(name, value):
             parts += [value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)]
@@ -217,6 +238,14 @@ class ResolvedSecrets:
         quotes a credential back)."""
         if not self._values:
             return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            # a numeric secret (an account number, a PIN) quoted back as a JSON number
+            written = str(value)
+            if written in self._values:
+                return f"<secret {self._values[written]}>"
+            if isinstance(value, float) and value.is_integer() and f"{value:.0f}" in self._values:
+                return f"<secret {self._values[f'{value:.0f}']}>"
+            return value
         if isinstance(value, str):
             if value in self._values:
                 return f"<secret {self._values[value]}>"
@@ -228,6 +257,11 @@ class ResolvedSecrets:
         if isinstance(value, list):
             return [self.scrub(v) for v in value]
         return value
+
+    def scrub_text(self, text: str) -> str:
+        """:meth:`scrub` for text."""
+        scrubbed: str = self.scrub(text)
+        return scrubbed
 
     def scrub_error(self, error: BaseException) -> BaseException:
         """``error`` with the secrets scrubbed from its message (in place), and no chained cause."""

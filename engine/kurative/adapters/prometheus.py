@@ -15,7 +15,7 @@ from typing import Any
 
 import pybreaker
 
-from kurative.adapters.http import MAX_BODY_IN_MESSAGE, HttpAdapter, HttpSettings
+from kurative.adapters.http import MAX_BODY_IN_MESSAGE, HttpAdapter, HttpSettings, without_credentials
 from kurative.errors import PermanentActionError, TemporaryActionError
 
 _TEMPORARY_ERROR_TYPES = frozenset({"timeout", "canceled", "unavailable", "internal"})
@@ -66,13 +66,25 @@ class PrometheusAdapter:
         return base
 
     async def query(
-        self, query: str, *, url: str | None = None, timeout: float | None = None, shown: str | None = None
+        self,
+        query: str,
+        *,
+        url: str | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        shown: str | None = None,
+        scrub: Callable[[str], str] | None = None,
     ) -> QueryResult:
-        """Run ``query`` now; the mapped error when Prometheus refuses it or cannot be reached."""
+        """Run ``query`` now; the mapped error when Prometheus refuses it or cannot be reached.
+
+        ``deadline`` (the event loop's clock) cuts ``timeout`` short, as for an HTTP request;
+        ``shown`` is the URL as messages show it (default: the URL without its credentials);
+        ``scrub`` is applied to what Prometheus says before it is cut to fit a message."""
         import httpx  # on the first query, not at start: the daemon needs none to be ready
 
         base = self._base(url)
-        shown = shown or base
+        shown = shown or without_credentials(base)
+        scrub = scrub or str
         limit = self.settings.timeout if timeout is None else timeout
         endpoint = base.rstrip("/") + "/api/v1/query"
         try:
@@ -80,16 +92,16 @@ class PrometheusAdapter:
         except (httpx.InvalidURL, TypeError, UnicodeError):
             raise PermanentActionError(f"prometheus.query: {shown} is not a valid URL") from None
         answer = await self._http.request(
-            "GET", full, timeout=limit, shown=f"{shown.rstrip('/')}/api/v1/query"
+            "GET", full, timeout=limit, deadline=deadline, shown=f"{shown.rstrip('/')}/api/v1/query"
         )
         what = f"prometheus.query at {shown}"
         try:
             payload = answer.json() if not answer.truncated else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
             payload = None
         if not isinstance(payload, dict):
             if answer.status >= 300:
-                raise answer.failure()
+                raise answer.failure(scrub=scrub)
             if answer.truncated:
                 raise PermanentActionError(f"{what}: the result is too large; narrow the query")
             raise PermanentActionError(
@@ -97,12 +109,16 @@ class PrometheusAdapter:
             )
         if payload.get("status") != "success":
             kind = str(payload.get("errorType") or "")
-            message = str(payload.get("error") or f"HTTP {answer.status}")[:MAX_BODY_IN_MESSAGE]
+            message = scrub(str(payload.get("error") or f"HTTP {answer.status}"))[:MAX_BODY_IN_MESSAGE]
             text = f"{what}: {kind + ': ' if kind else ''}{message} (query `{query[:200]}`)"
             if kind in _TEMPORARY_ERROR_TYPES or answer.status >= 500 or answer.status == 429:
                 raise TemporaryActionError(text, retry_after=answer.retry_after)
             raise PermanentActionError(text)
-        data = payload.get("data") or {}
+        data = payload.get("data", {})
+        if not isinstance(data, dict):
+            raise PermanentActionError(
+                f"{what}: the answer's data is not an object (is the URL a Prometheus?)"
+            )
         return QueryResult(str(data.get("resultType") or ""), data.get("result"))
 
     async def aclose(self) -> None:

@@ -24,7 +24,7 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -718,10 +718,13 @@ class ExecutionRunner:
                     log.debug("step_started", action=step.action, attempt=attempt, dry_run=ctx.dry_run)
                     begun = time.monotonic()
                     keeper.acting = True
-                    deadline = asyncio.timeout(step.timeout)
+                    # the action is told when the step's timeout ends, so that its own (a request's)
+                    # ends first and counts against the target's breaker, as a cancellation does not
+                    ends = None if step.timeout is None else asyncio.get_running_loop().time() + step.timeout
+                    deadline = asyncio.timeout_at(ends)
                     try:
                         async with deadline:
-                            output = await self._act(spec, ctx, params)
+                            output = await self._act(spec, replace(ctx, deadline=ends), params)
                     except TimeoutError as exc:
                         if deadline.expired():
                             error = TimeoutError(f"timed out after {step.timeout:g}s")

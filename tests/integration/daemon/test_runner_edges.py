@@ -238,3 +238,43 @@ async def test_a_cancel_asked_for_during_a_step_stops_the_next_one_and_says_who_
         ]
     finally:
         await journal.close()
+
+
+HANGING_WEBHOOK = """\
+    apiVersion: kurative/v1
+    kind: Playbook
+    metadata: {name: hanging-webhook, version: 1}
+    spec:
+      trigger: {alertname: [Hangs]}
+      approval: auto
+      steps:
+        - name: call
+          action: http.request
+          timeout: 400ms
+          params: {url: "SINK/hook", json: {}}
+"""
+
+
+async def test_a_step_timeout_shorter_than_the_requests_counts_against_the_hosts_breaker(
+    setup: Setup,
+) -> None:
+    from kurative.adapters.http import HttpAdapter
+    from kurative.execution.breakers import BreakerPolicy, BreakerSettings
+
+    setup.sink.answer(hang=True)
+    setup.playbook("hangs", HANGING_WEBHOOK.replace("SINK", setup.sink.url))
+    journal = await _journal(setup)
+    policy = BreakerPolicy(BreakerSettings(fail_max=1))
+    http = HttpAdapter(breakers=policy.for_target)  # a request's timeout: 10s
+    try:
+        _, cache = await matched_alert(journal, setup.rules, {"alertname": "Hangs"})
+        runner = ExecutionRunner(journal, Services(http=http), RunnerSettings(), cache)
+        (claim,) = await journal.claim_executions("replica-a")
+        await runner.run(claim)
+        detail = await journal.get_execution(claim.execution.id)
+    finally:
+        await http.aclose()
+        await journal.close()
+    (failed,) = [s for s in detail.steps if s.status is StepStatus.FAILED]
+    assert "no answer within" in str(failed.error)
+    assert [(s.state, s.failures) for s in policy.snapshot()] == [("open", 1)]

@@ -7,6 +7,7 @@ import base64
 import json
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -242,6 +243,109 @@ async def test_a_timeout_is_temporary(adapter: HttpAdapter, sink: HttpSink) -> N
     sink.answer(hang=True)
     with pytest.raises(TemporaryActionError, match=r"no answer within 0\.2s"):
         await run(context(adapter, sink), {"url": sink.url, "timeout": "200ms"})
+
+
+LONG_KEY = "Zq8vR2mN5tX1wK7pL4sB9cD3fG6hJ0yA"  # an API token: long, in one piece
+
+
+def long_key_store(**values: str) -> SecretStore:
+    return SecretStore(
+        SecretSettings({name: EnvSecret(name.upper()) for name in values}),
+        environ={name.upper(): value for name, value in values.items()},
+    )
+
+
+def with_secrets(http: Any, secrets: SecretStore) -> ActionContext:
+    return ActionContext("exec-42", "tell-the-team", services={"http": http, "secrets": secrets})
+
+
+def leaked_part(text: str, secret: str) -> str | None:
+    """The longest start of ``secret`` (8 characters or more) that ``text`` holds."""
+    return next((secret[:n] for n in range(len(secret), 7, -1) if secret[:n] in text), None)
+
+
+async def test_a_secret_quoted_back_across_the_message_cut_leaves_no_part(
+    adapter: HttpAdapter, sink: HttpSink
+) -> None:
+    sink.answer(401, "x" * 365 + f" invalid token {LONG_KEY}", headers={"Content-Type": "text/plain"})
+    params = {"url": f"{sink.url}/api", "headers": {"Authorization": {"secretRef": "api"}}}
+    with pytest.raises(PermanentActionError) as caught:
+        await run(with_secrets(adapter, long_key_store(api=LONG_KEY)), params)
+    assert leaked_part(str(caught.value), LONG_KEY) is None
+    assert str(caught.value).endswith("invalid token <secret api>")
+
+
+async def test_a_secret_quoted_back_across_the_output_cut_leaves_no_part(
+    adapter: HttpAdapter, sink: HttpSink
+) -> None:
+    sink.answer(200, "y" * (16_384 - 16) + LONG_KEY, headers={"Content-Type": "text/plain"})
+    params = {"url": f"{sink.url}/api", "headers": {"Authorization": {"secretRef": "api"}}}
+    output = await run(with_secrets(adapter, long_key_store(api=LONG_KEY)), params)
+    assert leaked_part(output["body"], LONG_KEY) is None
+    assert output["body"].endswith("y<secret api>")
+
+
+async def test_json_nested_too_deeply_is_kept_as_text(adapter: HttpAdapter, sink: HttpSink) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    sink.answer(200, deep, headers={"Content-Type": "application/json"})
+    output = await run(context(adapter, sink), {"url": sink.url})
+    assert output == {"status": 200, "body": deep}
+
+
+async def test_a_body_in_stacked_encodings_is_not_kept(adapter: HttpAdapter, sink: HttpSink) -> None:
+    import gzip
+
+    sink.answer(200, gzip.compress(gzip.compress(b"{}")), headers={"Content-Encoding": "gzip, gzip"})
+    output = await run(context(adapter, sink), {"url": sink.url})
+    assert output["body"].startswith("<body not kept: Content-Encoding 'gzip, gzip' is stacked")
+
+
+async def test_the_token_segment_of_a_secret_url_is_scrubbed_when_echoed_alone(
+    adapter: HttpAdapter, sink: HttpSink
+) -> None:
+    hook = f"{sink.url}/services/T0AAAAAA/B0BBBBBB/{LONG_KEY}"
+    sink.answer(
+        404, f"no webhook with token {LONG_KEY} (team T0AAAAAA)", headers={"Content-Type": "text/plain"}
+    )
+    with pytest.raises(PermanentActionError) as caught:
+        await run(with_secrets(adapter, long_key_store(hook=hook)), {"url": {"secretRef": "hook"}})
+    assert str(caught.value).endswith("no webhook with token <secret hook> (team T0AAAAAA)")
+
+
+async def test_a_numeric_secret_quoted_back_as_a_json_number_is_scrubbed(
+    adapter: HttpAdapter, sink: HttpSink
+) -> None:
+    account = "84736251907364"
+    sink.answer(
+        200, json_body={"account": int(account), "balance": 12.5, "float": float(account), "ok": True}
+    )
+    params = {"url": sink.url, "headers": {"X-Account": {"secretRef": "acct"}}}
+    output = await run(with_secrets(adapter, long_key_store(acct=account)), params)
+    assert output["body"] == {
+        "account": "<secret acct>",
+        "balance": 12.5,
+        "float": "<secret acct>",
+        "ok": True,
+    }
+
+
+async def test_a_step_deadline_shorter_than_the_timeout_fails_the_request_first(sink: HttpSink) -> None:
+    from kurative.adapters.http import HttpTimeout
+    from kurative.execution.breakers import BreakerPolicy, BreakerSettings
+
+    sink.answer(hang=True)
+    policy = BreakerPolicy(BreakerSettings(fail_max=2))
+    adapter = HttpAdapter(HttpSettings(timeout=10.0), breakers=policy.for_target)
+    try:
+        for _ in range(2):  # as the runner runs a step with timeout: 300ms
+            ends = asyncio.get_running_loop().time() + 0.3
+            ctx = replace(context(adapter, sink), deadline=ends)
+            with pytest.raises(HttpTimeout, match=r"no answer within 0\.\d+s"):
+                async with asyncio.timeout_at(ends):
+                    await run(ctx, {"url": sink.url})  # its timeout: 10s by default
+    finally:
+        await adapter.aclose()
+    assert [(s.state, s.failures) for s in policy.snapshot()] == [("open", 2)]
 
 
 # --- hostile params: a result or one of our errors, never anything else ---------------------------

@@ -180,3 +180,52 @@ async def test_a_secret_prometheus_url_is_never_shown(sink: HttpSink) -> None:
         await adapter.aclose()
     assert "tenant-sekrit-9" not in str(caught.value)
     assert "<secret prom>" in str(caught.value)
+
+
+async def sink_query(sink: HttpSink, answer: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    sink.answer(200, answer, headers={"Content-Type": "application/json"})
+    adapter = PrometheusAdapter(PrometheusSettings(url=sink.url))
+    try:
+        return await run(context(adapter), params)
+    finally:
+        await adapter.aclose()
+
+
+async def test_a_result_nested_too_deeply_is_permanent(sink: HttpSink) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    answer = '{"status":"success","data":{"resultType":"vector","result":' + deep + "}}"
+    with pytest.raises(PermanentActionError, match="not the Prometheus HTTP API"):
+        await sink_query(sink, answer, {"query": "up", "expect": "length(@) == `0`"})
+
+
+async def test_an_expect_that_overflows_on_the_result_is_permanent(sink: HttpSink) -> None:
+    answer = '{"status":"success","data":{"resultType":"scalar","result":[1700000000, 1e999]}}'
+    with pytest.raises(PermanentActionError, match=r"expect `ceil\(@\[1\]\) > `0`` cannot be evaluated"):
+        await sink_query(sink, answer, {"query": "x", "expect": "ceil(@[1]) > `0`"})
+
+
+@pytest.mark.parametrize("data", ["[1, 2]", '"vector"', "7", "null"])
+async def test_an_answer_whose_data_is_no_object_is_permanent(sink: HttpSink, data: str) -> None:
+    with pytest.raises(PermanentActionError, match="the answer's data is not an object"):
+        await sink_query(sink, '{"status":"success","data":' + data + "}", {"query": "up"})
+
+
+async def test_an_invalid_international_host_is_permanent() -> None:
+    adapter = PrometheusAdapter()
+    try:
+        with pytest.raises(PermanentActionError, match="not a valid URL"):
+            await run(context(adapter), {"query": "up", "url": "http://xn--:9090"})
+    finally:
+        await adapter.aclose()
+
+
+async def test_the_credentials_of_the_configured_url_are_never_shown() -> None:
+    port = unused_port()
+    adapter = PrometheusAdapter(PrometheusSettings(url=f"http://admin:Pr0m-pa55word@127.0.0.1:{port}"))
+    try:
+        with pytest.raises(TemporaryActionError) as caught:
+            await run(context(adapter), {"query": "up", "timeout": "2s"})
+    finally:
+        await adapter.aclose()
+    assert "Pr0m-pa55word" not in str(caught.value)
+    assert str(caught.value).startswith(f"GET http://127.0.0.1:{port}/api/v1/query: cannot connect")
