@@ -11,7 +11,10 @@ metrics, the REST API, :class:`~kurative.errors.BreakerOpen`):
 Thresholds come from the daemon config (``breakers: {failMax, resetTimeout, overrides}``). An override
 applies to the target named exactly by its key; a key ending in ``/`` (``http/``, ``kubernetes/``)
 applies to every target starting with it. An exact key wins over a prefix, a longer prefix over a
-shorter one, and an override that leaves a threshold out keeps the default's.
+shorter one, and an override that leaves a threshold out keeps the default's. The host of an
+``http/`` or ``prometheus/`` key is read as targets spell it (``http/Hooks.Slack.com:443`` and
+``http/xn--mnchen-3ya.de:443`` apply to ``http/hooks.slack.com:443`` and ``http/münchen.de:443``); one
+without a port is refused, as it would never apply.
 
 What counts as a failure is the adapters' business: they run their calls through the breaker they are
 handed (synchronously with ``CircuitBreaker.call``, asynchronously with
@@ -32,11 +35,14 @@ import pybreaker
 import structlog
 
 from kurative.adapters.breaking import seconds_to_half_open
+from kurative.adapters.http import host_port
 from kurative.errors import ConfigError, PermanentActionError
 
 log = structlog.get_logger("kurative.execution.breakers")
 
 TARGET_KINDS = ("kubernetes/", "http/", "prometheus/", "journal")
+_HOST_KINDS = ("http/", "prometheus/")
+"""Kinds whose targets are ``<host:port>``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +70,27 @@ class BreakerSettings:
         problems = [f"failMax must be at least 1, got {self.fail_max}"] if self.fail_max < 1 else []
         if self.reset_timeout <= 0:
             problems.append(f"resetTimeout must be positive, got {self.reset_timeout}")
+        overrides: dict[str, BreakerThresholds] = {}
         for key, thresholds in self.overrides.items():
             if not is_target(key) and not (key.endswith("/") and key.startswith(TARGET_KINDS)):
                 problems.append(
                     f"overrides: {key!r} names no target: use an exact target (kubernetes/prod, "
                     "http/hooks.slack.com:443, journal) or a prefix ending in '/' (http/)"
                 )
+            target = key
+            kind = next((kind for kind in _HOST_KINDS if key.startswith(kind)), None)
+            if kind is not None and is_target(key) and not key.endswith("/"):
+                host = host_port(key.removeprefix(kind))
+                if host is None:
+                    problems.append(
+                        f"overrides: {key!r} names no target: give the host and its port "
+                        f"({kind}hooks.slack.com:443, {kind}prometheus:9090)"
+                    )
+                else:
+                    target = kind + host
+            if target in overrides:
+                problems.append(f"overrides: {key!r} names the same target as another key ({target})")
+            overrides[target] = thresholds
             if thresholds.fail_max is not None and thresholds.fail_max < 1:
                 problems.append(f"overrides.{key}.failMax must be at least 1, got {thresholds.fail_max}")
             if thresholds.reset_timeout is not None and thresholds.reset_timeout <= 0:
@@ -78,6 +99,7 @@ class BreakerSettings:
                 )
         if problems:
             raise ConfigError("breakers: " + "; ".join(problems))
+        object.__setattr__(self, "overrides", overrides)  # frozen: set once, as targets spell the keys
 
     def thresholds_for(self, target: str) -> tuple[int, float]:
         """(fail_max, reset_timeout) of ``target`` after the overrides."""

@@ -233,3 +233,36 @@ async def test_a_cancelled_probe_lets_the_next_call_probe() -> None:
     assert breaker.current_state == "half-open"
     assert await call_through(breaker, working) == "ok"
     assert breaker.current_state == "closed"
+
+
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [
+        ("http/Hooks.Slack.com:443", "https://hooks.slack.com/services/x"),
+        ("http/xn--mnchen-3ya.de:443", "https://xn--mnchen-3ya.de/hook"),
+        ("http/München.de:443", "https://münchen.de/hook"),
+        ("prometheus/Prometheus:9090", "http://prometheus:9090"),
+    ],
+)
+def test_an_override_key_applies_to_its_host_as_targets_spell_it(key: str, url: str) -> None:
+    from kurative.adapters.http import HttpAdapter
+
+    kind = key.partition("/")[0]
+    target = HttpAdapter(kind=kind).target(url)
+    settings = BreakerSettings(overrides={key: BreakerThresholds(fail_max=1)})
+    assert settings.thresholds_for(target) == (1, 30.0)
+    assert BreakerPolicy(settings).for_target(target).fail_max == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        (["http/hooks.slack.com"], r"'http/hooks.slack.com' names no target: give the host and its port"),
+        (["prometheus/prom:99999"], r"'prometheus/prom:99999' names no target"),
+        (["http/h.example.com:443/path"], r"names no target"),
+        (["http/H:443", "http/h:443"], r"'http/h:443' names the same target as another key \(http/h:443\)"),
+    ],
+)
+def test_an_override_key_that_could_never_apply_is_refused(overrides: list[str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        BreakerSettings(overrides={key: BreakerThresholds(fail_max=1) for key in overrides})
