@@ -3,9 +3,10 @@
 ``http.request`` sends ``Idempotency-Key: <execution id>/<step name>`` (``ActionContext.idempotency_key``)
 with every request: the same on every retry of the step and on its re-run after a crash, so that a
 receiver that honours the header (PagerDuty, Stripe-style APIs, our own sink) can drop the repeat. A
-playbook cannot replace it. Secrets (``{secretRef: name}`` in ``url`` or a header) are resolved when
-the step runs and scrubbed from the output and from every error; a URL that is a secret shows as
-``<secret name>``. The action declares no dry-run support: a webhook cannot be sent "for pretend".
+playbook cannot replace it. Secrets (``{secretRef: name}`` as ``url``, a header, or any value inside
+``json``: a PagerDuty routing key travels in the body) are resolved when the step runs and scrubbed
+from the output and from every error; the journal keeps the reference. A URL that is a secret shows
+as ``<secret name>``. The action declares no dry-run support: a webhook cannot be sent "for pretend".
 
 ``prometheus.query`` evaluates ``expect`` with the ``jmespath`` library itself: actions sit below
 :mod:`kurative.matching` in the layers, so they cannot use the playbook compiler, and the service
@@ -60,7 +61,7 @@ declare(
                     "description": "extra headers; values may be secret references",
                     "additionalProperties": secret_or_string("header value"),
                 },
-                "json": {"description": "JSON body"},
+                "json": {"description": "JSON body; a value {secretRef: name} in it is the secret's"},
                 "body": string("raw text body (instead of json)"),
                 "timeout": duration("request timeout", "10s"),
                 "expect_status": {
@@ -210,7 +211,9 @@ async def run_http_request(ctx: ActionContext, params: Mapping[str, Any]) -> Map
             if str(name).lower() != IDEMPOTENCY_HEADER.lower():
                 headers[name], _ = await secrets.text(value, f"header {name}")
         headers[IDEMPOTENCY_HEADER] = ctx.idempotency_key
-        body: dict[str, Any] = {"json_body": params["json"]} if "json" in params else {}
+        body: dict[str, Any] = (
+            {"json_body": await _with_secrets(params["json"], secrets)} if "json" in params else {}
+        )
         if "body" in params:
             body["content"] = params["body"]
         timeout = parse_duration(params.get("timeout", "10s"))
@@ -229,6 +232,17 @@ async def run_http_request(ctx: ActionContext, params: Mapping[str, Any]) -> Map
         return {"status": answer.status, "body": _output_body(answer, secrets)}
     except (ActionError, BreakerOpen) as error:
         raise secrets.scrub_error(error) from None
+
+
+async def _with_secrets(value: Any, secrets: ResolvedSecrets, where: str = "json") -> Any:
+    """``value`` with every ``{secretRef: name}`` in it (at any depth) replaced by the secret's value."""
+    if isinstance(value, Mapping):
+        if set(value) == {"secretRef"}:
+            return (await secrets.text(value, where))[0]
+        return {key: await _with_secrets(item, secrets, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, list):
+        return [await _with_secrets(item, secrets, f"{where}[{n}]") for n, item in enumerate(value)]
+    return value
 
 
 @functools.lru_cache(maxsize=256)

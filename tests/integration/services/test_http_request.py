@@ -112,6 +112,26 @@ async def test_secrets_are_sent_but_never_shown(adapter: HttpAdapter, sink: Http
         assert API_KEY not in text
 
 
+async def test_a_secret_in_the_json_body_is_sent_but_never_shown(
+    adapter: HttpAdapter, sink: HttpSink
+) -> None:
+    """PagerDuty's Events API takes its routing key in the body."""
+    sink.echo()
+    params = {
+        "url": f"{sink.url}/v2/enqueue",
+        "json": {"routing_key": {"secretRef": "api-key"}, "payload": {"keys": [{"secretRef": "api-key"}, 1]}},
+    }
+    with capture_logs() as logs:
+        output = await run(context(adapter, sink), params)
+    (sent,) = sink.requests
+    assert json.loads(sent.body) == {"routing_key": API_KEY, "payload": {"keys": [API_KEY, 1]}}
+    assert params["json"]["routing_key"] == {"secretRef": "api-key"}  # what the journal keeps
+    for text in (json.dumps(output), repr(logs)):
+        assert API_KEY not in text
+    with pytest.raises(PermanentActionError, match=r"json\.routing_key must be a string or \{secretRef"):
+        await run(context(adapter, sink), {"url": sink.url, "json": {"routing_key": {"secretRef": 7}}})
+
+
 async def test_errors_never_show_a_secret_url_or_header(adapter: HttpAdapter, sink: HttpSink) -> None:
     sink.answer(500, f"upstream rejected key {API_KEY} for /services/{TOKEN}")
     params = {"url": {"secretRef": "slack-webhook"}, "headers": {"X-Key": {"secretRef": "api-key"}}}
