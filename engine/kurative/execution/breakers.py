@@ -27,6 +27,7 @@ as ``breaker_state_changed`` with the target and the old and new state.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,10 @@ from kurative.errors import ConfigError, PermanentActionError
 log = structlog.get_logger("kurative.execution.breakers")
 
 TARGET_KINDS = ("kubernetes/", "http/", "prometheus/", "journal")
+MAX_BREAKERS = 512
+"""Breakers kept beyond which the least recently used one that is closed without failures is dropped
+(a webhook URL built from alert labels may name a new host with every alert): such a breaker holds
+nothing a new one would not. A breaker that is open, half-open or counting failures is always kept."""
 _HOST_KINDS = ("http/", "prometheus/")
 """Kinds whose targets are ``<host:port>``."""
 
@@ -166,7 +171,7 @@ class BreakerPolicy:
     ) -> None:
         """``changed(target, new_state)`` hears every transition (the metrics count them)."""
         self.settings = settings or BreakerSettings()
-        self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
+        self._breakers: OrderedDict[str, pybreaker.CircuitBreaker] = OrderedDict()  # least recent first
         self._lock = threading.Lock()
         self._listener = _LogTransitions(changed)
 
@@ -179,16 +184,29 @@ class BreakerPolicy:
             )
         with self._lock:
             found = self._breakers.get(name)
-            if found is None:
-                fail_max, reset_timeout = self.settings.thresholds_for(name)
-                found = self._breakers[name] = pybreaker.CircuitBreaker(
-                    fail_max=fail_max,
-                    reset_timeout=reset_timeout,
-                    exclude=[_is_permanent],
-                    listeners=[self._listener],
-                    name=name,
-                    throw_new_error_on_trip=False,  # the call that trips reports its own error
+            if found is not None:
+                self._breakers.move_to_end(name)
+                return found
+            fail_max, reset_timeout = self.settings.thresholds_for(name)
+            found = self._breakers[name] = pybreaker.CircuitBreaker(
+                fail_max=fail_max,
+                reset_timeout=reset_timeout,
+                exclude=[_is_permanent],
+                listeners=[self._listener],
+                name=name,
+                throw_new_error_on_trip=False,  # the call that trips reports its own error
+            )
+            if len(self._breakers) > MAX_BREAKERS:
+                idle = next(
+                    (
+                        target
+                        for target, breaker in self._breakers.items()
+                        if breaker.current_state == pybreaker.STATE_CLOSED and breaker.fail_counter == 0
+                    ),
+                    None,
                 )
+                if idle is not None and idle != name:
+                    del self._breakers[idle]
             return found
 
     def snapshot(self) -> tuple[BreakerSnapshot, ...]:

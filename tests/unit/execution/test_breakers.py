@@ -10,7 +10,12 @@ from structlog.testing import capture_logs
 
 from kurative.adapters.breaking import call_through, seconds_to_half_open
 from kurative.errors import BreakerOpen, ConfigError, PermanentActionError, TemporaryActionError
-from kurative.execution.breakers import BreakerPolicy, BreakerSettings, BreakerThresholds
+from kurative.execution.breakers import (
+    MAX_BREAKERS,
+    BreakerPolicy,
+    BreakerSettings,
+    BreakerThresholds,
+)
 
 
 async def failing() -> None:
@@ -35,6 +40,30 @@ def test_one_breaker_per_target() -> None:
     assert policy.for_target("http/a:80") is policy.for_target("http/a:80")
     assert policy.for_target("http/a:80") is not policy.for_target("http/b:80")
     assert policy.for_target("journal").name == "journal"
+
+
+async def test_idle_breakers_beyond_the_bound_are_dropped_and_busy_ones_kept() -> None:
+    """A webhook URL built from alert labels may name a new host with every alert."""
+    policy = BreakerPolicy(BreakerSettings(fail_max=2))
+    failing_host = policy.for_target("http/failing:80")
+    with pytest.raises(TemporaryActionError):
+        await call_through(failing_host, failing)  # one failure counted: kept
+    opened = policy.for_target("http/open:80")
+    for _ in range(2):
+        with pytest.raises(TemporaryActionError):
+            await call_through(opened, failing)
+    journal = policy.for_target("journal")
+    for n in range(MAX_BREAKERS * 3):
+        policy.for_target(f"http/host-{n}:443")
+        policy.for_target("journal")  # used all along: never the least recently used
+    targets = [snap.target for snap in policy.snapshot()]
+    assert len(targets) == MAX_BREAKERS
+    assert {"http/failing:80", "http/open:80", "journal"} <= set(targets)
+    assert f"http/host-{MAX_BREAKERS * 3 - 1}:443" in targets
+    assert "http/host-0:443" not in targets
+    assert policy.for_target("http/failing:80") is failing_host
+    assert policy.for_target("http/open:80") is opened
+    assert policy.for_target("journal") is journal
 
 
 @pytest.mark.parametrize("name", ["", "http/", "http", "smtp/mail:25", "kubernetes"])
