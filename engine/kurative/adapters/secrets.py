@@ -1,11 +1,13 @@
 """Secrets by reference: a playbook names ``{secretRef: name}``, the daemon config says where it lives.
 
 A secret is an environment variable, a file (re-read on every use, so a rotated Kubernetes Secret
-volume or a Vault agent's file is picked up without a restart; one trailing newline is stripped, as
-``echo`` and most editors add one) or a key of a Kubernetes Secret (read through the Kubernetes
-adapter's JSON API and base64-decoded). The value is resolved when a step runs, never when a
-playbook loads, and travels as a :class:`Secret`, whose ``repr`` and ``str`` show only its name, so
-a value that ends up in a log line, an error or an output by mistake still reads ``<secret name>``.
+volume or a Vault agent's file is picked up without a restart) or a key of a Kubernetes Secret (read
+through the Kubernetes adapter's JSON API and base64-decoded). One trailing newline is stripped from
+either, as ``echo`` and most editors add one (``kubectl create secret --from-file`` keeps it): the
+same Secret gives the same value mounted as a file or read through the API. The value is resolved
+when a step runs, never when a playbook loads, and travels as a :class:`Secret`, whose ``repr`` and
+``str`` show only its name, so a value that ends up in a log line, an error or an output by mistake
+still reads ``<secret name>``.
 
 A secret that cannot be found is a permanent error naming the reference and where it was looked
 for, never a value.
@@ -157,7 +159,7 @@ class SecretStore:
         if encoded is None:
             return None
         try:
-            return base64.b64decode(encoded, validate=True).decode("utf-8")
+            return _without_final_newline(base64.b64decode(encoded, validate=True).decode("utf-8"))
         except (binascii.Error, ValueError):
             raise SecretNotFound(
                 f"secretRef {ref!r}: key {source.key} of Kubernetes Secret {source.namespace}/{source.name} "
@@ -175,6 +177,10 @@ def _read_file(ref: str, path: str) -> str | None:
         raise SecretNotFound(
             f"secretRef {ref!r}: file {path} cannot be read ({type(exc).__name__})"
         ) from None
+    return _without_final_newline(text)
+
+
+def _without_final_newline(text: str) -> str:
     if text.endswith("\r\n"):
         return text[:-2]
     return text.removesuffix("\n")

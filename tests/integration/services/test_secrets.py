@@ -70,18 +70,22 @@ async def test_an_unreadable_file_never_quotes_its_content(tmp_path: Path) -> No
 @pytest.mark.kube
 async def test_from_a_kubernetes_secret(kube: Kube, kube_adapter: KubernetesAdapter) -> None:
     encoded = base64.b64encode(VALUE.encode()).decode()
+    from_file = base64.b64encode(VALUE.encode() + b"\n").decode()  # kubectl create secret --from-file
+    data = {"slack": encoded, "from-file": from_file}
     kube.create(
         kube.ns_path("secrets"),
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hooks"}, "data": {"slack": encoded}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hooks"}, "data": data},
     )
     secrets = store(
         kube_adapter,
         slack=KubernetesSecret(kube.namespace, "hooks", "slack"),
+        file=KubernetesSecret(kube.namespace, "hooks", "from-file"),
         other=KubernetesSecret(kube.namespace, "hooks", "pagerduty"),
         gone=KubernetesSecret(kube.namespace, "nothing-here", "slack"),
     )
     with capture_logs() as logs:
         assert (await secrets.resolve("slack")).reveal() == VALUE
+        assert (await secrets.resolve("file")).reveal() == VALUE  # as the same Secret mounted as a file
         with pytest.raises(
             SecretNotFound,
             match=f"'other': key pagerduty of Kubernetes Secret {kube.namespace}/hooks does not exist",
