@@ -20,7 +20,9 @@ that does not resolve and a timeout are temporary, a malformed URL or header per
 connections, timeouts and 5xx count against the host's breaker; 4xx do not.
 
 Callers pass ``shown``: the URL as messages and logs may show it. A URL that is a secret (a Slack
-webhook) is shown as ``<secret name>``, and then no message names its host either.
+webhook) is shown as ``<secret name>``; only its breaker's target (``http/<host:port>``, in the
+messages of an open breaker, the metrics and the REST API) still names its host and port, never its
+path, query or credentials, which are where such URLs keep their token.
 """
 
 from __future__ import annotations
