@@ -78,14 +78,16 @@ def awaiting_approval(result: MatchResult) -> list[str]:
 
 
 LAST_WORD = (
-    "(NOT EXISTS (SELECT 1 FROM alerts n WHERE n.fingerprint = a.fingerprint AND n.{order} > a.{order}) "
-    "AND EXISTS (SELECT 1 FROM alerts o WHERE o.fingerprint = a.fingerprint AND o.{order} < a.{order} "
-    "AND (o.matched_at IS NULL OR EXISTS (SELECT 1 FROM executions e WHERE e.alert_id = o.id))))"
+    "(CASE WHEN a.{order} = (SELECT max(n.{order}) FROM alerts n WHERE n.fingerprint = a.fingerprint) "
+    "THEN EXISTS (SELECT 1 FROM alerts o WHERE o.fingerprint = a.fingerprint AND o.{order} < a.{order} "
+    "AND (o.matched_at IS NULL OR EXISTS (SELECT 1 FROM executions e WHERE e.alert_id = o.id))) "
+    "ELSE false END)"
 )
 """SQL true for an alert ``a`` that is the newest of its fingerprint while an older one stays (its
 execution is kept, or it is still to be matched): prune keeps it, since the newest alert says whether
 the fingerprint's episode is open (see :mod:`kurative.journal.episodes`), and without it the older one
-would say so instead (a resolved episode would look open again). ``{order}`` is the insert order."""
+would say so instead (a resolved episode would look open again). ``{order}`` is the insert order,
+indexed per fingerprint (migration 5); the older alerts are looked at only for the newest one."""
 
 DEDUPE_KEY_HELD = "EXISTS (SELECT 1 FROM executions e WHERE e.id = dedupe_keys.execution_id)"
 """SQL true while the execution holding a dedupe key is in the journal. Prune keeps such a key whatever
@@ -297,6 +299,9 @@ class JournalBackend(abc.ABC):
         for request in requests:
             check_request(request, self._limits)
         return await self._create_executions(alert_id, requests)
+
+    def check_request(self, request: ExecutionRequest) -> None:
+        check_request(request, self._limits)
 
     async def match_alerts(
         self, matches: Sequence[tuple[str, Sequence[ExecutionRequest]]], ruleset: str

@@ -137,9 +137,11 @@ _RESOLVE_LOCK = 0x7265736F  # "reso": another class, see _RESOLVE_LOCKS
 # The newest alert of each fingerprint by the order of the inserts, not by the clock (which may have
 # stepped back since).
 _NEWEST_ALERTS = """
-SELECT DISTINCT ON (fingerprint) fingerprint, status, starts_at
-FROM alerts WHERE fingerprint = ANY(%b::text[])
-ORDER BY fingerprint, seq DESC
+SELECT f.fingerprint, n.status, n.starts_at
+FROM unnest(%b::text[]) AS f(fingerprint)
+CROSS JOIN LATERAL (
+    SELECT a.status, a.starts_at FROM alerts a WHERE a.fingerprint = f.fingerprint ORDER BY a.seq DESC LIMIT 1
+) AS n
 """
 
 _CLAIM = f"""
@@ -329,13 +331,15 @@ RETURNING e.id
 """
 # A firing alert matched after its resolved notification was committed (matched in another order, by
 # another replica, or a late retry of the firing one): the approvals it would wait for are cancelled
-# as they are created, as that notification's own cancel would have done.
+# as they are created, as that notification's own cancel would have done. Its own episode's, or a
+# later episode's resolution inserted after it; not an earlier start inserted before it (a start-less
+# episode's start is its receipt, and the clock may have stepped back since).
 _CANCEL_ALREADY_RESOLVED = """
 UPDATE executions e SET state = 'cancelled', finished_at = now(), updated_at = now(), error = %s
 FROM alerts a
 WHERE e.id = ANY(%s) AND e.state = 'awaiting_approval' AND a.id = e.alert_id AND a.status = 'firing'
   AND EXISTS (SELECT 1 FROM alerts r WHERE r.fingerprint = a.fingerprint AND r.status = 'resolved'
-              AND r.starts_at >= a.starts_at)
+              AND (r.starts_at = a.starts_at OR (r.starts_at > a.starts_at AND r.seq > a.seq)))
 RETURNING e.id
 """
 # Matching a resolved alert and creating approvals for a firing one of the same fingerprint take

@@ -412,8 +412,9 @@ class SQLiteJournal(JournalBackend):
                         "error = ? WHERE state = 'awaiting_approval' "
                         f"AND id IN ({', '.join('?' * len(waiting))}) "
                         "AND EXISTS (SELECT 1 FROM alerts a JOIN alerts r ON r.fingerprint = a.fingerprint "
-                        "WHERE a.id = executions.alert_id AND a.status = 'firing' "
-                        "AND r.status = 'resolved' AND r.starts_at >= a.starts_at) RETURNING id",
+                        "WHERE a.id = executions.alert_id AND a.status = 'firing' AND r.status = 'resolved' "
+                        "AND (r.starts_at = a.starts_at OR (r.starts_at > a.starts_at "
+                        "AND r.rowid > a.rowid))) RETURNING id",
                         (now, now, RESOLVED_REASON, *waiting),
                     ).fetchall()
                     cancelled.extend(r[0] for r in found)

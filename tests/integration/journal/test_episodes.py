@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from kurative.alerts import Alert, parse_notification
-from kurative.journal import CreationStatus, ExecutionRequest, IncomingAlert, Journal, open_journal
+from kurative.journal import (
+    CreationStatus,
+    ExecutionRequest,
+    ExecutionState,
+    IncomingAlert,
+    Journal,
+    open_journal,
+)
 from kurative.journal.episodes import commit_and_join
 from kurative.journal.schema import load_migrations
 from kurative.matching.planning import default_dedupe_key
@@ -188,5 +195,33 @@ async def test_a_clock_stepping_back_does_not_reopen_a_resolved_episode(
         clock[0] += 60.0
         (again,) = await starts(journal, [startless()])
         assert again != first
+    finally:
+        await journal.close()
+
+
+async def test_a_new_episode_after_the_clock_stepped_back_keeps_its_approval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its start (its receipt) is earlier than the resolution of the episode before it: that
+    resolution, inserted before it, does not cancel its approval."""
+    import kurative.journal.sqlite as backend
+
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(backend, "_now", lambda: clock[0])
+    journal = await open_journal(f"sqlite:///{tmp_path / 'journal.db'}", migrate=True)
+    approval = ExecutionRequest("approve-me", 1, "sha256:a", None, None, requires_approval=True)
+    try:
+        (first,) = await journal.commit_alerts([startless()])
+        await journal.match_alerts([(first, [approval])], "r")
+        clock[0] += 60
+        (resolved,) = await journal.commit_alerts([startless(status="resolved")])
+        assert len((await journal.match_alerts([(resolved, [])], "r")).cancelled) == 1
+        clock[0] -= 3600  # the host clock steps back an hour
+        (again,) = await journal.commit_alerts([startless()])  # a new episode
+        result = await journal.match_alerts([(again, [approval])], "r")
+        ((outcome,),) = result.outcomes
+        assert result.cancelled == ()
+        execution = (await journal.get_execution(outcome.execution_id or "")).execution
+        assert execution.state is ExecutionState.AWAITING_APPROVAL
     finally:
         await journal.close()
