@@ -177,6 +177,12 @@ def _scan(paths: Sequence[str], known: dict[str, _File]) -> _Scan:
         else:
             scan.files[name] = _check_file(name, digest, (raw, problem), signature)
             scan.checked += 1
+    listed = {d.path for d in scan.missing}
+    for given in paths:  # a path gone while it was read (unmounted): its unread files did not go
+        path = Path(given)
+        if str(path) not in listed and not path.exists():
+            listed.add(str(path))
+            scan.missing.append(Diagnostic.make(str(path), 0, 0, "E001", "no such file or directory", hint))
     return scan
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import structlog.testing
 
+from kurative.diagnostics import Diagnostic
 from kurative.execution.reloading import ACTIVE, REFUSED, STALE, LiveRules, watch_roots
 from kurative.execution.runner import PlaybookCache
 from kurative.journal import Journal
@@ -145,6 +148,33 @@ async def test_a_missing_rules_path_keeps_what_was_read_under_it(
     await live_rules.reload("watch")
     assert versions(live_rules) == {"b": (2, ACTIVE), "o": (1, ACTIVE)}
     assert not live_rules.problems()
+
+
+async def test_a_rules_path_gone_while_it_is_read_keeps_its_playbooks(
+    rules: Path, journal: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unmounted between the listing of its files and their reading: the files read as deleted, but
+    the path is missing, so what was read under it stays in force."""
+    import kurative.execution.reloading as reloading
+
+    (rules / "a.yaml").write_text(playbook("a"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "b.yaml").write_text(playbook("b"))
+    live_rules = LiveRules([str(rules), str(other)], journal, PlaybookCache(journal))
+    await live_rules.reload("start")
+    listed = reloading.discover
+
+    def then_unmounted(paths: Sequence[str]) -> tuple[list[Path], list[Diagnostic]]:
+        found = listed(paths)
+        shutil.rmtree(rules)
+        return found
+
+    monkeypatch.setattr(reloading, "discover", then_unmounted)
+    report = await live_rules.reload("watch")
+    assert report.removed == ()
+    assert versions(live_rules) == {"a": (1, STALE), "b": (1, ACTIVE)}
+    assert [(d.code, d.path) for d in live_rules.problems()] == [("E001", str(rules))]
 
 
 async def test_absent_while_no_rules_path_exists_and_nothing_is_in_force(
