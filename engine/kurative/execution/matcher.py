@@ -143,15 +143,25 @@ class Matcher:
     async def _match_one_by_one(
         self, batch: Sequence[tuple[str, Sequence[ExecutionRequest]]], version: str
     ) -> MatchResult:
-        """``batch`` an alert at a time; one whose requests the journal refuses is matched to nothing."""
+        """``batch`` without the requests the journal refuses (each logged): they cost only themselves,
+        not the alert's other playbooks nor the alerts behind it."""
         outcomes: list[tuple[CreationOutcome, ...]] = []
         cancelled: list[str] = []
         for alert_id, requests in batch:
-            try:
-                result = await self._journal.match_alerts([(alert_id, requests)], version)
-            except RecordRejected as exc:
-                log.warning("alert_not_matchable", alert_id=alert_id, error=str(exc))
-                result = await self._journal.match_alerts([(alert_id, [])], version)
+            kept = []
+            for request in requests:
+                try:
+                    self._journal.check_request(request)
+                except RecordRejected as exc:
+                    log.warning(
+                        "playbook_not_started",
+                        alert_id=alert_id,
+                        playbook=request.playbook_name,
+                        error=str(exc),
+                    )
+                    continue
+                kept.append(request)
+            result = await self._journal.match_alerts([(alert_id, kept)], version)
             outcomes.extend(result.outcomes)
             cancelled.extend(result.cancelled)
         return MatchResult(tuple(outcomes), tuple(sorted(cancelled)))

@@ -81,6 +81,10 @@ class Journal(Protocol):
         """Committed alerts not matched yet (oldest first): those just received, and those of a replica
         that died between its 200 and the match."""
 
+    def check_request(self, request: ExecutionRequest) -> None:
+        """Raise :class:`~kurative.errors.RecordRejected` for a request this journal would refuse
+        (what :meth:`match_alerts` checks before its transaction)."""
+
     async def match_alerts(
         self, matches: Sequence[tuple[str, Sequence[ExecutionRequest]]], ruleset: str
     ) -> MatchResult:

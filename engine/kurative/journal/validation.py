@@ -42,9 +42,13 @@ def check_request(request: ExecutionRequest, limits: JournalLimits) -> None:
         _positive(request.dedupe_window, "dedupe window")
     for limit in request.limits:
         if not isinstance(limit.key, str) or len(limit.key) > limits.max_text_chars or "\x00" in limit.key:
-            raise RecordRejected(f"limit key must be a string of at most {limits.max_text_chars} characters")
+            raise RecordRejected(
+                f"limit key must be a string of at most {limits.max_text_chars} characters without NUL bytes"
+            )
         if not isinstance(limit.name, str) or len(limit.name) > limits.max_text_chars or "\x00" in limit.name:
-            raise RecordRejected(f"limit name must be a string of at most {limits.max_text_chars} characters")
+            raise RecordRejected(
+                f"limit name must be a string of at most {limits.max_text_chars} characters without NUL bytes"
+            )
         if isinstance(limit.max, bool) or not isinstance(limit.max, int) or limit.max < 0:
             raise RecordRejected(f"limit max must be a non-negative integer, got {limit.max!r}")
         _positive(limit.per, "limit period")

@@ -124,6 +124,14 @@ def check_playbook(playbook: Playbook) -> list[Diagnostic]:
                 f"{MAX_KEY_CHARS} (the expression names the limit in the journal)",
                 "shorten the expression: move long literals to vars",
             )
+        elif isinstance(key_text, str) and "\x00" in key_text:
+            checker.report(
+                (*spec, "limits", index, "key"),
+                "E104",
+                "a limit's key expression holds a NUL character, which the journal cannot keep "
+                "(the expression names the limit in the journal)",
+                "remove the \\0 from the expression",
+            )
     if playbook.dedupe.key is not None:
         key = checker.expression((*spec, "dedupe", "key"), playbook.dedupe.key, "E202", "dedupe key")
         if key is not None:

@@ -116,10 +116,10 @@ def compute_dedupe_key(compiled: CompiledPlaybook, alert: Alert, context: Mappin
 def compute_limit_keys(compiled: CompiledPlaybook, context: Mapping[str, Any]) -> tuple[LimitKey, ...]:
     keys: list[LimitKey] = []
     for limit, (expression, closure) in zip(compiled.playbook.limits, compiled.limit_keys, strict=True):
-        if len(expression.source) > MAX_KEY_CHARS:  # lint says E104: the source names the limit
+        if len(expression.source) > MAX_KEY_CHARS or "\x00" in expression.source:  # lint: E104
             raise TemplateRenderError(
-                f"playbook {compiled.name!r}: a limits key expression of {len(expression.source)} "
-                f"characters is over the journal's limit of {MAX_KEY_CHARS}"
+                f"playbook {compiled.name!r}: a limits key expression names the limit in the journal, "
+                f"which takes at most {MAX_KEY_CHARS} characters without NUL"
             )
         try:
             value = to_text(closure(context))

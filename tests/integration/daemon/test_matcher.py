@@ -75,13 +75,21 @@ async def test_a_key_the_journal_cannot_take_as_rendered_costs_only_its_own_requ
         await journal.close()
 
 
-async def test_an_alert_whose_requests_the_journal_refuses_is_matched_to_nothing_alone(
-    tmp_path: Path, journal_url: str
-) -> None:
+async def test_a_request_the_journal_refuses_costs_only_itself(tmp_path: Path, journal_url: str) -> None:
     """A request the journal refuses (here: a key over a journal's smaller text limit) fails the whole
-    batch's transaction: the batch is then matched an alert at a time, that alert to nothing, so that
-    it does not hold up every alert behind it at every pass."""
-    active = _rules(tmp_path, "labels.pod")
+    batch's transaction: the batch is then matched without it, so that it costs neither the alert's
+    other playbooks nor every alert behind it at every pass."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "by-key.yaml").write_text(PLAYBOOK.replace("DEDUPE", "labels.pod"))
+    (rules / "plain.yaml").write_text(
+        PLAYBOOK.replace("name: by-key", "name: plain").replace(
+            "  dedupe:\n    key: DEDUPE\n    window: 10m\n", ""
+        )
+    )
+    loaded = load_ruleset([str(rules)])
+    assert len(loaded.ruleset.playbooks) == 2, loaded.diagnostics
+    active = ActiveRuleset(loaded.ruleset, loaded.version)
     journal = await open_journal(journal_url, migrate=True, limits=JournalLimits(max_text_chars=80))
     try:
         matcher = Matcher(journal, lambda: active, dry_run=True, poll_interval=1.0)
@@ -92,10 +100,18 @@ async def test_an_alert_whose_requests_the_journal_refuses_is_matched_to_nothing
         with structlog.testing.capture_logs() as logs:
             assert await matcher.match_pending() == 3
         assert await journal.unmatched_alerts() == ()
-        keys = sorted(e.dedupe_key or "" for e in (await journal.list_executions(limit=10)).items)
-        assert keys == ["a", "b"]
-        (refused,) = [line for line in logs if line["event"] == "alert_not_matchable"]
-        assert refused["alert_id"] == ids[1]
+        started = sorted(
+            (e.alert_id == ids[1], e.playbook_name) for e in (await journal.list_executions(limit=10)).items
+        )
+        assert started == [
+            (False, "by-key"),
+            (False, "by-key"),
+            (False, "plain"),
+            (False, "plain"),
+            (True, "plain"),
+        ]
+        (refused,) = [line for line in logs if line["event"] == "playbook_not_started"]
+        assert (refused["alert_id"], refused["playbook"]) == (ids[1], "by-key")
         assert "at most 80 characters" in refused["error"]
     finally:
         await journal.close()

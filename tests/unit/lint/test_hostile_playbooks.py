@@ -219,6 +219,11 @@ def test_numbers_json_cannot_hold(
             "6:19",
             "a limit's key expression is 4122 characters, over the journal's 4096",
         ),
+        (
+            "limits: [{key: \"join('', [labels.pod, '\\0'])\", max: 1, per: 1h}]\n  steps: [",
+            "6:19",
+            "a limit's key expression holds a NUL character",
+        ),
     ],
 )
 def test_a_zero_dedupe_window_or_limit_period_is_an_error(
