@@ -724,7 +724,8 @@ class ExecutionRunner:
                     deadline = asyncio.timeout_at(ends)
                     try:
                         async with deadline:
-                            output = await self._act(spec, replace(ctx, deadline=ends), params)
+                            acting = ctx if ends is None else replace(ctx, deadline=ends)
+                            output = await self._act(spec, acting, params)
                     except TimeoutError as exc:
                         if deadline.expired():
                             error = TimeoutError(f"timed out after {step.timeout:g}s")
