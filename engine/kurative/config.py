@@ -236,6 +236,8 @@ def _from_file(data: Mapping[str, Any], base: Path | None) -> Settings:
             protected_namespaces=tuple(
                 safety.get("protectedNamespaces", defaults.guards.protected_namespaces)
             ),
+            allowed_namespaces=tuple(safety.get("namespaces", {}).get("allow", ())),
+            denied_namespaces=tuple(safety.get("namespaces", {}).get("deny", ())),
         ),
         kubernetes=replace(
             defaults.kubernetes,

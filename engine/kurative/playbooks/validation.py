@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 API_VERSION = "kurative/v1"
 KIND = "Playbook"
 CONFIG_KIND = "Config"
+# The pattern of a namespace name in the config schema (its $defs/namespace).
+NAMESPACE_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(?!\\n)$"
 
 
 @functools.cache
@@ -187,6 +189,15 @@ def _explain(
                 "E105",
                 f"invalid duration {error.instance!r} at {where}",
                 "write a number with a unit: 500ms, 30s, 5m, 1h, 1h30m, 2d",
+            )
+        ]
+    if validator in {"pattern", "maxLength"} and schema.get("pattern") == NAMESPACE_PATTERN:
+        return [
+            make(
+                "E108",
+                f"invalid namespace {error.instance!r} at {where}",
+                "a namespace name is a DNS-1123 label: lower-case letters, digits and '-', at most 63 "
+                "characters; this entry would never match one",
             )
         ]
     if validator == "pattern" and path[-1:] == ("name",):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kurative.actions.kubernetes import Effect
+from kurative.actions.kubernetes import Effect, KubeGuards
 from kurative.errors import GuardRefused, ObjectNotFound, PermanentActionError
 from tests.integration.kube.helpers import Crash, Kube, Runner, interposed
 
@@ -168,6 +168,13 @@ async def test_label_annotate_get_list(kube: Kube, run: Runner) -> None:
             {"namespace": "kube-system", "kind": "ConfigMap", "name": "x", "annotations": {"a": "b"}},
         )
     assert (await run("get", {"kind": "Namespace", "name": "kube-system"}))["found"] is True
+    denied = Runner(run.adapter, KubeGuards(denied_namespaces=(kube.namespace,)))
+    with pytest.raises(GuardRefused, match=rf"namespace {kube.namespace} is denied"):
+        await denied("label", {"kind": "Namespace", "name": kube.namespace, "labels": {"a": "b"}})
+    elsewhere = Runner(run.adapter, KubeGuards(allowed_namespaces=("shop",)))
+    with pytest.raises(GuardRefused, match=rf"namespace {kube.namespace} is not allowed"):
+        await elsewhere("annotate", {"kind": "Namespace", "name": kube.namespace, "annotations": {"a": "b"}})
+    assert (await elsewhere("get", {"kind": "Namespace", "name": kube.namespace}))["found"] is True
 
 
 async def test_a_triggered_job_stays_done_when_another_step_stamps_it(kube: Kube, run: Runner) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from kurative.actions.kubernetes import KubeGuards
 from kurative.errors import GuardRefused, ObjectNotFound, TemporaryActionError
 from tests.integration.kube.helpers import CORE, Kube, Runner, interposed
 
@@ -173,6 +174,21 @@ async def test_drain_does_not_evict_from_protected_namespaces(kube: Kube, run: R
     assert kube.get(f"{CORE}/namespaces/kube-system/pods/{name}")["metadata"].get("deletionTimestamp")
     with pytest.raises(TemporaryActionError, match=rf"kube-system/{name} \(eviction not finished in time"):
         await run("drain", {"node": node, "timeout": "1s", "force": True})
+
+
+async def test_drain_does_not_evict_from_namespaces_outside_the_allow_list(kube: Kube, run: Runner) -> None:
+    node = f"{kube.namespace}-a"
+    kube.node(node)
+    kube.pod("web")
+    kube.bind("web", node)
+    elsewhere = Runner(run.adapter, KubeGuards(allowed_namespaces=("shop",)))
+    with pytest.raises(GuardRefused, match=rf"pod\(s\) {kube.namespace}/web are in a protected namespace"):
+        await elsewhere("drain", {"node": node, "timeout": "2s", "force": True})
+    denied = Runner(run.adapter, KubeGuards(denied_namespaces=(kube.namespace,)))
+    with pytest.raises(GuardRefused, match=rf"pod\(s\) {kube.namespace}/web are in a protected namespace"):
+        await denied("drain", {"node": node, "timeout": "2s", "force": True})
+    assert kube.exists(kube.ns_path("pods", "web"))
+    assert not kube.get(f"{CORE}/nodes/{node}")["spec"].get("unschedulable")
 
 
 async def test_drain_leaves_finished_pods_of_protected_namespaces_alone(kube: Kube, run: Runner) -> None:

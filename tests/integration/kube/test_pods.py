@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from kurative.actions.kubernetes import Effect
+from kurative.actions.kubernetes import Effect, KubeGuards
 from kurative.adapters.kubernetes import TooManyRequestsError
 from kurative.errors import GuardRefused, PermanentActionError
 from tests.integration.kube.helpers import Kube, Runner, interposed
@@ -47,6 +47,21 @@ async def test_delete_pod_refuses_protected_namespace_and_bad_names(run: Runner)
         await run("delete_pod", {"namespace": "default", "pod": 42})
     with pytest.raises(PermanentActionError, match="'grace' was unexpected"):
         await run("delete_pod", {"namespace": "default", "pod": "web", "grace": 1})
+
+
+async def test_namespace_allow_and_deny_lists_refuse_changes_not_reads(kube: Kube, run: Runner) -> None:
+    kube.pod("web")
+    params = {"namespace": kube.namespace, "pod": "web"}
+    denied = Runner(run.adapter, KubeGuards(denied_namespaces=(kube.namespace,)))
+    with pytest.raises(GuardRefused, match=rf"{kube.namespace} is denied \(safety.namespaces.deny\)"):
+        await denied("delete_pod", params)
+    elsewhere = Runner(run.adapter, KubeGuards(allowed_namespaces=("shop",)))
+    with pytest.raises(GuardRefused, match=rf"{kube.namespace} is not allowed \(safety.namespaces.allow\)"):
+        await elsewhere("evict_pod", params)
+    assert kube.exists(kube.ns_path("pods", "web"))
+    assert (await denied("pod_logs", params))["pod"] == "web"
+    allowed = Runner(run.adapter, KubeGuards(allowed_namespaces=(kube.namespace,)))
+    assert (await allowed("delete_pod", params))["deleted"] is True
 
 
 async def test_evict_pending_pod_and_pdb_refusal(kube: Kube, run: Runner) -> None:

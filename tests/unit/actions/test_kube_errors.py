@@ -99,3 +99,10 @@ def test_names_and_protected_namespaces() -> None:
     assert check_namespace(ctx, "kube-system") == "kube-system"  # configured away
     with pytest.raises(GuardRefused):
         check_namespace(ActionContext("e", "s"), "kube-system")
+    lists = KubeGuards(allowed_namespaces=("shop", "payments"), denied_namespaces=("payments",))
+    listed = ActionContext("e", "s", services={"kubernetes_guards": lists})
+    assert check_namespace(listed, "shop") == "shop"
+    for refused, why in (("payments", "denied"), ("other", "not allowed"), ("kube-system", "protected")):
+        with pytest.raises(GuardRefused, match=f"{refused} is {why}"):
+            check_namespace(listed, refused)
+        assert check_namespace(listed, refused, mutating=False) == refused

@@ -82,6 +82,38 @@ def test_an_invalid_file_is_refused_with_every_positioned_diagnostic(tmp_path: P
     ]
 
 
+def test_namespace_allow_and_deny_lists_reach_the_guards(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "apiVersion: kurative/v1\nkind: Config\nsafety:\n"
+        "  namespaces:\n    allow: [shop, payments]\n    deny: [payments]\n"
+    )
+    guards = load_settings(Overrides(config=str(config)), {}).guards
+    assert (guards.allowed_namespaces, guards.denied_namespaces) == (("shop", "payments"), ("payments",))
+    assert guards.refusal("shop") is None
+    assert guards.refusal("payments") == "is denied (safety.namespaces.deny)"
+    assert guards.refusal("other") == "is not allowed (safety.namespaces.allow)"
+    assert guards.refusal("kube-system") == "is protected"
+
+
+def test_a_namespace_that_can_never_match_is_refused_where_it_is_written(tmp_path: Path) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_text(
+        "apiVersion: kurative/v1\nkind: Config\nsafety:\n  protectedNamespaces: [Kube-System]\n"
+        f"  namespaces:\n    deny: [ok, {'x' * 64}]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(Overrides(config=str(bad)), {})
+    hint = (
+        "(hint: a namespace name is a DNS-1123 label: lower-case letters, digits and '-', at most 63 "
+        "characters; this entry would never match one)"
+    )
+    assert [str(d) for d in caught.value.diagnostics] == [
+        f"{bad}:4:25: E108 invalid namespace 'Kube-System' at safety.protectedNamespaces[0] {hint}",
+        f"{bad}:6:16: E108 invalid namespace '{'x' * 64}' at safety.namespaces.deny[1] {hint}",
+    ]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

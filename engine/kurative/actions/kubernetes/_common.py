@@ -167,6 +167,10 @@ class KubeGuards:
 
     protected_namespaces: tuple[str, ...] = ("kube-system",)
     """Namespaces no mutating action may touch; reading is still allowed."""
+    allowed_namespaces: tuple[str, ...] = ()
+    """When not empty, the only namespaces mutating actions may touch (``safety.namespaces.allow``)."""
+    denied_namespaces: tuple[str, ...] = ()
+    """Namespaces mutating actions may not touch either (``safety.namespaces.deny``)."""
     max_replicas: int = 100
     """Hard ceiling for ``scale`` and ``patch_hpa`` whatever the playbook says."""
     max_cpu_millicores: int = 16_000
@@ -175,6 +179,16 @@ class KubeGuards:
     """Highest memory request or limit ``set_resources`` may set."""
     max_pvc_bytes: int = 4 * 1024**4
     """Largest size ``expand_pvc`` may request."""
+
+    def refusal(self, namespace: str) -> str | None:
+        """Why no mutating action may touch ``namespace`` ("is protected"...), or None if one may."""
+        if namespace in self.protected_namespaces:
+            return "is protected"
+        if namespace in self.denied_namespaces:
+            return "is denied (safety.namespaces.deny)"
+        if self.allowed_namespaces and namespace not in self.allowed_namespaces:
+            return "is not allowed (safety.namespaces.allow)"
+        return None
 
 
 def client_for(ctx: ActionContext) -> KubeClient:
@@ -209,10 +223,11 @@ def check_name(value: Any, what: str, *, label: bool = False) -> str:
 
 def check_namespace(ctx: ActionContext, value: Any, *, mutating: bool = True) -> str:
     namespace = check_name(value, "namespace", label=True)
-    if mutating and namespace in guards_for(ctx).protected_namespaces:
+    refusal = guards_for(ctx).refusal(namespace) if mutating else None
+    if refusal is not None:
         raise GuardRefused(
-            f"namespace {namespace} is protected: kurative does not change objects in it "
-            "(configure protected namespaces in the daemon settings)"
+            f"namespace {namespace} {refusal}: kurative does not change objects in it "
+            "(configure safety.protectedNamespaces and safety.namespaces in the daemon settings)"
         )
     return namespace
 

@@ -83,8 +83,8 @@ async def target(ctx: ActionContext, params: Mapping[str, Any], *, mutating: boo
     namespace = None
     if kind.namespaced:
         namespace = check_namespace(ctx, params.get("namespace"), mutating=mutating)
-    elif kind.kind == "Namespace" and mutating and name in guards_for(ctx).protected_namespaces:
-        raise GuardRefused(f"namespace {name} is protected: kurative does not change it")
+    elif kind.kind == "Namespace" and mutating and (refusal := guards_for(ctx).refusal(name)):
+        raise GuardRefused(f"namespace {name} {refusal}: kurative does not change it")
     _v, path = await object_path(client_for(ctx), kind, namespace, name)
     return f"{kind.kind} {namespace + '/' if namespace else ''}{name}", path
 

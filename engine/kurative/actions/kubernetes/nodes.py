@@ -14,6 +14,7 @@ from kurative.actions.base import ActionContext, RepeatSafety, Risk
 from kurative.actions.kubernetes._common import (
     STRATEGIC_PATCH,
     KubeClient,
+    KubeGuards,
     check_name,
     client_for,
     declare_action,
@@ -159,21 +160,22 @@ def _pod_name(pod: Mapping[str, Any]) -> str:
     return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
 
 
-def _classify(pod: Mapping[str, Any], params: Mapping[str, Any], protected: tuple[str, ...]) -> str | None:
+def _classify(pod: Mapping[str, Any], params: Mapping[str, Any], guards: KubeGuards) -> str | None:
     """Why a pod is not evicted ("skip:…" is fine to leave, "keep:…" blocks the drain), or None."""
     meta = pod.get("metadata") or {}
+    protected = guards.refusal(str(meta.get("namespace"))) is not None
     if MIRROR_ANNOTATION in (meta.get("annotations") or {}):
         return "skip:mirror pod"
     owner = owner_of(pod)
     phase = (pod.get("status") or {}).get("phase")
     if phase in ("Succeeded", "Failed"):
         # finished: nothing runs, so it never blocks a drain; one in a protected namespace stays
-        return "skip:finished pod in a protected namespace" if meta.get("namespace") in protected else None
+        return "skip:finished pod in a protected namespace" if protected else None
     if owner is not None and owner.get("kind") == "DaemonSet":
         return "skip:DaemonSet pod"
     if meta.get("deletionTimestamp"):
         return None  # going already: never evicted again, only waited for, wherever it is
-    if meta.get("namespace") in protected:
+    if protected:
         return PROTECTED
     if owner is None and not params.get("force"):
         return "keep:not managed by a controller (set force to evict it)"
@@ -245,11 +247,11 @@ async def _plan_drain(
 ) -> _DrainPlan:
     """Classify the node's pods; refuse (permanently) a drain that protected pods make impossible."""
     listed = await client.request("GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={node}"})
-    protected = guards_for(ctx).protected_namespaces
+    guards = guards_for(ctx)
     plan = _DrainPlan()
     # Terminating pods stay targets: the drain waits until they are gone (see _evict_until_gone).
     for pod in (listed or {}).get("items") or []:
-        reason = _classify(pod, params, protected)
+        reason = _classify(pod, params, guards)
         if reason is None:
             plan.targets.append(pod)
         elif reason.startswith("skip:"):
@@ -261,8 +263,8 @@ async def _plan_drain(
     if plan.guarded:
         raise GuardRefused(
             f"cannot drain node {node}: pod(s) {', '.join(sorted(plan.guarded))} are in a protected "
-            "namespace, and kurative does not evict pods there (configure protected namespaces in the "
-            "daemon settings, or move those pods off the node first)"
+            "namespace, and kurative does not evict pods there (configure safety.protectedNamespaces and "
+            "safety.namespaces in the daemon settings, or move those pods off the node first)"
         )
     return plan
 
