@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from kurative.actions.kubernetes import Effect
 from kurative.actions.kubernetes.rbac import render_manifests
 from kurative.actions.registry import all_actions, get_action
 from kurative.adapters.kubernetes import ForbiddenError, KubernetesAdapter, KubeSettings
@@ -174,28 +175,43 @@ async def _set_resources(kube: Kube, run: Runner) -> Any:
     )
 
 
-def _cronjob_action(action: str) -> Scenario:
-    async def scenario(kube: Kube, run: Runner) -> Any:
-        version, base = await run.adapter.client(None).resource_path("batch", ("v1", "v1beta1"), "cronjobs")
-        template = {
-            "spec": {
-                "template": {
-                    "spec": {"restartPolicy": "Never", "containers": [{"name": "j", "image": "busybox"}]}
-                }
+async def _nightly(kube: Kube, run: Runner) -> dict[str, Any]:
+    """A CronJob named nightly; the params that name it."""
+    version, base = await run.adapter.client(None).resource_path("batch", ("v1", "v1beta1"), "cronjobs")
+    template = {
+        "spec": {
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "j", "image": "busybox"}]}
             }
         }
-        kube.create(
-            f"{base}/namespaces/{kube.namespace}/cronjobs",
-            {
-                "apiVersion": version,
-                "kind": "CronJob",
-                "metadata": {"name": "nightly"},
-                "spec": {"schedule": "0 3 * * *", "jobTemplate": template},
-            },
-        )
-        return await run(action, {"namespace": kube.namespace, "name": "nightly"})
+    }
+    kube.create(
+        f"{base}/namespaces/{kube.namespace}/cronjobs",
+        {
+            "apiVersion": version,
+            "kind": "CronJob",
+            "metadata": {"name": "nightly"},
+            "spec": {"schedule": "0 3 * * *", "jobTemplate": template},
+        },
+    )
+    return {"namespace": kube.namespace, "name": "nightly"}
+
+
+def _cronjob_action(action: str) -> Scenario:
+    async def scenario(kube: Kube, run: Runner) -> Any:
+        return await run(action, await _nightly(kube, run))
 
     return scenario
+
+
+async def _trigger(kube: Kube, run: Runner) -> Any:
+    """Its repeat (the Job exists: 409, then a GET) and its check hook need their rules too."""
+    params = await _nightly(kube, run)
+    ctx = run.context()
+    out = await run("trigger_cronjob", params, ctx=ctx)
+    assert (await run("trigger_cronjob", params, ctx=ctx))["created"] is False
+    assert await run.check("trigger_cronjob", params, ctx) is Effect.DONE
+    return out
 
 
 async def _cleanup(kube: Kube, run: Runner) -> Any:
@@ -228,7 +244,7 @@ async def scenarios() -> dict[str, Scenario]:
         "set_resources": _set_resources,
         "suspend_cronjob": _cronjob_action("suspend_cronjob"),
         "resume_cronjob": _cronjob_action("resume_cronjob"),
-        "trigger_cronjob": _cronjob_action("trigger_cronjob"),
+        "trigger_cronjob": _trigger,
         "cleanup_failed_pods": _cleanup,
         "list": _list,
     }

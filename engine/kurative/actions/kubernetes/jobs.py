@@ -57,7 +57,7 @@ declare_action(
     output=obj({"job": string("name of the Job created"), "created": boolean("false when it existed")}),
     risk=Risk.MEDIUM,
     repeat_safety=RepeatSafety.STAMPED,
-    rbac=(rule("batch", "cronjobs", "get"), rule("batch", "jobs", "create")),
+    rbac=(rule("batch", "cronjobs", "get"), rule("batch", "jobs", "get create")),
 )
 
 declare_action(
