@@ -299,6 +299,26 @@ async def test_resolve_owner_ends_at_an_owner_of_another_api_group(kube: Kube, r
     assert (out["kind"], out["name"], out["chain"]) == ("Pod", "custom", [{"kind": "Pod", "name": "custom"}])
 
 
+async def test_resolve_owner_of_a_mirror_pod_is_the_pod(kube: Kube, run: Runner) -> None:
+    """The kubelet makes the Node the controller of a static pod's mirror: no workload owns it."""
+    node = kube.node(f"{kube.namespace}-n1")["metadata"]
+    owner = {"apiVersion": "v1", "kind": "Node", "name": node["name"], "uid": node["uid"], "controller": True}
+    kube.create(
+        kube.ns_path("pods"),
+        {
+            "metadata": {
+                "name": "etcd-n1",
+                "annotations": {"kubernetes.io/config.mirror": "abc"},
+                "ownerReferences": [owner],
+            },
+            "spec": {"nodeName": node["name"], "containers": [{"name": "etcd", "image": "etcd"}]},
+        },
+    )
+    out = await run("resolve_owner", {"namespace": kube.namespace, "pod": "etcd-n1"})
+    assert (out["kind"], out["name"]) == ("Pod", "etcd-n1")
+    assert out["chain"] == [{"kind": "Pod", "name": "etcd-n1"}]
+
+
 async def test_resolve_owner_refuses_an_owner_name_that_is_no_object_name(kube: Kube, run: Runner) -> None:
     """An ownerReference's name is not validated by the API server, and it would become a path."""
     owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x/../../../../nodes/n", "uid": "0000-rs"}

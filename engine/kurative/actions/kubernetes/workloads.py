@@ -47,7 +47,9 @@ from kurative.errors import GuardRefused, PermanentActionError, TemporaryActionE
 
 SCALABLE = ("Deployment", "StatefulSet")
 RESTARTABLE = ("Deployment", "StatefulSet", "DaemonSet")
-OWNER_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
+# What resolve_owner follows: the controllers of pods that kurative can act on.
+CONTROLLER_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+OWNER_KINDS = (*CONTROLLER_KINDS, "Pod")
 
 _RESOURCE_LIST = {
     "type": "object",
@@ -267,12 +269,13 @@ def _int_param(params: Mapping[str, Any], key: str) -> int | None:
 
 
 def _owner_kind(ref: Mapping[str, Any]) -> Kind | None:
-    """The kind an ownerReference names, when kurative knows it: same kind *and* API group.
+    """The controller an ownerReference names: one of :data:`CONTROLLER_KINDS`, same kind *and* group.
 
     A custom resource may be called ``Deployment`` too; taking it for apps/v1 would make the next
-    steps act on whatever apps Deployment has its name.
+    steps act on whatever apps Deployment has its name. Other known kinds own pods too (the Node a
+    mirror pod's kubelet names) but are no workload: the pod is then its own top owner.
     """
-    kind = KINDS.get(str(ref.get("kind")))
+    kind = KINDS.get(str(ref.get("kind"))) if ref.get("kind") in CONTROLLER_KINDS else None
     api_version = str(ref.get("apiVersion") or "")
     group = api_version.rpartition("/")[0] if "/" in api_version else ""
     return kind if kind is not None and group == kind.group else None
