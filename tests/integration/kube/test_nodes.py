@@ -6,10 +6,13 @@ Neither server runs a scheduler or kubelets: pods are placed on Node objects thr
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from kurative.actions.kubernetes import KubeGuards
-from kurative.errors import GuardRefused, ObjectNotFound, TemporaryActionError
+from kurative.errors import GuardRefused, ObjectNotFound, PermanentActionError, TemporaryActionError
 from tests.integration.kube.helpers import CORE, Kube, Runner, interposed
 
 pytestmark = pytest.mark.kube
@@ -238,3 +241,28 @@ async def test_drain_run_again_waits_for_the_pods_still_terminating(kube: Kube, 
     assert len(looked) == 2
     assert not kube.exists(path)
     assert (await run("drain", {"node": node, "timeout": "5s"}))["evicted"] == []
+
+
+async def test_a_failed_drain_stops_its_other_evictions(kube: Kube, run: Runner) -> None:
+    """One eviction fails for good while another waits on its budget: the step ends both."""
+    node = f"{kube.namespace}-x"
+    kube.node(node)
+    for name in ("a", "b"):
+        kube.pod(name, labels={"app": name})
+        kube.bind(name, node)
+        kube.make_ready(kube.get(kube.ns_path("pods", name)))
+    kube.pdb("b", min_available=1, until=("currentHealthy", 1))  # every eviction of b answers 429
+    evictions_of_b: list[float] = []
+
+    def refuse_a(method: str, path: str) -> None:
+        if method == "POST" and path.endswith("/pods/a/eviction"):
+            raise PermanentActionError("eviction of a refused")
+        if method == "POST" and path.endswith("/pods/b/eviction"):
+            evictions_of_b.append(time.monotonic())
+
+    with pytest.raises(PermanentActionError, match="eviction of a refused"):
+        await interposed(run, refuse_a)("drain", {"node": node, "timeout": "60s", "force": True})
+    failed = time.monotonic()
+    await asyncio.sleep(2.5)  # b's retries come every 1 s, then 2 s
+    assert [t for t in evictions_of_b if t > failed] == []
+    assert kube.exists(kube.ns_path("pods", "b"))

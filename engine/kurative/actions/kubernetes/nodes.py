@@ -232,6 +232,31 @@ async def _evict_until_gone(
     return False
 
 
+async def _evict_all(
+    ctx: ActionContext,
+    client: KubeClient,
+    targets: list[Mapping[str, Any]],
+    version: str,
+    grace: int | None,
+    deadline: float,
+) -> list[bool]:
+    """Evict the pods concurrently; when one eviction fails, stop the others before raising.
+
+    A step recorded as failed must not go on evicting: the other evictions are cancelled and
+    awaited, so that none sends another request once the error reaches the runner.
+    """
+    tasks = [
+        asyncio.create_task(_evict_until_gone(ctx, client, pod, version, grace, deadline)) for pod in targets
+    ]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 @dataclass(slots=True)
 class _DrainPlan:
     """The pods on a node, sorted by what a drain does with them."""
@@ -282,9 +307,7 @@ async def drain(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, A
     targets, skipped, kept = plan.targets, plan.skipped, plan.kept
     version = await client.eviction_version()
     grace = params.get("grace_period")
-    results = await asyncio.gather(
-        *(_evict_until_gone(ctx, client, pod, version, grace, deadline) for pod in targets)
-    )
+    results = await _evict_all(ctx, client, targets, version, grace, deadline)
     evicted = sorted(_pod_name(p) for p, ok in zip(targets, results, strict=True) if ok)
     left = sorted(
         _pod_name(p) + " (eviction not finished in time)"
