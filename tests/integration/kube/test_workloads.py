@@ -226,6 +226,17 @@ async def test_rollback_deployment_restores_the_previous_template(kube: Kube, ru
     assert kube.get(path)["metadata"]["generation"] == dep["metadata"]["generation"]
 
 
+async def test_rollback_of_a_paused_deployment_is_refused_as_kubectl_does(kube: Kube, run: Runner) -> None:
+    kube.deployment("web", replicas=1)
+    path = kube.wait_revision("web", "1")
+    kube.patch(path, {"spec": {"template": {"metadata": {"annotations": {"v": "2"}}}}})
+    kube.wait_revision("web", "2")
+    kube.patch(path, {"spec": {"paused": True}})
+    with pytest.raises(PermanentActionError, match=rf"deployment {kube.namespace}/web is paused: resume it"):
+        await run("rollback_deployment", {"namespace": kube.namespace, "name": "web"})
+    assert kube.get(path)["spec"]["template"]["metadata"]["annotations"] == {"v": "2"}
+
+
 async def test_set_resources_with_caps(kube: Kube, run: Runner) -> None:
     kube.deployment("web", replicas=1)
     base = {"namespace": kube.namespace, "kind": "Deployment", "name": "web"}

@@ -521,6 +521,12 @@ async def rollback_deployment(ctx: ActionContext, params: Mapping[str, Any]) -> 
                 if earlier:
                     found["from_revision"] = max(earlier)
         return found
+    if (deployment.get("spec") or {}).get("paused"):
+        # as kubectl: the controller would not roll out the restored template while it is paused
+        raise PermanentActionError(
+            f"deployment {namespace}/{name} is paused: resume it first "
+            f"(kubectl rollout resume deployment/{name}), then roll it back"
+        )
     current_revision, target = _previous_replicaset(owned, wanted, f"{namespace}/{name}")
     template = _bare_template((target.get("spec") or {}).get("template") or {})
     result = {
