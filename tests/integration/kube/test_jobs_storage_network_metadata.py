@@ -153,6 +153,48 @@ async def test_quarantine_pod_labels_and_isolates(kube: Kube, run: Runner) -> No
     assert again == out
 
 
+async def test_quarantine_refuses_an_existing_policy_that_is_not_deny_all(kube: Kube, run: Runner) -> None:
+    kube.pod("web")
+    policies = f"/apis/networking.k8s.io/v1/namespaces/{kube.namespace}/networkpolicies"
+    selector = {"matchLabels": {"kurative.io/quarantine": "web"}}
+    kube.create(
+        policies,
+        {
+            "metadata": {"name": "kurative-quarantine-web"},
+            # selects the pod, but lets all ingress in and isolates no egress
+            "spec": {"podSelector": selector, "policyTypes": ["Ingress"], "ingress": [{}]},
+        },
+    )
+    with pytest.raises(PermanentActionError, match="exists but is not deny-all"):
+        await run("quarantine_pod", {"namespace": kube.namespace, "pod": "web"})
+    assert "kurative.io/quarantine" not in kube.get(kube.ns_path("pods", "web"))["metadata"]["labels"]
+
+
+async def test_quarantine_detaches_only_from_an_apps_replicaset(kube: Kube, run: Runner) -> None:
+    """A StatefulSet pod, or one of a custom kind named ReplicaSet, is isolated and left in place."""
+    kube.statefulset("db", replicas=1)
+    kube.wait_for("db-0", lambda: kube.exists(kube.ns_path("pods", "db-0")))
+    owner = {"apiVersion": "example.com/v1", "kind": "ReplicaSet", "name": "db", "uid": "0000-custom"}
+    kube.create(
+        kube.ns_path("pods"),
+        {
+            "metadata": {
+                "name": "custom",
+                "labels": {"app": "db"},
+                "ownerReferences": [{**owner, "controller": True}],
+            },
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        },
+    )
+    reads: list[str] = []
+    watched = interposed(run, lambda method, path: reads.append(path) if method == "GET" else None)
+    for pod in ("db-0", "custom"):
+        await watched("quarantine_pod", {"namespace": kube.namespace, "pod": pod, "detach": True})
+        labels = kube.get(kube.ns_path("pods", pod))["metadata"]["labels"]
+        assert (labels["kurative.io/quarantine"], labels["app"]) == (pod, "db")
+    assert [p for p in reads if "/pods/" not in p and "/networkpolicies/" not in p] == []
+
+
 async def test_label_annotate_get_list(kube: Kube, run: Runner) -> None:
     kube.pod("web", labels={"app": "web", "tier": "front"})
     kube.pod("db", labels={"app": "db"})

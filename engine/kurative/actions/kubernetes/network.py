@@ -9,6 +9,7 @@ from typing import Any
 
 from kurative.actions.base import ActionContext, RepeatSafety, Risk
 from kurative.actions.kubernetes._common import (
+    check_name,
     check_target,
     client_for,
     declare_action,
@@ -19,7 +20,6 @@ from kurative.actions.kubernetes._common import (
     rule,
     target_params,
 )
-from kurative.actions.kubernetes._kinds import KINDS, object_path
 from kurative.actions.registry import implement
 from kurative.actions.schema import boolean, obj, string
 from kurative.errors import ObjectConflict, PermanentActionError
@@ -35,7 +35,9 @@ declare_action(
         "pod",
         {
             "detach": boolean(
-                "also remove the pod from its ReplicaSet (relabel) so that a replacement starts", False
+                "also remove the pod from its ReplicaSet (relabel) so that a replacement starts; "
+                "a pod of another controller is only isolated",
+                False,
             ),
         },
         key="pod",
@@ -73,6 +75,17 @@ def policy_name(pod: str) -> str:
     )
 
 
+def _is_replicaset(owner: Mapping[str, Any]) -> bool:
+    """Whether an ownerReference names an apps/v1 ReplicaSet (not a custom kind of that name)."""
+    return owner.get("kind") == "ReplicaSet" and str(owner.get("apiVersion") or "").startswith("apps/")
+
+
+def _denies_all(spec: Mapping[str, Any]) -> bool:
+    """Whether a NetworkPolicy spec isolates its pods both ways and lets nothing in or out."""
+    kinds = spec.get("policyTypes") or []
+    return sorted(kinds) == ["Egress", "Ingress"] and not spec.get("ingress") and not spec.get("egress")
+
+
 @implement("kubernetes.quarantine_pod")
 async def quarantine_pod(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
     namespace, pod = check_target(ctx, params, "pod", key="pod")
@@ -81,11 +94,13 @@ async def quarantine_pod(ctx: ActionContext, params: Mapping[str, Any]) -> Mappi
     current = await read(client, path)
     value = quarantine_value(pod)
     labels: dict[str, Any] = {QUARANTINE_LABEL: value}
-    owner = owner_of(current)
-    if params.get("detach") and owner is not None and owner.get("kind") in KINDS:
-        # Dropping the labels the owner selects by makes it let go of the pod and start a replacement,
-        # while the quarantined pod stays for forensics.
-        _v, owner_path = await object_path(client, KINDS[str(owner["kind"])], namespace, str(owner["name"]))
+    owner = owner_of(current) or {}
+    if params.get("detach") and _is_replicaset(owner):
+        # Dropping the labels the ReplicaSet selects by makes it let go of the pod and start a
+        # replacement, while the quarantined pod stays for forensics. Other controllers do not
+        # (a StatefulSet cannot start a pod of the same name beside it).
+        name = check_name(owner.get("name"), f"ReplicaSet name in the ownerReference of {pod}")
+        owner_path = f"/apis/apps/v1/namespaces/{namespace}/replicasets/{name}"
         selector = ((await read(client, owner_path)).get("spec") or {}).get("selector") or {}
         for key in selector.get("matchLabels") or {}:
             labels[key] = None
@@ -109,10 +124,15 @@ async def quarantine_pod(ctx: ActionContext, params: Mapping[str, Any]) -> Mappi
     try:
         await client.request("POST", policies, body=body, query=dry_run_query(ctx))
     except ObjectConflict:
-        existing = await read(client, f"{policies}/{policy}")
-        if (existing.get("spec") or {}).get("podSelector") != selector:
+        existing = (await read(client, f"{policies}/{policy}")).get("spec") or {}
+        if existing.get("podSelector") != selector:
             raise PermanentActionError(
                 f"NetworkPolicy {namespace}/{policy} exists but does not select the quarantined pod"
+            ) from None
+        if not _denies_all(existing):
+            raise PermanentActionError(
+                f"NetworkPolicy {namespace}/{policy} exists but is not deny-all (policyTypes Ingress and "
+                "Egress, no rules): it would not isolate the pod; delete it or fix it, then run again"
             ) from None
     await patch(ctx, client, path, {"metadata": {"uid": current["metadata"]["uid"], "labels": labels}})
     return {"pod": pod, "policy": policy, "label": value}
