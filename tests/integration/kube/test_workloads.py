@@ -117,6 +117,16 @@ async def test_scale_up_beyond_resource_quota_is_a_clear_permanent_error(kube: K
     assert kube.get(kube.ns_path("deployments", "web", group=APPS))["spec"]["replicas"] == 3
 
 
+async def test_scale_reads_every_quantity_form_of_the_pods_a_quota_counts(kube: Kube, run: Runner) -> None:
+    """129e6 is the Kubernetes docs' own memory example; the API server keeps that exponent form."""
+    kube.create(kube.ns_path("resourcequotas"), {"metadata": {"name": "q"}, "spec": {"hard": {"pods": "20"}}})
+    resources = {"requests": {"memory": "129e6", "cpu": "100n"}, "limits": {"memory": "5e8"}}
+    kube.pod("other", containers=[{"name": "a", "image": "busybox", "resources": resources}])
+    kube.deployment("web", replicas=1)
+    base = {"namespace": kube.namespace, "kind": "Deployment", "name": "web"}
+    assert (await run("scale", {**base, "replicas": 2}))["replicas"] == 2
+
+
 async def test_scale_missing_workload_is_not_found(kube: Kube, run: Runner) -> None:
     from kurative.errors import ObjectNotFound
 

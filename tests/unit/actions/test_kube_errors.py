@@ -78,9 +78,20 @@ def test_quantities() -> None:
     assert parse_quantity("2", "cpu") == 2
     assert parse_quantity("512Mi", "memory") == 512 * 1024**2
     assert parse_quantity("1G", "memory") == 1e9
-    for bad in ("lots", "", "1.2.3Gi", True, None, "-1"):
+    # the whole grammar: the API server keeps 129e6 as written, and canonicalises 0.1 to 100m
+    for text, amount in (
+        ("129e6", 129e6), ("1E3", 1e3), ("1e-3", 1e-3), ("2E+2", 200), ("1E", 1e18), ("100n", 1e-7),
+        ("5u", 5e-6), ("+1.5Gi", 1.5 * 1024**3), ("1.", 1), (".5", 0.5), ("0", 0), ("-0", 0),
+        (129e6, 129e6), (1e20, 1e20), ("3Ei", 3 * 1024**6),
+    ):  # fmt: skip
+        assert parse_quantity(text, "memory") == pytest.approx(amount), text
+    for bad in ("lots", "", "1.2.3Gi", True, None, "1e", "e3", "1Gi3", "1 Gi", "1ki", "1e3Gi", "."):
         with pytest.raises(PermanentActionError, match="not a Kubernetes quantity"):
             parse_quantity(bad, "x")
+    with pytest.raises(PermanentActionError, match="'-1' is negative"):
+        parse_quantity("-1", "x")
+    with pytest.raises(PermanentActionError, match="too large"):
+        parse_quantity("1e400", "x")
 
 
 def test_names_and_protected_namespaces() -> None:

@@ -361,22 +361,37 @@ def check(name: str) -> Callable[[CheckFunc], CheckFunc]:
 
 # --- helpers shared by the implementations --------------------------------------------------------
 
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
+# The Kubernetes quantity grammar (k8s.io/apimachinery resource.Quantity): a number with an optional
+# sign (digits, "1.5", "1." or ".5"), then a binary suffix, a decimal exponent (e3, E-2) or a decimal
+# suffix. "E" alone is exa; "E" followed by digits is an exponent, which the alternation tries first.
+_QUANTITY = re.compile(
+    r"^(?P<sign>[+-]?)(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?:[eE](?P<exponent>[+-]?[0-9]+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$"
+)
 _FACTORS = {
-    None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-    "Ki": 1024.0, "Mi": 1024.0**2, "Gi": 1024.0**3, "Ti": 1024.0**4, "Pi": 1024.0**5, "Ei": 1024.0**6,
+    None: 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+    "E": 1e18, "Ki": 1024.0, "Mi": 1024.0**2, "Gi": 1024.0**3, "Ti": 1024.0**4, "Pi": 1024.0**5,
+    "Ei": 1024.0**6,
 }  # fmt: skip
 
 
 def parse_quantity(value: Any, what: str) -> float:
-    """A Kubernetes quantity (``500m``, ``2``, ``512Mi``) in base units, or a clear permanent error."""
+    """A Kubernetes quantity (``500m``, ``2``, ``512Mi``, ``129e6``) in base units, or a clear
+    permanent error; negative quantities, valid in the grammar, are refused: nothing here takes one."""
     text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
     match = _QUANTITY.fullmatch(text)
     if not match:
         raise PermanentActionError(
-            f"{what} {value!r} is not a Kubernetes quantity (such as 500m, 2, 512Mi, 20Gi)"
+            f"{what} {value!r} is not a Kubernetes quantity (such as 500m, 2, 512Mi, 20Gi, 129e6)"
         )
-    return float(match.group(1)) * _FACTORS[match.group(2)]
+    if match["sign"] == "-" and float(match["number"]) != 0:
+        raise PermanentActionError(f"{what} {value!r} is negative: give a quantity of 0 or more")
+    exponent = match["exponent"]
+    try:
+        factor = 10.0 ** int(exponent) if exponent is not None else _FACTORS[match["suffix"]]
+    except OverflowError:
+        raise PermanentActionError(f"{what} {value!r} is too large a quantity") from None
+    return float(match["number"]) * factor
 
 
 def now_iso() -> str:
