@@ -128,6 +128,21 @@ async def test_expand_pvc_only_when_the_storage_class_allows(kube: Kube, run: Ru
         await run("expand_pvc", {**base, "size": "huge"})
 
 
+async def test_expand_pvc_by_a_growth_grows_once_when_repeated(kube: Kube, run: Runner) -> None:
+    """A crash after the patch, before the journal recorded the step: recovery must not grow it again."""
+    kube.claim("data", "10Gi")
+    params = {"namespace": kube.namespace, "name": "data", "size": "+50%"}
+    ctx = run.context()
+    assert await run.check("expand_pvc", params, ctx) is Effect.NOT_DONE
+    assert (await run("expand_pvc", params, ctx=ctx))["size"] == "15Gi"
+    assert await run.check("expand_pvc", params, ctx) is Effect.DONE
+    again = await run("expand_pvc", params, ctx=ctx)  # the runner's retry after a lost answer
+    assert again == {"previous": "15Gi", "size": "15Gi", "changed": False}
+    assert kube.requested_storage("data") == "15Gi"
+    later = run.context()  # another step grows it again, as it should
+    assert (await run("expand_pvc", params, ctx=later))["size"] == "23Gi"
+
+
 async def test_quarantine_pod_labels_and_isolates(kube: Kube, run: Runner) -> None:
     kube.deployment("web", replicas=1)
     pod = kube.wait_for("pod", lambda: kube.pods("app=web"))[0]

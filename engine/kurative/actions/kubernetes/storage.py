@@ -9,14 +9,19 @@ from typing import Any
 
 from kurative.actions.base import ActionContext, RepeatSafety, Risk
 from kurative.actions.kubernetes._common import (
+    Effect,
+    check,
     check_target,
     client_for,
     declare_action,
     guards_for,
     parse_quantity,
-    patch,
+    patch_read,
     read,
+    retry_conflicts,
     rule,
+    stamp_effect,
+    stamped,
     target_params,
 )
 from kurative.actions.registry import implement
@@ -45,7 +50,8 @@ declare_action(
         }
     ),
     risk=Risk.HIGH,
-    repeat_safety=RepeatSafety.IDEMPOTENT,
+    # A growth (+50%) applied twice grows twice: the new size and the step's stamp are one write.
+    repeat_safety=RepeatSafety.STAMPED,
     rbac=(
         rule("", "persistentvolumeclaims", "get patch"),
         rule("storage.k8s.io", "storageclasses", "get", cluster=True),
@@ -63,15 +69,24 @@ def _target_size(size: Any, current_bytes: float) -> tuple[str, float]:
     return text, parse_quantity(size, "size")
 
 
+def _claim_path(
+    ctx: ActionContext, params: Mapping[str, Any], *, mutating: bool = True
+) -> tuple[str, str, str]:
+    namespace, name = check_target(ctx, params, "PersistentVolumeClaim name", mutating=mutating)
+    return namespace, name, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
+
+
 @implement("kubernetes.expand_pvc")
+@retry_conflicts
 async def expand_pvc(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    namespace, name = check_target(ctx, params, "PersistentVolumeClaim name")
+    namespace, name, path = _claim_path(ctx, params)
     client = client_for(ctx)
-    path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
     claim = await read(client, path)
     previous = str(
         (((claim.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage", "0")
     )
+    if stamped(claim, ctx):
+        return {"previous": previous, "size": previous, "changed": False}  # this step expanded it
     current_bytes = parse_quantity(previous, "current size")
     target, target_bytes = _target_size(params.get("size"), current_bytes)
     cap = float(guards_for(ctx).max_pvc_bytes)
@@ -99,5 +114,14 @@ async def expand_pvc(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[s
         raise PermanentActionError(
             f"PVC {namespace}/{name} is not bound yet; only bound claims can be expanded"
         )
-    await patch(ctx, client, path, {"spec": {"resources": {"requests": {"storage": target}}}})
+    changes = {"spec": {"resources": {"requests": {"storage": target}}}}
+    await patch_read(ctx, client, path, claim, changes, stamping=True)
     return {"previous": previous, "size": target, "changed": True}
+
+
+@check("kubernetes.expand_pvc")
+async def pvc_expanded(ctx: ActionContext, params: Mapping[str, Any]) -> Effect:
+    """DONE when the claim bears this step's stamp; NOT_DONE when it does not: the step never wrote
+    the new size, or found nothing to change (and running it again changes nothing either)."""
+    _namespace, _name, path = _claim_path(ctx, params, mutating=False)
+    return await stamp_effect(client_for(ctx), path, ctx)
