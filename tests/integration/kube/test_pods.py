@@ -9,7 +9,7 @@ import pytest
 from kurative.actions.kubernetes import Effect, KubeGuards
 from kurative.adapters.kubernetes import TooManyRequestsError
 from kurative.errors import GuardRefused, PermanentActionError
-from tests.integration.kube.helpers import Kube, Runner, interposed
+from tests.integration.kube.helpers import Crash, Kube, Runner, interposed
 from tests.support.fakekube import FakeCluster
 
 pytestmark = pytest.mark.kube
@@ -138,6 +138,43 @@ async def test_cleanup_failed_pods_deletes_only_failed_ones(kube: Kube, run: Run
     out = await run("cleanup_failed_pods", {"namespace": kube.namespace, "label_selector": "job=batch"})
     assert out == {"deleted": ["bad-1", "bad-2"], "count": 2}
     assert [p["metadata"]["name"] for p in kube.pods()] == ["ok"]
+
+
+def _failed_pods(kube: Kube, count: int) -> None:
+    for number in range(count):
+        kube.pod(f"failed-{number}")
+        kube.patch(kube.ns_path("pods", f"failed-{number}") + "/status", {"status": {"phase": "Failed"}})
+
+
+async def test_cleanup_failed_pods_repeated_never_deletes_more_than_max(kube: Kube, run: Runner) -> None:
+    """A crash between the deletions and the journal's record: recovery must not delete max more."""
+    _failed_pods(kube, 4)
+    params = {"namespace": kube.namespace, "max": 2}
+    ctx = run.context()
+    assert (await run("cleanup_failed_pods", params, ctx=ctx))["count"] == 2
+    assert await run.check("cleanup_failed_pods", params, ctx) is Effect.UNKNOWN  # parked, not run
+    assert len(kube.pods()) == 2
+
+
+async def test_cleanup_failed_pods_resumes_its_own_selection(kube: Kube, run: Runner) -> None:
+    """A crash after the pods were stamped, before the first deletion: the repeat deletes those."""
+    _failed_pods(kube, 4)
+    params = {"namespace": kube.namespace, "max": 2}
+
+    def die_before_delete(method: str, path: str) -> None:
+        if method == "DELETE":
+            raise Crash(path)
+
+    crashing = interposed(run, die_before_delete)
+    ctx = crashing.context()
+    with pytest.raises(Crash):
+        await crashing("cleanup_failed_pods", params, ctx=ctx)
+    selected = sorted(p["metadata"]["name"] for p in kube.pods() if ctx.idempotency_key in str(p["metadata"]))
+    assert selected == ["failed-0", "failed-1"]
+    recovered = run.context(execution=ctx.execution_id, step=ctx.step)  # after the restart
+    assert await run.check("cleanup_failed_pods", params, recovered) is Effect.NOT_DONE
+    assert (await run("cleanup_failed_pods", params, ctx=recovered))["deleted"] == selected
+    assert sorted(p["metadata"]["name"] for p in kube.pods()) == ["failed-2", "failed-3"]
 
 
 async def test_check_sees_a_stamped_pod_whose_deletion_never_happened(kube: Kube, run: Runner) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from kurative.actions.base import ActionContext, RepeatSafety, Risk
 from kurative.actions.kubernetes._common import (
     Effect,
+    KubeClient,
     check,
     check_name,
     check_namespace,
@@ -22,9 +23,12 @@ from kurative.actions.kubernetes._common import (
     names_output,
     namespace_param,
     object_output,
+    patch,
     read,
     rule,
+    stamp,
     stamp_then_delete,
+    stamped,
     target_params,
 )
 from kurative.actions.registry import implement
@@ -126,8 +130,10 @@ declare_action(
         }
     ),
     risk=Risk.MEDIUM,
-    repeat_safety=RepeatSafety.IDEMPOTENT,
-    rbac=(rule("", "pods", "list delete"),),
+    # Each pod is stamped before any is deleted: a repeat deletes what is left of the same
+    # selection, never `max` more (see cleanup_resumable).
+    repeat_safety=RepeatSafety.STAMPED,
+    rbac=(rule("", "pods", "list patch delete"),),
 )
 
 
@@ -290,21 +296,54 @@ def _finished_at(pod: Mapping[str, Any]) -> datetime.datetime:
         return datetime.datetime.now(datetime.UTC)
 
 
-@implement("kubernetes.cleanup_failed_pods")
-async def cleanup_failed_pods(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    namespace = check_namespace(ctx, params.get("namespace"))
-    client = client_for(ctx)
+async def _failed_pods(
+    ctx: ActionContext, params: Mapping[str, Any], *, mutating: bool = True
+) -> tuple[str, list[Mapping[str, Any]]]:
+    namespace = check_namespace(ctx, params.get("namespace"), mutating=mutating)
     query: dict[str, Any] = {"fieldSelector": "status.phase=Failed"}
     if params.get("label_selector"):
         query["labelSelector"] = params["label_selector"]
-    listed = await client.request("GET", f"/api/v1/namespaces/{namespace}/pods", query=query)
-    older_than = parse_duration(params.get("older_than", "0s"))
-    cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=older_than)
-    candidates = sorted(
-        (p for p in (listed or {}).get("items") or [] if _finished_at(p) <= cutoff), key=_finished_at
-    )[: int(params.get("max", 100))]
-    deleted: list[str] = []
+    listed = await client_for(ctx).request("GET", f"/api/v1/namespaces/{namespace}/pods", query=query)
+    return namespace, list((listed or {}).get("items") or [])
+
+
+async def _select(
+    ctx: ActionContext, client: KubeClient, namespace: str, candidates: list[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """Stamp each candidate (preconditioned on what was listed); the pods stamped."""
+    if ctx.dry_run:
+        return candidates
+    selected = []
     for pod in candidates:
+        meta = pod["metadata"]
+        changes = {
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "annotations": stamp(ctx, pod),
+        }
+        try:
+            selected.append(
+                await patch(ctx, client, _pod_path(namespace, meta["name"]), {"metadata": changes})
+            )
+        except (ObjectNotFound, ObjectConflict):
+            continue  # gone, replaced or changed since it was listed: left out of this step's selection
+    return selected
+
+
+@implement("kubernetes.cleanup_failed_pods")
+async def cleanup_failed_pods(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Select (stamp) up to ``max`` pods, then delete them; a repeat finds its selection by the stamp
+    and deletes what is left of it, so that one step never deletes more than ``max`` pods."""
+    namespace, failed = await _failed_pods(ctx, params)
+    client = client_for(ctx)
+    targets = [p for p in failed if stamped(p, ctx)]
+    if not targets:
+        older_than = parse_duration(params.get("older_than", "0s"))
+        cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=older_than)
+        candidates = sorted((p for p in failed if _finished_at(p) <= cutoff), key=_finished_at)
+        targets = await _select(ctx, client, namespace, candidates[: int(params.get("max", 100))])
+    deleted: list[str] = []
+    for pod in targets:
         meta = pod["metadata"]
         try:
             await delete(ctx, client, _pod_path(namespace, meta["name"]), delete_options(ctx, meta["uid"]))
@@ -312,3 +351,11 @@ async def cleanup_failed_pods(ctx: ActionContext, params: Mapping[str, Any]) -> 
             continue  # already gone, or replaced by a new pod of the same name: not ours to delete
         deleted.append(meta["name"])
     return {"deleted": deleted, "count": len(deleted)}
+
+
+@check("kubernetes.cleanup_failed_pods")
+async def cleanup_resumable(ctx: ActionContext, params: Mapping[str, Any]) -> Effect:
+    """NOT_DONE while pods this step stamped are left (a repeat deletes only those); UNKNOWN when
+    none is: the step selected nothing yet, or deleted its whole selection, and either may be true."""
+    _namespace, failed = await _failed_pods(ctx, params, mutating=False)
+    return Effect.NOT_DONE if any(stamped(p, ctx) for p in failed) else Effect.UNKNOWN
