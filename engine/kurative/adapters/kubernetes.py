@@ -52,6 +52,22 @@ k8s_config: Any = _k8s_config  # untyped module
 MAX_BODY_IN_MESSAGE = 400
 
 
+READ_CHUNK = 64 * 1024
+
+
+def _read_at_most(raw: Any, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a streamed answer (a urllib3 response not yet read), in chunks."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = raw.read(min(READ_CHUNK, limit - len(data)))
+        if not chunk:
+            raw.release_conn()
+            return bytes(data)
+        data += chunk
+    raw.close()  # the rest stays unread: this connection cannot be reused
+    return bytes(data)
+
+
 class ForbiddenError(PermanentActionError):
     """403: the identity kurative runs as lacks an RBAC rule (``kurative rbac`` prints the ones needed)."""
 
@@ -228,6 +244,7 @@ class ClusterClient:
         body: Any,
         content_type: str | None,
         accept: str,
+        limit: int | None = None,
     ) -> Answer:
         headers = {"Accept": accept}
         if body is not None:
@@ -246,7 +263,7 @@ class ClusterClient:
             response = self._api.call_api(
                 m, url, header_params=header_params, body=ser_body, _request_timeout=self._timeout
             )
-            data = response.read()
+            data = response.read() if limit is None else _read_at_most(response.response, limit)
         except urllib3.exceptions.MaxRetryError as exc:
             reason = exc.reason
             # NewConnectionError derives from ConnectTimeoutError in urllib3: test it first.
@@ -309,9 +326,19 @@ class ClusterClient:
             raise ServerError(f"{method} {path}: the API server answered something that is not JSON") from exc
 
     async def read_text(self, path: str, *, query: Mapping[str, Any] | None = None) -> str:
-        """GET a plain-text resource (pod logs)."""
+        """GET a plain-text resource (pod logs). With ``limitBytes`` in the query no more than that
+        is read, even from a server that sends more: a huge log never sits in memory whole."""
+        limit = (query or {}).get("limitBytes")
         status, text, headers = await self._run(
-            lambda: self._call("GET", path=path, query=query, body=None, content_type=None, accept="*/*")
+            lambda: self._call(
+                "GET",
+                path=path,
+                query=query,
+                body=None,
+                content_type=None,
+                accept="*/*",
+                limit=int(limit) if limit is not None else None,
+            )
         )
         if status >= 300:
             raise map_status(status, text, headers, f"GET {path}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
+from unittest.mock import patch
 
 import pytest
 
@@ -94,6 +96,31 @@ async def test_pod_logs_tail_from_the_fake_kubelet(
     out = await fake_run("pod_logs", {"namespace": fake.namespace, "pod": "web", "tail_lines": 3})
     assert out["logs"] == "line 7\nline 8\nline 9\n"
     assert out["lines"] == 3
+
+
+async def test_a_huge_log_is_never_read_whole(fake_kube: FakeCluster, fake_run: Runner, fake: Kube) -> None:
+    """One 40 MiB line, from a server that ignores limitBytes: at most limitBytes of it is read."""
+    fake.pod("chatty")
+    fake_kube.set_log(fake.namespace, "chatty", "app", "x" * (40 * 1024 * 1024) + "\n")
+    client = fake_run.adapter.client(None)
+    path = fake.ns_path("pods", "chatty") + "/log"
+    assert len(await client.read_text(path, query={"container": "app", "limitBytes": 4096})) == 4096
+    spied: list[int] = []
+    read_text = client.read_text
+
+    async def spy(path: str, *, query: Mapping[str, Any] | None = None) -> str:
+        text = await read_text(path, query=query)
+        spied.append(len(text))
+        return text
+
+    with patch.object(client, "read_text", spy):
+        for action in ("pod_logs", "collect_diagnostics"):
+            out = await fake_run(action, {"namespace": fake.namespace, "pod": "chatty"})
+            assert len(out["logs"] if action == "pod_logs" else out["logs"]["app"]) == 64 * 1024
+    assert len(spied) == 2
+    assert max(spied) <= 1024 * 1024
+    # the connection cut short is not reused: the next request is answered as usual
+    assert (await fake_run("pod_logs", {"namespace": fake.namespace, "pod": "chatty"}))["pod"] == "chatty"
 
 
 async def test_collect_diagnostics_gathers_spec_status_and_events(kube: Kube, run: Runner) -> None:

@@ -144,7 +144,9 @@ class KubeClient(Protocol):
         content_type: str | None = None,
     ) -> Any: ...
 
-    async def read_text(self, path: str, *, query: Mapping[str, Any] | None = None) -> str: ...
+    async def read_text(self, path: str, *, query: Mapping[str, Any] | None = None) -> str:
+        """GET a plain-text resource; never more than the query's ``limitBytes`` of it is read."""
+        ...
 
     async def resource_path(self, group: str, versions: tuple[str, ...], resource: str) -> tuple[str, str]:
         """(apiVersion, base path) of the first of ``versions`` that serves ``resource``."""

@@ -37,6 +37,10 @@ from kurative.durations import parse_duration
 from kurative.errors import ActionError, ObjectConflict, ObjectNotFound, PermanentActionError
 
 MAX_LOG_CHARS = 64 * 1024  # a log tail lands in the journal: keep it bounded
+# At most this much of a log is read (limitBytes: the kubelet sends the start of the tail asked for),
+# of which the last MAX_LOG_CHARS are kept. A longer tail loses its most recent part, but a 40 MiB
+# line is never read whole.
+LOG_READ_BYTES = 1024 * 1024
 
 _DELETE_PARAMS = target_params("pod", {"grace_period": grace_param()}, key="pod")
 _POD_OUT = {"pod": string("name of the pod"), "uid": string("uid of the pod acted on")}
@@ -186,7 +190,7 @@ async def _logs(
     previous: bool,
     since: float | None,
 ) -> str:
-    query: dict[str, Any] = {"container": container, "tailLines": tail}
+    query: dict[str, Any] = {"container": container, "tailLines": tail, "limitBytes": LOG_READ_BYTES}
     if previous:
         query["previous"] = True
     if since:
