@@ -50,9 +50,7 @@ k8s_config: Any = _k8s_config  # untyped module
 
 # How much of a remote error body ends up in a message (and so in logs and the journal).
 MAX_BODY_IN_MESSAGE = 400
-
-
-READ_CHUNK = 64 * 1024
+READ_CHUNK = 64 * 1024  # how much of a bounded answer (read_text with limitBytes) is read at a time
 
 
 def _read_at_most(raw: Any, limit: int) -> bytes:
