@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import enum
 import functools
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -389,11 +390,16 @@ def parse_quantity(value: Any, what: str) -> float:
     if match["sign"] == "-" and float(match["number"]) != 0:
         raise PermanentActionError(f"{what} {value!r} is negative: give a quantity of 0 or more")
     exponent = match["exponent"]
+    if float(match["number"]) == 0:
+        return 0.0
     try:
         factor = 10.0 ** int(exponent) if exponent is not None else _FACTORS[match["suffix"]]
-    except OverflowError:
-        raise PermanentActionError(f"{what} {value!r} is too large a quantity") from None
-    return float(match["number"]) * factor
+    except (OverflowError, ValueError):  # ValueError: an exponent of over 4,300 digits
+        factor = math.inf
+    quantity = float(match["number"]) * factor
+    if not math.isfinite(quantity):
+        raise PermanentActionError(f"{what} {str(value)[:40]!r} is too large a quantity")
+    return quantity
 
 
 def now_iso() -> str:
