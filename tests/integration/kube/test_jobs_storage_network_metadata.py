@@ -55,30 +55,6 @@ async def test_suspend_resume_and_trigger_cronjob(kube: Kube, run: Runner) -> No
         await run("suspend_cronjob", {"namespace": kube.namespace, "name": "ghost"})
 
 
-async def test_a_triggered_job_cleaned_up_is_not_started_again(kube: Kube, run: Runner) -> None:
-    """Its TTL or the history limit removes the Job; the CronJob's stamp still says this step ran."""
-    path = await _cronjob(kube, run, "report")
-    base = {"namespace": kube.namespace, "name": "report"}
-    ctx = run.context()
-    job = (await run("trigger_cronjob", base, ctx=ctx))["job"]
-    assert ctx.idempotency_key in kube.get(path)["metadata"]["annotations"]["kurative/step"]
-    job_path = f"/apis/batch/v1/namespaces/{kube.namespace}/jobs/{job}"
-    kube.request("DELETE", job_path)
-    kube.wait_for("Job gone", lambda: not kube.exists(job_path))
-    assert await run.check("trigger_cronjob", base, ctx) is Effect.UNKNOWN
-
-    def die_before_create(method: str, where: str) -> None:
-        if method == "POST" and where.endswith("/jobs"):
-            raise Crash(where)
-
-    crashing = interposed(run, die_before_create)
-    stamped_only = crashing.context()
-    with pytest.raises(Crash):
-        await crashing("trigger_cronjob", base, ctx=stamped_only)
-    assert await run.check("trigger_cronjob", base, stamped_only) is Effect.UNKNOWN  # cannot tell
-    assert await run.check("trigger_cronjob", base, run.context()) is Effect.NOT_DONE
-
-
 async def test_delete_job_preconditioned_and_repeatable(kube: Kube, run: Runner) -> None:
     jobs = f"/apis/batch/v1/namespaces/{kube.namespace}/jobs"
     made = kube.create(

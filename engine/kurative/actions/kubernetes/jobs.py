@@ -17,9 +17,7 @@ from kurative.actions.kubernetes._common import (
     deletion_effect,
     dry_run_query,
     patch,
-    patch_read,
     read,
-    retry_conflicts,
     rule,
     stamp,
     stamp_effect,
@@ -30,7 +28,7 @@ from kurative.actions.kubernetes._common import (
 from kurative.actions.kubernetes._kinds import KINDS, object_path
 from kurative.actions.registry import implement
 from kurative.actions.schema import boolean, enum, obj, string
-from kurative.errors import ObjectConflict, ObjectNotFound, PermanentActionError
+from kurative.errors import ObjectConflict, PermanentActionError
 
 PROPAGATION = ("Background", "Foreground", "Orphan")
 _CRONJOB_PARAMS = target_params("CronJob")
@@ -59,7 +57,7 @@ declare_action(
     output=obj({"job": string("name of the Job created"), "created": boolean("false when it existed")}),
     risk=Risk.MEDIUM,
     repeat_safety=RepeatSafety.STAMPED,
-    rbac=(rule("batch", "cronjobs", "get patch"), rule("batch", "jobs", "get create")),
+    rbac=(rule("batch", "cronjobs", "get"), rule("batch", "jobs", "get create")),
 )
 
 declare_action(
@@ -110,15 +108,10 @@ def manual_job_name(cronjob: str, ctx: ActionContext) -> str:
 
 
 @implement("kubernetes.trigger_cronjob")
-@retry_conflicts
 async def trigger_cronjob(ctx: ActionContext, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Stamp the CronJob, then create the Job: once the Job is gone (its TTL, the history limit),
-    the CronJob's stamp still tells crash recovery that this step may have created it."""
     api_version, name, path = await _cronjob(ctx, params)
     client = client_for(ctx)
     cronjob = await read(client, path)
-    if not stamped(cronjob, ctx):
-        cronjob = await patch_read(ctx, client, path, cronjob, {}, stamping=True)
     template = (cronjob.get("spec") or {}).get("jobTemplate") or {}
     namespace = str(params["namespace"])
     job_name = manual_job_name(name, ctx)
@@ -162,19 +155,9 @@ async def trigger_cronjob(ctx: ActionContext, params: Mapping[str, Any]) -> Mapp
 
 @check("kubernetes.trigger_cronjob")
 async def trigger_done(ctx: ActionContext, params: Mapping[str, Any]) -> Effect:
-    """DONE while this step's Job exists; with the Job gone, UNKNOWN if the CronJob bears this step's
-    stamp (the Job may have run and been cleaned up), NOT_DONE if it does not (never created)."""
     namespace = check_name(params.get("namespace"), "namespace", label=True)
     job = manual_job_name(check_name(params.get("name"), "CronJob name"), ctx)
-    client = client_for(ctx)
-    if await stamp_effect(client, f"/apis/batch/v1/namespaces/{namespace}/jobs/{job}", ctx) is Effect.DONE:
-        return Effect.DONE
-    _v, _name, path = await _cronjob(ctx, params, mutating=False)
-    try:
-        cronjob = await read(client, path)
-    except ObjectNotFound:
-        return Effect.NOT_DONE  # a run again fails on the missing CronJob, creating nothing
-    return Effect.UNKNOWN if stamped(cronjob, ctx) else Effect.NOT_DONE
+    return await stamp_effect(client_for(ctx), f"/apis/batch/v1/namespaces/{namespace}/jobs/{job}", ctx)
 
 
 @implement("kubernetes.delete_job")
