@@ -173,13 +173,15 @@ def _failed_pods(kube: Kube, count: int) -> None:
         kube.patch(kube.ns_path("pods", f"failed-{number}") + "/status", {"status": {"phase": "Failed"}})
 
 
-async def test_cleanup_failed_pods_repeated_never_deletes_more_than_max(kube: Kube, run: Runner) -> None:
-    """A crash between the deletions and the journal's record: recovery must not delete max more."""
+async def test_cleanup_failed_pods_with_nothing_of_its_own_left_runs_again(kube: Kube, run: Runner) -> None:
+    """No stamped pod left: a throttled first list (the common case) or a whole selection deleted
+    before the crash; the repeat selects afresh, failed pods only, up to max (docs/operations.md)."""
     _failed_pods(kube, 4)
     params = {"namespace": kube.namespace, "max": 2}
     ctx = run.context()
+    assert await run.check("cleanup_failed_pods", params, ctx) is Effect.NOT_DONE  # nothing done yet
     assert (await run("cleanup_failed_pods", params, ctx=ctx))["count"] == 2
-    assert await run.check("cleanup_failed_pods", params, ctx) is Effect.UNKNOWN  # parked, not run
+    assert await run.check("cleanup_failed_pods", params, ctx) is Effect.NOT_DONE
     assert len(kube.pods()) == 2
 
 

@@ -359,7 +359,8 @@ async def cleanup_failed_pods(ctx: ActionContext, params: Mapping[str, Any]) -> 
 
 @check("kubernetes.cleanup_failed_pods")
 async def cleanup_resumable(ctx: ActionContext, params: Mapping[str, Any]) -> Effect:
-    """NOT_DONE while pods this step stamped are left (a repeat deletes only those); UNKNOWN when
-    none is: the step selected nothing yet, or deleted its whole selection, and either may be true."""
-    _namespace, failed = await _failed_pods(ctx, params, mutating=False)
-    return Effect.NOT_DONE if any(stamped(p, ctx) for p in failed) else Effect.UNKNOWN
+    """NOT_DONE: while pods this step stamped are left a repeat deletes only those; with none left the
+    step selected nothing yet (a refused or throttled list, the common case) or deleted its whole
+    selection, and a repeat selects afresh (failed pods only, up to ``max`` again: the limit in
+    docs/operations.md)."""
+    return Effect.NOT_DONE
