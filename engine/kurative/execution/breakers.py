@@ -27,6 +27,7 @@ as ``breaker_state_changed`` with the target and the old and new state.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,9 +44,14 @@ log = structlog.get_logger("kurative.execution.breakers")
 
 TARGET_KINDS = ("kubernetes/", "http/", "prometheus/", "journal")
 MAX_BREAKERS = 512
-"""Breakers kept beyond which the least recently used one that is closed without failures is dropped
-(a webhook URL built from alert labels may name a new host with every alert): such a breaker holds
-nothing a new one would not. A breaker that is open, half-open or counting failures is always kept."""
+"""Breakers of webhook and Prometheus hosts kept beyond which the least recently used one that is
+closed, has counted no failure and was not used for :data:`IDLE_BREAKER_SECONDS` is dropped (a
+webhook URL built from alert labels may name a new host with every alert): such a breaker holds
+nothing a new one would not. Breakers of the journal and of Kubernetes clusters (few, and held by
+their adapters for good) and any breaker open, half-open, counting failures or in recent use stay."""
+IDLE_BREAKER_SECONDS = 600.0
+"""Longer than a call through a breaker lasts (a request's timeout), so that none is dropped under a
+call that is still running."""
 _HOST_KINDS = ("http/", "prometheus/")
 """Kinds whose targets are ``<host:port>``."""
 
@@ -168,12 +174,17 @@ class BreakerPolicy:
         settings: BreakerSettings | None = None,
         *,
         changed: Callable[[str, str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``changed(target, new_state)`` hears every transition (the metrics count them)."""
+        """``changed(target, new_state)`` hears every transition (the metrics count them); ``clock``
+        says when a breaker was last handed out."""
         self.settings = settings or BreakerSettings()
-        self._breakers: OrderedDict[str, pybreaker.CircuitBreaker] = OrderedDict()  # least recent first
+        self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
+        self._used: OrderedDict[str, float] = OrderedDict()
+        """Breakers of hosts (http/, prometheus/) by when they were last handed out, least recent first."""
         self._lock = threading.Lock()
         self._listener = _LogTransitions(changed)
+        self._clock = clock
 
     def for_target(self, name: str) -> pybreaker.CircuitBreaker:
         """The one breaker of ``name`` (``kubernetes/<cluster>``, ``http/<host:port>``, …)."""
@@ -183,9 +194,12 @@ class BreakerPolicy:
                 "prometheus/<host:port> or journal"
             )
         with self._lock:
+            host = name.startswith(_HOST_KINDS)
+            if host:
+                self._used[name] = self._clock()
+                self._used.move_to_end(name)
             found = self._breakers.get(name)
             if found is not None:
-                self._breakers.move_to_end(name)
                 return found
             fail_max, reset_timeout = self.settings.thresholds_for(name)
             found = self._breakers[name] = pybreaker.CircuitBreaker(
@@ -196,18 +210,20 @@ class BreakerPolicy:
                 name=name,
                 throw_new_error_on_trip=False,  # the call that trips reports its own error
             )
-            if len(self._breakers) > MAX_BREAKERS:
-                idle = next(
-                    (
-                        target
-                        for target, breaker in self._breakers.items()
-                        if breaker.current_state == pybreaker.STATE_CLOSED and breaker.fail_counter == 0
-                    ),
-                    None,
-                )
-                if idle is not None and idle != name:
-                    del self._breakers[idle]
+            if host and len(self._used) > MAX_BREAKERS:
+                self._drop_one_idle()
             return found
+
+    def _drop_one_idle(self) -> None:
+        idle_before = self._clock() - IDLE_BREAKER_SECONDS
+        for target, used in self._used.items():
+            if used > idle_before:
+                return  # the rest were used later still
+            breaker = self._breakers[target]
+            if breaker.current_state == pybreaker.STATE_CLOSED and breaker.fail_counter == 0:
+                del self._used[target]
+                del self._breakers[target]
+                return
 
     def snapshot(self) -> tuple[BreakerSnapshot, ...]:
         """Every breaker made so far, sorted by target."""

@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 from kurative.adapters.breaking import call_through, seconds_to_half_open
 from kurative.errors import BreakerOpen, ConfigError, PermanentActionError, TemporaryActionError
 from kurative.execution.breakers import (
+    IDLE_BREAKER_SECONDS,
     MAX_BREAKERS,
     BreakerPolicy,
     BreakerSettings,
@@ -43,8 +44,12 @@ def test_one_breaker_per_target() -> None:
 
 
 async def test_idle_breakers_beyond_the_bound_are_dropped_and_busy_ones_kept() -> None:
-    """A webhook URL built from alert labels may name a new host with every alert."""
-    policy = BreakerPolicy(BreakerSettings(fail_max=2))
+    """A webhook URL built from alert labels may name a new host with every alert: host breakers idle
+    for long are dropped beyond the bound; failing, open, recently used and the journal's and clusters'
+    (held by their adapters for good) stay."""
+    now = [0.0]
+    policy = BreakerPolicy(BreakerSettings(fail_max=2), clock=lambda: now[0])
+    journal, cluster = policy.for_target("journal"), policy.for_target("kubernetes/prod")
     failing_host = policy.for_target("http/failing:80")
     with pytest.raises(TemporaryActionError):
         await call_through(failing_host, failing)  # one failure counted: kept
@@ -52,18 +57,23 @@ async def test_idle_breakers_beyond_the_bound_are_dropped_and_busy_ones_kept() -
     for _ in range(2):
         with pytest.raises(TemporaryActionError):
             await call_through(opened, failing)
-    journal = policy.for_target("journal")
-    for n in range(MAX_BREAKERS * 3):
+    for n in range(MAX_BREAKERS * 2):
+        now[0] += IDLE_BREAKER_SECONDS / MAX_BREAKERS  # the first ones go idle as the last come
         policy.for_target(f"http/host-{n}:443")
-        policy.for_target("journal")  # used all along: never the least recently used
-    targets = [snap.target for snap in policy.snapshot()]
-    assert len(targets) == MAX_BREAKERS
-    assert {"http/failing:80", "http/open:80", "journal"} <= set(targets)
-    assert f"http/host-{MAX_BREAKERS * 3 - 1}:443" in targets
+    targets = {snap.target for snap in policy.snapshot()}
+    assert {"journal", "kubernetes/prod", "http/failing:80", "http/open:80"} <= targets
     assert "http/host-0:443" not in targets
-    assert policy.for_target("http/failing:80") is failing_host
-    assert policy.for_target("http/open:80") is opened
+    assert f"http/host-{MAX_BREAKERS * 2 - 1}:443" in targets
+    assert len([t for t in targets if t.startswith("http/host-")]) <= MAX_BREAKERS
     assert policy.for_target("journal") is journal
+    assert policy.for_target("kubernetes/prod") is cluster
+    assert policy.for_target("http/open:80") is opened
+    # a breaker handed out within the idle time is never dropped, however many hosts come
+    now[0] += IDLE_BREAKER_SECONDS * 10
+    in_use = policy.for_target("http/slow:80")
+    for n in range(MAX_BREAKERS * 2):
+        policy.for_target(f"http/burst-{n}:443")
+    assert policy.for_target("http/slow:80") is in_use
 
 
 @pytest.mark.parametrize("name", ["", "http/", "http", "smtp/mail:25", "kubernetes"])
