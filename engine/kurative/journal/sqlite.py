@@ -410,12 +410,12 @@ class SQLiteJournal(JournalBackend):
                     found = conn.execute(
                         "UPDATE executions SET state = 'cancelled', finished_at = ?, updated_at = ?, "
                         "error = ? WHERE state = 'awaiting_approval' "
-                        f"AND id IN ({', '.join('?' * len(waiting))}) "
+                        "AND id IN (SELECT value FROM json_each(?)) "
                         "AND EXISTS (SELECT 1 FROM alerts a JOIN alerts r ON r.fingerprint = a.fingerprint "
                         "WHERE a.id = executions.alert_id AND a.status = 'firing' AND r.status = 'resolved' "
                         "AND (r.starts_at = a.starts_at OR (r.starts_at > a.starts_at "
                         "AND r.rowid > a.rowid))) RETURNING id",
-                        (now, now, RESOLVED_REASON, *waiting),
+                        (now, now, RESOLVED_REASON, json.dumps(waiting)),
                     ).fetchall()
                     cancelled.extend(r[0] for r in found)
             return MatchResult(tuple(outcomes), tuple(sorted(cancelled)))
