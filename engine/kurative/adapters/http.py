@@ -432,25 +432,16 @@ async def _read_body(response: httpx.Response, cap: int) -> tuple[bytes, bool, s
             False,
             f"Content-Encoding {encoding.strip()!r} is {why}; only one gzip or deflate layer is read",
         )
-    inflater = zlib.decompressobj(_INFLATED[layers[0]]) if layers else None
+    inflater = _Inflater(layers[0]) if layers else None
     chunks: list[bytes] = []
     size = read = 0
-    started = False
     async for chunk in response.aiter_raw():
         read += len(chunk)
         if inflater is not None:
             try:
-                data = inflater.decompress(chunk, cap - size + 1)
+                data = inflater.feed(chunk, cap - size + 1)
             except zlib.error:
-                if started or layers[0] != "deflate":
-                    return b"", False, f"its {layers[0]} stream is corrupt"
-                # "deflate" as some servers send it: raw, without the zlib wrapper (as httpx reads it)
-                inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-                try:
-                    data = inflater.decompress(chunk, cap - size + 1)
-                except zlib.error:
-                    return b"", False, "its deflate stream is corrupt"
-            started = True
+                return b"", False, f"its {layers[0]} stream is corrupt"
         else:
             data = chunk
         if size + len(data) > cap:
@@ -460,7 +451,41 @@ async def _read_body(response: httpx.Response, cap: int) -> tuple[bytes, bool, s
         size += len(data)
         if read > cap:  # a compressed stream this long that inflates to little is not read on
             return b"".join(chunks), True, ""
-    return b"".join(chunks), False, ""
+    cut_short = inflater is not None and read > 0 and not inflater.complete
+    return b"".join(chunks), cut_short, ""
+
+
+class _Inflater:
+    """One gzip or deflate layer, inflated a chunk at a time within a bound: gzip members one after
+    another (RFC 1952 allows several), deflate with or without its zlib wrapper (told by its first
+    two bytes, as httpx tells it), however the chunks fall."""
+
+    def __init__(self, encoding: str) -> None:
+        self._gzip = encoding != "deflate"
+        self._head = b""
+        self._stream: Any = zlib.decompressobj(_INFLATED[encoding]) if self._gzip else None
+
+    def feed(self, chunk: bytes, room: int) -> bytes:
+        """What ``chunk`` inflates to, at most ``room`` bytes; raises ``zlib.error`` when corrupt."""
+        if self._stream is None:
+            self._head += chunk
+            if len(self._head) < 2:
+                return b""
+            cmf, flg = self._head[0], self._head[1]
+            wrapped = cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0
+            self._stream = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+            chunk, self._head = self._head, b""
+        out = self._stream.decompress(chunk, room)
+        while self._gzip and self._stream.eof and self._stream.unused_data and len(out) < room:
+            rest = self._stream.unused_data
+            self._stream = zlib.decompressobj(_INFLATED["gzip"])
+            out += self._stream.decompress(rest, room - len(out))
+        return bytes(out)
+
+    @property
+    def complete(self) -> bool:
+        """The stream (its last gzip member) ended: a body cut short is not."""
+        return self._stream is not None and bool(self._stream.eof)
 
 
 def host_port(name: str) -> str | None:

@@ -235,6 +235,64 @@ async def test_stacked_encodings_are_not_inflated(sink: HttpSink) -> None:
     assert sink.requests[0].header("Accept-Encoding") == "identity"
 
 
+BODY = b'{"ok": true, "message": "' + b"x" * 2000 + b'"}'
+
+
+async def test_gzip_members_are_read_one_after_another_and_a_stream_cut_short_is_truncated(
+    sink: HttpSink,
+) -> None:
+    import gzip
+
+    http = HttpAdapter()
+    try:
+        sink.answer(
+            200, gzip.compress(BODY[:1000]) + gzip.compress(BODY[1000:]), headers={"Content-Encoding": "gzip"}
+        )
+        whole = await http.request("GET", sink.url)
+        assert (whole.content, whole.truncated, whole.undecoded) == (BODY, False, "")
+        packed = gzip.compress(BODY)
+        sink.clear()
+        sink.answer(200, packed[: len(packed) // 2], headers={"Content-Encoding": "gzip"})
+        cut = await http.request("GET", sink.url)
+        assert cut.truncated
+        assert BODY.startswith(cut.content)
+    finally:
+        await http.aclose()
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["zlib", "raw"])
+async def test_deflate_is_told_from_its_first_bytes_however_the_chunks_fall(wrapped: bool) -> None:
+    import zlib
+
+    packer = zlib.compressobj(wbits=zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+    packed = packer.compress(BODY) + packer.flush()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        for chunk in (packed[:1], packed[1:]):  # the first byte alone, in a read of its own
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    http = HttpAdapter()
+    try:
+        port = server.sockets[0].getsockname()[1]
+        got = await http.request("GET", f"http://127.0.0.1:{port}/", timeout=5)
+        assert (got.content, got.truncated, got.undecoded) == (BODY, False, "")
+    finally:
+        await http.aclose()
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 async def test_one_compressed_layer_is_inflated_up_to_the_limit(sink: HttpSink, encoding: str) -> None:
     import gzip
