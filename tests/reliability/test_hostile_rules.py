@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.reliability.hostile_process import TOKEN, Process, serve
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -46,16 +47,6 @@ def playbooks(daemon: Process) -> dict[str, Any]:
     assert answer.status_code == 200, answer.text
     result: dict[str, Any] = answer.json()
     return result
-
-
-def wait_for(probe: Callable[[], Any], what: str, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"not reached in {within:g}s: {what}")
 
 
 def errors_for(daemon: Process, name: str) -> list[dict[str, Any]]:

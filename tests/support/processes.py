@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def log_tail(path: Path, chars: int) -> str:
@@ -17,6 +18,17 @@ def log_tail(path: Path, chars: int) -> str:
         return path.read_text(errors="replace")[-chars:]
     except OSError:
         return ""
+
+
+def wait_for(probe: Callable[[], Any], what: str, within: float = 30.0) -> Any:
+    """Poll ``probe`` until it gives something true, and return that; raise naming ``what`` if never."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"not reached in {within:g}s: {what}")
 
 
 def wait_ready(

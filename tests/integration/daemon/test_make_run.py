@@ -11,13 +11,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.support.postgres import free_port
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -29,16 +29,6 @@ def printed(out: Path, prefix: str) -> str:
         if line.startswith(prefix):
             return line[len(prefix) :].strip()
     raise AssertionError(f"make run printed no {prefix!r} line:\n{out.read_text()}")
-
-
-def wait_until(probe, what: str, within: float = 60.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not reached in {within:.0f} s")
 
 
 def ready(url: str) -> bool:
@@ -67,12 +57,13 @@ def test_make_run_turns_the_example_alert_into_an_execution(tmp_path: Path) -> N
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        url = wait_until(
+        url = wait_for(
             lambda: "kurative serve on " in out.read_text() and printed(out, "kurative serve on "),
             "the URL printed",
+            within=60.0,
         ).split()[0]
         assert url == f"http://127.0.0.1:{port}"
-        wait_until(lambda: ready(url), "ready")
+        wait_for(lambda: ready(url), "ready", within=60.0)
 
         send = printed(out, "Send it an alert:")
         assert "examples/alerts/crashlooping.json" in send
@@ -96,7 +87,7 @@ def test_make_run_turns_the_example_alert_into_an_execution(tmp_path: Path) -> N
             items: list[dict[str, object]] = json.loads(shown.stdout)
             return [e for e in items if e["state"] == "failed"]
 
-        (execution,) = wait_until(listed, "the execution finished")
+        (execution,) = wait_for(listed, "the execution finished", within=60.0)
         assert execution["playbook_name"] == "restart-crashlooping-workload"
         assert execution["dry_run"] is True
         assert "no Kubernetes config" in str(execution["error"])

@@ -9,6 +9,7 @@ import pytest
 from kurative.adapters.breaking import seconds_to_half_open
 from kurative.adapters.http import (
     HttpAdapter,
+    HttpAnswer,
     HttpClientError,
     HttpRequestInvalid,
     HttpServerError,
@@ -211,13 +212,10 @@ async def test_a_compressed_answer_is_decoded(http: HttpAdapter, sink: HttpSink)
     assert (await http.request("GET", sink.url)).json() == {"status": "success"}
 
 
-async def test_stacked_encodings_are_not_inflated(sink: HttpSink) -> None:
-    import gzip
+async def _measured_get(sink: HttpSink, cap: int) -> tuple[HttpAnswer, int]:
+    """One GET with ``max_response_bytes=cap``: the answer, and the peak of memory taken meanwhile."""
     import tracemalloc
 
-    cap = 1024 * 1024
-    bomb = gzip.compress(gzip.compress(b"\0" * (100 * cap), compresslevel=9), compresslevel=9)
-    sink.answer(200, bomb, headers={"Content-Type": "text/plain", "Content-Encoding": "gzip, gzip"})
     adapter = HttpAdapter(HttpSettings(max_response_bytes=cap))
     try:
         tracemalloc.start()
@@ -226,6 +224,16 @@ async def test_stacked_encodings_are_not_inflated(sink: HttpSink) -> None:
     finally:
         tracemalloc.stop()
         await adapter.aclose()
+    return answer, peak
+
+
+async def test_stacked_encodings_are_not_inflated(sink: HttpSink) -> None:
+    import gzip
+
+    cap = 1024 * 1024
+    bomb = gzip.compress(gzip.compress(b"\0" * (100 * cap), compresslevel=9), compresslevel=9)
+    sink.answer(200, bomb, headers={"Content-Type": "text/plain", "Content-Encoding": "gzip, gzip"})
+    answer, peak = await _measured_get(sink, cap)
     assert peak < 10 * cap
     assert (answer.status, answer.content, answer.truncated) == (200, b"", False)
     assert answer.text == (
@@ -296,7 +304,6 @@ async def test_deflate_is_told_from_its_first_bytes_however_the_chunks_fall(wrap
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 async def test_one_compressed_layer_is_inflated_up_to_the_limit(sink: HttpSink, encoding: str) -> None:
     import gzip
-    import tracemalloc
     import zlib
 
     cap = 1024 * 1024
@@ -306,14 +313,7 @@ async def test_one_compressed_layer_is_inflated_up_to_the_limit(sink: HttpSink, 
         gzip.compress(plain) if encoding == "gzip" else zlib.compress(plain),
         headers={"Content-Encoding": encoding},
     )
-    adapter = HttpAdapter(HttpSettings(max_response_bytes=cap))
-    try:
-        tracemalloc.start()
-        answer = await adapter.request("GET", sink.url)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-        await adapter.aclose()
+    answer, peak = await _measured_get(sink, cap)
     assert peak < 10 * cap
     assert (len(answer.content), answer.truncated) == (cap, True)
 
